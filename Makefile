@@ -1,0 +1,48 @@
+# pdf-chapter-jobs: `make run` starts everything, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test token job indexes-sync indexes-check lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Start the API and a worker (plus embedded MongoDB/Redis unless MONGODB_URL/REDIS_URL are set).
+run: $(STAMP)
+	$(PY) -m devstack run
+
+## Run the whole test suite against real mongod and redis-server processes.
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Print a development ID token: make token USER_ID=alice
+token: $(STAMP)
+	@$(PY) -m devstack token $(or $(USER_ID),dev-user)
+
+## Insert a pending job for USER_ID and print its id: make job USER_ID=alice
+job: $(STAMP)
+	@$(PY) -m devstack job $(or $(USER_ID),dev-user)
+
+indexes-sync: $(STAMP)
+	$(PY) -m indexes sync
+
+indexes-check: $(STAMP)
+	$(PY) -m indexes check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) bench/polling.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

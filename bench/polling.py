@@ -1,0 +1,174 @@
+"""Polling throughput: GET /api/v1/books/jobs/{id} under granian vs raw find_one.
+
+Seeds 10,000 jobs in an embedded mongod, serves the API with granian (one process), loads it
+with wrk (32 connections, 10 s, a valid token per request), then measures raw
+``AsyncMongoClient.find_one`` with 32 concurrent tasks for 10 s in the same run. Prints req/s,
+p50/p99 latency and the ratio API/raw. Needs `wrk` (apt-get install wrk). Never pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pymongo import AsyncMongoClient
+
+from devstack.embedded import free_port, remove_tree, start_mongod, start_redis, stop
+from devstack.token import emulator_token
+from service.models import utcnow
+
+PROJECT = "demo-bench"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def seed(url: str, db: str, jobs: int, users: int) -> list[tuple[str, str]]:
+    client: AsyncMongoClient[dict] = AsyncMongoClient(url, tz_aware=True)
+    now = utcnow()
+    docs, pairs = [], []
+    for i in range(jobs):
+        user = f"user-{i % users}"
+        job_id = f"{random.getrandbits(128):032x}"
+        job_id = f"{job_id[:8]}-{job_id[8:12]}-4{job_id[13:16]}-a{job_id[17:20]}-{job_id[20:32]}"
+        docs.append({
+            "job_id": job_id, "user_id": user, "book_id": "b", "file_id": "f",
+            "status": "processing", "progress": 45, "message": "Processed 120/283 pages...",
+            "created_at": now, "updated_at": now, "version": 7,
+        })  # fmt: skip
+        pairs.append((job_id, user))
+    await client[db]["pdf_chapter_jobs"].insert_many(docs)
+    await client.close()
+    return pairs
+
+
+async def raw_find_one(url: str, db: str, ids: list[str], concurrency: int, seconds: float):
+    client: AsyncMongoClient[dict] = AsyncMongoClient(url, tz_aware=True, maxPoolSize=concurrency)
+    collection = client[db]["pdf_chapter_jobs"]
+    await collection.find_one({})
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def loop() -> None:
+        while (start := time.perf_counter()) < deadline:
+            await collection.find_one({"job_id": random.choice(ids)}, {"_id": 0})
+            latencies.append(time.perf_counter() - start)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    await client.close()
+    latencies.sort()
+    return (
+        len(latencies) / elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[int(len(latencies) * 0.99)] * 1000,
+    )
+
+
+LUA = """
+local items = {%s}
+math.randomseed(42)
+request = function()
+  local item = items[math.random(#items)]
+  return wrk.format("GET", "/api/v1/books/jobs/" .. item[1], {["Authorization"] = "Bearer " .. item[2]})
+end
+done = function(summary, latency, requests)
+  io.write(string.format("LATENCY p50_us=%%d p99_us=%%d\\n", latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def wait_http(port: int, timeout: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("API did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    tmp = Path(tempfile.mkdtemp(prefix="pcj-bench-"))
+    mongod = start_mongod(tmp / "db", free_port())
+    redis = start_redis(tmp / "redis", free_port(), persistent=False)
+    api = None
+    try:
+        db = "pcj_bench"
+        env = {
+            **os.environ,
+            "MONGODB_URL": mongod.url, "MONGODB_DB": db, "REDIS_URL": redis.url,
+            "FIREBASE_PROJECT_ID": PROJECT, "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+            "PORT": str(free_port()),
+        }  # fmt: skip
+        subprocess.run([sys.executable, "-m", "indexes", "sync"], env=env, check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        pairs = asyncio.run(seed(mongod.url, db, args.jobs, args.users))
+        tokens = {user: emulator_token(user, PROJECT) for user in {u for _, u in pairs}}
+        port = int(env["PORT"])
+        api = subprocess.Popen(
+            [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-ws", "--loop", "uvloop",
+             "service.app:app_factory"],
+            env=env, cwd=ROOT,
+        )  # fmt: skip
+        wait_http(port)
+        sample = random.sample(pairs, min(2000, len(pairs)))
+        lua = tmp / "poll.lua"
+        lua.write_text(LUA % ",".join(f'{{"{j}","{tokens[u]}"}}' for j, u in sample))
+        # Warm-up: verify each token once, fill the connection pool.
+        subprocess.run(["wrk", "-t1", f"-c{args.connections}", "-d2s", "-s", str(lua),
+                        f"http://127.0.0.1:{port}"], capture_output=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "-s", str(lua),
+             f"http://127.0.0.1:{port}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        api_rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        lat = re.search(r"LATENCY p50_us=(\d+) p99_us=(\d+)", out)
+        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        stop(api)
+        api = None
+        raw_rps, raw_p50, raw_p99 = asyncio.run(
+            raw_find_one(mongod.url, db, [j for j, _ in pairs], args.connections, args.seconds)
+        )
+        print(
+            f"jobs seeded: {args.jobs}, connections/tasks: {args.connections}, {args.seconds}s each"
+        )
+        print(f"API  GET /api/v1/books/jobs/{{id}} (granian, 1 process, wrk): {api_rps:,.0f} req/s, "
+              f"p50 {int(lat.group(1)) / 1000:.2f} ms, p99 {int(lat.group(2)) / 1000:.2f} ms, "  # type: ignore[union-attr]
+              f"non-2xx {bad.group(1) if bad else 0}")  # fmt: skip
+        print(f"raw  AsyncMongoClient.find_one:                             {raw_rps:,.0f} ops/s, "
+              f"p50 {raw_p50:.2f} ms, p99 {raw_p99:.2f} ms")  # fmt: skip
+        print(f"ratio API/raw: {api_rps / raw_rps:.2f} (target >= 0.5)")
+        return 0
+    finally:
+        if api is not None:
+            stop(api)
+        redis.stop()
+        mongod.stop()
+        remove_tree(tmp)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""``python -m indexes sync|check``: apply or verify the index specification."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from indexes.spec import specification
+from indexes.sync import compare, sync
+from service.db import create_client
+from service.settings import Settings
+
+
+async def _main(command: str, settings: Settings) -> int:
+    client = create_client(settings)
+    try:
+        db = client[settings.mongodb_db]
+        spec = specification(settings)
+        if command == "sync":
+            for action in await sync(db, spec):
+                print(action)
+            # Nothing unspecified is dropped, so what is left to report is informational.
+            for difference in await compare(db, spec):
+                print(f"note: {difference}")
+            print(f"indexes in sync on {settings.mongodb_db}")
+            return 0
+        differences = await compare(db, spec)
+        failures = [d for d in differences if d.problem != "unexpected"]
+        for difference in differences:
+            print(("FAIL " if difference in failures else "note ") + str(difference))
+        if failures:
+            print(f"{len(failures)} index(es) missing or different: run `python -m indexes sync`")
+            return 1
+        print(f"indexes OK on {settings.mongodb_db}")
+        return 0
+    finally:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m indexes", description=__doc__)
+    parser.add_argument("command", choices=["sync", "check"])
+    args = parser.parse_args(argv)
+    return asyncio.run(_main(args.command, Settings()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Which indexes each collection must have, for given settings."""
+
+from __future__ import annotations
+
+import pymongo
+from beanie import Document
+from pymongo import IndexModel
+
+from service.models import DOCUMENT_MODELS, PdfChapterJob
+from service.settings import Settings
+
+Specification = dict[str, list[IndexModel]]
+
+
+def job_ttl_index(settings: Settings) -> IndexModel:
+    """Jobs expire ``JOB_TTL_DAYS`` after creation (seed 002: 604800 s by default)."""
+    return IndexModel(
+        [("created_at", pymongo.ASCENDING)],
+        name="created_at_ttl",
+        expireAfterSeconds=settings.job_ttl_seconds,
+    )
+
+
+def collection_name(model: type[Document]) -> str:
+    """The collection a document class is stored in (readable before ``init_beanie``)."""
+    name: str = model.Settings.name
+    return name
+
+
+def specification(settings: Settings) -> Specification:
+    """Every collection's indexes: those declared on the documents, plus the settings-driven TTL."""
+    spec: Specification = {
+        collection_name(model): list(getattr(model.Settings, "indexes", []))
+        for model in DOCUMENT_MODELS
+    }
+    spec[collection_name(PdfChapterJob)].append(job_ttl_index(settings))
+    return spec

@@ -1,0 +1,100 @@
+"""The Litestar application: ``create_app(settings)``; ``app_factory`` for granian."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from service import __doc__ as service_doc
+from service.auth import TokenVerifier
+from service.db import connect
+from service.dependencies import provide_principal, provide_services
+from service.errors import exception_handlers
+from service.queue import create_queue
+from service.request_id import request_id_middleware
+from service.routes.jobs import BookJobController
+from service.routes.ops import health, ready
+from service.settings import Settings
+from service.state import Services
+
+log = logging.getLogger("service.app")
+
+EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "Location"]
+ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Request-ID",
+]
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the API for these settings. Clients are created in the lifespan, in its loop."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        mongo = await connect(settings)
+        verifier = TokenVerifier(settings)
+        queue = create_queue(settings)
+        app.state.services = Services(
+            settings=settings, mongo=mongo, verifier=verifier, queue=queue
+        )
+        if verifier.emulated:
+            log.warning("Firebase emulator mode: unsigned tokens accepted (development only)")
+        try:
+            yield
+        finally:
+            await queue.aclose(close_connection_pool=True)
+            await mongo.close()
+            verifier.close()
+
+    return Litestar(
+        route_handlers=[BookJobController, health, ready],
+        lifespan=[lifespan],
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+        },
+        middleware=[request_id_middleware],
+        exception_handlers=exception_handlers(),
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=ALLOWED_HEADERS,
+            expose_headers=EXPOSED_HEADERS,
+            allow_credentials=True,
+            max_age=600,
+        ),
+        openapi_config=OpenAPIConfig(
+            title="pdf-chapter-jobs",
+            version="0.1.0",
+            description=service_doc,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        bearer_format="JWT",
+                        description="A Firebase ID token",
+                    )
+                }
+            ),
+        ),
+        debug=False,
+    )
+
+
+def app_factory() -> Litestar:
+    """Entry point for granian (``--factory``): settings from the environment."""
+    return create_app(Settings())

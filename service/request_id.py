@@ -1,0 +1,59 @@
+"""Request ids: taken from ``X-Request-ID`` (set by nginx) or made here, echoed on the response.
+
+The id is kept in the ASGI scope for handlers and in a context variable for log lines.
+"""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from typing import Any
+from uuid import uuid4
+
+from litestar import Request
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = b"x-request-id"
+_VALID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def request_id_of(request: Request[Any, Any, Any]) -> str:
+    """The id of this request ("-" outside the middleware)."""
+    state: dict[str, Any] = request.scope.get("state", {})
+    return str(state.get("request_id", "-"))
+
+
+def _incoming(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == HEADER and _VALID.match(value):
+            return value.decode()
+    return uuid4().hex
+
+
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """ASGI middleware: one id per HTTP request, in scope, context and response headers."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        request_id = _incoming(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = current_request_id.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((HEADER, request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            current_request_id.reset(token)
+
+    return middleware

@@ -1,0 +1,1 @@
+"""HTTP routes: one controller per resource, plus the ops endpoints."""

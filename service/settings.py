@@ -1,0 +1,87 @@
+"""Settings: one class, read from the environment and validated once at startup.
+
+Everything is passed in (``create_app(settings)``, ``ctx["settings"]``); nothing reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Where `make run` starts its embedded servers, so the defaults reach them with no configuration.
+EMBEDDED_MONGO_PORT = 27018
+EMBEDDED_REDIS_PORT = 6380
+
+
+class AppEnv(StrEnum):
+    """Where the service runs; production forbids every development shortcut."""
+
+    development = "development"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """The service's configuration. Every field is documented in the README's table."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    mongodb_url: str = f"mongodb://127.0.0.1:{EMBEDDED_MONGO_PORT}/?directConnection=true"
+    mongodb_db: str = "pdf_chapter_jobs"
+    redis_url: str = f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+    firebase_project_id: str = "demo-pdf-chapter-jobs"
+    firebase_auth_emulator_host: str | None = None
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:3000"]
+    )
+    app_env: AppEnv = AppEnv.development
+    job_ttl_days: int = Field(default=7, ge=1, le=3650)
+    port: int = Field(default=8000, ge=1, le=65535)
+    # How long a request waits for MongoDB before answering 503 (not in the seed; an ops knob).
+    mongodb_timeout_ms: int = Field(default=2000, ge=100, le=30000)
+    # How long a starting process waits for MongoDB before giving up.
+    mongodb_startup_wait_s: float = Field(default=30.0, ge=0, le=600)
+    # Seconds a polling client is told to wait between polls of a job that is not finished.
+    poll_retry_after_s: int = Field(default=2, ge=1, le=60)
+    # Verified Firebase claims kept in memory, per token, until the token's exp.
+    auth_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("firebase_auth_emulator_host", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.app_env is AppEnv.production:
+            if self.firebase_auth_emulator_host:
+                raise ValueError(
+                    "FIREBASE_AUTH_EMULATOR_HOST is set while APP_ENV=production: emulator mode "
+                    "accepts unsigned tokens, so the service refuses to start. Unset it."
+                )
+            if not self.firebase_project_id or self.firebase_project_id.startswith("demo-"):
+                raise ValueError(
+                    "FIREBASE_PROJECT_ID must name your real Firebase project "
+                    "when APP_ENV=production"
+                )
+            if "*" in self.cors_origins:
+                raise ValueError("CORS_ORIGINS may not contain '*' when APP_ENV=production")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env is AppEnv.production
+
+    @property
+    def job_ttl_seconds(self) -> int:
+        return self.job_ttl_days * 86_400

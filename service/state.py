@@ -1,0 +1,21 @@
+"""What the app holds for its lifetime: clients created in the lifespan, read by handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+
+from service.auth import TokenVerifier
+from service.db import Mongo
+from service.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    """Shared clients of one API process, stored as ``app.state.services``."""
+
+    settings: Settings
+    mongo: Mongo
+    verifier: TokenVerifier
+    queue: ArqRedis

@@ -1,0 +1,167 @@
+"""Session fixtures: a real mongod (replica set) and redis-server from wheels, on free ports.
+
+HTTP goes through ``httpx.ASGITransport`` with the app's lifespan run in the test event loop
+(one loop for the session; PyMongo's async client is bound to its loop). Every test starts with
+empty collections.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import firebase_admin._token_gen
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from beanie import init_beanie
+from litestar import Litestar
+
+from devstack.embedded import Server, free_port, remove_tree, start_mongod, start_redis
+from service.app import create_app
+from service.models import DOCUMENT_MODELS, PdfChapterJob, utcnow
+from service.settings import Settings
+from tests.firebase_certs import CertServer
+
+PROJECT_ID = "pcj-test-project"
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.pop("FIREBASE_AUTH_EMULATOR_HOST", None)
+
+
+@pytest.fixture(scope="session")
+def mongod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    dbpath = tmp_path_factory.mktemp("mongod")
+    server = start_mongod(dbpath, free_port(), ttl_monitor_sleep_s=1)
+    yield server
+    server.stop()
+    remove_tree(dbpath)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    directory = tmp_path_factory.mktemp("redis")
+    server = start_redis(directory, free_port(), persistent=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def cert_server() -> Iterator[CertServer]:
+    """Google's certificate endpoint, redirected to 127.0.0.1 for the whole session."""
+    server = CertServer(PROJECT_ID)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(firebase_admin._token_gen, "ID_TOKEN_CERT_URI", server.url)
+        yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def settings(mongod: Server, redis_server: Server, cert_server: CertServer) -> Settings:
+    return Settings(
+        mongodb_url=mongod.url,
+        mongodb_db="pcj_test",
+        redis_url=redis_server.url,
+        firebase_project_id=PROJECT_ID,
+        firebase_auth_emulator_host=None,
+        app_env="development",
+        cors_origins=["https://wordai.pro"],
+        mongodb_timeout_ms=1500,
+        mongodb_startup_wait_s=5,
+    )
+
+
+@asynccontextmanager
+async def serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for ``app`` with its lifespan running in this event loop."""
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
+        # Not manager.app: it hands every request the same scope["state"] dict, where servers
+        # give each request its own copy (Litestar keeps per-request data there).
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+@pytest.fixture
+def other_app(app: Litestar) -> Callable[[Settings], Any]:
+    """Serve a second app with other settings; afterwards Beanie is bound to the session's DB again.
+
+    (Beanie binds document classes process-wide, to the database of the last ``init_beanie``.)
+    """
+
+    @asynccontextmanager
+    async def run(other_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+        try:
+            async with serve(create_app(other_settings)) as other_client:
+                yield other_client
+        finally:
+            await init_beanie(
+                database=app.state.services.mongo.db,
+                document_models=DOCUMENT_MODELS,
+                skip_indexes=True,
+            )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Litestar]:
+    application = create_app(settings)
+    async with serve(application) as client:
+        application.state.test_client = client
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def client(app: Litestar) -> httpx.AsyncClient:
+    test_client: httpx.AsyncClient = app.state.test_client
+    return test_client
+
+
+@pytest.fixture(autouse=True)
+async def _clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    yield
+    if "app" in request.fixturenames:
+        db = PdfChapterJob.get_pymongo_collection().database
+        for name in await db.list_collection_names():
+            await db[name].delete_many({})
+
+
+@pytest.fixture
+def auth_headers(cert_server: CertServer) -> Callable[..., dict[str, str]]:
+    """``auth_headers("alice")``: a valid RS256 Firebase ID token for that user."""
+
+    def make(user_id: str, **claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {cert_server.token(user_id, **claims)}"}
+
+    return make
+
+
+@pytest.fixture
+def job_factory(app: Litestar) -> Callable[..., Any]:
+    """Insert a job document in any state, as the worker would have left it."""
+
+    async def make(user_id: str = "alice", **fields: Any) -> PdfChapterJob:
+        now = utcnow()
+        fields.setdefault("created_at", now)
+        fields.setdefault("updated_at", fields["created_at"])
+        job = PdfChapterJob(
+            user_id=user_id,
+            book_id=fields.pop("book_id", "book_19127824bb26"),
+            file_id=fields.pop("file_id", "file_122e249f76bf"),
+            **fields,
+        )
+        await job.insert()
+        return job
+
+    return make
+
+
+def iso(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
