@@ -1,0 +1,1 @@
+"""The arq worker: job functions, the PDF extraction, and the one module that writes job state."""
