@@ -77,6 +77,10 @@ class PdfChapterJob(Document):
 
     # Incremented by every write; the polling endpoint's ETag.
     version: int = 1
+    # Set by the worker while it holds the job; a stale heartbeat means the worker is gone.
+    heartbeat_at: datetime | None = None
+    # How many times a worker has claimed the job.
+    attempts: int = 0
 
     class Settings:
         name = "pdf_chapter_jobs"

@@ -1,0 +1,142 @@
+"""worker/progress.py: every job-state write is atomic and guarded, on a real mongod."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service.models import JobStatus, PdfChapterJob
+from worker.progress import ProgressWriter, advance, claim, complete, fail
+
+
+@pytest.fixture
+def jobs(app):
+    return PdfChapterJob.get_pymongo_collection()
+
+
+async def _load(jobs, job_id):
+    return await jobs.find_one({"job_id": job_id})
+
+
+async def test_claim_moves_pending_to_processing_once(jobs, job_factory):
+    job = await job_factory()
+
+    first = await claim(jobs, job.job_id, "Downloading PDF: a.pdf")
+    second = await claim(jobs, job.job_id, "Downloading PDF: a.pdf")
+
+    assert first["status"] == "processing"
+    assert first["attempts"] == 1
+    assert first["version"] == 2
+    assert first["started_at"] is not None
+    assert second is None
+
+
+async def test_concurrent_claims_have_exactly_one_winner(jobs, job_factory):
+    job = await job_factory()
+
+    results = await asyncio.gather(*(claim(jobs, job.job_id, "m") for _ in range(20)))
+
+    assert sum(result is not None for result in results) == 1
+    assert (await _load(jobs, job.job_id))["attempts"] == 1
+
+
+async def test_advance_never_moves_progress_backwards(jobs, job_factory):
+    job = await job_factory(status=JobStatus.processing, progress=50)
+
+    still_ours = await advance(jobs, job.job_id, 40, "Processed 1/10 pages...")
+
+    doc = await _load(jobs, job.job_id)
+    assert still_ours is True
+    assert doc["progress"] == 50
+    assert doc["version"] == 1
+
+
+async def test_advance_on_a_cancelled_job_writes_nothing_and_says_stop(jobs, job_factory):
+    job = await job_factory(status=JobStatus.cancelled, progress=30)
+
+    still_ours = await advance(jobs, job.job_id, 40, "Processed 4/10 pages...")
+
+    doc = await _load(jobs, job.job_id)
+    assert still_ours is False
+    assert (doc["status"], doc["progress"], doc["version"]) == ("cancelled", 30, 1)
+
+
+async def test_complete_sets_result_and_completed_at(jobs, job_factory):
+    job = await job_factory(status=JobStatus.processing, progress=70)
+
+    done = await complete(
+        jobs,
+        job.job_id,
+        {"chapter_id": "c1", "total_pages": 3},
+        "Chapter created successfully with 3 pages",
+    )
+
+    doc = await _load(jobs, job.job_id)
+    assert done is True
+    assert doc["status"] == "completed"
+    assert doc["progress"] == 100
+    assert doc["result"] == {"chapter_id": "c1", "total_pages": 3}
+    assert doc["completed_at"] == doc["updated_at"]
+    assert doc["version"] == 2
+
+
+async def test_complete_does_not_resurrect_a_failed_job(jobs, job_factory):
+    job = await job_factory(status=JobStatus.failed, progress=35, error="worker lost")
+
+    done = await complete(jobs, job.job_id, {"chapter_id": "c1", "total_pages": 3}, "m")
+
+    doc = await _load(jobs, job.job_id)
+    assert done is False
+    assert doc["status"] == "failed"
+    assert "result" not in doc or doc["result"] is None
+
+
+async def test_fail_keeps_progress_and_records_the_reason(jobs, job_factory):
+    job = await job_factory(status=JobStatus.processing, progress=35)
+
+    failed = await fail(jobs, job.job_id, "Out of memory")
+
+    doc = await _load(jobs, job.job_id)
+    assert failed is True
+    assert doc["status"] == "failed"
+    assert doc["progress"] == 35
+    assert doc["message"] == "PDF processing failed: Out of memory"
+    assert doc["error"] == "Out of memory"
+    assert doc["failed_at"] == doc["updated_at"]
+
+
+async def test_fail_leaves_a_completed_job_alone(jobs, job_factory):
+    job = await job_factory(status=JobStatus.completed, progress=100)
+
+    failed = await fail(jobs, job.job_id, "late error")
+
+    assert failed is False
+    assert (await _load(jobs, job.job_id))["status"] == "completed"
+
+
+async def test_progress_writer_throttles_and_always_writes_the_last(jobs, job_factory):
+    job = await job_factory(status=JobStatus.processing, progress=30)
+    now = [0.0]
+    writer = ProgressWriter(jobs, job.job_id, interval_s=0.25, clock=lambda: now[0])
+
+    for page in range(1, 101):  # 100 pages within 0.099 s of clock time
+        now[0] = page / 1000
+        await writer.report(30 + page * 40 // 100, f"Processed {page}/100 pages...")
+    await writer.flush()
+
+    doc = await _load(jobs, job.job_id)
+    assert writer.writes == 2  # the first report, then the final flush
+    assert doc["progress"] == 70
+    assert doc["message"] == "Processed 100/100 pages..."
+    assert doc["version"] == 3
+
+
+async def test_progress_writer_reports_a_cancellation(jobs, job_factory):
+    job = await job_factory(status=JobStatus.processing, progress=30)
+    writer = ProgressWriter(jobs, job.job_id)
+    await jobs.update_one({"job_id": job.job_id}, {"$set": {"status": "cancelled"}})
+
+    alive = await writer.report(40, "Processed 3/10 pages...", force=True)
+
+    assert alive is False
