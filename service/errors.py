@@ -4,6 +4,12 @@
     ├── NotAuthenticated            (401) "Could not validate credentials" + WWW-Authenticate
     ├── AccessDenied                (403) "Access denied to this job"
     ├── JobNotFound                 (404) "Job <job_id> not found"
+    ├── NotFound                    (404) a file, chapter or chunk that is not the caller's
+    ├── BadRequest                  (400) a malformed request (e.g. an empty upload)
+    ├── UnsupportedMediaType        (415) an upload that is not a PDF
+    ├── PayloadTooLarge             (413) an upload over MAX_UPLOAD_MB
+    ├── Conflict                    (409) a transition the job's state forbids
+    ├── InvalidRequest              (422) a body that fails validation; lists each bad field
     └── DependencyUnavailable       (503) MongoDB or Redis unreachable; Retry-After
 
 Handlers raise these; ``exception_handlers()`` renders every error, expected or not, as
@@ -65,6 +71,34 @@ class JobNotFound(ServiceError):
         super().__init__(f"Job {job_id[:64]} not found")
 
 
+class NotFound(ServiceError):
+    status_code = 404
+
+
+class BadRequest(ServiceError):
+    status_code = 400
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+
+
+class Conflict(ServiceError):
+    status_code = 409
+
+
+class InvalidRequest(ServiceError):
+    status_code = 422
+
+    def __init__(self, detail: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.errors = errors or []
+
+
 class DependencyUnavailable(ServiceError):
     status_code = 503
 
@@ -91,7 +125,10 @@ def _service_error(request: Request[Any, Any, Any], exc: ServiceError) -> Respon
             exc.detail,
             extra={"request_id": request_id_of(request), "path": request.url.path},
         )
-    return _json(exc.status_code, {"detail": exc.detail}, exc.headers)
+    body: dict[str, Any] = {"detail": exc.detail}
+    if isinstance(exc, InvalidRequest) and exc.errors:
+        body["errors"] = exc.errors
+    return _json(exc.status_code, body, exc.headers)
 
 
 def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -53,6 +53,13 @@ class JobResult(BaseModel):
     total_pages: int = Field(ge=0)
 
 
+class PageError(BaseModel):
+    """A page the worker could not read; recorded on the job, which goes on."""
+
+    page_number: int
+    error: str
+
+
 class PdfChapterJob(Document):
     """A request to turn one uploaded PDF into one book chapter."""
 
@@ -67,6 +74,10 @@ class PdfChapterJob(Document):
 
     result: JobResult | None = None
     error: str | None = None
+    # A stable machine-readable reason for a failure (PDF_ENCRYPTED, OUT_OF_MEMORY, ...).
+    error_code: str | None = None
+    # Pages whose text could not be extracted; the job goes on without them.
+    page_errors: list[PageError] = Field(default_factory=list)
 
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -79,8 +90,13 @@ class PdfChapterJob(Document):
     version: int = 1
     # Set by the worker while it holds the job; a stale heartbeat means the worker is gone.
     heartbeat_at: datetime | None = None
+    # When the queue was last told about this job (the sweeper rings again after a grace period).
+    rung_at: datetime = Field(default_factory=utcnow)
     # How many times a worker has claimed the job.
     attempts: int = 0
+    # Set by POST with an Idempotency-Key header: the key and a digest of the request body.
+    idempotency_key: str | None = None
+    request_fingerprint: str | None = None
 
     class Settings:
         name = "pdf_chapter_jobs"
@@ -92,7 +108,90 @@ class PdfChapterJob(Document):
                 name="user_id_status",
             ),
             pymongo.IndexModel([("updated_at", pymongo.ASCENDING)], name="updated_at"),
+            # The caller's jobs, newest first (GET /api/v1/books/jobs, cursor pagination).
+            pymongo.IndexModel(
+                [
+                    ("user_id", pymongo.ASCENDING),
+                    ("created_at", pymongo.DESCENDING),
+                    ("job_id", pymongo.DESCENDING),
+                ],
+                name="user_id_created_at",
+            ),
+            # The sweeper's scan of pending and processing jobs.
+            pymongo.IndexModel(
+                [("status", pymongo.ASCENDING), ("heartbeat_at", pymongo.ASCENDING)],
+                name="status_heartbeat_at",
+            ),
+            pymongo.IndexModel(
+                [("user_id", pymongo.ASCENDING), ("idempotency_key", pymongo.ASCENDING)],
+                name="user_id_idempotency_key_unique",
+                unique=True,
+                partialFilterExpression={"idempotency_key": {"$type": "string"}},
+            ),
         ]
 
 
-DOCUMENT_MODELS: list[type[Document]] = [PdfChapterJob]
+class BookChapter(Document):
+    """The chapter a completed job made: one per job, its pages in ``document_chunks``."""
+
+    chapter_id: str = Field(default_factory=new_id)
+    book_id: str
+    user_id: str
+    job_id: str
+    title: str
+    total_pages: int
+    source_file_id: str
+    source_filename: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "book_chapters"
+        indexes = [  # noqa: RUF012
+            pymongo.IndexModel(
+                [("chapter_id", pymongo.ASCENDING)], name="chapter_id_unique", unique=True
+            ),
+            # One chapter per job, even when a retried job finishes twice.
+            pymongo.IndexModel([("job_id", pymongo.ASCENDING)], name="job_id_unique", unique=True),
+            pymongo.IndexModel(
+                [("user_id", pymongo.ASCENDING), ("book_id", pymongo.ASCENDING)],
+                name="user_id_book_id",
+            ),
+        ]
+
+
+class ChunkMetadata(BaseModel):
+    source_file: str
+    page_number: int
+    total_pages: int
+
+
+class DocumentChunk(Document):
+    """One page of a chapter's text. Its public ``id`` (a UUID) is the MongoDB ``_id``."""
+
+    id: str = Field(default_factory=new_id)  # type: ignore[assignment]
+    job_id: str
+    chapter_id: str
+    user_id: str
+    chunk_index: int
+    content: str
+    metadata: ChunkMetadata
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "document_chunks"
+        indexes = [  # noqa: RUF012
+            # A retried job upserts the same pages: never a duplicate.
+            pymongo.IndexModel(
+                [("job_id", pymongo.ASCENDING), ("chunk_index", pymongo.ASCENDING)],
+                name="job_id_chunk_index_unique",
+                unique=True,
+            ),
+            pymongo.IndexModel(
+                [("chapter_id", pymongo.ASCENDING), ("chunk_index", pymongo.ASCENDING)],
+                name="chapter_id_chunk_index",
+            ),
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [PdfChapterJob, BookChapter, DocumentChunk]

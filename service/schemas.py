@@ -111,3 +111,57 @@ def job_status_out(doc: dict[str, Any]) -> JobStatusOut:
         if status is JobStatus.cancelled
         else None,
     )
+
+
+class FileOut(msgspec.Struct, kw_only=True):
+    """``POST /api/v1/files``: the stored upload."""
+
+    file_id: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    content_type: str
+    created_at: Timestamp
+
+
+class CreateJobIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/books/jobs`` as JSON: which uploaded file becomes a chapter of which book."""
+
+    book_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class JobListOut(msgspec.Struct, kw_only=True):
+    """The caller's jobs, newest first; pass ``next_cursor`` back as ``cursor`` for more."""
+
+    items: list[JobStatusOut]
+    next_cursor: str | None
+
+
+class ChapterOut(msgspec.Struct, kw_only=True):
+    """A chapter made from a PDF."""
+
+    chapter_id: str
+    book_id: str
+    job_id: str
+    title: str
+    total_pages: int
+    source_file_id: str
+    source_filename: str
+    created_at: Timestamp
+
+
+class PageOut(msgspec.Struct, kw_only=True):
+    """One page of a chapter."""
+
+    id: str
+    chunk_index: int
+    page_number: int
+    content: str
+
+
+class PageListOut(msgspec.Struct, kw_only=True):
+    items: list[PageOut]
+    total: int
+    offset: int
+    limit: int

@@ -49,6 +49,25 @@ class Settings(BaseSettings):
     # Verified Firebase claims kept in memory, per token, until the token's exp.
     auth_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
 
+    # Uploads and the PDF pipeline.
+    max_upload_mb: int = Field(default=100, ge=1, le=10_240)
+    # Memory and wall-clock caps for the child process that parses one PDF.
+    job_memory_limit_mb: int = Field(default=1024, ge=16, le=65_536)
+    job_time_limit_s: float = Field(default=1800.0, gt=0, le=86_400)
+    # A processing job whose heartbeat is older than this is taken to have lost its worker.
+    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
+    stale_after_s: float = Field(default=60.0, gt=0, le=3600)
+    # A pending job not started after this long is enqueued again (the doorbell was lost).
+    pending_grace_s: float = Field(default=30.0, ge=0, le=3600)
+    # Claims per job before it fails with "worker lost".
+    job_max_attempts: int = Field(default=3, ge=1, le=20)
+    sweep_interval_s: int = Field(default=15, ge=1, le=3600)
+    # Progress writes per job are at most one per this interval (the last is always written).
+    progress_interval_s: float = Field(default=0.25, ge=0, le=10)
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    # Enqueue-to-start latency of the worker (arq poll delay).
+    worker_poll_delay_s: float = Field(default=0.05, gt=0, le=5)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -85,3 +104,7 @@ class Settings(BaseSettings):
     @property
     def job_ttl_seconds(self) -> int:
         return self.job_ttl_days * 86_400
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024

@@ -22,6 +22,8 @@ from beanie import init_beanie
 from litestar import Litestar
 
 from devstack.embedded import Server, free_port, remove_tree, start_mongod, start_redis
+from indexes.spec import specification
+from indexes.sync import sync
 from service.app import create_app
 from service.models import DOCUMENT_MODELS, PdfChapterJob, utcnow
 from service.settings import Settings
@@ -111,6 +113,8 @@ def other_app(app: Litestar) -> Callable[[Settings], Any]:
 async def app(settings: Settings) -> AsyncIterator[Litestar]:
     application = create_app(settings)
     async with serve(application) as client:
+        # The indexes the product relies on (unique chunks per job, idempotency keys).
+        await sync(application.state.services.mongo.db, specification(settings))
         application.state.test_client = client
         yield application
 
@@ -165,3 +169,70 @@ def iso(moment: datetime) -> datetime:
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def queue(app: Litestar) -> AsyncIterator[Any]:
+    """The app's arq Redis client, on an empty Redis."""
+    redis = app.state.services.queue
+    await redis.flushall()
+    yield redis
+    await redis.flushall()
+
+
+@pytest.fixture
+def run_worker(app: Litestar, settings: Settings, queue: Any) -> Callable[..., Any]:
+    """Run an arq worker (burst: until the queue is empty) in this event loop."""
+    from worker.settings import create_worker
+
+    async def run(**overrides: Any) -> Any:
+        worker_settings = settings.model_copy(update=overrides)
+        worker = create_worker(
+            worker_settings,
+            burst=True,
+            poll_delay=0,
+            redis_pool=queue,
+            handle_signals=False,
+            ctx={"mongo": app.state.services.mongo},
+        )
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        return worker
+
+    return run
+
+
+@pytest.fixture
+def upload(client: httpx.AsyncClient, auth_headers: Callable[..., dict[str, str]]) -> Any:
+    """``await upload(pdf_bytes, user_id="alice")``: POST /api/v1/files, return the response."""
+
+    async def send(data: bytes, user_id: str = "alice", filename: str = "document.pdf") -> Any:
+        return await client.post(
+            "/api/v1/files",
+            files={"file": (filename, data, "application/pdf")},
+            headers=auth_headers(user_id),
+        )
+
+    return send
+
+
+@pytest.fixture
+def submit(
+    client: httpx.AsyncClient, auth_headers: Callable[..., dict[str, str]], upload: Any
+) -> Any:
+    """``await submit(pdf_bytes)``: upload a PDF and create a job for it; return the job JSON."""
+
+    async def send(data: bytes, user_id: str = "alice", filename: str = "document.pdf") -> Any:
+        uploaded = await upload(data, user_id=user_id, filename=filename)
+        assert uploaded.status_code == 201, uploaded.text
+        created = await client.post(
+            "/api/v1/books/jobs",
+            json={"book_id": "book_1", "file_id": uploaded.json()["file_id"]},
+            headers=auth_headers(user_id),
+        )
+        assert created.status_code == 202, created.text
+        return created.json()
+
+    return send

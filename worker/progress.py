@@ -92,22 +92,76 @@ async def complete(jobs: AsyncCollection[Doc], job_id: str, result: Doc, message
     return bool(outcome.matched_count)
 
 
-async def fail(jobs: AsyncCollection[Doc], job_id: str, reason: str) -> bool:
+async def fail(
+    jobs: AsyncCollection[Doc],
+    job_id: str,
+    reason: str,
+    code: str = "INTERNAL",
+    *,
+    guard: Doc | None = None,
+) -> bool:
     """``pending|processing -> failed``, keeping progress where it stopped (seed 002)."""
     now = utcnow()
     outcome = await jobs.update_one(
         {
             "job_id": job_id,
             "status": {"$in": [JobStatus.pending.value, JobStatus.processing.value]},
+            **(guard or {}),
         },
         _bump(
             {
                 "status": JobStatus.failed.value,
                 "message": FAILED_PREFIX + reason,
                 "error": reason,
+                "error_code": code,
                 "failed_at": now,
             }
         ),
+    )
+    return bool(outcome.matched_count)
+
+
+async def release(jobs: AsyncCollection[Doc], job_id: str, *, guard: Doc | None = None) -> bool:
+    """``processing -> pending``: give a job back to be resumed (worker stopping, or lost).
+
+    Progress is kept; the next claim starts the pages again and their upserts do not duplicate.
+    """
+    outcome = await jobs.update_one(
+        {"job_id": job_id, "status": JobStatus.processing.value, **(guard or {})},
+        _bump({"status": JobStatus.pending.value, "rung_at": utcnow()}),
+    )
+    return bool(outcome.matched_count)
+
+
+async def record_page_errors(jobs: AsyncCollection[Doc], job_id: str, errors: list[Doc]) -> None:
+    """Pages that could not be read; ``$addToSet`` so a retried job does not list them twice."""
+    await jobs.update_one(
+        {"job_id": job_id, "status": JobStatus.processing.value},
+        {
+            "$addToSet": {"page_errors": {"$each": errors}},
+            "$set": {"updated_at": utcnow()},
+            "$inc": {"version": 1},
+        },
+    )
+
+
+async def beat(jobs: AsyncCollection[Doc], job_id: str) -> bool:
+    """Refresh the heartbeat of a job this worker holds; False once it is no longer processing.
+
+    Liveness, not state: it does not change what a client sees, so the version stays.
+    """
+    outcome = await jobs.update_one(
+        {"job_id": job_id, "status": JobStatus.processing.value},
+        {"$set": {"heartbeat_at": utcnow()}},
+    )
+    return bool(outcome.matched_count)
+
+
+async def mark_rung(jobs: AsyncCollection[Doc], job_id: str, rung_before: Any) -> bool:
+    """Note that a pending job's doorbell was rung again; False if another sweeper just did."""
+    outcome = await jobs.update_one(
+        {"job_id": job_id, "status": JobStatus.pending.value, "rung_at": rung_before},
+        {"$set": {"rung_at": utcnow()}},
     )
     return bool(outcome.matched_count)
 

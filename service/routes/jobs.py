@@ -1,32 +1,100 @@
-"""Seed 002: the polling endpoint ``GET /api/v1/books/jobs/{job_id}``."""
+"""Seed 002: PDF chapter jobs under ``/api/v1/books/jobs``; polling is the hot path."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar, cast
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get
+from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from service.auth import Principal
 from service.dependencies import PrincipalDep, ServicesDep
-from service.errors import AccessDenied, JobNotFound
+from service.errors import AccessDenied, BadRequest, InvalidRequest, JobNotFound
+from service.jobs import cancel_job, create_job, delete_job
 from service.models import JobStatus, PdfChapterJob
-from service.schemas import JOB_STATUS_FIELDS, ErrorOut, JobStatusOut, job_status_out
+from service.multipart import is_multipart
+from service.routes.files import receive_pdf
+from service.routes.responses import ERROR_RESPONSES
+from service.schemas import (
+    JOB_STATUS_FIELDS,
+    CreateJobIn,
+    ErrorOut,
+    JobListOut,
+    JobStatusOut,
+    job_status_out,
+)
 from service.state import Services
 
 ENCODE = msgspec.json.Encoder().encode
 
-ERROR_RESPONSES = {
-    401: ResponseSpec(ErrorOut, description="Missing, invalid or expired Firebase ID token"),
-    403: ResponseSpec(ErrorOut, description="The job belongs to another user"),
-    404: ResponseSpec(ErrorOut, description="No such job"),
-    500: ResponseSpec(ErrorOut, description="Unexpected failure; carries a request id"),
-    503: ResponseSpec(ErrorOut, description="MongoDB unreachable; retry after Retry-After"),
-}
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+async def _json_body(request: Request[Any, Any, Any]) -> Any:
+    raw = await request.body()
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise InvalidRequest(
+            "Request body must be JSON", [{"field": "body", "message": "invalid JSON"}]
+        ) from None
+
+
+def _validated(schema: type[S], data: Any) -> S:
+    """Validate against a schema; 422 naming each bad field."""
+    if not isinstance(data, dict):
+        raise InvalidRequest(
+            "Request body must be a JSON object", [{"field": "body", "message": "not an object"}]
+        )
+    errors = [
+        {"field": name, "message": "required"}
+        for name in schema.__struct_fields__
+        if data.get(name) in (None, "")
+    ]
+    errors += [
+        {"field": name, "message": "unknown field"}
+        for name in data
+        if name not in schema.__struct_fields__
+    ]
+    if errors:
+        raise InvalidRequest("Invalid request body", errors)
+    try:
+        return msgspec.convert(data, schema)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$.")
+        field = where.rstrip("`") or "body"
+        raise InvalidRequest(
+            "Invalid request body", [{"field": field, "message": message}]
+        ) from None
+
+
+def _cursor_of(doc: dict[str, Any]) -> str:
+    created_ms = int(doc["created_at"].timestamp() * 1000)
+    return base64.urlsafe_b64encode(f"{created_ms}|{doc['job_id']}".encode()).decode().rstrip("=")
+
+
+def _after_cursor(cursor: str) -> dict[str, Any]:
+    """The query part that continues after ``cursor`` in (created_at, job_id) descending order."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_ms, job_id = raw.split("|", 1)
+        created_at = datetime.fromtimestamp(int(created_ms) / 1000, tz=UTC)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("Invalid cursor") from None
+    return {
+        "$or": [
+            {"created_at": {"$lt": created_at}},
+            {"created_at": created_at, "job_id": {"$lt": job_id}},
+        ]
+    }
 
 
 def canonical_job_id(raw: str) -> str | None:
@@ -71,6 +139,105 @@ class BookJobController(Controller):
     path = "/api/v1/books/jobs"
     tags = ["book jobs"]  # noqa: RUF012 - Litestar reads a plain class attribute
     security = [{"BearerToken": []}]  # noqa: RUF012
+
+    @post(
+        "/",
+        summary="Create a PDF chapter job",
+        description=(
+            "JSON `{book_id, file_id}` for an uploaded file, or multipart/form-data with `book_id` "
+            "and `file` to upload and create in one request. Answers 202 with the job and its "
+            "Location. Send an Idempotency-Key header to make retries safe."
+        ),
+        status_code=202,
+        request_max_body_size=None,  # multipart uploads are limited while streaming
+        opt={"error_prefix": "Failed to create job"},
+        responses={
+            400: ResponseSpec(ErrorOut, description="Malformed body or upload"),
+            404: ResponseSpec(ErrorOut, description="No such file of the caller's"),
+            413: ResponseSpec(ErrorOut, description="Upload larger than MAX_UPLOAD_MB"),
+            415: ResponseSpec(ErrorOut, description="Upload is not a PDF"),
+            422: ResponseSpec(ErrorOut, description="Invalid fields, or a reused Idempotency-Key"),
+            **{k: v for k, v in ERROR_RESPONSES.items() if k in (401, 500, 503)},
+        },
+    )
+    async def create(
+        self, request: Request[Any, Any, Any], principal: PrincipalDep, services: ServicesDep
+    ) -> Response[JobStatusOut]:
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 1 <= len(key) <= 255:
+            raise InvalidRequest(
+                "Invalid Idempotency-Key",
+                [{"field": "Idempotency-Key", "message": "1 to 255 characters"}],
+            )
+        if is_multipart(request):
+            fields, stored = await receive_pdf(request, services, principal.user_id)
+            data = {"book_id": fields.get("book_id"), "file_id": stored.file_id}
+        else:
+            data = await _json_body(request)
+        body = _validated(CreateJobIn, data)
+        doc, _ = await create_job(
+            services,
+            user_id=principal.user_id,
+            book_id=body.book_id,
+            file_id=body.file_id,
+            idempotency_key=key,
+        )
+        location = f"{self.path}/{doc['job_id']}"
+        return Response(job_status_out(doc), status_code=202, headers={"Location": location})
+
+    @get(
+        "/",
+        summary="List my jobs, newest first",
+        opt={"error_prefix": "Failed to list jobs"},
+        responses={
+            400: ResponseSpec(ErrorOut, description="Invalid status, limit or cursor"),
+            **{k: v for k, v in ERROR_RESPONSES.items() if k in (401, 500, 503)},
+        },
+    )
+    async def list_jobs(
+        self,
+        principal: PrincipalDep,
+        status: FromQuery[JobStatus | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        cursor: FromQuery[str | None] = None,
+    ) -> JobListOut:
+        query: dict[str, Any] = {"user_id": principal.user_id}
+        if status is not None:
+            query["status"] = status.value
+        if cursor:
+            query.update(_after_cursor(cursor))
+        collection = PdfChapterJob.get_pymongo_collection()
+        found = collection.find(query, JOB_STATUS_FIELDS)
+        docs = await found.sort([("created_at", -1), ("job_id", -1)]).limit(limit + 1).to_list()
+        page = docs[:limit]
+        next_cursor = _cursor_of(page[-1]) if len(docs) > limit else None
+        return JobListOut(items=[job_status_out(doc) for doc in page], next_cursor=next_cursor)
+
+    @post(
+        "/{job_id:str}/cancel",
+        summary="Cancel a job",
+        status_code=200,
+        opt={"error_prefix": "Failed to cancel job"},
+        responses={409: ResponseSpec(ErrorOut, description="Already finished"), **ERROR_RESPONSES},
+    )
+    async def cancel(
+        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
+    ) -> JobStatusOut:
+        doc = await load_owned_job(services, job_id, principal, {"job_id": 1, "user_id": 1})
+        return job_status_out(await cancel_job(doc["job_id"], principal.user_id))
+
+    @delete(
+        "/{job_id:str}",
+        summary="Delete a job (cancels it first if needed)",
+        status_code=204,
+        opt={"error_prefix": "Failed to delete job"},
+        responses=ERROR_RESPONSES,
+    )
+    async def remove(
+        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
+    ) -> None:
+        doc = await load_owned_job(services, job_id, principal, {"job_id": 1, "user_id": 1})
+        await delete_job(doc["job_id"], principal.user_id)
 
     @get(
         "/{job_id:str}",

@@ -1,0 +1,87 @@
+"""``POST /api/v1/files``: upload a PDF, streamed into GridFS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Controller, Request, Response, post
+from litestar.openapi import ResponseSpec
+
+from service.dependencies import PrincipalDep, ServicesDep
+from service.errors import BadRequest
+from service.files import StoredFile, safe_filename, store_pdf
+from service.multipart import FilePart, is_multipart, read_form
+from service.routes.responses import ERROR_RESPONSES
+from service.schemas import ErrorOut, FileOut, iso_z
+from service.state import Services
+
+# Room for the multipart framing and a few small text fields around the file.
+FORM_OVERHEAD_BYTES = 1024 * 1024
+
+
+def file_out(stored: StoredFile) -> FileOut:
+    return FileOut(
+        file_id=stored.file_id,
+        filename=stored.filename,
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+        content_type=stored.content_type,
+        created_at=iso_z(stored.created_at),
+    )
+
+
+async def receive_pdf(
+    request: Request[Any, Any, Any], services: Services, user_id: str
+) -> tuple[dict[str, str], StoredFile]:
+    """Stream a multipart body's one PDF into GridFS; return the form's text fields and the file."""
+    if not is_multipart(request):
+        raise BadRequest("Expected multipart/form-data with a 'file' field")
+    settings = services.settings
+
+    async def store(part: FilePart, chunks: AsyncIterator[bytes]) -> StoredFile:
+        if part.name != "file":
+            raise BadRequest(f"Unexpected file field {part.name!r}: send the PDF as 'file'")
+        return await store_pdf(
+            services.mongo.db,
+            user_id=user_id,
+            filename=safe_filename(part.filename),
+            content_type="application/pdf",
+            chunks=chunks,
+            max_bytes=settings.max_upload_bytes,
+        )
+
+    form = await read_form(
+        request, max_body=settings.max_upload_bytes + FORM_OVERHEAD_BYTES, on_file=store
+    )
+    if form.file is None:
+        raise BadRequest("Missing 'file' field")
+    stored: StoredFile = form.file
+    return form.fields, stored
+
+
+class FileController(Controller):
+    """Uploaded PDFs."""
+
+    path = "/api/v1/files"
+    tags = ["files"]  # noqa: RUF012
+    security = [{"BearerToken": []}]  # noqa: RUF012
+
+    @post(
+        "/",
+        summary="Upload a PDF",
+        status_code=201,
+        request_max_body_size=None,  # enforced while streaming, from MAX_UPLOAD_MB
+        opt={"error_prefix": "Failed to upload file"},
+        responses={
+            400: ResponseSpec(ErrorOut, description="Not multipart, no file, or an empty file"),
+            413: ResponseSpec(ErrorOut, description="Larger than MAX_UPLOAD_MB"),
+            415: ResponseSpec(ErrorOut, description="Not a PDF"),
+            **{k: v for k, v in ERROR_RESPONSES.items() if k in (401, 500, 503)},
+        },
+    )
+    async def upload(
+        self, request: Request[Any, Any, Any], principal: PrincipalDep, services: ServicesDep
+    ) -> Response[FileOut]:
+        _, stored = await receive_pdf(request, services, principal.user_id)
+        return Response(file_out(stored), status_code=201)

@@ -1,0 +1,165 @@
+"""The job function: one PDF becomes one chapter, with live progress (seed 002's phases).
+
+    0-10   Downloading PDF: <filename>
+    30-70  Processed <i>/<n> pages...
+    70     Processed <n> pages. Creating chapter...
+    100    Chapter created successfully with <n> pages
+
+Whatever happens inside, the job leaves ``processing``: completed, failed with a reason,
+cancelled, or (worker stopping) released back to ``pending`` to be resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from service.files import BUCKET, open_file
+from service.models import PdfChapterJob
+from service.settings import Settings
+from worker import chapter
+from worker.extract import ExtractionError
+from worker.isolation import PageBatch, Stopped, extract_in_child
+from worker.progress import (
+    ProgressWriter,
+    advance,
+    beat,
+    claim,
+    complete,
+    fail,
+    record_page_errors,
+    release,
+)
+
+log = logging.getLogger("worker.jobs")
+
+FILE_MISSING = ExtractionError("FILE_NOT_FOUND", "PDF file not found")
+
+
+def extraction_progress(done: int, total: int) -> int:
+    """Pages map onto 30-70%."""
+    return 30 + (40 * done) // max(total, 1)
+
+
+async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
+    """arq entry point. Returns what happened, for arq's result log."""
+    settings: Settings = ctx["settings"]
+    jobs = PdfChapterJob.get_pymongo_collection()
+    db = jobs.database
+    job = await jobs.find_one({"job_id": job_id}, {"_id": 0, "file_id": 1})
+    if job is None:
+        return "gone"
+    file_doc = await db[f"{BUCKET}.files"].find_one({"_id": job["file_id"]}, {"filename": 1})
+    filename = (file_doc or {}).get("filename") or "document.pdf"
+    claimed = await claim(jobs, job_id, f"Downloading PDF: {filename}")
+    if claimed is None:
+        return "not pending"  # another worker has it, or it finished or was cancelled
+    log.info("job %s: processing %s (attempt %d)", job_id, filename, claimed["attempts"])
+    heartbeat = asyncio.create_task(_heartbeat(jobs, job_id, settings.heartbeat_interval_s))
+    try:
+        return await _run(settings, claimed, filename)
+    except ExtractionError as exc:
+        await fail(jobs, job_id, exc.reason, exc.code)
+        log.info("job %s: failed: %s", job_id, exc.reason)
+        return f"failed: {exc.code}"
+    except Stopped:
+        await chapter.discard(job_id)
+        log.info("job %s: stopped, no longer processing (cancelled)", job_id)
+        return "cancelled"
+    except asyncio.CancelledError:
+        # The worker is shutting down: hand the job back so it resumes elsewhere, now.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(release(jobs, job_id))
+        raise
+    except Exception:
+        log.exception("job %s: unexpected error", job_id)
+        await fail(jobs, job_id, "Internal error while processing the PDF", "INTERNAL")
+        return "failed: INTERNAL"
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+
+
+async def _heartbeat(jobs: Any, job_id: str, interval_s: float) -> None:
+    """Keep the claim fresh while the job runs; the sweeper releases jobs whose beat stops."""
+    alive = True
+    while alive:
+        await asyncio.sleep(interval_s)
+        alive = await beat(jobs, job_id)
+
+
+@dataclass
+class _Extraction:
+    total: int = 0
+    done: int = 0
+    title: str | None = None
+
+
+async def _run(settings: Settings, job: dict[str, Any], filename: str) -> str:
+    jobs = PdfChapterJob.get_pymongo_collection()
+    job_id = job["job_id"]
+    writer = ProgressWriter(jobs, job_id, interval_s=settings.progress_interval_s)
+    chapter_id = chapter.chapter_id_for(job_id)
+    with tempfile.TemporaryDirectory(prefix="pcj-") as workdir:
+        path = os.path.join(workdir, "source.pdf")
+        await _download(jobs.database, job["file_id"], path)
+        if not await advance(jobs, job_id, 10, f"Downloading PDF: {filename}"):
+            raise Stopped
+        state = _Extraction()
+
+        async def on_meta(total: int, title: str | None) -> bool:
+            state.total, state.title = total, title
+            return await writer.report(30, f"Processed 0/{total} pages...", force=True)
+
+        async def on_pages(batch: PageBatch) -> bool:
+            total = state.total
+            await chapter.write_pages(
+                job, chapter_id, filename, total, [(index, text) for index, text, _ in batch]
+            )
+            errors = [
+                {"page_number": index + 1, "error": error}
+                for index, _, error in batch
+                if error is not None
+            ]
+            if errors:
+                await record_page_errors(jobs, job_id, errors)
+            state.done = done = state.done + len(batch)
+            return await writer.report(
+                extraction_progress(done, total), f"Processed {done}/{total} pages..."
+            )
+
+        await extract_in_child(
+            path,
+            memory_limit_bytes=settings.job_memory_limit_mb * 1024 * 1024,
+            time_limit_s=settings.job_time_limit_s,
+            on_meta=on_meta,
+            on_pages=on_pages,
+        )
+    if not await writer.flush():
+        raise Stopped
+    total = state.total
+    if not await advance(jobs, job_id, 70, f"Processed {total} pages. Creating chapter..."):
+        raise Stopped
+    title = chapter.chapter_title(state.title, filename)
+    await chapter.create_chapter(job, chapter_id, title, total, filename)
+    result = {"chapter_id": chapter_id, "total_pages": total}
+    if not await complete(jobs, job_id, result, f"Chapter created successfully with {total} pages"):
+        raise Stopped
+    log.info("job %s: completed, %d pages", job_id, total)
+    return "completed"
+
+
+async def _download(db: Any, file_id: str, path: str) -> None:
+    """Stream the PDF from GridFS to a local file, chunk by chunk."""
+    grid_out = await open_file(db, file_id)
+    if grid_out is None:
+        raise FILE_MISSING
+    with open(path, "wb") as out:  # noqa: ASYNC230 - local temp file, chunk-sized writes
+        while chunk := await grid_out.readchunk():
+            out.write(chunk)

@@ -1,0 +1,64 @@
+"""The arq worker, built from our settings (``create_worker(settings)``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import Worker, cron, func
+from arq.connections import ArqRedis, RedisSettings
+
+from service.db import connect
+from service.jobs import PROCESS_FUNCTION
+from service.settings import Settings
+from worker.jobs import process_pdf_chapter
+from worker.sweeper import sweep
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    if "mongo" not in ctx:  # tests hand in the connection their app already holds
+        ctx["mongo"] = await connect(ctx["settings"])
+        ctx["owns_mongo"] = True
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    if ctx.get("owns_mongo"):
+        await ctx["mongo"].close()
+
+
+def create_worker(settings: Settings, **overrides: Any) -> Worker:
+    """An arq worker for the PDF pipeline; tests pass ``burst=True, redis_pool=...``."""
+    every = settings.sweep_interval_s
+    options: dict[str, Any] = {
+        "functions": [
+            func(
+                process_pdf_chapter,
+                name=PROCESS_FUNCTION,
+                timeout=settings.job_time_limit_s + 120,
+                # MongoDB, not arq, decides whether a job runs: the claim guards it.
+                max_tries=settings.job_max_attempts + 2,
+            )
+        ],
+        "cron_jobs": [
+            cron(
+                sweep,
+                second=set(range(0, 60, every)) if every < 60 else {0},
+                run_at_startup=True,
+                unique=False,
+                timeout=60,
+            )
+        ],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "ctx": {"settings": settings, **overrides.pop("ctx", {})},
+        "max_jobs": settings.worker_concurrency,
+        "poll_delay": settings.worker_poll_delay_s,
+        "keep_result": 60,
+        "job_timeout": settings.job_time_limit_s + 120,
+    }
+    if "redis_pool" not in overrides:
+        options["redis_settings"] = RedisSettings.from_dsn(settings.redis_url)
+    options.update(overrides)
+    return Worker(**options)
+
+
+__all__ = ["ArqRedis", "create_worker"]
