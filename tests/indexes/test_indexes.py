@@ -50,7 +50,19 @@ async def test_sync_creates_the_seed_indexes_with_names(db, settings):
     assert info["updated_at"]["key"] == [("updated_at", 1)]
     assert info["created_at_ttl"]["key"] == [("created_at", 1)]
     assert info["created_at_ttl"]["expireAfterSeconds"] == 604800
-    assert set(info) == {"_id_", "job_id_unique", "user_id_status", "updated_at", "created_at_ttl"}
+    assert set(info) == {
+        "_id_",
+        "job_id_unique",
+        "user_id_status",
+        "updated_at",
+        "created_at_ttl",
+        "user_id_created_at",
+        "status_heartbeat_at",
+        "user_id_idempotency_key_unique",
+    }
+    chunks = await db["document_chunks"].index_information()
+    assert chunks["job_id_chunk_index_unique"]["key"] == [("job_id", 1), ("chunk_index", 1)]
+    assert chunks["job_id_chunk_index_unique"]["unique"] is True
 
 
 async def test_sync_twice_does_nothing_the_second_time(db, settings):
