@@ -51,7 +51,7 @@ class Settings(BaseSettings):
 
     # Uploads and the PDF pipeline.
     max_upload_mb: int = Field(default=100, ge=1, le=10_240)
-    # Memory and wall-clock caps for the child process that parses one PDF.
+    # Memory (beyond the parser process's own baseline) and wall-clock caps for parsing one PDF.
     job_memory_limit_mb: int = Field(default=1024, ge=16, le=65_536)
     job_time_limit_s: float = Field(default=1800.0, gt=0, le=86_400)
     # A processing job whose heartbeat is older than this is taken to have lost its worker.

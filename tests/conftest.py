@@ -183,6 +183,7 @@ async def queue(app: Litestar) -> AsyncIterator[Any]:
 @pytest.fixture
 def run_worker(app: Litestar, settings: Settings, queue: Any) -> Callable[..., Any]:
     """Run an arq worker (burst: until the queue is empty) in this event loop."""
+    from service.queue import create_queue
     from worker.settings import create_worker
 
     async def run(**overrides: Any) -> Any:
@@ -191,7 +192,7 @@ def run_worker(app: Litestar, settings: Settings, queue: Any) -> Callable[..., A
             worker_settings,
             burst=True,
             poll_delay=0,
-            redis_pool=queue,
+            redis_pool=create_queue(worker_settings),  # arq closes it when done
             handle_signals=False,
             ctx={"mongo": app.state.services.mongo},
         )

@@ -59,3 +59,17 @@ def truncated_pdf() -> bytes:
 
 def garbage_after_header() -> bytes:
     return b"%PDF-1.7\n" + b"\x00\xff garbage " * 200
+
+
+def memory_bomb_pdf(million_chars: int = 5) -> bytes:
+    """About 11 KB on disk, millions of characters once its content stream is inflated: text
+    extraction needs hundreds of MB for it."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 72), "x", fontname="helv")
+    run = b"(" + b"A" * 1000 + b") Tj "
+    content = b"BT /helv 1 Tf 10 10 Td " + run * (million_chars * 1000) + b"ET"
+    doc.update_stream(page.get_contents()[0], content, compress=True)
+    data: bytes = doc.tobytes(deflate=True)
+    doc.close()
+    return data

@@ -75,6 +75,8 @@ def pages(doc: pymupdf.Document) -> Iterator[Page]:
         except MemoryError:
             raise OUT_OF_MEMORY from None
         except Exception as exc:  # one unreadable page must not lose the others
+            if is_allocation_failure(exc):
+                raise OUT_OF_MEMORY from None
             yield Page(index, "", _first_line(str(exc)) or type(exc).__name__)
             continue
         problems = pymupdf.TOOLS.mupdf_warnings()
@@ -82,13 +84,29 @@ def pages(doc: pymupdf.Document) -> Iterator[Page]:
         yield Page(index, text, error)
 
 
+def is_allocation_failure(exc: BaseException) -> bool:
+    """MuPDF reports a failed allocation as an ordinary error: ``realloc (N bytes) failed``."""
+    message = str(exc)
+    return ("alloc" in message and "failed" in message) or "out of memory" in message.lower()
+
+
+def _vsz_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
+
+
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else ""
 
 
 def run(path: str, conn: Connection, memory_limit_bytes: int) -> None:
-    """Child process entry point: cap memory, extract, report over ``conn``."""
-    resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+    """Child process entry point: cap memory, extract, report over ``conn``.
+
+    The cap is what parsing may add to the process's address space as it starts (Python and
+    MuPDF themselves are not counted against a job).
+    """
+    cap = _vsz_bytes() + memory_limit_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
     try:
@@ -110,8 +128,7 @@ def run(path: str, conn: Connection, memory_limit_bytes: int) -> None:
     except MemoryError:
         conn.send(("error", OUT_OF_MEMORY.code, OUT_OF_MEMORY.reason))
     except Exception as exc:
-        # MuPDF reports a failed allocation as an ordinary error.
-        if "malloc" in str(exc) or "memory" in str(exc).lower():
+        if is_allocation_failure(exc):
             conn.send(("error", OUT_OF_MEMORY.code, OUT_OF_MEMORY.reason))
         else:
             conn.send(("error", "PDF_CORRUPT", "PDF is corrupt or truncated"))
