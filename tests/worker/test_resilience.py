@@ -1,0 +1,182 @@
+"""Nothing stuck, nothing lost: lost doorbells, dead workers, concurrent workers, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+from service.models import DocumentChunk, PdfChapterJob
+from service.queue import create_queue
+from tests.conftest import REPO_ROOT
+from tests.pdfs import memory_bomb_pdf, text_pdf
+from worker.sweeper import sweep
+
+JOBS = "/api/v1/books/jobs"
+
+
+async def _job(job_id):
+    return await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job_id})
+
+
+async def _sweep(settings, **overrides):
+    queue = create_queue(settings)
+    try:
+        return await sweep({"settings": settings.model_copy(update=overrides), "redis": queue})
+    finally:
+        await queue.aclose(close_connection_pool=True)
+
+
+async def _wait_for(predicate, seconds=30.0):
+    for _ in range(int(seconds / 0.1)):
+        if await predicate():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_job_created_while_redis_was_down_runs_once_it_is_back(
+    settings, other_app, cert_server, upload, run_worker
+):
+    file_id = (await upload(text_pdf(2))).json()["file_id"]
+    no_redis = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    headers = {"Authorization": f"Bearer {cert_server.token('alice')}"}
+    async with other_app(no_redis) as client:
+        created = await client.post(
+            JOBS, json={"book_id": "b", "file_id": file_id}, headers=headers
+        )
+
+    swept = await _sweep(settings, pending_grace_s=0)
+    await run_worker()
+
+    assert created.status_code == 202
+    assert swept["rung"] == 1
+    assert (await _job(created.json()["job_id"]))["status"] == "completed"
+
+
+async def test_redis_flushed_while_jobs_pending_they_still_run(submit, queue, settings, run_worker):
+    jobs = [await submit(text_pdf(2)) for _ in range(3)]
+    await queue.flushall()
+
+    swept = await _sweep(settings, pending_grace_s=0)
+    await run_worker()
+
+    assert swept["rung"] == 3
+    for job in jobs:
+        stored = await _job(job["job_id"])
+        assert (stored["status"], stored["attempts"]) == ("completed", 1)
+
+
+async def test_sweep_does_not_ring_a_job_within_its_grace(submit, settings):
+    await submit(text_pdf(1))
+
+    swept = await _sweep(settings, pending_grace_s=60)
+
+    assert swept == {"released": 0, "lost": 0, "rung": 0}
+
+
+async def test_two_workers_twenty_jobs_each_processed_exactly_once(submit, run_worker):
+    jobs = [await submit(text_pdf(3)) for _ in range(20)]
+
+    await asyncio.gather(run_worker(), run_worker())
+
+    chunks = DocumentChunk.get_pymongo_collection()
+    for job in jobs:
+        stored = await _job(job["job_id"])
+        assert stored["status"] == "completed"
+        assert stored["attempts"] == 1
+        assert await chunks.count_documents({"job_id": job["job_id"]}) == 3
+
+
+async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(
+    app, settings, submit, run_worker
+):
+    pages = 3000
+    job = await submit(text_pdf(pages, words=30))
+    env = {
+        **os.environ,
+        "MONGODB_URL": settings.mongodb_url,
+        "MONGODB_DB": settings.mongodb_db,
+        "REDIS_URL": settings.redis_url,
+        "FIREBASE_PROJECT_ID": settings.firebase_project_id,
+        "PROGRESS_INTERVAL_S": "0",
+        "WORKER_POLL_DELAY_S": "0.05",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        async def midway():
+            doc = await _job(job["job_id"])
+            return doc["status"] == "processing" and 30 < doc["progress"] < 70
+
+        assert await _wait_for(midway), "the worker never got halfway"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    stuck = await _job(job["job_id"])
+
+    swept = await _sweep(settings, stale_after_s=0)
+
+    async def completed():
+        return (await _job(job["job_id"]))["status"] == "completed"
+
+    # Not burst mode: arq keeps the dead worker's entry "in progress" until its own timeout.
+    await run_worker(until=completed)
+
+    done = await _job(job["job_id"])
+    chunks = DocumentChunk.get_pymongo_collection()
+    assert stuck["status"] == "processing"
+    assert swept["released"] == 1
+    assert (done["status"], done["attempts"]) == ("completed", 2)
+    assert done["result"]["total_pages"] == pages
+    assert await chunks.count_documents({"job_id": job["job_id"]}) == pages
+
+
+async def test_job_whose_worker_keeps_dying_fails_as_worker_lost(
+    job_factory, settings, client, auth_headers
+):
+    from service.models import JobStatus, utcnow
+
+    job = await job_factory(
+        status=JobStatus.processing, progress=45, attempts=3, heartbeat_at=utcnow()
+    )
+
+    swept = await _sweep(settings, stale_after_s=0, job_max_attempts=3)
+
+    body = (await client.get(f"{JOBS}/{job.job_id}", headers=auth_headers("alice"))).json()
+    assert swept["lost"] == 1
+    assert body["status"] == "failed"
+    assert body["error"] == "worker lost"
+    assert body["progress"] == 45
+
+
+async def test_cancel_while_processing_stops_at_the_next_page(
+    client, auth_headers, submit, run_worker
+):
+    job = await submit(memory_bomb_pdf(1))
+    slow = asyncio.create_task(run_worker(job_memory_limit_mb=2048))
+    for _ in range(200):
+        if (await _job(job["job_id"]))["status"] == "processing":
+            break
+        await asyncio.sleep(0.01)
+
+    cancelled = await client.post(f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice"))
+    await slow
+
+    stored = await _job(job["job_id"])
+    assert cancelled.status_code == 200
+    assert stored["status"] == "cancelled"
+    assert stored["cancelled_at"] is not None
+    assert (
+        await DocumentChunk.get_pymongo_collection().count_documents({"job_id": job["job_id"]}) == 0
+    )
