@@ -103,9 +103,7 @@ def main() -> int:
             "service.app:app_factory",
         ]  # fmt: skip
         children.append(("api", _spawn_attached(api, env)))
-        worker_main = Path("worker/__main__.py")
-        if worker_main.exists():
-            children.append(("worker", _spawn_attached([sys.executable, "-m", "worker"], env)))
+        children.append(("worker", _spawn_attached([sys.executable, "-m", "worker"], env)))
         print(f"pdf-chapter-jobs on http://127.0.0.1:{port} (OpenAPI at /schema); Ctrl-C stops it")
         while not stopping:
             for name, child in children:

@@ -21,6 +21,7 @@ from service.dependencies import provide_principal, provide_services
 from service.errors import exception_handlers
 from service.queue import create_queue
 from service.request_id import request_id_middleware
+from service.routes.chapters import ChapterController
 from service.routes.files import FileController
 from service.routes.jobs import BookJobController
 from service.routes.ops import health, ready
@@ -68,7 +69,7 @@ def create_app(settings: Settings) -> Litestar:
             verifier.close()
 
     return Litestar(
-        route_handlers=[BookJobController, FileController, health, ready],
+        route_handlers=[BookJobController, FileController, ChapterController, health, ready],
         lifespan=[lifespan],
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
