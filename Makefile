@@ -41,8 +41,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+## Benchmarks (print figures; need `apt-get install wrk` for polling.py)
 bench: $(STAMP)
 	$(PY) bench/polling.py
+	$(PY) bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ time bounded (``JOB_TIME_LIMIT_S``); a child that dies, runs out of memory or ov
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import signal
 import time
@@ -24,11 +25,27 @@ _context.set_forkserver_preload(["worker.extract"])
 PageBatch = list[tuple[int, str, str | None]]
 
 
-def _receive(conn: Connection, timeout: float) -> Any:
-    """The next message, or None if nothing came within ``timeout``; EOFError if the child died."""
-    if conn.poll(timeout):
-        return conn.recv()
-    return None
+READ_AHEAD = 8  # batches buffered between the child and the database writes
+
+
+def warm_up() -> None:
+    """Start the forkserver now (it imports PyMuPDF once), not inside the first job."""
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
+def _drain(conn: Connection, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[Any]) -> None:
+    """Reader thread: move messages from the pipe to ``inbox`` while the worker writes pages,
+    so the child never waits on the database. A bounded inbox applies back-pressure."""
+    while True:
+        try:
+            message: Any = conn.recv()
+        except (EOFError, OSError):
+            message = EOFError()
+        asyncio.run_coroutine_threadsafe(inbox.put(message), loop).result()
+        if isinstance(message, EOFError) or message[0] in ("done", "error"):
+            return
 
 
 async def extract_in_child(
@@ -51,6 +68,10 @@ async def extract_in_child(
     child.start()
     sender.close()
     deadline = time.monotonic() + time_limit_s
+    inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=READ_AHEAD)
+    reader = asyncio.create_task(
+        asyncio.to_thread(_drain, receiver, asyncio.get_running_loop(), inbox)
+    )
     try:
         while True:
             remaining = deadline - time.monotonic()
@@ -59,11 +80,11 @@ async def extract_in_child(
                     "TIMEOUT", f"PDF processing timed out after {time_limit_s:g} s"
                 )
             try:
-                message = await asyncio.to_thread(_receive, receiver, min(remaining, 1.0))
-            except (EOFError, OSError):
-                raise _death_of(child) from None
-            if message is None:
+                message = await asyncio.wait_for(inbox.get(), min(remaining, 1.0))
+            except TimeoutError:
                 continue
+            if isinstance(message, EOFError):
+                raise _death_of(child)
             kind = message[0]
             if kind == "meta":
                 if not await on_meta(message[1], message[2]):
@@ -76,8 +97,13 @@ async def extract_in_child(
             elif kind == "error":
                 raise ExtractionError(message[1], message[2])
     finally:
+        await _reap(child)  # the pipe then ends, and so does the reader thread
+        while not reader.done():
+            # Unblock a reader waiting for room in the inbox.
+            with contextlib.suppress(asyncio.QueueEmpty):
+                inbox.get_nowait()
+            await asyncio.sleep(0.01)
         receiver.close()
-        await _reap(child)
 
 
 class Stopped(Exception):

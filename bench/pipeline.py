@@ -1,0 +1,193 @@
+"""The PDF pipeline: worker throughput, memory and enqueue latency against baselines of the same run.
+
+1. pages/s: a real worker (``python -m worker``) end to end (claim, GridFS download, child-process
+   extraction, page upserts, progress, chapter), against raw PyMuPDF ``page.get_text()`` over the
+   same file in this process. Target ratio >= 0.85.
+2. peak RSS of the worker's process tree (worker + forkserver + extraction child) for 2,000 pages
+   against 20 pages, each in a fresh worker. Target <= 1.3x.
+3. enqueue -> processing latency (job created_at -> started_at) over 30 jobs. Target p50 <= 100 ms.
+
+Prints figures; never passes or fails on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pymupdf
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devstack.embedded import free_port, remove_tree, start_mongod, start_redis, stop  # noqa: E402
+from indexes.spec import specification  # noqa: E402
+from indexes.sync import sync  # noqa: E402
+from service.auth import TokenVerifier  # noqa: E402
+from service.db import connect  # noqa: E402
+from service.files import store_pdf  # noqa: E402
+from service.jobs import create_job  # noqa: E402
+from service.models import PdfChapterJob  # noqa: E402
+from service.queue import create_queue  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from service.state import Services  # noqa: E402
+from tests.pdfs import text_pdf  # noqa: E402
+
+# A printed book page holds 250-400 words.
+BOOK_PAGE_WORDS = 300
+
+
+def raw_pages_per_second(data: bytes) -> float:
+    doc = pymupdf.open(stream=data, filetype="pdf")
+    start = time.perf_counter()
+    for page in doc:
+        page.get_text()
+    elapsed = time.perf_counter() - start
+    count = doc.page_count
+    doc.close()
+    return count / elapsed
+
+
+def tree_rss_kb(pid: int) -> int:
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    stack.extend(int(child) for child in children.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+async def submit(services: Services, data: bytes, name: str) -> str:
+    async def chunks() -> Any:
+        for offset in range(0, len(data), 256 * 1024):
+            yield data[offset : offset + 256 * 1024]
+
+    stored = await store_pdf(
+        services.mongo.db, user_id="bench", filename=name, content_type="application/pdf",
+        chunks=chunks(), max_bytes=1 << 31,
+    )  # fmt: skip
+    doc, _ = await create_job(services, user_id="bench", book_id="b", file_id=stored.file_id)
+    return str(doc["job_id"])
+
+
+async def wait_done(job_id: str, limit_s: float = 600) -> dict[str, Any]:
+    jobs = PdfChapterJob.get_pymongo_collection()
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        doc = await jobs.find_one({"job_id": job_id})
+        if doc and doc["status"] in ("completed", "failed", "cancelled"):
+            return doc
+        await asyncio.sleep(0.01)
+    raise TimeoutError(job_id)
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.5)  # connected and idle
+    return worker
+
+
+async def run_job_measuring_rss(services: Services, env: dict[str, str], data: bytes, name: str):
+    worker = start_worker(env)
+    try:
+        peak = tree_rss_kb(worker.pid)
+        job_id = await submit(services, data, name)
+        jobs = PdfChapterJob.get_pymongo_collection()
+        while True:
+            peak = max(peak, tree_rss_kb(worker.pid))
+            doc = await jobs.find_one(
+                {"job_id": job_id}, {"status": 1, "started_at": 1, "completed_at": 1, "progress": 1}
+            )
+            if doc["status"] in ("completed", "failed"):
+                break
+            await asyncio.sleep(0.005)
+        doc = await wait_done(job_id)
+        return doc, peak
+    finally:
+        stop(worker)
+
+
+async def main() -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="pcj-bench-"))
+    mongod = start_mongod(tmp / "db", free_port())
+    redis = start_redis(tmp / "redis", free_port(), persistent=False)
+    env = {
+        **os.environ, "MONGODB_URL": mongod.url, "MONGODB_DB": "pcj_bench", "REDIS_URL": redis.url,
+        "FIREBASE_PROJECT_ID": "demo-bench", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+    }  # fmt: skip
+    settings = Settings(
+        mongodb_url=mongod.url, mongodb_db="pcj_bench", redis_url=redis.url,
+        firebase_project_id="demo-bench", firebase_auth_emulator_host="127.0.0.1:9099",
+    )  # fmt: skip
+    mongo = await connect(settings)
+    await sync(mongo.db, specification(settings))
+    services = Services(settings, mongo, TokenVerifier(settings), create_queue(settings))
+    try:
+        print("1. throughput: worker end to end vs raw PyMuPDF get_text(), same file, same run")
+        for pages in (300, 2000):
+            data = text_pdf(pages, words=BOOK_PAGE_WORDS)
+            raw = raw_pages_per_second(data)
+            doc, _ = await run_job_measuring_rss(services, env, data, f"{pages}.pdf")
+            elapsed = (doc["completed_at"] - doc["started_at"]).total_seconds()
+            worker_rate = pages / elapsed
+            print(f"   {pages:>5} pages: worker {worker_rate:,.0f} pages/s ({elapsed:.2f} s), "
+                  f"raw {raw:,.0f} pages/s, ratio {worker_rate / raw:.2f} (target >= 0.85); "
+                  f"{doc['version']} state writes")  # fmt: skip
+
+        print("2. peak RSS of the worker's process tree (fresh worker per job)")
+        _, small = await run_job_measuring_rss(
+            services, env, text_pdf(20, words=BOOK_PAGE_WORDS), "20.pdf"
+        )
+        _, large = await run_job_measuring_rss(
+            services, env, text_pdf(2000, words=BOOK_PAGE_WORDS), "2000.pdf"
+        )
+        print(f"   20 pages: {small / 1024:.0f} MB, 2000 pages: {large / 1024:.0f} MB, "
+              f"ratio {large / small:.2f} (target <= 1.3)")  # fmt: skip
+
+        print(
+            "3. enqueue -> processing latency (created_at -> started_at), 30 jobs, one idle worker"
+        )
+        worker = start_worker(env)
+        try:
+            latencies = []
+            small_pdf = text_pdf(1)
+            for index in range(30):
+                job_id = await submit(services, small_pdf, f"l{index}.pdf")
+                doc = await wait_done(job_id)
+                latencies.append((doc["started_at"] - doc["created_at"]).total_seconds() * 1000)
+        finally:
+            stop(worker)
+        latencies.sort()
+        print(f"   p50 {statistics.median(latencies):.0f} ms, p90 {latencies[int(len(latencies) * 0.9)]:.0f} ms, "
+              f"max {latencies[-1]:.0f} ms (target p50 <= 100 ms; WORKER_POLL_DELAY_S={settings.worker_poll_delay_s})")  # fmt: skip
+        return 0
+    finally:
+        await services.queue.aclose(close_connection_pool=True)
+        services.verifier.close()
+        await mongo.close()
+        redis.stop()
+        mongod.stop()
+        remove_tree(tmp)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
