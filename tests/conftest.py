@@ -7,8 +7,6 @@ empty collections.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -188,31 +186,18 @@ def run_worker(app: Litestar, settings: Settings, queue: Any) -> Callable[..., A
     from service.queue import create_queue
     from worker.settings import create_worker
 
-    async def run(until: Callable[[], Any] | None = None, **overrides: Any) -> Any:
-        """Burst mode; or, with ``until`` (an async predicate), run until it holds (max 60 s)."""
+    async def run(**overrides: Any) -> Any:
         worker_settings = settings.model_copy(update=overrides)
         worker = create_worker(
             worker_settings,
-            burst=until is None,
+            burst=True,
             poll_delay=0,
             redis_pool=create_queue(worker_settings),  # arq closes it when done
             handle_signals=False,
             ctx={"mongo": app.state.services.mongo},
         )
         try:
-            if until is None:
-                await worker.main()
-            else:
-                task = asyncio.create_task(worker.main())
-                try:
-                    for _ in range(600):
-                        if await until():
-                            break
-                        await asyncio.sleep(0.1)
-                finally:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await worker.main()
         finally:
             await worker.close()
         return worker

@@ -12,6 +12,7 @@ from service.models import DocumentChunk, PdfChapterJob
 from service.queue import create_queue
 from tests.conftest import REPO_ROOT
 from tests.pdfs import memory_bomb_pdf, text_pdf
+from worker.jobs import process_pdf_chapter
 from worker.sweeper import sweep
 
 JOBS = "/api/v1/books/jobs"
@@ -90,9 +91,7 @@ async def test_two_workers_twenty_jobs_each_processed_exactly_once(submit, run_w
         assert await chunks.count_documents({"job_id": job["job_id"]}) == 3
 
 
-async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(
-    app, settings, submit, run_worker
-):
+async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, settings, submit):
     pages = 3000
     job = await submit(text_pdf(pages, words=30))
     env = {
@@ -126,17 +125,15 @@ async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(
     stuck = await _job(job["job_id"])
 
     swept = await _sweep(settings, stale_after_s=0)
-
-    async def completed():
-        return (await _job(job["job_id"]))["status"] == "completed"
-
-    # Not burst mode: arq keeps the dead worker's entry "in progress" until its own timeout.
-    await run_worker(until=completed)
+    # Another worker takes the released job. (Called directly: arq itself keeps the dead
+    # worker's entry "in progress" until its own timeout, which a burst worker would wait out.)
+    outcome = await process_pdf_chapter({"settings": settings}, job["job_id"])
 
     done = await _job(job["job_id"])
     chunks = DocumentChunk.get_pymongo_collection()
     assert stuck["status"] == "processing"
     assert swept["released"] == 1
+    assert outcome == "completed"
     assert (done["status"], done["attempts"]) == ("completed", 2)
     assert done["result"]["total_pages"] == pages
     assert await chunks.count_documents({"job_id": job["job_id"]}) == pages
@@ -179,4 +176,45 @@ async def test_cancel_while_processing_stops_at_the_next_page(
     assert stored["cancelled_at"] is not None
     assert (
         await DocumentChunk.get_pymongo_collection().count_documents({"job_id": job["job_id"]}) == 0
+    )
+
+
+async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(app, settings, submit):
+    job = await submit(text_pdf(3000, words=30))
+    env = {
+        **os.environ,
+        "MONGODB_URL": settings.mongodb_url,
+        "MONGODB_DB": settings.mongodb_db,
+        "REDIS_URL": settings.redis_url,
+        "FIREBASE_PROJECT_ID": settings.firebase_project_id,
+        "PROGRESS_INTERVAL_S": "0",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker"], cwd=REPO_ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        async def midway():
+            doc = await _job(job["job_id"])
+            return doc["status"] == "processing" and doc["progress"] > 30
+
+        assert await _wait_for(midway), "the worker never got going"
+        worker.send_signal(signal.SIGTERM)
+        exit_code = worker.wait(30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    handed_back = await _job(job["job_id"])
+
+    outcome = await process_pdf_chapter({"settings": settings}, job["job_id"])
+
+    assert exit_code == 0
+    assert handed_back["status"] == "pending"  # no waiting for a stale heartbeat
+    assert outcome == "completed"
+    done = await _job(job["job_id"])
+    assert (done["status"], done["attempts"]) == ("completed", 2)
+    assert (
+        await DocumentChunk.get_pymongo_collection().count_documents({"job_id": job["job_id"]})
+        == 3000
     )
