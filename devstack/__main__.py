@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     token = commands.add_parser("token", help="print a development ID token (emulator mode)")
     token.add_argument("user_id")
     token.add_argument("--lifetime", type=int, default=3600, help="seconds (default 3600)")
+    edge = commands.add_parser("nginx", help="render nginx/ into a runnable config")
+    edge.add_argument("--out", required=True, help="directory to write nginx.conf into")
+    edge.add_argument("--upstream", action="append", default=None, help="host:port (repeatable)")
+    edge.add_argument("--listen", default="8080")
     job = commands.add_parser("job", help="insert a pending job and print its id")
     job.add_argument("user_id")
     job.add_argument("--book-id", default="book_dev")
@@ -39,6 +43,21 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "run":
         return run.main()
+    if args.command == "nginx":
+        from pathlib import Path
+
+        from devstack.nginx import render
+
+        settings = Settings()
+        conf = render(
+            Path(args.out),
+            upstreams=args.upstream or [f"127.0.0.1:{settings.port}"],
+            listen=args.listen,
+            origins=list(settings.cors_origins),
+            max_upload_mb=settings.max_upload_mb,
+        )
+        print(conf)
+        return 0
     if args.command == "token":
         print(
             emulator_token(args.user_id, Settings().firebase_project_id, lifetime_s=args.lifetime)

@@ -19,6 +19,7 @@ from service.auth import TokenVerifier
 from service.db import connect
 from service.dependencies import provide_principal, provide_services
 from service.errors import exception_handlers
+from service.logs import configure_logging
 from service.queue import create_queue
 from service.request_id import request_id_middleware
 from service.routes.chapters import ChapterController
@@ -103,9 +104,16 @@ def create_app(settings: Settings) -> Litestar:
             ),
         ),
         debug=False,
+        # Logging is ours (service/logs.py, set up by the entry points): Litestar's default
+        # config would replace the JSON handler with its own text format.
+        logging_config=None,
     )
 
 
 def app_factory() -> Litestar:
-    """Entry point for granian (``--factory``): settings from the environment."""
-    return create_app(Settings())
+    """Entry point for granian (``--factory``): settings from the environment, JSON logs."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if not settings.access_log:
+        logging.getLogger("service.access").setLevel(logging.WARNING)
+    return create_app(settings)

@@ -5,7 +5,9 @@ The id is kept in the ASGI scope for handlers and in a context variable for log 
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from contextvars import ContextVar
 from typing import Any
 from uuid import uuid4
@@ -16,6 +18,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = b"x-request-id"
 _VALID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+access_log = logging.getLogger("service.access")
 
 current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -34,7 +38,8 @@ def _incoming(scope: Scope) -> str:
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """ASGI middleware: one id per HTTP request, in scope, context and response headers."""
+    """ASGI middleware: one id per HTTP request, in scope, context, response headers and the
+    request's log line."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -43,9 +48,13 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         request_id = _incoming(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         token = current_request_id.set(request_id)
+        started = time.perf_counter()
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((HEADER, request_id.encode()))
                 message["headers"] = headers
@@ -54,6 +63,16 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
             current_request_id.reset(token)
 
     return middleware

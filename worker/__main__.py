@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
+from service.logs import configure_logging
 from service.settings import Settings
 from worker.settings import create_worker
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    create_worker(Settings()).run()
+    settings = Settings()
+    configure_logging(settings.log_level)
+    create_worker(settings).run()
     return 0
 
 

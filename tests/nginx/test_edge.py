@@ -1,0 +1,268 @@
+"""The real nginx (Debian package) in front of the real API: CORS and JSON on its own errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.embedded import free_port
+from devstack.nginx import render
+from devstack.token import emulator_token
+from tests.conftest import PROJECT_ID, REPO_ROOT
+from tests.pdfs import text_pdf
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+pytestmark = pytest.mark.skipif(
+    NGINX is None, reason="nginx is not installed (apt-get install nginx; .ci/run installs it)"
+)
+
+ALLOWED = "https://wordai.pro"
+ORIGINS = [ALLOWED, r"~^https://[a-z0-9-]+\.wordai\.pro$"]
+MAX_UPLOAD_MB = 60
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    for _ in range(300):
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+@pytest.fixture(scope="module")
+def api(settings, tmp_path_factory):
+    """The API under granian, in emulator mode (development tokens), logging every request."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    env = {
+        **os.environ,
+        "MONGODB_URL": settings.mongodb_url,
+        "MONGODB_DB": settings.mongodb_db,
+        "REDIS_URL": settings.redis_url,
+        "FIREBASE_PROJECT_ID": PROJECT_ID,
+        "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+        "CORS_ORIGINS": ALLOWED,
+        "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
+        "ACCESS_LOG": "true",
+    }
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
+             "--host", "127.0.0.1", "--port", str(port), "--no-ws", "service.app:app_factory"],
+            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_port(port, process, "the API")
+        yield port, log
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+def _start_nginx(directory: Path, upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = render(
+        directory,
+        upstreams=[f"127.0.0.1:{upstream_port}"],
+        listen=f"127.0.0.1:{port}",
+        origins=ORIGINS,
+        max_upload_mb=MAX_UPLOAD_MB,
+    )
+    process = subprocess.Popen(
+        [NGINX, "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # errors: DIR/logs/error.log
+    )  # fmt: skip
+    _wait_port(port, process, "nginx")
+    return process, port
+
+
+@pytest.fixture(scope="module")
+def edge(api, tmp_path_factory):
+    """nginx in front of the running API."""
+    directory = tmp_path_factory.mktemp("nginx-up")
+    process, port = _start_nginx(directory, api[0])
+    yield f"http://127.0.0.1:{port}", directory
+    process.send_signal(signal.SIGQUIT)
+    process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def edge_down(tmp_path_factory):
+    """nginx in front of an API that is not running."""
+    directory = tmp_path_factory.mktemp("nginx-down")
+    process, port = _start_nginx(directory, free_port())
+    yield f"http://127.0.0.1:{port}"
+    process.send_signal(signal.SIGQUIT)
+    process.wait(10)
+
+
+def _headers(user_id: str = "alice", origin: str | None = ALLOWED) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {emulator_token(user_id, PROJECT_ID)}"}
+    if origin:
+        headers["Origin"] = origin
+    return headers
+
+
+def test_shipped_config_passes_nginx_t(tmp_path):
+    conf = render(
+        tmp_path, upstreams=["127.0.0.1:8000"], listen="127.0.0.1:8080",
+        origins=ORIGINS, max_upload_mb=100,
+    )  # fmt: skip
+
+    result = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+async def test_upstream_down_is_json_502_with_cors_for_an_allowed_origin(edge_down):
+    async with httpx.AsyncClient(base_url=edge_down) as client:
+        response = await client.get(
+            "/api/v1/books/jobs/db67a850-1efd-41f7-88ed-b434ef108bc5", headers=_headers()
+        )
+
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": "Bad gateway: the API is not answering, retry later"}
+    assert response.headers.get_list("access-control-allow-origin") == [ALLOWED]
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["retry-after"] == "5"
+    assert response.headers["x-request-id"]
+
+
+async def test_upstream_down_gives_no_cors_to_a_foreign_origin(edge_down):
+    async with httpx.AsyncClient(base_url=edge_down) as client:
+        response = await client.get(
+            "/api/v1/books/jobs/x", headers=_headers(origin="https://evil.test")
+        )
+
+    assert response.status_code == 502
+    assert response.json()["detail"].startswith("Bad gateway")
+    assert "access-control-allow-origin" not in response.headers
+    assert "access-control-allow-credentials" not in response.headers
+
+
+async def test_pattern_origin_is_allowed(edge_down):
+    async with httpx.AsyncClient(base_url=edge_down) as client:
+        response = await client.get(
+            "/api/v1/books/jobs/x", headers=_headers(origin="https://app.wordai.pro")
+        )
+
+    assert response.headers.get_list("access-control-allow-origin") == ["https://app.wordai.pro"]
+
+
+async def test_preflight_is_answered_by_nginx_while_the_app_is_down(edge_down):
+    headers = {
+        "Origin": ALLOWED,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    async with httpx.AsyncClient(base_url=edge_down) as client:
+        response = await client.options("/api/v1/books/jobs", headers=headers)
+
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == ALLOWED
+    assert "POST" in response.headers["access-control-allow-methods"]
+    assert "Authorization" in response.headers["access-control-allow-headers"]
+    assert response.headers["access-control-max-age"] == "600"
+
+
+async def test_upstream_up_answers_with_exactly_one_allow_origin(edge, job_factory):
+    job = await job_factory(user_id="alice")
+    async with httpx.AsyncClient(base_url=edge[0]) as client:
+        response = await client.get(f"/api/v1/books/jobs/{job.job_id}", headers=_headers())
+
+    assert response.status_code == 200
+    assert response.json()["job_id"] == job.job_id
+    assert response.headers.get_list("access-control-allow-origin") == [ALLOWED]
+    assert "ETag" in response.headers["access-control-expose-headers"]
+    assert "server" not in response.headers or "nginx/" not in response.headers["server"]
+
+
+async def test_app_errors_pass_through_with_cors(edge):
+    async with httpx.AsyncClient(base_url=edge[0]) as client:
+        response = await client.get("/api/v1/books/jobs/db67a850-1efd-41f7-88ed-b434ef108bc5")
+
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Could not validate credentials"}
+
+
+async def test_50_mb_pdf_uploads_through_nginx(edge):
+    pdf = text_pdf(5) + b"\n%" + b"0" * (50 * 1024 * 1024)  # readers ignore bytes after %%EOF
+    async with httpx.AsyncClient(base_url=edge[0], timeout=120) as client:
+        response = await client.post(
+            "/api/v1/files", files={"file": ("big.pdf", pdf, "application/pdf")}, headers=_headers()
+        )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["size_bytes"] == len(pdf)
+
+
+def test_upload_over_the_limit_is_json_413_with_cors(edge):
+    host, port = edge[0].removeprefix("http://").split(":")
+    too_big = (MAX_UPLOAD_MB + 2) * 1024 * 1024
+    request = (
+        f"POST /api/v1/files HTTP/1.1\r\nHost: {host}\r\nOrigin: {ALLOWED}\r\n"
+        f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {too_big}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+
+    assert lines[0].startswith("HTTP/1.1 413")
+    assert json.loads(body) == {"detail": f"File exceeds the {MAX_UPLOAD_MB} MB upload limit"}
+    assert headers["access-control-allow-origin"] == ALLOWED
+
+
+async def test_request_id_reaches_the_app_log(edge, api):
+    async with httpx.AsyncClient(base_url=edge[0]) as client:
+        given = await client.get("/health", headers={"X-Request-ID": "edge-test-4711"})
+        made = await client.get("/health")
+
+    assert given.headers["x-request-id"] == "edge-test-4711"
+    generated = made.headers["x-request-id"]
+    await asyncio.sleep(0.2)
+    lines = [json.loads(line) for line in api[1].read_text().splitlines() if line.startswith("{")]
+    ids = {line.get("request_id") for line in lines if line.get("message") == "request"}
+    assert {"edge-test-4711", generated} <= ids
+
+
+async def test_access_log_is_json_without_the_token(edge):
+    token_headers = _headers()
+    async with httpx.AsyncClient(base_url=edge[0]) as client:
+        await client.get(
+            "/api/v1/books/jobs/db67a850-1efd-41f7-88ed-b434ef108bc5", headers=token_headers
+        )
+    await asyncio.sleep(0.2)
+
+    log = (edge[1] / "logs" / "access.log").read_text()
+    token = token_headers["Authorization"].split()[1]
+    entries = [json.loads(line) for line in log.splitlines()]
+    assert entries[-1]["path"] == "/api/v1/books/jobs/db67a850-1efd-41f7-88ed-b434ef108bc5"
+    assert token not in log
+    assert "Bearer" not in log
