@@ -1,26 +1,34 @@
 # syntax=docker/dockerfile:1
-# One image for every role: `api` (default), `worker`, `indexes-sync`.
+# One image, every role: api (default), worker, indexes-sync, indexes-check, nginx-config.
 FROM python:3.11-slim-bookworm AS build
-WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+# Locked runtime dependencies first: this layer changes only when the lock does.
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --no-compile -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY worker ./worker
 COPY indexes ./indexes
 COPY devstack ./devstack
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-compile . \
+COPY nginx ./nginx
+RUN /opt/venv/bin/pip install --no-compile --no-deps . \
     && /opt/venv/bin/pip uninstall -y pip
 
 FROM python:3.11-slim-bookworm
-RUN useradd --system --uid 10001 --home-dir /app app
+RUN useradd --system --uid 10001 --home-dir /app --create-home app
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
+COPY nginx ./nginx
 COPY docker/entrypoint.sh /usr/local/bin/pcj
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 APP_ENV=production PORT=8000
-USER app
-EXPOSE 8000
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    APP_ENV=production \
+    PORT=8000
+USER 10001:10001
+EXPOSE 8000 9101
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os,urllib.request;urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT','8000')}/health\",timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8000'), timeout=2)"]
 ENTRYPOINT ["pcj"]
 CMD ["api"]

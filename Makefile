@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test token job indexes-sync indexes-check lint typecheck bench clean
+.PHONY: run test token job indexes-sync indexes-check lint typecheck bench lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,14 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/polling.py
 	$(PY) bench/pipeline.py
+
+## Lock the runtime dependencies the Dockerfile installs.
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv && .lockvenv/bin/pip install --quiet .
+	(echo "# Runtime dependencies, locked: the Dockerfile installs exactly these."; \
+	 echo "# Regenerate: make lock"; \
+	 .lockvenv/bin/pip freeze --exclude-editable | grep -v '^pdf-chapter-jobs') > requirements.lock
+	rm -rf .lockvenv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

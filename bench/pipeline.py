@@ -133,6 +133,7 @@ async def main() -> int:
     env = {
         **os.environ, "MONGODB_URL": mongod.url, "MONGODB_DB": "pcj_bench", "REDIS_URL": redis.url,
         "FIREBASE_PROJECT_ID": "demo-bench", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+        "WORKER_METRICS_PORT": "0",
     }  # fmt: skip
     settings = Settings(
         mongodb_url=mongod.url, mongodb_db="pcj_bench", redis_url=redis.url,

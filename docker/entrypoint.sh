@@ -1,15 +1,25 @@
 #!/bin/sh
-# Container entry point: pick a role.
+# Container entry point: the first argument picks the role.
 set -eu
 role="${1:-api}"
+[ "$#" -gt 0 ] && shift
 case "$role" in
   api)
+    # SIGTERM: granian stops accepting and drains in-flight requests before exiting.
     exec granian --interface asgi --factory --host 0.0.0.0 --port "${PORT:-8000}" \
       --workers "${API_WORKERS:-1}" --loop uvloop --no-ws service.app:app_factory ;;
+  worker)
+    exec python -m worker ;;
   indexes-sync)
     exec python -m indexes sync ;;
   indexes-check)
     exec python -m indexes check ;;
+  nginx-config)
+    # Render nginx/ for the nginx container: nginx-config OUT_DIR UPSTREAM [UPSTREAM...]
+    out="$1"; shift
+    set -- $(for upstream in "$@"; do printf -- '--upstream %s ' "$upstream"; done)
+    exec python -m devstack nginx --out "$out" --listen "${NGINX_LISTEN:-8080}" "$@" ;;
   *)
-    exec "$@" ;;
+    echo "unknown role: $role (api, worker, indexes-sync, indexes-check, nginx-config)" >&2
+    exit 64 ;;
 esac

@@ -20,6 +20,7 @@ from service.db import connect
 from service.dependencies import provide_principal, provide_services
 from service.errors import exception_handlers
 from service.logs import configure_logging
+from service.metrics import PROMETHEUS, metrics
 from service.queue import create_queue
 from service.request_id import request_id_middleware
 from service.routes.chapters import ChapterController
@@ -70,13 +71,21 @@ def create_app(settings: Settings) -> Litestar:
             verifier.close()
 
     return Litestar(
-        route_handlers=[BookJobController, FileController, ChapterController, health, ready],
+        route_handlers=[
+            BookJobController,
+            FileController,
+            ChapterController,
+            health,
+            ready,
+            metrics,
+        ],
         lifespan=[lifespan],
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
             "principal": Provide(provide_principal),
         },
-        middleware=[request_id_middleware],
+        middleware=[request_id_middleware]
+        + ([PROMETHEUS.middleware] if settings.http_metrics else []),
         exception_handlers=exception_handlers(),
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_origins),

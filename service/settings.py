@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     # same request id, and on the polling path this line costs about a quarter of the
     # throughput (bench/polling.py).
     access_log: bool = False
+    # Per-route HTTP request counts and latency histograms on /metrics (the job gauges are always
+    # there). They cost the polling endpoint about a sixth of its throughput (bench/polling.py).
+    http_metrics: bool = True
+    # Where `python -m worker` serves its Prometheus metrics (0: not at all).
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -6,12 +6,14 @@ import sys
 
 from service.logs import configure_logging
 from service.settings import Settings
+from worker.metrics import serve as serve_metrics
 from worker.settings import create_worker
 
 
 def main() -> int:
     settings = Settings()
     configure_logging(settings.log_level)
+    serve_metrics(settings.worker_metrics_port)
     create_worker(settings).run()
     return 0
 

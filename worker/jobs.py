@@ -16,13 +16,14 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from service.files import BUCKET, open_file
 from service.models import PdfChapterJob
 from service.settings import Settings
-from worker import chapter
+from worker import chapter, metrics
 from worker.extract import ExtractionError
 from worker.isolation import PageBatch, Stopped, extract_in_child
 from worker.progress import (
@@ -61,15 +62,21 @@ async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
         return "not pending"  # another worker has it, or it finished or was cancelled
     log.info("job %s: processing %s (attempt %d)", job_id, filename, claimed["attempts"])
     heartbeat = asyncio.create_task(_heartbeat(jobs, job_id, settings.heartbeat_interval_s))
+    metrics.RUNNING.inc()
+    started = time.monotonic()
+    outcome = "released"
     try:
-        return await _run(settings, claimed, filename)
+        outcome = await _run(settings, claimed, filename)
+        return outcome
     except ExtractionError as exc:
         await fail(jobs, job_id, exc.reason, exc.code)
-        log.info("job %s: failed: %s", job_id, exc.reason)
+        log.info("job %s: failed: %s", job_id, exc.reason, extra={"error_code": exc.code})
+        outcome = "failed"
         return f"failed: {exc.code}"
     except Stopped:
         await chapter.discard(job_id)
         log.info("job %s: stopped, no longer processing (cancelled)", job_id)
+        outcome = "cancelled"
         return "cancelled"
     except asyncio.CancelledError:
         # The worker is shutting down: hand the job back so it resumes elsewhere, now.
@@ -79,8 +86,12 @@ async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
     except Exception:
         log.exception("job %s: unexpected error", job_id)
         await fail(jobs, job_id, "Internal error while processing the PDF", "INTERNAL")
+        outcome = "failed"
         return "failed: INTERNAL"
     finally:
+        metrics.RUNNING.dec()
+        metrics.JOBS_FINISHED.labels(outcome=outcome).inc()
+        metrics.JOB_SECONDS.observe(time.monotonic() - started)
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
@@ -92,6 +103,7 @@ async def _heartbeat(jobs: Any, job_id: str, interval_s: float) -> None:
     while alive:
         await asyncio.sleep(interval_s)
         alive = await beat(jobs, job_id)
+        metrics.HEARTBEAT.set_to_current_time()
 
 
 @dataclass
@@ -130,6 +142,7 @@ async def _run(settings: Settings, job: dict[str, Any], filename: str) -> str:
             if errors:
                 await record_page_errors(jobs, job_id, errors)
             state.done = done = state.done + len(batch)
+            metrics.PAGES.inc(len(batch))
             return await writer.report(
                 extraction_progress(done, total), f"Processed {done}/{total} pages..."
             )

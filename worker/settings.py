@@ -10,6 +10,7 @@ from arq.connections import ArqRedis, RedisSettings
 from service.db import connect
 from service.jobs import PROCESS_FUNCTION
 from service.settings import Settings
+from worker import metrics
 from worker.isolation import warm_up
 from worker.jobs import process_pdf_chapter
 from worker.sweeper import sweep
@@ -17,6 +18,7 @@ from worker.sweeper import sweep
 
 async def startup(ctx: dict[str, Any]) -> None:
     warm_up()
+    metrics.HEARTBEAT.set_to_current_time()
     if "mongo" not in ctx:  # tests hand in the connection their app already holds
         ctx["mongo"] = await connect(ctx["settings"])
         ctx["owns_mongo"] = True

@@ -101,6 +101,7 @@ async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, set
         "REDIS_URL": settings.redis_url,
         "FIREBASE_PROJECT_ID": settings.firebase_project_id,
         "PROGRESS_INTERVAL_S": "0",
+        "WORKER_METRICS_PORT": "0",
         "WORKER_POLL_DELAY_S": "0.05",
     }
     worker = subprocess.Popen(
@@ -188,6 +189,7 @@ async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(app, setti
         "REDIS_URL": settings.redis_url,
         "FIREBASE_PROJECT_ID": settings.firebase_project_id,
         "PROGRESS_INTERVAL_S": "0",
+        "WORKER_METRICS_PORT": "0",
         "JOB_MEMORY_LIMIT_MB": "4096",
     }
     worker = subprocess.Popen(

@@ -1,0 +1,53 @@
+"""GET /metrics (API) and the worker's own counters."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from service.models import JobStatus
+from tests.pdfs import text_pdf
+
+
+async def test_metrics_count_jobs_by_status_and_queue_depth(client, job_factory, queue, submit):
+    await job_factory(status=JobStatus.failed, error="x")
+    await submit(text_pdf(1))  # pending, and one entry in the queue
+
+    response = await client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'pcj_jobs{status="pending"} 1.0' in text
+    assert 'pcj_jobs{status="failed"} 1.0' in text
+    assert 'pcj_jobs{status="completed"} 0.0' in text
+    assert "pcj_queue_depth 1.0" in text
+
+
+async def test_metrics_count_http_requests_by_route_template(client, job_factory, auth_headers):
+    job = await job_factory()
+    await client.get(f"/api/v1/books/jobs/{job.job_id}", headers=auth_headers("alice"))
+
+    text = (await client.get("/metrics")).text
+
+    assert (
+        'path="/api/v1/books/jobs/{job_id:str}"' in text
+        or 'path="/api/v1/books/jobs/{job_id}"' in text
+    )
+    assert job.job_id not in text  # no series per job
+
+
+async def test_worker_counts_pages_and_jobs(submit, run_worker):
+    before = REGISTRY.get_sample_value("pcj_worker_pages_processed_total") or 0.0
+    finished = (
+        REGISTRY.get_sample_value("pcj_worker_jobs_finished_total", {"outcome": "completed"}) or 0.0
+    )
+    await submit(text_pdf(4))
+
+    await run_worker()
+
+    assert REGISTRY.get_sample_value("pcj_worker_pages_processed_total") == before + 4
+    assert (
+        REGISTRY.get_sample_value("pcj_worker_jobs_finished_total", {"outcome": "completed"})
+        == finished + 1
+    )
+    assert REGISTRY.get_sample_value("pcj_worker_last_heartbeat_timestamp_seconds") > 0

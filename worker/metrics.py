@@ -1,0 +1,32 @@
+"""The worker's own figures, served on ``WORKER_METRICS_PORT`` (Prometheus text format)."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger("worker.metrics")
+
+PAGES = Counter("pcj_worker_pages_processed", "Pages extracted and stored")
+JOBS_FINISHED = Counter("pcj_worker_jobs_finished", "Jobs this worker finished", ["outcome"])
+JOB_SECONDS = Histogram(
+    "pcj_worker_job_duration_seconds",
+    "Claim to finish, per job",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+HEARTBEAT = Gauge("pcj_worker_last_heartbeat_timestamp_seconds", "When this worker last beat")
+RUNNING = Gauge("pcj_worker_jobs_running", "Jobs this worker is running now")
+
+
+def serve(port: int) -> None:
+    """Expose the metrics over HTTP from a background thread (0 disables).
+
+    A taken port costs the metrics, not the worker: jobs matter more than their figures.
+    """
+    if not port:
+        return
+    try:
+        start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped from inside the network
+    except OSError as exc:
+        log.warning("worker metrics not served on port %d: %s", port, exc)
