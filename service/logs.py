@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from service.request_id import current_request_id
+
+# Set by the worker while it runs a job: every log line of that job carries its id.
+current_job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -26,6 +30,9 @@ class JsonFormatter(logging.Formatter):
         request_id = current_request_id.get()
         if request_id is not None:
             data["request_id"] = request_id
+        job_id = current_job_id.get()
+        if job_id is not None:
+            data["job_id"] = job_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 data[key] = value

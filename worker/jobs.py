@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.files import BUCKET, open_file
+from service.logs import current_job_id
 from service.models import PdfChapterJob
 from service.settings import Settings
 from worker import chapter, metrics
@@ -49,6 +50,14 @@ def extraction_progress(done: int, total: int) -> int:
 
 async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
     """arq entry point. Returns what happened, for arq's result log."""
+    token = current_job_id.set(job_id)
+    try:
+        return await _process(ctx, job_id)
+    finally:
+        current_job_id.reset(token)
+
+
+async def _process(ctx: dict[str, Any], job_id: str) -> str:
     settings: Settings = ctx["settings"]
     jobs = PdfChapterJob.get_pymongo_collection()
     db = jobs.database

@@ -140,3 +140,21 @@ async def test_progress_writer_reports_a_cancellation(jobs, job_factory):
     alive = await writer.report(40, "Processed 3/10 pages...", force=True)
 
     assert alive is False
+
+
+def test_log_lines_of_a_job_carry_its_id():
+    import json
+    import logging
+
+    from service.logs import JsonFormatter, current_job_id
+
+    token = current_job_id.set("job-42")
+    try:
+        line = JsonFormatter().format(
+            logging.LogRecord("worker.jobs", logging.INFO, __file__, 1, "page %d", (3,), None)
+        )
+    finally:
+        current_job_id.reset(token)
+
+    assert json.loads(line)["job_id"] == "job-42"
+    assert json.loads(line)["message"] == "page 3"

@@ -30,6 +30,27 @@ async def _sweep(settings, **overrides):
         await queue.aclose(close_connection_pool=True)
 
 
+def _spawn_worker(settings, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m worker`` as its own process, on the test databases."""
+    environment = {
+        **os.environ,
+        "MONGODB_URL": settings.mongodb_url,
+        "MONGODB_DB": settings.mongodb_db,
+        "REDIS_URL": settings.redis_url,
+        "FIREBASE_PROJECT_ID": settings.firebase_project_id,
+        "PROGRESS_INTERVAL_S": "0",
+        "WORKER_METRICS_PORT": "0",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker"],
+        cwd=REPO_ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def _wait_for(predicate, seconds=30.0):
     for _ in range(int(seconds / 0.1)):
         if await predicate():
@@ -94,23 +115,7 @@ async def test_two_workers_twenty_jobs_each_processed_exactly_once(submit, run_w
 async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, settings, submit):
     pages = 3000
     job = await submit(text_pdf(pages, words=30))
-    env = {
-        **os.environ,
-        "MONGODB_URL": settings.mongodb_url,
-        "MONGODB_DB": settings.mongodb_db,
-        "REDIS_URL": settings.redis_url,
-        "FIREBASE_PROJECT_ID": settings.firebase_project_id,
-        "PROGRESS_INTERVAL_S": "0",
-        "WORKER_METRICS_PORT": "0",
-        "WORKER_POLL_DELAY_S": "0.05",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "worker"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = _spawn_worker(settings)
     try:
 
         async def midway():
@@ -182,20 +187,7 @@ async def test_cancel_while_processing_stops_at_the_next_page(
 
 async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(app, settings, submit):
     job = await submit(memory_bomb_pdf(10))  # one page that keeps MuPDF busy for seconds
-    env = {
-        **os.environ,
-        "MONGODB_URL": settings.mongodb_url,
-        "MONGODB_DB": settings.mongodb_db,
-        "REDIS_URL": settings.redis_url,
-        "FIREBASE_PROJECT_ID": settings.firebase_project_id,
-        "PROGRESS_INTERVAL_S": "0",
-        "WORKER_METRICS_PORT": "0",
-        "JOB_MEMORY_LIMIT_MB": "4096",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "worker"], cwd=REPO_ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    worker = _spawn_worker(settings, JOB_MEMORY_LIMIT_MB="4096")
     try:
 
         async def midway():
