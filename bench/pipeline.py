@@ -44,15 +44,20 @@ from tests.pdfs import text_pdf  # noqa: E402
 BOOK_PAGE_WORDS = 300
 
 
+REPEATS = 3  # medians of three: single runs of a few hundred ms swing by a third here
+
+
 def raw_pages_per_second(data: bytes) -> float:
-    doc = pymupdf.open(stream=data, filetype="pdf")
-    start = time.perf_counter()
-    for page in doc:
-        page.get_text()
-    elapsed = time.perf_counter() - start
-    count = doc.page_count
-    doc.close()
-    return count / elapsed
+    """Median over REPEATS of open + get_text() on every page, in this process."""
+    rates = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        doc = pymupdf.open(stream=data, filetype="pdf")
+        for page in doc:
+            page.get_text()
+        rates.append(doc.page_count / (time.perf_counter() - start))
+        doc.close()
+    return statistics.median(rates)
 
 
 def tree_rss_kb(pid: int) -> int:
@@ -144,15 +149,22 @@ async def main() -> int:
     services = Services(settings, mongo, TokenVerifier(settings), create_queue(settings))
     try:
         print("1. throughput: worker end to end vs raw PyMuPDF get_text(), same file, same run")
-        for pages in (300, 2000):
-            data = text_pdf(pages, words=BOOK_PAGE_WORDS)
-            raw = raw_pages_per_second(data)
-            doc, _ = await run_job_measuring_rss(services, env, data, f"{pages}.pdf")
-            elapsed = (doc["completed_at"] - doc["started_at"]).total_seconds()
-            worker_rate = pages / elapsed
-            print(f"   {pages:>5} pages: worker {worker_rate:,.0f} pages/s ({elapsed:.2f} s), "
-                  f"raw {raw:,.0f} pages/s, ratio {worker_rate / raw:.2f} (target >= 0.85); "
-                  f"{doc['version']} state writes")  # fmt: skip
+        worker = start_worker(env)
+        try:
+            for pages in (300, 2000):
+                data = text_pdf(pages, words=BOOK_PAGE_WORDS)
+                raw = raw_pages_per_second(data)
+                elapsed_runs = []
+                for attempt in range(REPEATS):
+                    doc = await wait_done(await submit(services, data, f"{pages}-{attempt}.pdf"))
+                    elapsed_runs.append((doc["completed_at"] - doc["started_at"]).total_seconds())
+                elapsed = statistics.median(elapsed_runs)
+                worker_rate = pages / elapsed
+                print(f"   {pages:>5} pages: worker {worker_rate:,.0f} pages/s ({elapsed:.2f} s, claim to "
+                      f"completed), raw {raw:,.0f} pages/s, ratio {worker_rate / raw:.2f} "
+                      f"(target >= 0.85); {doc['version']} state writes per job")  # fmt: skip
+        finally:
+            stop(worker)
 
         print("2. peak RSS of the worker's process tree (fresh worker per job)")
         _, small = await run_job_measuring_rss(
