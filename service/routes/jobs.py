@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_304_NOT_MODIFIED
 from service.auth import Principal
 from service.dependencies import PrincipalDep, ServicesDep
 from service.errors import AccessDenied, BadRequest, InvalidRequest, JobNotFound
+from service.files import delete_file
 from service.jobs import cancel_job, create_job, delete_job
 from service.models import JobStatus, PdfChapterJob
 from service.multipart import is_multipart
@@ -171,10 +172,16 @@ class BookJobController(Controller):
             )
         if is_multipart(request):
             fields, stored = await receive_pdf(request, services, principal.user_id)
-            data = {"book_id": fields.get("book_id"), "file_id": stored.file_id}
+            try:
+                body = _validated(
+                    CreateJobIn, {"book_id": fields.get("book_id"), "file_id": stored.file_id}
+                )
+            except InvalidRequest:
+                # The form's fields may follow its file: a rejected form keeps no upload.
+                await delete_file(services.mongo.db, stored.file_id)
+                raise
         else:
-            data = await _json_body(request)
-        body = _validated(CreateJobIn, data)
+            body = _validated(CreateJobIn, await _json_body(request))
         doc, _ = await create_job(
             services,
             user_id=principal.user_id,

@@ -224,3 +224,18 @@ async def test_delete_job_is_204_then_404(client, auth_headers, job_factory):
 
     assert deleted.status_code == 204
     assert polled.status_code == 404
+
+
+async def test_multipart_create_without_book_id_is_422_and_keeps_no_upload(
+    client, auth_headers, app
+):
+    response = await client.post(
+        JOBS,
+        files={"file": ("one.pdf", text_pdf(1), "application/pdf")},
+        headers=auth_headers("alice"),
+    )
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["book_id"]
+    assert await app.state.services.mongo.db["pdf_files.files"].count_documents({}) == 0
+    assert await app.state.services.mongo.db["pdf_files.chunks"].count_documents({}) == 0
