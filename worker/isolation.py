@@ -99,10 +99,10 @@ async def extract_in_child(
     finally:
         await _reap(child)  # the pipe then ends, and so does the reader thread
         while not reader.done():
-            # Unblock a reader waiting for room in the inbox.
+            # Unblock a reader waiting for room in the inbox; return as soon as it has ended.
             with contextlib.suppress(asyncio.QueueEmpty):
                 inbox.get_nowait()
-            await asyncio.sleep(0.01)
+            await asyncio.wait({reader}, timeout=0.01)
         receiver.close()
 
 
