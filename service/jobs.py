@@ -10,18 +10,42 @@ import contextlib
 import hashlib
 import logging
 from typing import Any
+from uuid import UUID
 
 from pymongo.errors import DuplicateKeyError
 
 from service.errors import REDIS_DOWN, Conflict, InvalidRequest, NotFound
 from service.files import find_owned_file
 from service.models import JobStatus, PdfChapterJob, utcnow
+from service.stages import StageStatus, finish_stages
 from service.state import Services
 
 log = logging.getLogger("service.jobs")
 
 PROCESS_FUNCTION = "process_pdf_chapter"  # the worker's job function, enqueued by name
 ACTIVE = [JobStatus.pending.value, JobStatus.processing.value]
+
+
+def canonical_job_id(raw: str) -> str | None:
+    """The canonical form of a UUID job id, or None when it is not one."""
+    try:
+        return str(UUID(raw))
+    except ValueError:
+        return None
+
+
+async def find_owned_job(
+    raw_job_id: str, user_id: str, projection: dict[str, int]
+) -> dict[str, Any] | None:
+    """The caller's job by id, or None: a malformed id, an unknown one and another user's alike."""
+    job_id = canonical_job_id(raw_job_id)
+    if job_id is None:
+        return None
+    jobs = PdfChapterJob.get_pymongo_collection()
+    doc: dict[str, Any] | None = await jobs.find_one(
+        {"job_id": job_id, "user_id": user_id}, projection
+    )
+    return doc
 
 
 def arq_job_id(job_id: str, tag: str) -> str:
@@ -41,8 +65,9 @@ async def ring(services: Services, job_id: str) -> bool:
     return True
 
 
-def fingerprint(book_id: str, file_id: str) -> str:
-    return hashlib.sha256(f"{book_id}\x00{file_id}".encode()).hexdigest()
+def fingerprint(book_id: str, file_id: str, title: str | None = None) -> str:
+    parts = [book_id, file_id] if title is None else [book_id, file_id, title]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
 async def create_job(
@@ -51,6 +76,7 @@ async def create_job(
     user_id: str,
     book_id: str,
     file_id: str,
+    title: str | None = None,
     idempotency_key: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store a pending job and enqueue it; returns the job and whether it is new.
@@ -60,7 +86,7 @@ async def create_job(
     """
     await find_owned_file(services.mongo.db, file_id, user_id)
     jobs = PdfChapterJob.get_pymongo_collection()
-    request_fingerprint = fingerprint(book_id, file_id)
+    request_fingerprint = fingerprint(book_id, file_id, title)
     if idempotency_key is not None:
         existing = await jobs.find_one({"user_id": user_id, "idempotency_key": idempotency_key})
         if existing is not None:
@@ -69,6 +95,7 @@ async def create_job(
         user_id=user_id,
         book_id=book_id,
         file_id=file_id,
+        title=title,
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint if idempotency_key else None,
     )
@@ -103,16 +130,25 @@ async def cancel_job(job_id: str, user_id: str) -> dict[str, Any]:
     now = utcnow()
     doc: dict[str, Any] | None = await jobs.find_one_and_update(
         {"job_id": job_id, "user_id": user_id, "status": {"$in": ACTIVE}},
-        {
-            "$set": {
-                "status": JobStatus.cancelled.value,
-                "message": "Job cancelled",
-                "cancelled_at": now,
-                "updated_at": now,
-                "error_code": "CANCELLED",
-            },
-            "$inc": {"version": 1},
-        },
+        [
+            {
+                "$set": {
+                    "status": JobStatus.cancelled.value,
+                    "message": {"$literal": "Job cancelled"},
+                    "cancelled_at": now,
+                    "updated_at": now,
+                    "error_code": "CANCELLED",
+                    "version": {"$add": [{"$ifNull": ["$version", 0]}, 1]},
+                    "stages": finish_stages(
+                        {
+                            StageStatus.processing: StageStatus.cancelled,
+                            StageStatus.pending: StageStatus.cancelled,
+                        },
+                        now,
+                    ),
+                }
+            }
+        ],
         return_document=True,
     )
     if doc is not None:

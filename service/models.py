@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 from uuid import uuid4
 
 import pymongo
 from beanie import Document
 from pydantic import BaseModel, Field
+
+from service.stages import initial_stages
 
 ENQUEUED_MESSAGE = "PDF chapter creation job enqueued"
 
@@ -58,6 +61,7 @@ class PageError(BaseModel):
 
     page_number: int
     error: str
+    timestamp: datetime | None = None
 
 
 class PdfChapterJob(Document):
@@ -67,6 +71,8 @@ class PdfChapterJob(Document):
     user_id: str
     book_id: str
     file_id: str
+    # Seed 003's free-text title; None for jobs created through seed 002.
+    title: str | None = None
 
     status: JobStatus = JobStatus.pending
     progress: int = Field(default=0, ge=0, le=100)
@@ -78,6 +84,10 @@ class PdfChapterJob(Document):
     error_code: str | None = None
     # Pages whose text could not be extracted; the job goes on without them.
     page_errors: list[PageError] = Field(default_factory=list)
+    # Per-stage status, percent and times, kept by the worker (service/stages.py).
+    stages: dict[str, Any] = Field(default_factory=initial_stages)
+    pages_total: int | None = None
+    pages_processed: int = 0
 
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -116,6 +126,15 @@ class PdfChapterJob(Document):
                     ("job_id", pymongo.DESCENDING),
                 ],
                 name="user_id_created_at",
+            ),
+            # One uploaded file's jobs, newest first (seed 000: /api/v1/jobs/document/{id}).
+            pymongo.IndexModel(
+                [
+                    ("user_id", pymongo.ASCENDING),
+                    ("file_id", pymongo.ASCENDING),
+                    ("created_at", pymongo.DESCENDING),
+                ],
+                name="user_id_file_id_created_at",
             ),
             # The sweeper's scan of pending and processing jobs.
             pymongo.IndexModel(

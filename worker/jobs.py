@@ -22,8 +22,9 @@ from typing import Any
 
 from service.files import BUCKET, open_file
 from service.logs import current_job_id
-from service.models import PdfChapterJob
+from service.models import PdfChapterJob, utcnow
 from service.settings import Settings
+from service.stages import Stage, StageStatus, stage_fields, stage_percent
 from worker import chapter, metrics
 from worker.extract import ExtractionError
 from worker.isolation import PageBatch, Stopped, extract_in_child
@@ -46,6 +47,10 @@ FILE_MISSING = ExtractionError("FILE_NOT_FOUND", "PDF file not found")
 def extraction_progress(done: int, total: int) -> int:
     """Pages map onto 30-70%."""
     return 30 + (40 * done) // max(total, 1)
+
+
+def percent(done: int, total: int) -> int:
+    return (100 * done) // max(total, 1)
 
 
 async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
@@ -130,13 +135,20 @@ async def _run(settings: Settings, job: dict[str, Any], filename: str) -> str:
     with tempfile.TemporaryDirectory(prefix="pcj-") as workdir:
         path = os.path.join(workdir, "source.pdf")
         await _download(jobs.database, job["file_id"], path)
-        if not await advance(jobs, job_id, 10, f"Downloading PDF: {filename}"):
+        now = utcnow()
+        downloaded = {
+            **stage_fields(Stage.download_pdf, StageStatus.completed, now, 100),
+            **stage_fields(Stage.extract_pages, StageStatus.processing, now, 0),
+        }
+        if not await advance(jobs, job_id, 10, f"Downloading PDF: {filename}", downloaded):
             raise Stopped
         state = _Extraction()
 
         async def on_meta(total: int, title: str | None) -> bool:
             state.total, state.title = total, title
-            return await writer.report(30, f"Processed 0/{total} pages...", force=True)
+            return await writer.report(
+                30, f"Processed 0/{total} pages...", {"pages_total": total}, force=True
+            )
 
         async def on_pages(batch: PageBatch) -> bool:
             total = state.total
@@ -153,7 +165,12 @@ async def _run(settings: Settings, job: dict[str, Any], filename: str) -> str:
             state.done = done = state.done + len(batch)
             metrics.PAGES.inc(len(batch))
             return await writer.report(
-                extraction_progress(done, total), f"Processed {done}/{total} pages..."
+                extraction_progress(done, total),
+                f"Processed {done}/{total} pages...",
+                {
+                    "pages_processed": done,
+                    **stage_percent(Stage.extract_pages, percent(done, total)),
+                },
             )
 
         await extract_in_child(
@@ -166,12 +183,23 @@ async def _run(settings: Settings, job: dict[str, Any], filename: str) -> str:
     if not await writer.flush():
         raise Stopped
     total = state.total
-    if not await advance(jobs, job_id, 70, f"Processed {total} pages. Creating chapter..."):
+    now = utcnow()
+    extracted = {
+        "pages_total": total,
+        "pages_processed": total,
+        **stage_fields(Stage.extract_pages, StageStatus.completed, now, 100),
+        **stage_fields(Stage.create_chapter, StageStatus.processing, now, 0),
+    }
+    if not await advance(
+        jobs, job_id, 70, f"Processed {total} pages. Creating chapter...", extracted
+    ):
         raise Stopped
     title = chapter.chapter_title(state.title, filename)
     await chapter.create_chapter(job, chapter_id, title, total, filename)
     result = {"chapter_id": chapter_id, "total_pages": total}
-    if not await complete(jobs, job_id, result, f"Chapter created successfully with {total} pages"):
+    created = stage_fields(Stage.create_chapter, StageStatus.completed, utcnow(), 100)
+    message = f"Chapter created successfully with {total} pages"
+    if not await complete(jobs, job_id, result, message, created):
         raise Stopped
     log.info("job %s: completed, %d pages", job_id, total)
     return "completed"

@@ -11,27 +11,48 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from service.models import JobStatus, utcnow
+from service.stages import StageStatus, finish_stages, started_stages
 
 Doc = dict[str, Any]
 
 FAILED_PREFIX = "PDF processing failed: "
 
 
-def _bump(fields: Doc) -> Doc:
+def _bump(fields: Doc, now: datetime | None = None) -> Doc:
     """``$set`` the fields with a fresh ``updated_at`` and ``$inc`` the version."""
-    return {"$set": {**fields, "updated_at": utcnow()}, "$inc": {"version": 1}}
+    return {"$set": {**fields, "updated_at": now or utcnow()}, "$inc": {"version": 1}}
+
+
+def _literal(value: Any) -> Doc:
+    """A value in an update pipeline: a message starting with ``$`` must not read a field."""
+    return {"$literal": value}
+
+
+def _bump_pipeline(fields: Doc, now: datetime | None = None) -> list[Doc]:
+    """The pipeline form of ``_bump``, for updates that compute from the document."""
+    return [
+        {
+            "$set": {
+                **fields,
+                "updated_at": now or utcnow(),
+                "version": {"$add": [{"$ifNull": ["$version", 0]}, 1]},
+            }
+        }
+    ]
 
 
 async def claim(jobs: AsyncCollection[Doc], job_id: str, message: str) -> Doc | None:
     """Take a pending job (``pending -> processing``); None when someone else has it.
 
     Several workers may be told about the same job: only the one whose update matches runs it.
+    The stages start over with the download.
     """
     now = utcnow()
     # A pipeline update, so that the first start survives retries (started_at is null until then).
@@ -39,7 +60,8 @@ async def claim(jobs: AsyncCollection[Doc], job_id: str, message: str) -> Doc | 
         {
             "$set": {
                 "status": JobStatus.processing.value,
-                "message": message,
+                "message": _literal(message),
+                "stages": _literal(started_stages(now)),
                 "heartbeat_at": now,
                 "updated_at": now,
                 "started_at": {"$ifNull": ["$started_at", now]},
@@ -56,12 +78,20 @@ async def claim(jobs: AsyncCollection[Doc], job_id: str, message: str) -> Doc | 
     return doc
 
 
-async def advance(jobs: AsyncCollection[Doc], job_id: str, progress: int, message: str) -> bool:
-    """Record progress, never backwards; False when the job is no longer processing."""
+async def advance(
+    jobs: AsyncCollection[Doc],
+    job_id: str,
+    progress: int,
+    message: str,
+    fields: Doc | None = None,
+) -> bool:
+    """Record progress (and stage ``fields``), never backwards; False when no longer processing."""
     now = utcnow()
     result = await jobs.update_one(
         {"job_id": job_id, "status": JobStatus.processing.value, "progress": {"$lte": progress}},
-        _bump({"progress": progress, "message": message, "heartbeat_at": now}),
+        _bump(
+            {"progress": progress, "message": message, "heartbeat_at": now, **(fields or {})}, now
+        ),
     )
     if result.matched_count:
         return True
@@ -72,7 +102,9 @@ async def advance(jobs: AsyncCollection[Doc], job_id: str, progress: int, messag
     return bool(still_ours)
 
 
-async def complete(jobs: AsyncCollection[Doc], job_id: str, result: Doc, message: str) -> bool:
+async def complete(
+    jobs: AsyncCollection[Doc], job_id: str, result: Doc, message: str, fields: Doc | None = None
+) -> bool:
     """``processing -> completed`` with the result; False if the job was no longer processing."""
     now = utcnow()
     update = _bump(
@@ -83,7 +115,9 @@ async def complete(jobs: AsyncCollection[Doc], job_id: str, result: Doc, message
             "result": result,
             "completed_at": now,
             "heartbeat_at": now,
-        }
+            **(fields or {}),
+        },
+        now,
     )
     update["$unset"] = {"error": "", "failed_at": ""}
     outcome = await jobs.update_one(
@@ -100,7 +134,10 @@ async def fail(
     *,
     guard: Doc | None = None,
 ) -> bool:
-    """``pending|processing -> failed``, keeping progress where it stopped (seed 002)."""
+    """``pending|processing -> failed``, keeping progress where it stopped (seed 002).
+
+    The stage under way is marked failed and the ones after it skipped.
+    """
     now = utcnow()
     outcome = await jobs.update_one(
         {
@@ -108,14 +145,22 @@ async def fail(
             "status": {"$in": [JobStatus.pending.value, JobStatus.processing.value]},
             **(guard or {}),
         },
-        _bump(
+        _bump_pipeline(
             {
                 "status": JobStatus.failed.value,
-                "message": FAILED_PREFIX + reason,
-                "error": reason,
-                "error_code": code,
+                "message": _literal(FAILED_PREFIX + reason),
+                "error": _literal(reason),
+                "error_code": _literal(code),
                 "failed_at": now,
-            }
+                "stages": finish_stages(
+                    {
+                        StageStatus.processing: StageStatus.failed,
+                        StageStatus.pending: StageStatus.skipped,
+                    },
+                    now,
+                ),
+            },
+            now,
         ),
     )
     return bool(outcome.matched_count)
@@ -128,20 +173,35 @@ async def release(jobs: AsyncCollection[Doc], job_id: str, *, guard: Doc | None 
     """
     outcome = await jobs.update_one(
         {"job_id": job_id, "status": JobStatus.processing.value, **(guard or {})},
-        _bump({"status": JobStatus.pending.value, "rung_at": utcnow()}),
+        _bump_pipeline(
+            {
+                "status": JobStatus.pending.value,
+                "rung_at": utcnow(),
+                "stages": finish_stages({StageStatus.processing: StageStatus.pending}),
+            }
+        ),
     )
     return bool(outcome.matched_count)
 
 
 async def record_page_errors(jobs: AsyncCollection[Doc], job_id: str, errors: list[Doc]) -> None:
-    """Pages that could not be read; ``$addToSet`` so a retried job does not list them twice."""
+    """Pages that could not be read, stamped; a retried job does not list a page twice."""
+    now = utcnow()
+    known = {"$ifNull": ["$page_errors", []]}
+    fresh = {
+        "$filter": {
+            "input": _literal([{**error, "timestamp": now} for error in errors]),
+            "as": "new",
+            "cond": {
+                "$not": [
+                    {"$in": ["$$new.page_number", {"$ifNull": ["$page_errors.page_number", []]}]}
+                ]
+            },
+        }
+    }
     await jobs.update_one(
         {"job_id": job_id, "status": JobStatus.processing.value},
-        {
-            "$addToSet": {"page_errors": {"$each": errors}},
-            "$set": {"updated_at": utcnow()},
-            "$inc": {"version": 1},
-        },
+        _bump_pipeline({"page_errors": {"$concatArrays": [known, fresh]}}),
     )
 
 
@@ -180,11 +240,13 @@ class ProgressWriter:
     clock: Callable[[], float] = time.monotonic
     writes: int = 0
     _last_write: float = field(default=float("-inf"), init=False)
-    _pending: tuple[int, str] | None = field(default=None, init=False)
+    _pending: tuple[int, str, Doc | None] | None = field(default=None, init=False)
     _alive: bool = field(default=True, init=False)
 
-    async def report(self, progress: int, message: str, *, force: bool = False) -> bool:
-        self._pending = (progress, message)
+    async def report(
+        self, progress: int, message: str, fields: Doc | None = None, *, force: bool = False
+    ) -> bool:
+        self._pending = (progress, message, fields)
         if force or self.clock() - self._last_write >= self.interval_s:
             await self.flush()
         return self._alive
@@ -192,9 +254,9 @@ class ProgressWriter:
     async def flush(self) -> bool:
         """Write the last reported progress, if it was not written yet."""
         if self._pending is not None:
-            progress, message = self._pending
+            progress, message, fields = self._pending
             self._pending = None
-            self._alive = await advance(self.jobs, self.job_id, progress, message)
+            self._alive = await advance(self.jobs, self.job_id, progress, message, fields)
             self._last_write = self.clock()
             self.writes += 1
         return self._alive

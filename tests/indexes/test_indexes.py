@@ -57,9 +57,13 @@ async def test_sync_creates_the_seed_indexes_with_names(db, settings):
         "updated_at",
         "created_at_ttl",
         "user_id_created_at",
+        "user_id_file_id_created_at",
         "status_heartbeat_at",
         "user_id_idempotency_key_unique",
     }
+    assert info["user_id_file_id_created_at"]["key"] == [
+        ("user_id", 1), ("file_id", 1), ("created_at", -1),
+    ]  # fmt: skip
     chunks = await db["document_chunks"].index_information()
     assert chunks["job_id_chunk_index_unique"]["key"] == [("job_id", 1), ("chunk_index", 1)]
     assert chunks["job_id_chunk_index_unique"]["unique"] is True

@@ -7,7 +7,15 @@ import asyncio
 import pytest
 
 from service.models import JobStatus, PdfChapterJob
-from worker.progress import ProgressWriter, advance, claim, complete, fail
+from worker.progress import (
+    ProgressWriter,
+    advance,
+    claim,
+    complete,
+    fail,
+    record_page_errors,
+    release,
+)
 
 
 @pytest.fixture
@@ -158,3 +166,68 @@ def test_log_lines_of_a_job_carry_its_id():
 
     assert json.loads(line)["job_id"] == "job-42"
     assert json.loads(line)["message"] == "page 3"
+
+
+def _stage_statuses(doc):
+    return {name: state["status"] for name, state in doc["stages"].items()}
+
+
+async def test_claim_starts_the_stages_over_with_the_download(jobs, job_factory):
+    job = await job_factory()
+
+    claimed = await claim(jobs, job.job_id, "m")
+
+    assert _stage_statuses(claimed) == {
+        "download_pdf": "processing", "extract_pages": "pending", "create_chapter": "pending",
+    }  # fmt: skip
+    assert claimed["stages"]["download_pdf"]["started_at"] == claimed["started_at"]
+
+
+async def test_fail_marks_the_running_stage_failed_and_later_ones_skipped(jobs, job_factory):
+    job = await job_factory()
+    await claim(jobs, job.job_id, "m")
+    await advance(jobs, job.job_id, 10, "m", {"stages.download_pdf.status": "completed"})
+    await advance(jobs, job.job_id, 20, "m", {"stages.extract_pages.status": "processing"})
+
+    await fail(jobs, job.job_id, "$status is not a field path", "PDF_CORRUPT")
+
+    doc = await _load(jobs, job.job_id)
+    assert _stage_statuses(doc) == {
+        "download_pdf": "completed", "extract_pages": "failed", "create_chapter": "skipped",
+    }  # fmt: skip
+    assert doc["stages"]["extract_pages"]["finished_at"] == doc["failed_at"]
+    # Strings are stored as given, never read as field paths of the update pipeline.
+    assert doc["error"] == "$status is not a field path"
+    assert doc["message"] == "PDF processing failed: $status is not a field path"
+    assert doc["error_code"] == "PDF_CORRUPT"
+
+
+async def test_release_puts_the_running_stage_back_to_pending(jobs, job_factory):
+    job = await job_factory()
+    await claim(jobs, job.job_id, "m")
+
+    released = await release(jobs, job.job_id)
+
+    doc = await _load(jobs, job.job_id)
+    assert released is True
+    assert doc["status"] == "pending"
+    assert set(_stage_statuses(doc).values()) == {"pending"}
+
+
+async def test_page_errors_are_stamped_and_not_listed_twice(jobs, job_factory):
+    job = await job_factory()
+    await claim(jobs, job.job_id, "m")
+
+    await record_page_errors(jobs, job.job_id, [{"page_number": 2, "error": "bad font"}])
+    await record_page_errors(
+        jobs,
+        job.job_id,
+        [{"page_number": 2, "error": "bad font"}, {"page_number": 5, "error": "bad image"}],
+    )
+
+    doc = await _load(jobs, job.job_id)
+    assert [(e["page_number"], e["error"]) for e in doc["page_errors"]] == [
+        (2, "bad font"), (5, "bad image"),
+    ]  # fmt: skip
+    assert all(e["timestamp"] is not None for e in doc["page_errors"])
+    assert doc["version"] == 4
