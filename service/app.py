@@ -24,7 +24,10 @@ from service.metrics import PROMETHEUS, metrics
 from service.queue import create_queue
 from service.request_id import request_id_middleware
 from service.routes.chapters import ChapterController
+from service.routes.chunks import ChunkController
 from service.routes.files import FileController
+from service.routes.ingestion import ingestion_job_status
+from service.routes.job_router import JobRouterController
 from service.routes.jobs import BookJobController
 from service.routes.ops import health, ready
 from service.settings import Settings
@@ -34,7 +37,16 @@ log = logging.getLogger("service.app")
 
 GC_GEN0_THRESHOLD = 10_000
 
-EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "Location"]
+EXPOSED_HEADERS = [
+    "ETag",
+    "Retry-After",
+    "X-Request-ID",
+    "Location",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+]
 ALLOWED_HEADERS = [
     "Authorization",
     "Content-Type",
@@ -75,6 +87,9 @@ def create_app(settings: Settings) -> Litestar:
             BookJobController,
             FileController,
             ChapterController,
+            JobRouterController,
+            ChunkController,
+            ingestion_job_status,
             health,
             ready,
             metrics,

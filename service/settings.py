@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Verified Firebase claims kept in memory, per token, until the token's exp.
     auth_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
 
+    # Seed 004: requests a minute per user to GET /api/v1/jobs/{job_id}/chunks, counted in Redis.
+    chunks_rate_limit_per_minute: int = Field(default=100, ge=1, le=1_000_000)
+
     # Uploads and the PDF pipeline.
     max_upload_mb: int = Field(default=100, ge=1, le=10_240)
     # Memory (beyond the parser process's own baseline) and wall-clock caps for parsing one PDF.

@@ -132,6 +132,8 @@ async def _clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]
         db = PdfChapterJob.get_pymongo_collection().database
         for name in await db.list_collection_names():
             await db[name].delete_many({})
+        # Rate-limit counters and queued jobs start from nothing in every test too.
+        await request.getfixturevalue("app").state.services.queue.flushall()
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar, cast
-from uuid import UUID
+from typing import Annotated, Any, cast
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, delete, get, post
@@ -18,9 +17,10 @@ from service.auth import Principal
 from service.dependencies import PrincipalDep, ServicesDep
 from service.errors import AccessDenied, BadRequest, InvalidRequest, JobNotFound
 from service.files import delete_file
-from service.jobs import cancel_job, create_job, delete_job
+from service.jobs import cancel_job, canonical_job_id, create_job, delete_job
 from service.models import JobStatus, PdfChapterJob
 from service.multipart import is_multipart
+from service.routes.body import json_body, validated
 from service.routes.files import receive_pdf
 from service.routes.responses import ERROR_RESPONSES
 from service.schemas import (
@@ -34,47 +34,6 @@ from service.schemas import (
 from service.state import Services
 
 ENCODE = msgspec.json.Encoder().encode
-
-
-S = TypeVar("S", bound=msgspec.Struct)
-
-
-async def _json_body(request: Request[Any, Any, Any]) -> Any:
-    raw = await request.body()
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        raise InvalidRequest(
-            "Request body must be JSON", [{"field": "body", "message": "invalid JSON"}]
-        ) from None
-
-
-def _validated(schema: type[S], data: Any) -> S:
-    """Validate against a schema; 422 naming each bad field."""
-    if not isinstance(data, dict):
-        raise InvalidRequest(
-            "Request body must be a JSON object", [{"field": "body", "message": "not an object"}]
-        )
-    errors = [
-        {"field": name, "message": "required"}
-        for name in schema.__struct_fields__
-        if data.get(name) in (None, "")
-    ]
-    errors += [
-        {"field": name, "message": "unknown field"}
-        for name in data
-        if name not in schema.__struct_fields__
-    ]
-    if errors:
-        raise InvalidRequest("Invalid request body", errors)
-    try:
-        return msgspec.convert(data, schema)
-    except msgspec.ValidationError as exc:
-        message, _, where = str(exc).partition(" - at `$.")
-        field = where.rstrip("`") or "body"
-        raise InvalidRequest(
-            "Invalid request body", [{"field": field, "message": message}]
-        ) from None
 
 
 def _cursor_of(doc: dict[str, Any]) -> str:
@@ -96,14 +55,6 @@ def _after_cursor(cursor: str) -> dict[str, Any]:
             {"created_at": created_at, "job_id": {"$lt": job_id}},
         ]
     }
-
-
-def canonical_job_id(raw: str) -> str | None:
-    """The canonical form of a UUID job id, or None when it is not one."""
-    try:
-        return str(UUID(raw))
-    except ValueError:
-        return None
 
 
 def etag_of(doc: dict[str, Any]) -> str:
@@ -173,7 +124,7 @@ class BookJobController(Controller):
         if is_multipart(request):
             fields, stored = await receive_pdf(request, services, principal.user_id)
             try:
-                body = _validated(
+                body = validated(
                     CreateJobIn, {"book_id": fields.get("book_id"), "file_id": stored.file_id}
                 )
             except InvalidRequest:
@@ -181,7 +132,7 @@ class BookJobController(Controller):
                 await delete_file(services.mongo.db, stored.file_id)
                 raise
         else:
-            body = _validated(CreateJobIn, await _json_body(request))
+            body = validated(CreateJobIn, await json_body(request))
         doc, _ = await create_job(
             services,
             user_id=principal.user_id,

@@ -1,0 +1,51 @@
+"""Seed 001: ingestion-style job status at ``GET /api/v1/ingestion/job/{job_id}``.
+
+Seed 001 lets any authenticated user read any job; here, as everywhere, only the job's owner
+can, and another user's job is "Job not found".
+"""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath
+
+from service.dependencies import PrincipalDep
+from service.errors import NotFound
+from service.jobs import find_owned_job
+from service.models import DocumentChunk
+from service.routes.responses import ERROR_RESPONSES
+from service.schemas import JOB_DETAIL_FIELDS, ErrorOut, IngestionStatusOut, ingestion_status_out
+
+FIELDS = {
+    **JOB_DETAIL_FIELDS,
+    **dict.fromkeys(["page_errors", "pages_total", "pages_processed", "attempts", "updated_at"], 1),
+}
+
+
+@get(
+    "/api/v1/ingestion/job/{job_id:str}",
+    summary="Ingestion-style status of a job (seed 001)",
+    description=(
+        "`status` in seed 001's words (`running` for processing); `progress` counts pages and "
+        "chunks; `errors` lists unreadable pages and the failure that ended the job, each with "
+        "its stage; `stats` holds attempts and each finished stage's duration in seconds."
+    ),
+    tags=["ingestion"],
+    security=[{"BearerToken": []}],
+    opt={"error_prefix": "Failed to get job status"},
+    responses={
+        **{k: v for k, v in ERROR_RESPONSES.items() if k != 403},
+        404: ResponseSpec(ErrorOut, description="Job not found (or not the caller's)"),
+    },
+)
+async def ingestion_job_status(
+    job_id: FromPath[str], principal: PrincipalDep
+) -> IngestionStatusOut:
+    doc = await find_owned_job(job_id, principal.user_id, FIELDS)
+    if doc is None:
+        raise NotFound("Job not found")
+    chunks_created = await DocumentChunk.get_pymongo_collection().count_documents(
+        {"job_id": doc["job_id"]}
+    )
+    return ingestion_status_out(doc, chunks_created)
