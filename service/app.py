@@ -21,6 +21,7 @@ from service.dependencies import provide_principal, provide_services
 from service.errors import exception_handlers
 from service.logs import configure_logging
 from service.metrics import PROMETHEUS, metrics
+from service.openapi import document_request_bodies
 from service.queue import create_queue
 from service.request_id import request_id_middleware
 from service.routes.chapters import ChapterController
@@ -82,7 +83,7 @@ def create_app(settings: Settings) -> Litestar:
             await mongo.close()
             verifier.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             BookJobController,
             FileController,
@@ -132,6 +133,8 @@ def create_app(settings: Settings) -> Litestar:
         # config would replace the JSON handler with its own text format.
         logging_config=None,
     )
+    document_request_bodies(app)
+    return app
 
 
 def app_factory() -> Litestar:

@@ -134,8 +134,13 @@ def _service_error(request: Request[Any, Any, Any], exc: ServiceError) -> Respon
 def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     # Litestar's own errors (404 route, 405 method, 400 validation): same {"detail"} shape.
     body: dict[str, Any] = {"detail": exc.detail}
-    if exc.status_code == 400 and exc.extra:
-        body["errors"] = exc.extra
+    if exc.status_code == 400 and isinstance(exc.extra, list) and exc.extra:
+        # Litestar's {message, key, source} become our {field, message}, as on a 422.
+        body["errors"] = [
+            {"field": str(item.get("key", "request")), "message": str(item.get("message", ""))}
+            for item in exc.extra
+            if isinstance(item, dict)
+        ]
     return _json(exc.status_code, body, exc.headers or {})
 
 

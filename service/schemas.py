@@ -59,10 +59,19 @@ class JobStatusOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     cancelled_at: Timestamp | None = None
 
 
-class ErrorOut(msgspec.Struct):
-    """Every error this service answers with: ``{"detail": "..."}``."""
+class FieldErrorOut(msgspec.Struct, kw_only=True):
+    """One bad input: where (``payload.file_id``, ``limit``) and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class ErrorOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every error this service answers with: ``{"detail": "..."}``, plus ``errors`` naming
+    each bad field of a rejected request (400, 422)."""
 
     detail: str
+    errors: list[FieldErrorOut] | None = None
 
 
 # Fields the polling endpoint reads; the projection keeps the round trip small.

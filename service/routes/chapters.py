@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, get
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from service.dependencies import PrincipalDep
 from service.errors import NotFound
 from service.models import BookChapter, DocumentChunk
-from service.schemas import ChapterOut, ErrorOut, PageListOut, PageOut, iso_z
+from service.routes.responses import ERROR_RESPONSES, error
+from service.schemas import ChapterOut, PageListOut, PageOut, iso_z
 
 NOT_FOUND = {
-    404: ResponseSpec(ErrorOut, description="No such chapter of the caller's"),
-    401: ResponseSpec(ErrorOut, description="Missing or invalid token"),
+    **{k: v for k, v in ERROR_RESPONSES.items() if k != 403},
+    404: error("No such chapter of the caller's"),
 }
 
 

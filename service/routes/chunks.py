@@ -124,7 +124,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Err
 
 
 def _described(description: str) -> ResponseSpec:
-    return ResponseSpec(ErrorEnvelope, description=description)
+    return ResponseSpec(ErrorEnvelope, generate_examples=False, description=description)
 
 
 ERRORS = {

@@ -6,14 +6,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Controller, Request, Response, post
-from litestar.openapi import ResponseSpec
 
 from service.dependencies import PrincipalDep, ServicesDep
 from service.errors import BadRequest
 from service.files import StoredFile, safe_filename, store_pdf
 from service.multipart import FilePart, is_multipart, read_form
-from service.routes.responses import ERROR_RESPONSES
-from service.schemas import ErrorOut, FileOut, iso_z
+from service.routes.responses import ERROR_RESPONSES, error
+from service.schemas import FileOut, iso_z
 from service.state import Services
 
 # Room for the multipart framing and a few small text fields around the file.
@@ -74,9 +73,9 @@ class FileController(Controller):
         request_max_body_size=None,  # enforced while streaming, from MAX_UPLOAD_MB
         opt={"error_prefix": "Failed to upload file"},
         responses={
-            400: ResponseSpec(ErrorOut, description="Not multipart, no file, or an empty file"),
-            413: ResponseSpec(ErrorOut, description="Larger than MAX_UPLOAD_MB"),
-            415: ResponseSpec(ErrorOut, description="Not a PDF"),
+            400: error("Not multipart, no file, or an empty file"),
+            413: error("Larger than MAX_UPLOAD_MB"),
+            415: error("Not a PDF"),
             **{k: v for k, v in ERROR_RESPONSES.items() if k in (401, 500, 503)},
         },
     )

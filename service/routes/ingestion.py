@@ -7,15 +7,14 @@ can, and another user's job is "Job not found".
 from __future__ import annotations
 
 from litestar import get
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from service.dependencies import PrincipalDep
 from service.errors import NotFound
 from service.jobs import find_owned_job
 from service.models import DocumentChunk
-from service.routes.responses import ERROR_RESPONSES
-from service.schemas import JOB_DETAIL_FIELDS, ErrorOut, IngestionStatusOut, ingestion_status_out
+from service.routes.responses import ERROR_RESPONSES, error
+from service.schemas import JOB_DETAIL_FIELDS, IngestionStatusOut, ingestion_status_out
 
 FIELDS = {
     **JOB_DETAIL_FIELDS,
@@ -36,7 +35,7 @@ FIELDS = {
     opt={"error_prefix": "Failed to get job status"},
     responses={
         **{k: v for k, v in ERROR_RESPONSES.items() if k != 403},
-        404: ResponseSpec(ErrorOut, description="Job not found (or not the caller's)"),
+        404: error("Job not found (or not the caller's)"),
     },
 )
 async def ingestion_job_status(

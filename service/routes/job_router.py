@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.dependencies import PrincipalDep, ServicesDep
@@ -19,12 +18,12 @@ from service.files import find_owned_file
 from service.jobs import create_job, delete_job, find_owned_job
 from service.models import JobStatus, PdfChapterJob
 from service.routes.body import json_body, validated
-from service.routes.responses import ERROR_RESPONSES
-from service.schemas import JOB_DETAIL_FIELDS, ErrorOut, JobCreateIn, JobDetailOut, job_detail_out
+from service.routes.responses import ERROR_RESPONSES, error
+from service.schemas import JOB_DETAIL_FIELDS, JobCreateIn, JobDetailOut, job_detail_out
 
 RESPONSES = {k: v for k, v in ERROR_RESPONSES.items() if k != 403}
-NOT_FOUND = {404: ResponseSpec(ErrorOut, description="No such job of the caller's")}
-BAD_QUERY = {400: ResponseSpec(ErrorOut, description="Invalid query parameter")}
+NOT_FOUND = {404: error("No such job of the caller's")}
+BAD_QUERY = {400: error("Invalid query parameter")}
 
 
 async def _owned_job(raw_job_id: str, user_id: str) -> dict[str, Any]:
@@ -54,8 +53,8 @@ class JobRouterController(Controller):
         opt={"error_prefix": "Failed to create job"},
         responses={
             **RESPONSES,
-            404: ResponseSpec(ErrorOut, description="No such file of the caller's"),
-            422: ResponseSpec(ErrorOut, description="Invalid fields, each named"),
+            404: error("No such file of the caller's"),
+            422: error("Invalid fields, each named"),
         },
     )
     async def create(
@@ -109,7 +108,7 @@ class JobRouterController(Controller):
         opt={"error_prefix": "Failed to list jobs"},
         responses={
             **BAD_QUERY,
-            404: ResponseSpec(ErrorOut, description="No such file of the caller's"),
+            404: error("No such file of the caller's"),
             **{k: v for k, v in RESPONSES.items() if k in (401, 500, 503)},
         },
     )

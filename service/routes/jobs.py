@@ -22,11 +22,10 @@ from service.models import JobStatus, PdfChapterJob
 from service.multipart import is_multipart
 from service.routes.body import json_body, validated
 from service.routes.files import receive_pdf
-from service.routes.responses import ERROR_RESPONSES
+from service.routes.responses import ERROR_RESPONSES, error
 from service.schemas import (
     JOB_STATUS_FIELDS,
     CreateJobIn,
-    ErrorOut,
     JobListOut,
     JobStatusOut,
     job_status_out,
@@ -104,11 +103,11 @@ class BookJobController(Controller):
         request_max_body_size=None,  # multipart uploads are limited while streaming
         opt={"error_prefix": "Failed to create job"},
         responses={
-            400: ResponseSpec(ErrorOut, description="Malformed body or upload"),
-            404: ResponseSpec(ErrorOut, description="No such file of the caller's"),
-            413: ResponseSpec(ErrorOut, description="Upload larger than MAX_UPLOAD_MB"),
-            415: ResponseSpec(ErrorOut, description="Upload is not a PDF"),
-            422: ResponseSpec(ErrorOut, description="Invalid fields, or a reused Idempotency-Key"),
+            400: error("Malformed body or upload"),
+            404: error("No such file of the caller's"),
+            413: error("Upload larger than MAX_UPLOAD_MB"),
+            415: error("Upload is not a PDF"),
+            422: error("Invalid fields, or a reused Idempotency-Key"),
             **{k: v for k, v in ERROR_RESPONSES.items() if k in (401, 500, 503)},
         },
     )
@@ -148,7 +147,7 @@ class BookJobController(Controller):
         summary="List my jobs, newest first",
         opt={"error_prefix": "Failed to list jobs"},
         responses={
-            400: ResponseSpec(ErrorOut, description="Invalid status, limit or cursor"),
+            400: error("Invalid status, limit or cursor"),
             **{k: v for k, v in ERROR_RESPONSES.items() if k in (401, 500, 503)},
         },
     )
@@ -176,7 +175,10 @@ class BookJobController(Controller):
         summary="Cancel a job",
         status_code=200,
         opt={"error_prefix": "Failed to cancel job"},
-        responses={409: ResponseSpec(ErrorOut, description="Already finished"), **ERROR_RESPONSES},
+        responses={
+            409: error("Already finished"),
+            **ERROR_RESPONSES,
+        },
     )
     async def cancel(
         self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
@@ -206,7 +208,9 @@ class BookJobController(Controller):
         ),
         opt={"error_prefix": "Failed to get job status"},
         responses={
-            304: ResponseSpec(None, description="Unchanged since the ETag sent"),
+            304: ResponseSpec(
+                None, generate_examples=False, description="Unchanged since the ETag sent"
+            ),
             **ERROR_RESPONSES,
         },
     )

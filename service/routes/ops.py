@@ -45,7 +45,9 @@ async def _check(probe: Awaitable[Any]) -> str:
     "/ready",
     summary="Readiness: MongoDB and Redis answer",
     tags=["ops"],
-    responses={503: ResponseSpec(Readiness, description="A dependency is down")},
+    responses={
+        503: ResponseSpec(Readiness, generate_examples=False, description="A dependency is down")
+    },
 )
 async def ready(services: ServicesDep) -> Response[Readiness]:
     """200 when every dependency answers within a second; 503 naming each one that does not."""

@@ -1,15 +1,26 @@
-"""OpenAPI descriptions of the error responses every job endpoint shares."""
+"""OpenAPI descriptions of error responses: one helper, and the set every job endpoint shares."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from litestar.openapi import ResponseSpec
 
 from service.schemas import ErrorOut
 
+
+def error(description: str, model: Any = ErrorOut) -> ResponseSpec:
+    """A documented error response (no generated example: random strings mislead readers)."""
+    return ResponseSpec(model, generate_examples=False, description=description)
+
+
+BAD_REQUEST = {400: error("Invalid path or query parameter; `errors` names each")}
+
 ERROR_RESPONSES = {
-    401: ResponseSpec(ErrorOut, description="Missing, invalid or expired Firebase ID token"),
-    403: ResponseSpec(ErrorOut, description="The job belongs to another user"),
-    404: ResponseSpec(ErrorOut, description="No such job"),
-    500: ResponseSpec(ErrorOut, description="Unexpected failure; carries a request id"),
-    503: ResponseSpec(ErrorOut, description="MongoDB unreachable; retry after Retry-After"),
+    **BAD_REQUEST,
+    401: error("Missing, invalid or expired Firebase ID token"),
+    403: error("The job belongs to another user"),
+    404: error("No such job"),
+    500: error("Unexpected failure; carries a request id"),
+    503: error("MongoDB unreachable; retry after Retry-After"),
 }

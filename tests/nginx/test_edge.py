@@ -9,8 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,8 +17,9 @@ import pytest
 from devstack.embedded import free_port
 from devstack.nginx import render
 from devstack.token import emulator_token
-from tests.conftest import PROJECT_ID, REPO_ROOT
+from tests.conftest import PROJECT_ID
 from tests.pdfs import text_pdf
+from tests.server import granian_api, wait_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(
@@ -32,45 +31,13 @@ ORIGINS = [ALLOWED, r"~^https://[a-z0-9-]+\.wordai\.pro$"]
 MAX_UPLOAD_MB = 60
 
 
-def _wait_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    for _ in range(300):
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port}")
-
-
 @pytest.fixture(scope="module")
 def api(settings, tmp_path_factory):
     """The API under granian, in emulator mode (development tokens), logging every request."""
-    port = free_port()
     log = tmp_path_factory.mktemp("api") / "api.log"
-    env = {
-        **os.environ,
-        "MONGODB_URL": settings.mongodb_url,
-        "MONGODB_DB": settings.mongodb_db,
-        "REDIS_URL": settings.redis_url,
-        "FIREBASE_PROJECT_ID": PROJECT_ID,
-        "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
-        "CORS_ORIGINS": ALLOWED,
-        "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
-        "ACCESS_LOG": "true",
-    }
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--no-ws", "service.app:app_factory"],
-            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        _wait_port(port, process, "the API")
+    env = {"CORS_ORIGINS": ALLOWED, "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB), "ACCESS_LOG": "true"}
+    with granian_api(settings, PROJECT_ID, log, **env) as port:
         yield port, log
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
 
 
 def _start_nginx(directory: Path, upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
@@ -86,7 +53,7 @@ def _start_nginx(directory: Path, upstream_port: int) -> tuple[subprocess.Popen[
         [NGINX, "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # errors: DIR/logs/error.log
     )  # fmt: skip
-    _wait_port(port, process, "nginx")
+    wait_port(port, process, "nginx")
     return process, port
 
 
