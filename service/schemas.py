@@ -72,6 +72,7 @@ class ErrorOut(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     detail: str
     errors: list[FieldErrorOut] | None = None
+    request_id: str | None = None  # on a 500: quote it to find the logged error
 
 
 # Fields the polling endpoint reads; the projection keeps the round trip small.

@@ -115,9 +115,10 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Err
         return _envelope(503, error, {"Retry-After": "5"})
     request_id = request_id_of(request)
     log.exception("unhandled error", extra={"request_id": request_id, "path": request.url.path})
+    prefix = request.route_handler.opt.get("error_prefix", "Request failed")
     error = ApiErrorOut(
         code="INTERNAL_ERROR",
-        message=f"Failed to list chunks: internal error (request id {request_id})",
+        message=f"{prefix}: internal error (request id {request_id})",
         details={"request_id": request_id},
     )
     return _envelope(500, error, {"X-Request-ID": request_id})
@@ -169,12 +170,16 @@ class ChunkController(Controller):
     exception_handlers = {  # noqa: RUF012
         ServiceError: _service_error,
         HTTPException: _http_exception,
+        # Named although _unexpected covers it: the app's own ConnectionFailure handler would
+        # otherwise match first (handlers are looked up by the exception's class hierarchy).
+        ConnectionFailure: _unexpected,
         Exception: _unexpected,
     }
 
     @get(
         "/jobs/{job_id:str}/chunks",
         summary="List a job's chunks (pages), paginated and sorted",
+        opt={"error_prefix": "Failed to list chunks"},
         description=(
             "Seed 004. `content` is the first 500 characters of each chunk; read a chunk whole "
             "with `GET /api/v1/chunks/{chunk_id}`. Limited to CHUNKS_RATE_LIMIT_PER_MINUTE "
@@ -227,6 +232,7 @@ class ChunkController(Controller):
     @get(
         "/chunks/{chunk_id:str}",
         summary="One chunk, its whole content",
+        opt={"error_prefix": "Failed to get chunk"},
         responses={
             400: _described("Malformed chunk id (VALIDATION_ERROR)"),
             404: _described("No such chunk of the caller's (CHUNK_NOT_FOUND)"),

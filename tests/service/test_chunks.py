@@ -299,3 +299,26 @@ async def test_chunk_detail_errors(client, auth_headers, chunks_of, chunk_id, st
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
     assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 1
+
+
+async def test_corrupt_chunk_is_500_in_the_envelope_without_internals(
+    client, auth_headers, chunks_of
+):
+    job = await chunks_of(1)
+    await DocumentChunk.get_pymongo_collection().update_many({}, {"$unset": {"metadata": ""}})
+
+    response = await client.get(
+        _url(job.job_id), headers={**auth_headers("alice"), "X-Request-ID": "req-9"}
+    )
+
+    assert response.status_code == 500
+    assert response.json() == {
+        "success": False,
+        "data": None,
+        "error": {
+            "code": "INTERNAL_ERROR",
+            "message": "Failed to list chunks: internal error (request id req-9)",
+            "details": {"request_id": "req-9"},
+        },
+    }
+    assert "KeyError" not in response.text

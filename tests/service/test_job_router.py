@@ -332,3 +332,23 @@ async def test_document_of_another_user_or_unknown_is_404(create, client, auth_h
     assert theirs.status_code == 404
     assert theirs.json() == {"detail": f"File {document_id} not found"}
     assert unknown.status_code == 404
+
+
+async def test_corrupt_job_is_500_with_a_request_id_and_no_internals(
+    client, job_factory, auth_headers
+):
+    job = await job_factory()
+    await PdfChapterJob.get_pymongo_collection().update_one(
+        {"job_id": job.job_id}, {"$set": {"status": "exploded"}}
+    )
+
+    response = await client.get(
+        f"{JOBS}/{job.job_id}", headers={**auth_headers("alice"), "X-Request-ID": "req-7"}
+    )
+
+    assert response.status_code == 500
+    assert response.json() == {
+        "detail": "Failed to get job status: internal error (request id req-7)",
+        "request_id": "req-7",
+    }
+    assert "ValueError" not in response.text

@@ -61,6 +61,14 @@ async def test_mongodb_down_is_503_then_recovers(settings, own_mongod, other_app
         servers[0].stop()
         down = await asyncio.wait_for(client.get(url, headers=headers), timeout=15)
         not_ready = await client.get("/ready")
+        other_seeds = {
+            path: await asyncio.wait_for(client.get(path, headers=headers), timeout=15)
+            for path in (
+                f"/api/v1/jobs/{job.job_id}",
+                f"/api/v1/ingestion/job/{job.job_id}",
+                f"/api/v1/jobs/{job.job_id}/chunks",
+            )
+        }
 
         servers.append(start_mongod(dbpath, port))
         recovered = None
@@ -77,6 +85,13 @@ async def test_mongodb_down_is_503_then_recovers(settings, own_mongod, other_app
     assert down.headers["Retry-After"]
     assert not_ready.status_code == 503
     assert not_ready.json()["checks"]["mongodb"] in {"unreachable", "timeout"}
+    assert {path: answer.status_code for path, answer in other_seeds.items()} == dict.fromkeys(
+        other_seeds, 503
+    )
+    chunks = other_seeds[f"/api/v1/jobs/{job.job_id}/chunks"].json()  # seed 004's envelope
+    assert (chunks["success"], chunks["data"], chunks["error"]["code"]) == (
+        False, None, "SERVICE_UNAVAILABLE",
+    )  # fmt: skip
     assert recovered is not None
     assert recovered.status_code == 200
     assert recovered.json()["job_id"] == job.job_id  # nothing lost across the outage
