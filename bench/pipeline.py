@@ -36,6 +36,7 @@ from service.files import store_pdf  # noqa: E402
 from service.jobs import create_job  # noqa: E402
 from service.models import PdfChapterJob  # noqa: E402
 from service.queue import create_queue  # noqa: E402
+from service.rate_limit import RateLimiter  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.state import Services  # noqa: E402
 from tests.pdfs import text_pdf  # noqa: E402
@@ -146,7 +147,8 @@ async def main() -> int:
     )  # fmt: skip
     mongo = await connect(settings)
     await sync(mongo.db, specification(settings))
-    services = Services(settings, mongo, TokenVerifier(settings), create_queue(settings))
+    queue = create_queue(settings)
+    services = Services(settings, mongo, TokenVerifier(settings), queue, RateLimiter(queue))
     try:
         print("1. throughput: worker end to end vs raw PyMuPDF get_text(), same file, same run")
         worker = start_worker(env)

@@ -23,6 +23,7 @@ from service.logs import configure_logging
 from service.metrics import PROMETHEUS, metrics
 from service.openapi import document_request_bodies
 from service.queue import create_queue
+from service.rate_limit import RateLimiter
 from service.request_id import request_id_middleware
 from service.routes.chapters import ChapterController
 from service.routes.chunks import ChunkController
@@ -66,7 +67,11 @@ def create_app(settings: Settings) -> Litestar:
         verifier = TokenVerifier(settings)
         queue = create_queue(settings)
         app.state.services = Services(
-            settings=settings, mongo=mongo, verifier=verifier, queue=queue
+            settings=settings,
+            mongo=mongo,
+            verifier=verifier,
+            queue=queue,
+            limiter=RateLimiter(queue),
         )
         # Move everything built at startup out of the collector's sight, and collect the young
         # generation less often: requests allocate many short-lived objects and few cycles.

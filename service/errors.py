@@ -157,7 +157,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     return _json(
         HTTP_500_INTERNAL_SERVER_ERROR,
         {"detail": f"{prefix}: internal error (request id {request_id})", "request_id": request_id},
-        {"X-Request-ID": request_id},
+        {},
     )
 
 

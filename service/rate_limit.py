@@ -6,24 +6,37 @@ choice, but it reads the history and writes it back in two round trips (two proc
 read 99 and both let the 100th request through) and it picks its key before authentication, so
 it cannot count per verified user as seed 004 asks (``list_chunks:<user_id>``).
 
-When Redis is unreachable the limit is not enforced (logged): listing chunks is a read of data
-the caller owns, and an outage of the doorbell must not take reads down with it.
+When Redis fails (unreachable, slower than ``TIMEOUT_S``, read-only after a failover, out of
+memory) the limit is not enforced, logged, and Redis is left alone for ``PAUSE_S`` so a hung
+server costs one request a short wait, not every request: listing chunks is a read of data the
+caller owns, and an outage of the doorbell must not take reads down with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from service.errors import REDIS_DOWN, ServiceError
 
 log = logging.getLogger("service.rate_limit")
 
+# Everything that means "Redis did not count this request" (REDIS_DOWN: connection refused,
+# reset, socket timeout; RedisError: READONLY, OOM, BUSY, NOSCRIPT races; TimeoutError: slow).
+FAILURES: tuple[type[Exception], ...] = (TimeoutError, RedisError, *REDIS_DOWN)
+
 WINDOW_S = 60
+TIMEOUT_S = 1.0  # a rate-limit check may delay a request this much, no more (a burst of
+# concurrent requests queues on the connection pool: too short a limit would fail open then)
+PAUSE_S = 5.0  # after a failure, how long requests go unlimited before Redis is tried again
 
 # KEYS[1] key; ARGV limit, window in ms, a unique member. Returns {allowed, count, reset_ms}.
 SLIDING_WINDOW = """
@@ -77,20 +90,45 @@ class RateLimited(ServiceError):
         )
 
 
-async def hit(redis: Redis, key: str, limit: int) -> Quota | None:
-    """Count one request under ``key``; raise ``RateLimited`` past ``limit`` a minute.
+class RateLimiter:
+    """Per-key request limits of one API process, shared through Redis with all the others."""
 
-    None when Redis is unreachable (the request goes on, unlimited).
-    """
-    try:
-        allowed, count, reset_ms = await redis.eval(  # type: ignore[misc]
-            SLIDING_WINDOW, 1, key, str(limit), str(WINDOW_S * 1000), uuid.uuid4().hex
-        )
-    except REDIS_DOWN as exc:
-        log.warning("rate limit not enforced: Redis unreachable (%s)", exc)
-        return None
-    remaining = max(limit - int(count), 0)
-    quota = Quota(limit=limit, remaining=remaining, reset_s=math.ceil(reset_ms / 1000))
-    if not allowed:
-        raise RateLimited(quota)
-    return quota
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        timeout_s: float = TIMEOUT_S,
+        pause_s: float = PAUSE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._script = redis.register_script(SLIDING_WINDOW)  # EVALSHA, loaded on first use
+        self._timeout_s = timeout_s
+        self._pause_s = pause_s
+        self._clock = clock
+        self._paused_until = float("-inf")
+
+    async def hit(self, key: str, limit: int) -> Quota | None:
+        """Count one request under ``key``; raise ``RateLimited`` past ``limit`` a minute.
+
+        None when Redis failed now or moments ago (the request goes on, unlimited).
+        """
+        if self._clock() < self._paused_until:
+            return None
+        try:
+            allowed, count, reset_ms = await asyncio.wait_for(
+                self._script(keys=[key], args=[limit, WINDOW_S * 1000, uuid.uuid4().hex]),
+                self._timeout_s,
+            )
+        except FAILURES as exc:
+            self._paused_until = self._clock() + self._pause_s
+            log.warning(
+                "rate limit not enforced for %.0f s: Redis failed (%s)",
+                self._pause_s,
+                exc.__class__.__name__,
+            )
+            return None
+        remaining = max(limit - int(count), 0)
+        quota = Quota(limit=limit, remaining=remaining, reset_s=math.ceil(reset_ms / 1000))
+        if not allowed:
+            raise RateLimited(quota)
+        return quota

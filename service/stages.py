@@ -88,12 +88,18 @@ def finish_stages(transitions: dict[StageStatus, StageStatus], now: datetime | N
     """
     expression: Doc = {}
     for stage in STAGES:
-        current = f"$stages.{stage.value}"
+        # A job stored before stages existed starts from a pending stage, not from nothing.
+        current = {"$ifNull": [f"$stages.{stage.value}", {"$literal": stage_state()}]}
         expression[stage.value] = {
             "$switch": {
                 "branches": [
                     {
-                        "case": {"$eq": [f"{current}.status", before.value]},
+                        "case": {
+                            "$eq": [
+                                {"$getField": {"field": "status", "input": current}},
+                                before.value,
+                            ]
+                        },
                         "then": {
                             "$mergeObjects": [
                                 current,

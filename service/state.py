@@ -8,6 +8,7 @@ from arq.connections import ArqRedis
 
 from service.auth import TokenVerifier
 from service.db import Mongo
+from service.rate_limit import RateLimiter
 from service.settings import Settings
 
 
@@ -19,3 +20,4 @@ class Services:
     mongo: Mongo
     verifier: TokenVerifier
     queue: ArqRedis
+    limiter: RateLimiter

@@ -60,7 +60,14 @@ async def claim(jobs: AsyncCollection[Doc], job_id: str, message: str) -> Doc | 
         {
             "$set": {
                 "status": JobStatus.processing.value,
-                "message": _literal(message),
+                # A resumed job keeps showing where the last attempt got to (see advance).
+                "message": {
+                    "$cond": [
+                        {"$gt": [{"$ifNull": ["$progress", 0]}, 0]},
+                        "$message",
+                        _literal(message),
+                    ]
+                },
                 "stages": _literal(started_stages(now)),
                 "heartbeat_at": now,
                 "updated_at": now,
@@ -85,21 +92,32 @@ async def advance(
     message: str,
     fields: Doc | None = None,
 ) -> bool:
-    """Record progress (and stage ``fields``), never backwards; False when no longer processing."""
+    """Record progress and stage ``fields``; False when the job is no longer processing.
+
+    Progress never goes backwards: a resumed job (released, then claimed again) keeps showing
+    where the last attempt got to until this one passes it, and its message with it. The stage
+    and page fields of this attempt are written whatever the progress.
+    """
     now = utcnow()
+    current = {"$ifNull": ["$progress", 0]}
+    behind = {"$gt": [current, progress]}
+    update: Doc = {
+        "progress": {"$max": [current, progress]},
+        "message": {"$cond": [behind, "$message", _literal(message)]},
+        "heartbeat_at": now,
+        **{name: _literal(value) for name, value in (fields or {}).items()},
+    }
+    if fields:
+        pipeline = _bump_pipeline(update, now)
+    else:  # nothing a client sees changes while behind: keep the version (the ETag) too
+        version = {"$ifNull": ["$version", 0]}
+        update["version"] = {"$cond": [behind, version, {"$add": [version, 1]}]}
+        update["updated_at"] = {"$cond": [behind, "$updated_at", now]}
+        pipeline = [{"$set": update}]
     result = await jobs.update_one(
-        {"job_id": job_id, "status": JobStatus.processing.value, "progress": {"$lte": progress}},
-        _bump(
-            {"progress": progress, "message": message, "heartbeat_at": now, **(fields or {})}, now
-        ),
+        {"job_id": job_id, "status": JobStatus.processing.value}, pipeline
     )
-    if result.matched_count:
-        return True
-    # Nothing matched: either progress would go backwards (still ours) or the job left processing.
-    still_ours = await jobs.count_documents(
-        {"job_id": job_id, "status": JobStatus.processing.value}, limit=1
-    )
-    return bool(still_ours)
+    return bool(result.matched_count)
 
 
 async def complete(

@@ -22,7 +22,7 @@ from service.dependencies import PrincipalDep, ServicesDep
 from service.errors import NO_STORE, NotAuthenticated, ServiceError
 from service.jobs import canonical_job_id, find_owned_job
 from service.models import DocumentChunk
-from service.rate_limit import RateLimited, hit
+from service.rate_limit import RateLimited
 from service.request_id import request_id_of
 from service.schemas import (
     CONTENT_PREVIEW_CHARS,
@@ -64,7 +64,9 @@ class EnvelopeError(ServiceError):
 
 
 def invalid(field: str, value: Any, message: str) -> EnvelopeError:
-    return EnvelopeError(400, "VALIDATION_ERROR", message, {"field": field, "value": value})
+    """A 400 naming the field and echoing at most 64 characters of what the client sent."""
+    shown = value[:64] if isinstance(value, str) else value
+    return EnvelopeError(400, "VALIDATION_ERROR", message, {"field": field, "value": shown})
 
 
 def _envelope(
@@ -96,12 +98,8 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     if isinstance(exc, ValidationException):
         problems = exc.extra if isinstance(exc.extra, list) else []
         field = str(problems[0].get("key", "query")) if problems else "query"
-        value = request.query_params.get(field)
         message = f"Invalid {field}" + (f": {problems[0]['message']}" if problems else "")
-        error = ApiErrorOut(
-            code="VALIDATION_ERROR", message=message, details={"field": field, "value": value}
-        )
-        return _envelope(400, error)
+        return _service_error(request, invalid(field, request.query_params.get(field), message))
     code = "METHOD_NOT_ALLOWED" if exc.status_code == 405 else "BAD_REQUEST"
     return _envelope(exc.status_code, ApiErrorOut(code=code, message=exc.detail), exc.headers)
 
@@ -121,7 +119,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Err
         message=f"{prefix}: internal error (request id {request_id})",
         details={"request_id": request_id},
     )
-    return _envelope(500, error, {"X-Request-ID": request_id})
+    return _envelope(500, error)  # the request id middleware adds X-Request-ID
 
 
 def _described(description: str) -> ResponseSpec:
@@ -202,8 +200,7 @@ class ChunkController(Controller):
         sort_by: FromQuery[SortBy] = SortBy.chunk_index,
         sort_order: FromQuery[SortOrder] = SortOrder.asc,
     ) -> Response[ChunkListEnvelope]:
-        quota = await hit(
-            services.queue,
+        quota = await services.limiter.hit(
             f"list_chunks:{principal.user_id}",
             services.settings.chunks_rate_limit_per_minute,
         )

@@ -56,7 +56,8 @@ def assert_same_shape(ours, example, path="$", *, extra=frozenset(), free=frozen
             )
         for key in set(ours) & set(example):
             assert_same_shape(ours[key], example[key], f"{path}.{key}", extra=extra, free=free)
-    elif isinstance(example, list) and example and ours:
+    elif isinstance(example, list) and example:
+        assert ours, f"{path}: empty, where the example has items"
         for item in ours:
             assert_same_shape(item, example[0], f"{path}[]", extra=extra, free=free)
 
@@ -66,7 +67,10 @@ def parse(stamp: str | None) -> datetime | None:
 
 
 def test_seed_documents_are_present_with_examples():
-    assert [len(examples(prefix)) > 0 for prefix in ("000", "001", "002", "004")] == [True] * 4
+    # 000: one job (its list example is elided), 001: one status, 002: six job states and four
+    # errors, 004: the list and two errors. Fewer means a seed changed or failed to parse.
+    counts = {prefix: len(examples(prefix)) for prefix in ("000", "001", "002", "004")}
+    assert counts == {"000": 1, "001": 1, "002": 10, "004": 3}
 
 
 @pytest.mark.parametrize(
@@ -101,15 +105,29 @@ async def test_seed_002_status_examples_are_answered_exactly(
 
 
 async def test_seed_002_error_examples_are_answered_exactly(client, job_factory, auth_headers):
-    not_found, denied = [e for e in examples("002") if "detail" in e][:2]
+    not_found, denied, unauthenticated, failed = [e for e in examples("002") if "detail" in e]
     job_id = not_found["detail"].split()[1]
-    missing = await client.get(f"/api/v1/books/jobs/{job_id}", headers=auth_headers("alice"))
+    url = f"/api/v1/books/jobs/{job_id}"
+    missing = await client.get(url, headers=auth_headers("alice"))
     await job_factory(job_id=job_id, user_id="bob")
+    forbidden = await client.get(url, headers=auth_headers("alice"))
+    anonymous = await client.get(url)
+    broken = await job_factory(user_id="alice")
+    await broken.get_pymongo_collection().update_one(
+        {"job_id": broken.job_id}, {"$set": {"status": "exploded"}}
+    )
 
-    forbidden = await client.get(f"/api/v1/books/jobs/{job_id}", headers=auth_headers("alice"))
+    crashed = await client.get(f"/api/v1/books/jobs/{broken.job_id}", headers=auth_headers("alice"))
 
     assert (missing.status_code, missing.json()) == (404, not_found)
     assert (forbidden.status_code, forbidden.json()) == (403, denied)
+    assert (anonymous.status_code, anonymous.json()) == (401, unauthenticated)
+    assert crashed.status_code == 500
+    prefix = failed["detail"].removesuffix("<error message>")
+    assert crashed.json()["detail"].startswith(prefix)
+    assert crashed.json()["detail"] == (
+        f"{prefix}internal error (request id {crashed.headers['x-request-id']})"
+    )
 
 
 async def test_seed_000_job_detail_has_the_examples_shape(client, auth_headers, submit, run_worker):

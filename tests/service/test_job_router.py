@@ -269,6 +269,7 @@ async def test_another_users_job_is_404_for_get_and_delete(client, job_factory, 
     assert got.status_code == 404
     assert got.json() == {"detail": f"Job {job.job_id} not found"}
     assert deleted.status_code == 404
+    assert deleted.json() == {"detail": f"Job {job.job_id} not found"}
     assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 1
 
 
@@ -352,3 +353,41 @@ async def test_corrupt_job_is_500_with_a_request_id_and_no_internals(
         "request_id": "req-7",
     }
     assert "ValueError" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "detail", "problems"),
+    [
+        (
+            b"{not json",
+            {},
+            "Request body must be JSON",
+            [{"field": "body", "message": "invalid JSON"}],
+        ),
+        (b"", {}, "Request body must be JSON", [{"field": "body", "message": "invalid JSON"}]),
+        (
+            b'[{"title": "t"}]',
+            {},
+            "Request body must be a JSON object",
+            [{"field": "body", "message": "not an object"}],
+        ),
+        (
+            b'{"title": "t", "payload": {"book_id": "b", "file_id": "f"}}',
+            {"Idempotency-Key": "k" * 256},
+            "Invalid Idempotency-Key",
+            [{"field": "Idempotency-Key", "message": "1 to 255 characters"}],
+        ),
+    ],
+)
+async def test_create_with_a_bad_body_or_key_is_422_and_stores_nothing(
+    client, auth_headers, content, headers, detail, problems
+):
+    response = await client.post(
+        JOBS,
+        content=content,
+        headers={**auth_headers("alice"), "Content-Type": "application/json", **headers},
+    )
+
+    assert response.status_code == 422
+    assert response.json() == {"detail": detail, "errors": problems}
+    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 0

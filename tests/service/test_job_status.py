@@ -190,6 +190,7 @@ async def test_get_corrupt_job_is_500_with_request_id_and_no_internals(
         "detail": "Failed to get job status: internal error (request id req-123)",
         "request_id": "req-123",
     }
+    assert response.headers.get_list("x-request-id") == ["req-123"]  # once, not twice
     assert "Traceback" not in response.text
     assert "KeyError" not in response.text
 

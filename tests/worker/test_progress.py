@@ -231,3 +231,44 @@ async def test_page_errors_are_stamped_and_not_listed_twice(jobs, job_factory):
     ]  # fmt: skip
     assert all(e["timestamp"] is not None for e in doc["page_errors"])
     assert doc["version"] == 4
+
+
+async def test_resumed_job_records_its_stages_while_progress_stays_ahead(jobs, job_factory):
+    job = await job_factory()
+    await claim(jobs, job.job_id, "m")
+    await advance(jobs, job.job_id, 55, "Processed 50/100 pages...", {"pages_processed": 50})
+    await release(jobs, job.job_id)
+    await claim(jobs, job.job_id, "Downloading PDF: a.pdf")
+
+    alive = await advance(
+        jobs,
+        job.job_id,
+        10,
+        "Downloading PDF: a.pdf",
+        {"stages.download_pdf.status": "completed", "stages.download_pdf.percent": 100},
+    )
+
+    doc = await _load(jobs, job.job_id)
+    assert alive is True
+    assert doc["progress"] == 55  # never backwards for the polling client
+    assert doc["message"] == "Processed 50/100 pages..."  # and its message with it
+    assert doc["stages"]["download_pdf"]["status"] == "completed"  # this attempt's stage
+    assert doc["stages"]["download_pdf"]["percent"] == 100
+    assert doc["attempts"] == 2
+
+    await advance(jobs, job.job_id, 60, "Processed 60/100 pages...")
+
+    doc = await _load(jobs, job.job_id)
+    assert (doc["progress"], doc["message"]) == (60, "Processed 60/100 pages...")
+
+
+async def test_ending_a_job_stored_before_stages_existed_fills_them_in(jobs, job_factory):
+    job = await job_factory(status=JobStatus.processing)
+    await jobs.update_one({"job_id": job.job_id}, {"$unset": {"stages": ""}})
+
+    await fail(jobs, job.job_id, "worker lost", "WORKER_LOST")
+
+    doc = await _load(jobs, job.job_id)
+    assert _stage_statuses(doc) == {
+        "download_pdf": "skipped", "extract_pages": "skipped", "create_chapter": "skipped",
+    }  # fmt: skip

@@ -1,0 +1,142 @@
+"""service/rate_limit.py on a real redis-server: the sliding window, and every way Redis fails."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+from redis.asyncio import Redis
+
+from devstack.embedded import free_port, start_redis
+from service.rate_limit import RateLimited, RateLimiter
+
+KEY = "list_chunks:alice"
+
+
+@pytest.fixture
+async def redis(redis_server):
+    client = Redis.from_url(redis_server.url)
+    await client.delete(KEY)
+    yield client
+    await client.delete(KEY)
+    await client.aclose()
+
+
+async def _redis_now_ms(redis):
+    seconds, micros = await redis.time()
+    return seconds * 1000 + micros // 1000
+
+
+async def test_requests_older_than_the_window_no_longer_count(redis):
+    now = await _redis_now_ms(redis)
+    await redis.zadd(KEY, {f"old-{n}": now - 61_000 for n in range(100)})
+
+    quota = await RateLimiter(redis).hit(KEY, 100)
+
+    assert quota.remaining == 99
+    assert await redis.zcard(KEY) == 1
+    assert 0 < await redis.pttl(KEY) <= 60_000
+
+
+async def test_a_full_window_refuses_until_its_oldest_request_leaves(redis):
+    now = await _redis_now_ms(redis)
+    await redis.zadd(KEY, {f"recent-{n}": now - 30_000 + n for n in range(100)})
+
+    with pytest.raises(RateLimited) as refused:
+        await RateLimiter(redis).hit(KEY, 100)
+
+    headers = refused.value.headers
+    assert headers["RateLimit-Remaining"] == "0"
+    assert 29 <= int(headers["Retry-After"]) <= 31
+    assert await redis.zcard(KEY) == 100  # a refused request is not counted
+
+
+class Blackhole:
+    """A TCP server that accepts connections and never answers; counts the bytes it gets."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.received = 0
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn: socket.socket) -> None:
+        while True:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.received += len(data)
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.connections:
+            conn.close()
+
+
+async def test_a_hung_redis_is_not_asked_again_for_a_while():
+    hole = Blackhole()
+    redis = Redis.from_url(f"redis://127.0.0.1:{hole.port}/0", socket_timeout=30)
+    clock = [1000.0]
+    limiter = RateLimiter(redis, timeout_s=0.2, pause_s=5, clock=lambda: clock[0])
+    try:
+        first = await limiter.hit(KEY, 100)  # waits at most timeout_s, then lets it through
+        sent = hole.received
+        second = await limiter.hit(KEY, 100)
+        clock[0] += 6
+        third = await limiter.hit(KEY, 100)
+    finally:
+        await redis.aclose()
+        hole.close()
+
+    assert (first, second, third) == (None, None, None)
+    assert sent > 0
+    assert hole.received > sent  # asked again only after the pause
+
+
+async def test_a_read_only_redis_lets_requests_through(tmp_path):
+    replica = start_redis(tmp_path, free_port(), persistent=False)
+    redis = Redis.from_url(replica.url)
+    try:
+        await redis.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+
+        quota = await RateLimiter(redis).hit(KEY, 100)
+    finally:
+        await redis.aclose()
+        replica.stop()
+
+    assert quota is None
+
+
+async def test_chunk_list_survives_a_read_only_redis(
+    tmp_path, other_app, settings, auth_headers, job_factory
+):
+    job = await job_factory()
+    replica = start_redis(tmp_path, free_port(), persistent=False)
+    try:
+        admin = Redis.from_url(replica.url)
+        await admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+        await admin.aclose()
+        async with other_app(settings.model_copy(update={"redis_url": replica.url})) as client:
+            response = await client.get(
+                f"/api/v1/jobs/{job.job_id}/chunks", headers=auth_headers("alice")
+            )
+    finally:
+        replica.stop()
+
+    assert response.status_code == 200
+    assert response.json()["success"] is True
+    assert "ratelimit-limit" not in response.headers
