@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -20,7 +21,7 @@ from service.db import connect
 from service.dependencies import provide_principal, provide_services
 from service.errors import exception_handlers
 from service.logs import configure_logging
-from service.metrics import PROMETHEUS, metrics
+from service.metrics import metrics, observe_request
 from service.openapi import document_request_bodies
 from service.queue import create_queue
 from service.rate_limit import RateLimiter
@@ -105,8 +106,11 @@ def create_app(settings: Settings) -> Litestar:
             "services": Provide(provide_services, sync_to_thread=False),
             "principal": Provide(provide_principal),
         },
-        middleware=[request_id_middleware]
-        + ([PROMETHEUS.middleware] if settings.http_metrics else []),
+        middleware=[
+            DefineMiddleware(
+                request_id_middleware, observe=observe_request if settings.http_metrics else None
+            )
+        ],
         exception_handlers=exception_handlers(),
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_origins),

@@ -1,16 +1,18 @@
 """Request ids: taken from ``X-Request-ID`` (set by nginx) or made here, echoed on the response.
 
-The id is kept in the ASGI scope for handlers and in a context variable for log lines.
+The id is kept in the ASGI scope for handlers and in a context variable for log lines. The same
+middleware times the request for the access log and for the HTTP metrics (one wrapper, not three).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
-from uuid import uuid4
 
 from litestar import Request
 from litestar.enums import ScopeType
@@ -34,12 +36,15 @@ def _incoming(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == HEADER and _VALID.match(value):
             return value.decode()
-    return uuid4().hex
+    return os.urandom(16).hex()  # as unique as a UUID4's hex, without building a UUID
 
 
-def request_id_middleware(app: ASGIApp) -> ASGIApp:
+Observer = Callable[[str, str, int, float], None]
+
+
+def request_id_middleware(app: ASGIApp, observe: Observer | None = None) -> ASGIApp:
     """ASGI middleware: one id per HTTP request, in scope, context, response headers and the
-    request's log line."""
+    request's log line; ``observe(method, route template, status, seconds)`` after each."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -63,6 +68,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
+            if observe is not None:
+                template = scope.get("path_template") or scope["path"]
+                observe(scope["method"], template, status, time.perf_counter() - started)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "request",

@@ -14,7 +14,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from service.auth import Principal
-from service.dependencies import PrincipalDep, ServicesDep
+from service.dependencies import PrincipalDep, ServicesDep, services_of
 from service.errors import AccessDenied, BadRequest, InvalidRequest, JobNotFound
 from service.files import delete_file
 from service.jobs import cancel_job, canonical_job_id, create_job, delete_job
@@ -30,7 +30,6 @@ from service.schemas import (
     JobStatusOut,
     job_status_out,
 )
-from service.state import Services
 
 ENCODE = msgspec.json.Encoder().encode
 
@@ -69,7 +68,7 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 
 async def load_owned_job(
-    services: Services, raw_job_id: str, principal: Principal, projection: dict[str, int]
+    raw_job_id: str, principal: Principal, projection: dict[str, int]
 ) -> dict[str, Any]:
     """One indexed read; 404 for a malformed or unknown id, 403 for another user's job."""
     job_id = canonical_job_id(raw_job_id)
@@ -180,10 +179,8 @@ class BookJobController(Controller):
             **ERROR_RESPONSES,
         },
     )
-    async def cancel(
-        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
-    ) -> JobStatusOut:
-        doc = await load_owned_job(services, job_id, principal, {"job_id": 1, "user_id": 1})
+    async def cancel(self, job_id: FromPath[str], principal: PrincipalDep) -> JobStatusOut:
+        doc = await load_owned_job(job_id, principal, {"job_id": 1, "user_id": 1})
         return job_status_out(await cancel_job(doc["job_id"], principal.user_id))
 
     @delete(
@@ -193,10 +190,8 @@ class BookJobController(Controller):
         opt={"error_prefix": "Failed to delete job"},
         responses=ERROR_RESPONSES,
     )
-    async def remove(
-        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
-    ) -> None:
-        doc = await load_owned_job(services, job_id, principal, {"job_id": 1, "user_id": 1})
+    async def remove(self, job_id: FromPath[str], principal: PrincipalDep) -> None:
+        doc = await load_owned_job(job_id, principal, {"job_id": 1, "user_id": 1})
         await delete_job(doc["job_id"], principal.user_id)
 
     @get(
@@ -215,17 +210,14 @@ class BookJobController(Controller):
         },
     )
     async def get_job(
-        self,
-        request: Request[Any, Any, Any],
-        job_id: FromPath[str],
-        principal: PrincipalDep,
-        services: ServicesDep,
+        self, request: Request[Any, Any, Any], job_id: FromPath[str], principal: PrincipalDep
     ) -> Response[JobStatusOut]:
-        doc = await load_owned_job(services, job_id, principal, JOB_STATUS_FIELDS)
+        doc = await load_owned_job(job_id, principal, JOB_STATUS_FIELDS)
         etag = etag_of(doc)
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if not JobStatus(doc["status"]).is_terminal:
-            headers["Retry-After"] = str(services.settings.poll_retry_after_s)
+            retry_after = services_of(request).settings.poll_retry_after_s
+            headers["Retry-After"] = str(retry_after)
         if _matches(request.headers.get("if-none-match"), etag):
             not_modified = Response(b"", status_code=HTTP_304_NOT_MODIFIED, headers=headers)
             return cast(Response[JobStatusOut], not_modified)
