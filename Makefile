@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test token job indexes-sync indexes-check lint typecheck bench lock clean
+.PHONY: run test token job indexes-sync indexes-check lint typecheck bench bench-instructions lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/polling.py
 	$(PY) bench/pipeline.py
+
+## Instructions per polling request vs raw find_one, by callgrind (needs `apt-get install valgrind`)
+bench-instructions: $(STAMP)
+	$(PY) bench/instructions.py
 
 ## Lock the runtime dependencies the Dockerfile installs.
 lock:
