@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # throughput (bench/polling.py).
     access_log: bool = False
     # Per-route HTTP request counts and latency histograms on /metrics (the job gauges are always
-    # there). They cost the polling endpoint about a sixth of its throughput (bench/polling.py).
+    # there): pcj_requests_total{method,path,status}, pcj_request_duration_seconds{method,path}.
     http_metrics: bool = True
     # Where `python -m worker` serves its Prometheus metrics (0: not at all).
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
