@@ -25,15 +25,21 @@ async def test_metrics_count_jobs_by_status_and_queue_depth(client, job_factory,
 
 async def test_metrics_count_http_requests_by_route_template(client, job_factory, auth_headers):
     job = await job_factory()
-    await client.get(f"/api/v1/books/jobs/{job.job_id}", headers=auth_headers("alice"))
+    labels = {"method": "GET", "path": "/api/v1/books/jobs/{job_id}"}
+    before = REGISTRY.get_sample_value("pcj_requests_total", {**labels, "status": "200"}) or 0.0
+    timed = REGISTRY.get_sample_value("pcj_request_duration_seconds_count", labels) or 0.0
 
+    await client.get(f"/api/v1/books/jobs/{job.job_id}", headers=auth_headers("alice"))
+    await client.get(f"/api/v1/books/jobs/{job.job_id}", headers=auth_headers("bob"))  # 403
     text = (await client.get("/metrics")).text
 
     assert (
-        'path="/api/v1/books/jobs/{job_id:str}"' in text
-        or 'path="/api/v1/books/jobs/{job_id}"' in text
+        REGISTRY.get_sample_value("pcj_requests_total", {**labels, "status": "200"}) == before + 1
     )
-    assert job.job_id not in text  # no series per job
+    assert REGISTRY.get_sample_value("pcj_requests_total", {**labels, "status": "403"}) >= 1
+    assert REGISTRY.get_sample_value("pcj_request_duration_seconds_count", labels) == timed + 2
+    assert job.job_id not in text  # one series per route, never per job
+    assert 'path="/metrics"' not in text
 
 
 async def test_worker_counts_pages_and_jobs(submit, run_worker):
