@@ -57,3 +57,32 @@ async def test_worker_counts_pages_and_jobs(submit, run_worker):
         == finished + 1
     )
     assert REGISTRY.get_sample_value("pcj_worker_last_heartbeat_timestamp_seconds") > 0
+
+
+def test_http_metrics_histogram_buckets_are_cumulative_and_inclusive():
+    from prometheus_client import CollectorRegistry
+
+    from service.metrics import HttpMetrics
+
+    metrics, registry = HttpMetrics(), CollectorRegistry()
+    registry.register(metrics)
+    for seconds in (0.01, 0.02, 30.0):  # on a bound, between bounds, past the last bound
+        metrics.observe("GET", "/x/{id}", 200, seconds)
+    metrics.observe("GET", "/health", 200, 0.001)  # not recorded
+
+    def bucket(le):
+        labels = {"method": "GET", "path": "/x/{id}", "le": le}
+        return registry.get_sample_value("pcj_request_duration_seconds_bucket", labels)
+
+    assert [bucket("0.005"), bucket("0.01"), bucket("0.025"), bucket("10.0"), bucket("+Inf")] == [
+        0, 1, 2, 2, 3,
+    ]  # fmt: skip
+    labels = {"method": "GET", "path": "/x/{id}"}
+    assert registry.get_sample_value("pcj_request_duration_seconds_sum", labels) == 30.03
+    assert registry.get_sample_value("pcj_requests_total", {**labels, "status": "200"}) == 3
+    assert (
+        registry.get_sample_value(
+            "pcj_requests_total", {"method": "GET", "path": "/health", "status": "200"}
+        )
+        is None
+    )
