@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from service.errors import REDIS_DOWN, Conflict, InvalidRequest, NotFound
 from service.files import find_owned_file
-from service.models import JobStatus, PdfChapterJob, utcnow
+from service.models import NEXT_VERSION, JobStatus, PdfChapterJob, utcnow
 from service.stages import StageStatus, finish_stages
 from service.state import Services
 
@@ -24,6 +24,8 @@ log = logging.getLogger("service.jobs")
 
 PROCESS_FUNCTION = "process_pdf_chapter"  # the worker's job function, enqueued by name
 ACTIVE = [JobStatus.pending.value, JobStatus.processing.value]
+# A user's jobs newest first; job_id breaks ties (index user_id_created_at).
+NEWEST_FIRST = [("created_at", -1), ("job_id", -1)]
 
 
 def canonical_job_id(raw: str) -> str | None:
@@ -138,7 +140,7 @@ async def cancel_job(job_id: str, user_id: str) -> dict[str, Any]:
                     "cancelled_at": now,
                     "updated_at": now,
                     "error_code": "CANCELLED",
-                    "version": {"$add": [{"$ifNull": ["$version", 0]}, 1]},
+                    "version": NEXT_VERSION,
                     "stages": finish_stages(
                         {
                             StageStatus.processing: StageStatus.cancelled,

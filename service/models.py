@@ -27,6 +27,10 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+# Update-pipeline expression for the next ``version`` (documents may predate the field).
+NEXT_VERSION = {"$add": [{"$ifNull": ["$version", 0]}, 1]}
+
+
 def new_id() -> str:
     """A fresh UUID4 as a string: the public id of jobs, chapters and chunks."""
     return str(uuid4())

@@ -264,6 +264,9 @@ def error_message_of(doc: dict[str, Any]) -> str | None:
     return None
 
 
+ERROR_STATUSES = frozenset({JobStatus.failed, JobStatus.cancelled})
+
+
 def job_detail_out(doc: dict[str, Any]) -> JobDetailOut:
     """Map a ``pdf_chapter_jobs`` document to seed 000's shape."""
     status = JobStatus(doc["status"])
@@ -289,9 +292,6 @@ def job_detail_out(doc: dict[str, Any]) -> JobDetailOut:
             for number, (stage, state) in enumerate(stages_of(doc).items(), start=1)
         ],
     )
-
-
-ERROR_STATUSES = frozenset({JobStatus.failed, JobStatus.cancelled})
 
 
 class JobPayloadIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -17,7 +17,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
-from service.models import JobStatus, utcnow
+from service.models import NEXT_VERSION, JobStatus, utcnow
 from service.stages import StageStatus, finish_stages, started_stages
 
 Doc = dict[str, Any]
@@ -42,7 +42,7 @@ def _bump_pipeline(fields: Doc, now: datetime | None = None) -> list[Doc]:
             "$set": {
                 **fields,
                 "updated_at": now or utcnow(),
-                "version": {"$add": [{"$ifNull": ["$version", 0]}, 1]},
+                "version": NEXT_VERSION,
             }
         }
     ]
@@ -73,7 +73,7 @@ async def claim(jobs: AsyncCollection[Doc], job_id: str, message: str) -> Doc | 
                 "updated_at": now,
                 "started_at": {"$ifNull": ["$started_at", now]},
                 "attempts": {"$add": [{"$ifNull": ["$attempts", 0]}, 1]},
-                "version": {"$add": [{"$ifNull": ["$version", 0]}, 1]},
+                "version": NEXT_VERSION,
             }
         }
     ]
@@ -110,8 +110,7 @@ async def advance(
     if fields:
         pipeline = _bump_pipeline(update, now)
     else:  # nothing a client sees changes while behind: keep the version (the ETag) too
-        version = {"$ifNull": ["$version", 0]}
-        update["version"] = {"$cond": [behind, version, {"$add": [version, 1]}]}
+        update["version"] = {"$cond": [behind, {"$ifNull": ["$version", 0]}, NEXT_VERSION]}
         update["updated_at"] = {"$cond": [behind, "$updated_at", now]}
         pipeline = [{"$set": update}]
     result = await jobs.update_one(

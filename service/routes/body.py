@@ -64,3 +64,14 @@ def validated(schema: type[S], data: Any) -> S:
     if problems:
         raise InvalidRequest("Invalid request body", problems)
     return msgspec.convert(data, schema)
+
+
+def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    """The request's ``Idempotency-Key`` header; 422 when it is empty or over 255 characters."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise InvalidRequest(
+            "Invalid Idempotency-Key",
+            [{"field": "Idempotency-Key", "message": "1 to 255 characters"}],
+        )
+    return key

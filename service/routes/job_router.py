@@ -13,11 +13,11 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.dependencies import PrincipalDep, ServicesDep
-from service.errors import InvalidRequest, JobNotFound
+from service.errors import JobNotFound
 from service.files import find_owned_file
-from service.jobs import create_job, delete_job, find_owned_job
+from service.jobs import NEWEST_FIRST, create_job, delete_job, find_owned_job
 from service.models import JobStatus, PdfChapterJob
-from service.routes.body import json_body, validated
+from service.routes.body import idempotency_key, json_body, validated
 from service.routes.responses import ERROR_RESPONSES, error
 from service.schemas import JOB_DETAIL_FIELDS, JobCreateIn, JobDetailOut, job_detail_out
 
@@ -60,12 +60,7 @@ class JobRouterController(Controller):
     async def create(
         self, request: Request[Any, Any, Any], principal: PrincipalDep, services: ServicesDep
     ) -> Response[JobDetailOut]:
-        key = request.headers.get("idempotency-key")
-        if key is not None and not 1 <= len(key) <= 255:
-            raise InvalidRequest(
-                "Invalid Idempotency-Key",
-                [{"field": "Idempotency-Key", "message": "1 to 255 characters"}],
-            )
+        key = idempotency_key(request)
         body = validated(JobCreateIn, await json_body(request))
         doc, _ = await create_job(
             services,
@@ -98,7 +93,7 @@ class JobRouterController(Controller):
         if status is not None:
             query["status"] = status.value
         found = PdfChapterJob.get_pymongo_collection().find(query, JOB_DETAIL_FIELDS)
-        found = found.sort([("created_at", -1), ("job_id", -1)]).skip(offset).limit(limit)
+        found = found.sort(NEWEST_FIRST).skip(offset).limit(limit)
         return [job_detail_out(doc) async for doc in found]
 
     @get(
@@ -123,7 +118,7 @@ class JobRouterController(Controller):
         found = PdfChapterJob.get_pymongo_collection().find(
             {"user_id": principal.user_id, "file_id": document_id}, JOB_DETAIL_FIELDS
         )
-        found = found.sort([("created_at", -1), ("job_id", -1)]).limit(limit)
+        found = found.sort(NEWEST_FIRST).limit(limit)
         return [job_detail_out(doc) async for doc in found]
 
     @get(

@@ -17,10 +17,10 @@ from service.auth import Principal
 from service.dependencies import PrincipalDep, ServicesDep, services_of
 from service.errors import AccessDenied, BadRequest, InvalidRequest, JobNotFound
 from service.files import delete_file
-from service.jobs import cancel_job, canonical_job_id, create_job, delete_job
+from service.jobs import NEWEST_FIRST, cancel_job, canonical_job_id, create_job, delete_job
 from service.models import JobStatus, PdfChapterJob
 from service.multipart import is_multipart
-from service.routes.body import json_body, validated
+from service.routes.body import idempotency_key, json_body, validated
 from service.routes.files import receive_pdf
 from service.routes.responses import ERROR_RESPONSES, error
 from service.schemas import (
@@ -113,12 +113,7 @@ class BookJobController(Controller):
     async def create(
         self, request: Request[Any, Any, Any], principal: PrincipalDep, services: ServicesDep
     ) -> Response[JobStatusOut]:
-        key = request.headers.get("idempotency-key")
-        if key is not None and not 1 <= len(key) <= 255:
-            raise InvalidRequest(
-                "Invalid Idempotency-Key",
-                [{"field": "Idempotency-Key", "message": "1 to 255 characters"}],
-            )
+        key = idempotency_key(request)
         if is_multipart(request):
             fields, stored = await receive_pdf(request, services, principal.user_id)
             try:
@@ -164,7 +159,7 @@ class BookJobController(Controller):
             query.update(_after_cursor(cursor))
         collection = PdfChapterJob.get_pymongo_collection()
         found = collection.find(query, JOB_STATUS_FIELDS)
-        docs = await found.sort([("created_at", -1), ("job_id", -1)]).limit(limit + 1).to_list()
+        docs = await found.sort(NEWEST_FIRST).limit(limit + 1).to_list()
         page = docs[:limit]
         next_cursor = _cursor_of(page[-1]) if len(docs) > limit else None
         return JobListOut(items=[job_status_out(doc) for doc in page], next_cursor=next_cursor)
