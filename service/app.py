@@ -21,10 +21,12 @@ from service.db import connect
 from service.dependencies import provide_principal, provide_services
 from service.errors import exception_handlers
 from service.logs import configure_logging
-from service.metrics import metrics, observe_request
+from service.metrics import JOB_READS, metrics, observe_request
+from service.models import PdfChapterJob
 from service.openapi import document_request_bodies
 from service.queue import create_queue
 from service.rate_limit import RateLimiter
+from service.reads import JobReader
 from service.request_id import request_id_middleware
 from service.routes.chapters import ChapterController
 from service.routes.chunks import ChunkController
@@ -33,6 +35,7 @@ from service.routes.ingestion import ingestion_job_status
 from service.routes.job_router import JobRouterController
 from service.routes.jobs import BookJobController
 from service.routes.ops import health, ready
+from service.schemas import JOB_STATUS_FIELDS
 from service.settings import Settings
 from service.state import Services
 
@@ -73,6 +76,12 @@ def create_app(settings: Settings) -> Litestar:
             verifier=verifier,
             queue=queue,
             limiter=RateLimiter(queue),
+            job_reader=JobReader(
+                PdfChapterJob.get_pymongo_collection,
+                JOB_STATUS_FIELDS,
+                max_batch=settings.poll_read_batch,
+                counts=JOB_READS,
+            ),
         )
         # Move everything built at startup out of the collector's sight, and collect the young
         # generation less often: requests allocate many short-lived objects and few cycles.
@@ -85,6 +94,7 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            await app.state.services.job_reader.aclose()
             await queue.aclose(close_connection_pool=True)
             await mongo.close()
             verifier.close()

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 
 from service.dependencies import ServicesDep
 from service.models import JobStatus, PdfChapterJob
+from service.reads import ReadCounts
 from service.state import Services
 
 log = logging.getLogger("service.metrics")
@@ -89,6 +90,28 @@ class HttpMetrics:
 HTTP = HttpMetrics()
 REGISTRY.register(HTTP)
 observe_request = HTTP.observe
+
+
+class JobReadMetrics:
+    """``pcj_job_reads_total`` polls read and ``pcj_job_read_queries_total`` MongoDB queries
+    that served them (service/reads.py): their ratio is the mean number of polls per query."""
+
+    def __init__(self, counts: ReadCounts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "pcj_job_reads", "Job reads by the polling endpoint", value=self.counts.reads
+        )
+        yield CounterMetricFamily(
+            "pcj_job_read_queries",
+            "MongoDB queries that served the polling endpoint's reads",
+            value=self.counts.queries,
+        )
+
+
+JOB_READS = ReadCounts()
+REGISTRY.register(JobReadMetrics(JOB_READS))
 
 
 JOBS = Gauge("pcj_jobs", "Jobs in MongoDB by status", ["status"])

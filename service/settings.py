@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     mongodb_startup_wait_s: float = Field(default=30.0, ge=0, le=600)
     # Seconds a polling client is told to wait between polls of a job that is not finished.
     poll_retry_after_s: int = Field(default=2, ge=1, le=60)
+    # Polls of different jobs in flight together are read in one MongoDB query of up to this
+    # many jobs (service/reads.py); 1 reads each poll with its own find_one.
+    poll_read_batch: int = Field(default=100, ge=1, le=1000)
     # Verified Firebase claims kept in memory, per token, until the token's exp.
     auth_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import REGISTRY
 
 from service.models import JobStatus
@@ -40,6 +42,26 @@ async def test_metrics_count_http_requests_by_route_template(client, job_factory
     assert REGISTRY.get_sample_value("pcj_request_duration_seconds_count", labels) == timed + 2
     assert job.job_id not in text  # one series per route, never per job
     assert 'path="/metrics"' not in text
+
+
+async def test_metrics_count_polls_and_the_queries_that_served_them(
+    client, job_factory, auth_headers
+):
+    jobs = [await job_factory() for _ in range(6)]
+    headers = auth_headers("alice")
+    await client.get(f"/api/v1/books/jobs/{jobs[0].job_id}", headers=headers)  # token cached
+    reads = REGISTRY.get_sample_value("pcj_job_reads_total") or 0.0
+    queries = REGISTRY.get_sample_value("pcj_job_read_queries_total") or 0.0
+
+    await asyncio.gather(
+        *(client.get(f"/api/v1/books/jobs/{job.job_id}", headers=headers) for job in jobs)
+    )
+    text = (await client.get("/metrics")).text
+
+    assert REGISTRY.get_sample_value("pcj_job_reads_total") == reads + 6
+    assert REGISTRY.get_sample_value("pcj_job_read_queries_total") == queries + 1
+    assert "# TYPE pcj_job_reads_total counter" in text
+    assert "# TYPE pcj_job_read_queries_total counter" in text
 
 
 async def test_worker_counts_pages_and_jobs(submit, run_worker):

@@ -1,0 +1,214 @@
+"""Coalesced polling reads (service/reads.py) on the real mongod: each caller gets its own job,
+never a staler one than its own find_one would have read, and errors reach every caller."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.errors import ServerSelectionTimeoutError
+
+from devstack.embedded import free_port
+from service.metrics import JOB_READS
+from service.models import PdfChapterJob
+from service.reads import JobReader
+from service.schemas import JOB_STATUS_FIELDS
+
+URL = "/api/v1/books/jobs/{}"
+
+
+def within(awaitable: Any) -> Any:
+    """A reader bug that loses a caller must fail the test, not hang it."""
+    return asyncio.wait_for(awaitable, timeout=10)
+
+
+def jobs_collection() -> Any:
+    return PdfChapterJob.get_pymongo_collection()
+
+
+class HeldQueries:
+    """The real collection, except that each query, once MongoDB has answered, waits for
+    ``release`` before handing its documents back: a query is kept in flight on purpose."""
+
+    def __init__(self) -> None:
+        self.answered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.queries: list[Any] = []
+
+    async def _hold(self) -> None:
+        self.answered.set()
+        await self.release.wait()
+
+    async def find_one(self, query: dict[str, Any], projection: dict[str, int]) -> Any:
+        self.queries.append(query)
+        doc = await jobs_collection().find_one(query, projection)
+        await self._hold()
+        return doc
+
+    def find(self, query: dict[str, Any], projection: dict[str, int]) -> Any:
+        self.queries.append(query)
+        held = self
+
+        class Cursor:
+            async def to_list(self, length: int | None) -> list[Any]:
+                docs = await jobs_collection().find(query, projection).to_list(length)
+                await held._hold()
+                return docs
+
+        return Cursor()
+
+
+async def test_concurrent_reads_go_out_as_one_query(app, job_factory):
+    jobs = [await job_factory(user_id=f"user-{i % 3}", progress=i) for i in range(40)]
+    reader = JobReader(jobs_collection, JOB_STATUS_FIELDS)
+    ids = [job.job_id for job in jobs]
+    unknown = "00000000-0000-4000-8000-000000000000"
+
+    # Every read starts in the same turn of the loop: they travel together, duplicates included.
+    docs = await within(
+        asyncio.gather(*(reader.read(job_id) for job_id in [*ids, ids[0], unknown]))
+    )
+
+    assert [doc["job_id"] for doc in docs[:40]] == ids
+    assert [doc["progress"] for doc in docs[:40]] == list(range(40))
+    assert [doc["user_id"] for doc in docs[:3]] == ["user-0", "user-1", "user-2"]
+    assert docs[40] == docs[0]
+    assert docs[41] is None
+    assert (reader.counts.reads, reader.counts.queries) == (42, 1)
+    projected = {field for field, wanted in JOB_STATUS_FIELDS.items() if wanted}
+    assert {"job_id", "user_id", "status", "progress"} <= set(docs[0]) <= projected
+
+
+async def test_batches_are_capped_and_each_read_is_answered(app, job_factory):
+    jobs = [await job_factory(progress=i) for i in range(30)]
+    reader = JobReader(jobs_collection, JOB_STATUS_FIELDS, max_batch=8, max_in_flight=1)
+
+    docs = await within(asyncio.gather(*(reader.read(job.job_id) for job in jobs)))
+
+    assert [doc["progress"] for doc in docs] == list(range(30))
+    assert reader.counts.queries == 4  # 8 + 8 + 8 + 6, one query at a time
+
+
+async def test_without_batching_each_read_is_its_own_query(app, job_factory):
+    jobs = [await job_factory(progress=i) for i in range(5)]
+    reader = JobReader(jobs_collection, JOB_STATUS_FIELDS, max_batch=1)
+
+    docs = await within(asyncio.gather(*(reader.read(job.job_id) for job in jobs)))
+
+    assert [doc["progress"] for doc in docs] == list(range(5))
+    assert (reader.counts.reads, reader.counts.queries) == (5, 5)
+
+
+async def test_a_read_never_joins_a_query_already_sent(app, job_factory):
+    job = await job_factory(progress=10)
+    held = HeldQueries()
+    reader = JobReader(lambda: held, JOB_STATUS_FIELDS, max_in_flight=1)
+
+    first = asyncio.create_task(reader.read(job.job_id))
+    await held.answered.wait()  # MongoDB has answered the first query; it is still in flight
+    await jobs_collection().update_one({"job_id": job.job_id}, {"$set": {"progress": 55}})
+    second = asyncio.create_task(reader.read(job.job_id))
+    await asyncio.sleep(0.05)
+    held.answered.clear()
+    held.release.set()
+
+    assert (await within(first))["progress"] == 10
+    assert (await within(second))["progress"] == 55  # its own query, sent after the write
+    assert len(held.queries) == 2
+
+
+async def test_a_failed_query_fails_each_of_its_reads_and_the_next_one_works(app, job_factory):
+    job = await job_factory()
+    dead: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
+        serverSelectionTimeoutMS=200,
+    )
+    collections = [dead["pcj_test"]["pdf_chapter_jobs"]]
+    reader = JobReader(lambda: collections[0], JOB_STATUS_FIELDS, max_in_flight=1)
+    try:
+        failed = await within(
+            asyncio.gather(*(reader.read(job.job_id) for _ in range(5)), return_exceptions=True)
+        )
+        collections[0] = jobs_collection()  # MongoDB is back
+        recovered = await within(reader.read(job.job_id))
+    finally:
+        await dead.close()
+
+    assert [type(result) for result in failed] == [ServerSelectionTimeoutError] * 5
+    assert recovered is not None
+    assert recovered["job_id"] == job.job_id
+
+
+async def test_a_caller_that_goes_away_leaves_the_others_answered(app, job_factory):
+    gone, staying = await job_factory(), await job_factory()
+    held = HeldQueries()
+    reader = JobReader(lambda: held, JOB_STATUS_FIELDS)
+
+    cancelled = asyncio.create_task(reader.read(gone.job_id))
+    answered = asyncio.create_task(reader.read(staying.job_id))
+    await held.answered.wait()
+    cancelled.cancel()
+    held.release.set()
+
+    assert (await within(answered))["job_id"] == staying.job_id
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert (await within(reader.read(gone.job_id)))["job_id"] == gone.job_id  # still serving
+
+
+async def test_closing_cancels_what_is_waiting_or_running(app, job_factory):
+    job = await job_factory()
+    held = HeldQueries()
+    reader = JobReader(lambda: held, JOB_STATUS_FIELDS, max_in_flight=1)
+
+    running = asyncio.create_task(reader.read(job.job_id))
+    await held.answered.wait()
+    waiting = asyncio.create_task(reader.read(job.job_id))
+    await asyncio.sleep(0)
+    await within(reader.aclose())
+
+    for task in (running, waiting):
+        with pytest.raises(asyncio.CancelledError):
+            await within(task)
+
+
+async def test_concurrent_polls_over_http_each_get_their_own_answer(
+    client, job_factory, auth_headers
+):
+    jobs = [await job_factory(user_id=f"user-{i % 3}", progress=i) for i in range(30)]
+    headers = {user: auth_headers(user) for user in ("user-0", "user-1", "user-2")}
+    for user, user_headers in headers.items():  # tokens verified once, then served from cache
+        await client.get(URL.format(jobs[int(user[-1])].job_id), headers=user_headers)
+    reads, queries = JOB_READS.reads, JOB_READS.queries
+
+    answers = await within(
+        asyncio.gather(
+            *(client.get(URL.format(job.job_id), headers=headers[job.user_id]) for job in jobs),
+            client.get(URL.format(jobs[0].job_id), headers=headers["user-1"]),  # not the owner
+            client.get(
+                URL.format("00000000-0000-4000-8000-000000000000"), headers=headers["user-0"]
+            ),
+            client.get(URL.format("not-a-uuid"), headers=headers["user-0"]),
+        )
+    )
+
+    assert [answer.status_code for answer in answers] == [200] * 30 + [403, 404, 404]
+    assert [answer.json()["job_id"] for answer in answers[:30]] == [job.job_id for job in jobs]
+    assert [answer.json()["progress"] for answer in answers[:30]] == list(range(30))
+    assert answers[30].json() == {"detail": "Access denied to this job"}
+    assert JOB_READS.reads - reads == 32  # the malformed id never reaches MongoDB
+    assert JOB_READS.queries - queries < 32 // 2
+
+
+async def test_a_coalesced_query_is_answered_from_the_job_id_index(app, job_factory):
+    jobs = [await job_factory() for _ in range(20)]
+    ids = [job.job_id for job in jobs[:5]]
+
+    explained = await jobs_collection().find({"job_id": {"$in": ids}}, JOB_STATUS_FIELDS).explain()
+
+    stats = explained["executionStats"]
+    assert (stats["nReturned"], stats["totalDocsExamined"]) == (5, 5)  # not a scan of the 20
+    assert stats["totalKeysExamined"] < 2 * len(ids)  # one seek per id
+    assert "job_id_unique" in str(explained["queryPlanner"]["winningPlan"])
