@@ -6,8 +6,10 @@ minute to the next. This counts what the CPU executes instead, which is the same
 judged by a few percent. The HTTP server (granian) and the kernel are not in the count: it is
 the Python side of one ``GET /api/v1/books/jobs/{id}`` (Litestar, auth cache, MongoDB read,
 encoding), called as an ASGI app, against one ``AsyncMongoClient.find_one`` of the same job.
+Both are counted one request at a time (a poll's own cost: its read is never shared) and 32 at a
+time (as under load, where polls in flight together share MongoDB queries, service/reads.py).
 
-    python bench/instructions.py            # ~4 minutes
+    python bench/instructions.py            # ~8 minutes
     python bench/instructions.py --requests 200
 
 Each count is a whole process run under callgrind; the per-request figure is the difference
@@ -35,6 +37,7 @@ from polling import PROJECT, seed  # noqa: E402
 from devstack.embedded import free_port, remove_tree, start_mongod, start_redis  # noqa: E402
 
 DB = "pcj_instructions"
+CONCURRENT = 32  # requests in flight at once in the -concurrent modes, as under bench/polling.py
 
 
 async def _measured(mode: str, requests: int, mongodb_url: str, redis_url: str) -> None:
@@ -84,12 +87,16 @@ async def _measured(mode: str, requests: int, mongodb_url: str, redis_url: str) 
         for job_id, user in pairs:  # warm: every token verified and cached, pools filled
             await poll(job_id, user)
             await jobs.find_one({"job_id": job_id}, {"_id": 0})
-        for number in range(requests):
-            job_id, user = pairs[number % len(pairs)]
-            if mode == "api":
-                await poll(job_id, user)
+        at_once = CONCURRENT if mode.endswith("-concurrent") else 1
+        for first in range(0, requests, at_once):
+            numbers = range(first, min(first + at_once, requests))
+            chosen = [pairs[number % len(pairs)] for number in numbers]
+            if mode.startswith("api"):
+                await asyncio.gather(*(poll(job_id, user) for job_id, user in chosen))
             else:
-                await jobs.find_one({"job_id": job_id}, {"_id": 0})
+                await asyncio.gather(
+                    *(jobs.find_one({"job_id": job_id}, {"_id": 0}) for job_id, _ in chosen)
+                )
         if set(statuses) != {200}:
             raise SystemExit(f"unexpected statuses: {sorted(set(statuses))}")
 
@@ -131,12 +138,14 @@ def main() -> int:
                        stdout=subprocess.DEVNULL)  # fmt: skip
         asyncio.run(seed(mongod.url, DB, 2000, 50))
         base = count("none", 0, env, tmp)
-        api = (count("api", args.requests, env, tmp) - base) / args.requests
-        raw = (count("raw", args.requests, env, tmp) - base) / args.requests
         print(f"instructions per request ({args.requests} requests, callgrind, in-process):")
-        print(f"  API GET /api/v1/books/jobs/{{id}} as an ASGI call: {api:,.0f}")
-        print(f"  raw AsyncMongoClient.find_one:                   {raw:,.0f}")
-        print(f"  API overhead over the read: {api - raw:,.0f}; ratio raw/API: {raw / api:.2f}")
+        for label, suffix in (("one at a time", ""), (f"{CONCURRENT} at a time", "-concurrent")):
+            api = (count("api" + suffix, args.requests, env, tmp) - base) / args.requests
+            raw = (count("raw" + suffix, args.requests, env, tmp) - base) / args.requests
+            print(f"  {label}:")
+            print(f"    API GET /api/v1/books/jobs/{{id}} as an ASGI call: {api:,.0f}")
+            print(f"    raw AsyncMongoClient.find_one:                   {raw:,.0f}")
+            print(f"    ratio raw/API: {raw / api:.2f}")
         return 0
     finally:
         redis.stop()

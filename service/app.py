@@ -80,6 +80,7 @@ def create_app(settings: Settings) -> Litestar:
                 PdfChapterJob.get_pymongo_collection,
                 JOB_STATUS_FIELDS,
                 max_batch=settings.poll_read_batch,
+                timeout_s=settings.mongodb_timeout_ms / 1000,
                 counts=JOB_READS,
             ),
         )

@@ -10,20 +10,25 @@ own document; with nothing else in flight a read is sent at once, as a plain ``f
 Nothing gets staler: a read only ever joins a query that has not been sent yet, so every caller
 sees the job as it was after its request arrived (the same guarantee as its own ``find_one``). A
 failed query fails each of its callers with the driver's error, which the handlers map to 503 as
-before; a caller that goes away (client disconnect) leaves the others unaffected.
+before, and a read that waits longer than MongoDB's timeout is a 503 too; a caller that goes
+away (client disconnect) leaves the others unaffected.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextvars
 from collections.abc import Callable
+from functools import partial
+from itertools import islice
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from service.errors import DependencyUnavailable
+
 Doc = dict[str, Any]
-log = logging.getLogger("service.reads")
+Batch = dict[str, list["asyncio.Future[Doc | None]"]]
 
 
 class ReadCounts:
@@ -36,12 +41,19 @@ class ReadCounts:
         self.queries = 0
 
 
+def _give_up(future: asyncio.Future[Doc | None]) -> None:
+    if not future.done():
+        future.set_exception(DependencyUnavailable("database"))
+
+
 class JobReader:
     """Reads job documents by ``job_id`` with one projection, coalescing concurrent reads.
 
     At most ``max_in_flight`` queries run at once and each carries at most ``max_batch`` ids;
     reads that arrive meanwhile wait for the next query, which is sent as soon as one returns.
-    With ``max_batch=1`` nothing is coalesced: each read is its own ``find_one``.
+    With ``max_batch=1`` nothing is coalesced: each read is its own ``find_one``. A read that
+    gets no answer within ``timeout_s`` (queued behind slow or failing queries) raises
+    ``DependencyUnavailable``, as a lone ``find_one`` would have failed by then.
     """
 
     def __init__(
@@ -51,22 +63,27 @@ class JobReader:
         *,
         max_batch: int = 100,
         max_in_flight: int = 2,
+        timeout_s: float = 5.0,
         counts: ReadCounts | None = None,
     ) -> None:
-        if max_batch < 1 or max_in_flight < 1:
-            raise ValueError("max_batch and max_in_flight must be at least 1")
+        if max_batch < 1 or max_in_flight < 1 or timeout_s <= 0:
+            raise ValueError("max_batch, max_in_flight and timeout_s must be positive")
         self._collection = collection
         self._projection = {**projection, "job_id": 1}  # needed to hand documents back
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._timeout_s = timeout_s
         self.counts = counts if counts is not None else ReadCounts()
-        self._waiting: dict[str, list[asyncio.Future[Doc | None]]] = {}
+        self._waiting: Batch = {}
         self._flush_scheduled = False
         self._in_flight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[dict[str, Doc]]] = set()
+        self._closed = False
 
     async def read(self, job_id: str) -> Doc | None:
         """The job's document (projected), or None when there is no such job."""
+        if self._closed:
+            raise DependencyUnavailable("database")
         self.counts.reads += 1
         if self._max_batch == 1:
             return (await self._query([job_id])).get(job_id)
@@ -78,49 +95,57 @@ class JobReader:
         else:
             waiters.append(future)
         if not self._flush_scheduled and self._in_flight < self._max_in_flight:
-            # Sent on the loop's next turn: polls that arrived in this one travel together.
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+            self._schedule_flush(loop)  # polls that arrive in this turn of the loop travel along
+        timer = loop.call_later(self._timeout_s, _give_up, future)  # 1/7 of asyncio.timeout's cost
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._flush_scheduled = True
+        # An empty context: the queries belong to no single request (nor to its log lines).
+        loop.call_soon(self._flush, context=contextvars.Context())
 
     def _flush(self) -> None:
         self._flush_scheduled = False
         loop = asyncio.get_running_loop()
-        while self._waiting and self._in_flight < self._max_in_flight:
+        while self._waiting and self._in_flight < self._max_in_flight and not self._closed:
             if len(self._waiting) <= self._max_batch:
-                batch, self._waiting = self._waiting, {}
-            else:
-                ids = list(self._waiting)[: self._max_batch]
-                batch = {job_id: self._waiting.pop(job_id) for job_id in ids}
+                taken, self._waiting = self._waiting, {}
+            else:  # the longest waiting first
+                ids = list(islice(self._waiting, self._max_batch))
+                taken = {job_id: self._waiting.pop(job_id) for job_id in ids}
+            # Ids whose callers have all gone away (disconnected, timed out) are not read.
+            batch = {
+                job_id: futures
+                for job_id, futures in taken.items()
+                if not all(future.done() for future in futures)
+            }
+            if not batch:
+                continue
             self._in_flight += 1
-            task = loop.create_task(self._fetch(batch))
+            task = loop.create_task(self._query(list(batch)), context=contextvars.Context())
             self._tasks.add(task)  # the loop keeps only weak references to tasks
-            task.add_done_callback(self._tasks.discard)
+            # Answered in a done callback: it runs even for a task cancelled before it started.
+            task.add_done_callback(partial(self._answer, batch))
 
-    async def _fetch(self, batch: dict[str, list[asyncio.Future[Doc | None]]]) -> None:
-        try:
-            found = await self._query(list(batch))
-        except asyncio.CancelledError:
-            for futures in batch.values():
-                for future in futures:
-                    future.cancel()
-            raise
-        except Exception as exc:
-            for futures in batch.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(exc)
-        else:
-            for job_id, futures in batch.items():
-                doc = found.get(job_id)
-                for future in futures:
-                    if not future.done():
-                        future.set_result(doc)
-        finally:
-            self._in_flight -= 1
-            if self._waiting and not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+    def _answer(self, batch: Batch, task: asyncio.Task[dict[str, Doc]]) -> None:
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        # A task cancelled (by aclose) before or while querying has no exception to hand on.
+        failure = DependencyUnavailable("database") if task.cancelled() else task.exception()
+        found = task.result() if failure is None else {}
+        for job_id, futures in batch.items():
+            for future in futures:
+                if future.done():  # its caller went away or timed out
+                    continue
+                if failure is None:
+                    future.set_result(found.get(job_id))
+                else:
+                    future.set_exception(failure)
+        if self._waiting and not self._flush_scheduled and not self._closed:
+            self._schedule_flush(asyncio.get_running_loop())
 
     async def _query(self, ids: list[str]) -> dict[str, Doc]:
         self.counts.queries += 1
@@ -132,11 +157,13 @@ class JobReader:
         return {doc["job_id"]: doc for doc in docs}
 
     async def aclose(self) -> None:
-        """Cancel what is waiting or running (its callers get ``CancelledError``)."""
+        """Stop: what is waiting or running fails with ``DependencyUnavailable`` (a 503)."""
+        self._closed = True
         waiting, self._waiting = self._waiting, {}
         for futures in waiting.values():
             for future in futures:
-                future.cancel()
+                if not future.done():
+                    future.set_exception(DependencyUnavailable("database"))
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

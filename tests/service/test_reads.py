@@ -11,9 +11,11 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from devstack.embedded import free_port
+from service.errors import DependencyUnavailable
 from service.metrics import JOB_READS
 from service.models import PdfChapterJob
 from service.reads import JobReader
+from service.request_id import current_request_id
 from service.schemas import JOB_STATUS_FIELDS
 
 URL = "/api/v1/books/jobs/{}"
@@ -35,20 +37,26 @@ class HeldQueries:
     def __init__(self) -> None:
         self.answered = asyncio.Event()
         self.release = asyncio.Event()
+        self.fail_with: Exception | None = None  # raised, once released, instead of answering
         self.queries: list[Any] = []
+        self.request_ids: list[str | None] = []  # the log context each query ran in
 
     async def _hold(self) -> None:
         self.answered.set()
         await self.release.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
 
     async def find_one(self, query: dict[str, Any], projection: dict[str, int]) -> Any:
         self.queries.append(query)
+        self.request_ids.append(current_request_id.get())
         doc = await jobs_collection().find_one(query, projection)
         await self._hold()
         return doc
 
     def find(self, query: dict[str, Any], projection: dict[str, int]) -> Any:
         self.queries.append(query)
+        self.request_ids.append(current_request_id.get())
         held = self
 
         class Cursor:
@@ -93,12 +101,14 @@ async def test_batches_are_capped_and_each_read_is_answered(app, job_factory):
 
 async def test_without_batching_each_read_is_its_own_query(app, job_factory):
     jobs = [await job_factory(progress=i) for i in range(5)]
-    reader = JobReader(jobs_collection, JOB_STATUS_FIELDS, max_batch=1)
+    reader = JobReader(jobs_collection, JOB_STATUS_FIELDS, max_batch=1, max_in_flight=1)
 
-    docs = await within(asyncio.gather(*(reader.read(job.job_id) for job in jobs)))
+    # The same job twice, and more reads at once than max_in_flight: none waits for another.
+    ids = [jobs[0].job_id] + [job.job_id for job in jobs]
+    docs = await within(asyncio.gather(*(reader.read(job_id) for job_id in ids)))
 
-    assert [doc["progress"] for doc in docs] == list(range(5))
-    assert (reader.counts.reads, reader.counts.queries) == (5, 5)
+    assert [doc["progress"] for doc in docs] == [0, 0, 1, 2, 3, 4]
+    assert (reader.counts.reads, reader.counts.queries) == (6, 6)
 
 
 async def test_a_read_never_joins_a_query_already_sent(app, job_factory):
@@ -158,7 +168,7 @@ async def test_a_caller_that_goes_away_leaves_the_others_answered(app, job_facto
     assert (await within(reader.read(gone.job_id)))["job_id"] == gone.job_id  # still serving
 
 
-async def test_closing_cancels_what_is_waiting_or_running(app, job_factory):
+async def test_closing_fails_what_is_waiting_or_running_with_503(app, job_factory):
     job = await job_factory()
     held = HeldQueries()
     reader = JobReader(lambda: held, JOB_STATUS_FIELDS, max_in_flight=1)
@@ -170,8 +180,80 @@ async def test_closing_cancels_what_is_waiting_or_running(app, job_factory):
     await within(reader.aclose())
 
     for task in (running, waiting):
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(DependencyUnavailable):
             await within(task)
+    with pytest.raises(DependencyUnavailable):
+        await reader.read(job.job_id)
+
+
+async def test_closing_before_a_query_starts_still_answers_its_reads(app, job_factory):
+    job = await job_factory()
+    reader = JobReader(jobs_collection, JOB_STATUS_FIELDS)
+
+    reading = asyncio.create_task(reader.read(job.job_id))
+    await asyncio.sleep(0)  # the read has run and asked for a flush, which runs next...
+    closing = asyncio.create_task(reader.aclose())  # ...then this, before the query's first step
+    await within(closing)
+
+    with pytest.raises(DependencyUnavailable):
+        await within(reading)
+    assert reader.counts.queries == 0  # cancelled before it ever ran
+
+
+async def test_a_read_queued_too_long_is_a_503_and_the_reader_recovers(app, job_factory):
+    first, second = await job_factory(), await job_factory()
+    held = HeldQueries()
+    reader = JobReader(lambda: held, JOB_STATUS_FIELDS, max_in_flight=1, timeout_s=0.3)
+
+    stuck = asyncio.create_task(reader.read(first.job_id))
+    await held.answered.wait()
+    queued = asyncio.create_task(reader.read(second.job_id))
+    results = await within(asyncio.gather(stuck, queued, return_exceptions=True))
+    held.release.set()
+    await asyncio.sleep(0.05)  # the stuck query returns to nobody
+    later = await within(reader.read(second.job_id))
+
+    assert [type(result) for result in results] == [DependencyUnavailable] * 2
+    assert results[0].status_code == 503
+    assert later is not None
+    assert later["job_id"] == second.job_id
+    assert len(held.queries) == 2  # the timed-out read of the second job was never sent
+
+
+async def test_queries_run_outside_the_callers_log_context(app, job_factory):
+    jobs = [await job_factory(), await job_factory()]
+    held = HeldQueries()
+    held.release.set()
+    reader = JobReader(lambda: held, JOB_STATUS_FIELDS, max_in_flight=1)
+
+    async def poll(job_id: str, request_id: str) -> Any:
+        current_request_id.set(request_id)
+        return await reader.read(job_id)
+
+    await within(asyncio.gather(poll(jobs[0].job_id, "req-a"), poll(jobs[1].job_id, "req-b")))
+    first = asyncio.create_task(poll(jobs[0].job_id, "req-c"))
+    await first
+    await within(poll(jobs[1].job_id, "req-d"))
+
+    assert held.request_ids == [None, None, None]  # a shared query is no one request's
+
+
+async def test_a_failed_query_skips_callers_gone_and_fails_the_rest(app, job_factory):
+    gone, staying = await job_factory(), await job_factory()
+    held = HeldQueries()
+    reader = JobReader(lambda: held, JOB_STATUS_FIELDS)
+
+    cancelled = asyncio.create_task(reader.read(gone.job_id))
+    failing = asyncio.create_task(reader.read(staying.job_id))
+    await held.answered.wait()
+    cancelled.cancel()
+    held.fail_with = ServerSelectionTimeoutError("no primary")
+    held.release.set()
+
+    with pytest.raises(ServerSelectionTimeoutError):
+        await within(failing)
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
 
 
 async def test_concurrent_polls_over_http_each_get_their_own_answer(
@@ -210,5 +292,5 @@ async def test_a_coalesced_query_is_answered_from_the_job_id_index(app, job_fact
 
     stats = explained["executionStats"]
     assert (stats["nReturned"], stats["totalDocsExamined"]) == (5, 5)  # not a scan of the 20
-    assert stats["totalKeysExamined"] < 2 * len(ids)  # one seek per id
+    assert stats["totalKeysExamined"] <= 2 * len(ids)  # a seek per id, and the key after it
     assert "job_id_unique" in str(explained["queryPlanner"]["winningPlan"])
