@@ -91,7 +91,13 @@ async def _measured(mode: str, requests: int, mongodb_url: str, redis_url: str) 
         for first in range(0, requests, at_once):
             numbers = range(first, min(first + at_once, requests))
             chosen = [pairs[number % len(pairs)] for number in numbers]
-            if mode.startswith("api"):
+            if at_once == 1:  # awaited directly: no gather task in a lone request's count
+                job_id, user = chosen[0]
+                if mode == "api":
+                    await poll(job_id, user)
+                else:
+                    await jobs.find_one({"job_id": job_id}, {"_id": 0})
+            elif mode.startswith("api"):
                 await asyncio.gather(*(poll(job_id, user) for job_id, user in chosen))
             else:
                 await asyncio.gather(
