@@ -37,8 +37,7 @@ from service.jobs import create_job  # noqa: E402
 from service.models import PdfChapterJob  # noqa: E402
 from service.queue import create_queue  # noqa: E402
 from service.rate_limit import RateLimiter  # noqa: E402
-from service.reads import JobReader  # noqa: E402
-from service.schemas import JOB_STATUS_FIELDS  # noqa: E402
+from service.reads import JobReaders, ReadCounts  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.state import Services  # noqa: E402
 from tests.pdfs import text_pdf  # noqa: E402
@@ -150,8 +149,12 @@ async def main() -> int:
     mongo = await connect(settings)
     await sync(mongo.db, specification(settings))
     queue = create_queue(settings)
-    reader = JobReader(PdfChapterJob.get_pymongo_collection, JOB_STATUS_FIELDS)
-    services = Services(settings, mongo, TokenVerifier(settings), queue, RateLimiter(queue), reader)
+    readers = JobReaders.create(
+        PdfChapterJob.get_pymongo_collection, max_batch=100, timeout_s=2.0, counts=ReadCounts()
+    )
+    services = Services(
+        settings, mongo, TokenVerifier(settings), queue, RateLimiter(queue), readers
+    )
     try:
         print("1. throughput: worker end to end vs raw PyMuPDF get_text(), same file, same run")
         worker = start_worker(env)

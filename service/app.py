@@ -26,7 +26,7 @@ from service.models import PdfChapterJob
 from service.openapi import document_request_bodies
 from service.queue import create_queue
 from service.rate_limit import RateLimiter
-from service.reads import JobReader
+from service.reads import JobReaders
 from service.request_id import request_id_middleware
 from service.routes.chapters import ChapterController
 from service.routes.chunks import ChunkController
@@ -35,7 +35,6 @@ from service.routes.ingestion import ingestion_job_status
 from service.routes.job_router import JobRouterController
 from service.routes.jobs import BookJobController
 from service.routes.ops import health, ready
-from service.schemas import JOB_STATUS_FIELDS
 from service.settings import Settings
 from service.state import Services
 
@@ -76,9 +75,8 @@ def create_app(settings: Settings) -> Litestar:
             verifier=verifier,
             queue=queue,
             limiter=RateLimiter(queue),
-            job_reader=JobReader(
+            readers=JobReaders.create(
                 PdfChapterJob.get_pymongo_collection,
-                JOB_STATUS_FIELDS,
                 max_batch=settings.poll_read_batch,
                 timeout_s=settings.mongodb_timeout_ms / 1000,
                 counts=JOB_READS,
@@ -95,7 +93,7 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
-            await app.state.services.job_reader.aclose()
+            await app.state.services.readers.aclose()
             await queue.aclose(close_connection_pool=True)
             await mongo.close()
             verifier.close()

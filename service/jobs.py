@@ -17,6 +17,7 @@ from pymongo.errors import DuplicateKeyError
 from service.errors import REDIS_DOWN, Conflict, InvalidRequest, NotFound
 from service.files import find_owned_file
 from service.models import NEXT_VERSION, JobStatus, PdfChapterJob, utcnow
+from service.reads import JobReader
 from service.stages import StageStatus, finish_stages
 from service.state import Services
 
@@ -48,6 +49,15 @@ async def find_owned_job(
         {"job_id": job_id, "user_id": user_id}, projection
     )
     return doc
+
+
+async def read_owned_job(reader: JobReader, raw_job_id: str, user_id: str) -> dict[str, Any] | None:
+    """``find_owned_job`` for the polled views: the read is coalesced with others in flight."""
+    job_id = canonical_job_id(raw_job_id)
+    if job_id is None:
+        return None
+    doc = await reader.read(job_id)
+    return doc if doc is not None and doc["user_id"] == user_id else None
 
 
 def arq_job_id(job_id: str, tag: str) -> str:

@@ -1,5 +1,7 @@
 """Polling reads, coalesced: the polls one API process has in flight share MongoDB queries.
 
+Used by every job status endpoint clients poll (seeds 002, 000/003 and 001), one reader each.
+
 Browsers poll each job every couple of seconds, so a busy API process always has many polls
 waiting on MongoDB at once. Each ``find_one`` costs the driver several times more CPU than it
 costs MongoDB to find the document (server selection, a session, a cursor, two asyncio tasks per
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -26,6 +29,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 
 from service.errors import DependencyUnavailable
+from service.schemas import INGESTION_FIELDS, JOB_DETAIL_FIELDS, JOB_STATUS_FIELDS
 
 Doc = dict[str, Any]
 Batch = dict[str, list["asyncio.Future[Doc | None]"]]
@@ -168,3 +172,36 @@ class JobReader:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class JobReaders:
+    """One reader per view of a job that clients poll, each reading only its view's fields."""
+
+    status: JobReader  # seed 002: GET /api/v1/books/jobs/{job_id}
+    detail: JobReader  # seeds 000 and 003: GET /api/v1/jobs/{job_id}
+    ingestion: JobReader  # seed 001: GET /api/v1/ingestion/job/{job_id}
+
+    @classmethod
+    def create(
+        cls,
+        collection: Callable[[], AsyncCollection[Doc]],
+        *,
+        max_batch: int,
+        timeout_s: float,
+        counts: ReadCounts,
+    ) -> JobReaders:
+        def reader(fields: dict[str, int]) -> JobReader:
+            return JobReader(
+                collection, fields, max_batch=max_batch, timeout_s=timeout_s, counts=counts
+            )
+
+        return cls(
+            status=reader(JOB_STATUS_FIELDS),
+            detail=reader(JOB_DETAIL_FIELDS),
+            ingestion=reader(INGESTION_FIELDS),
+        )
+
+    async def aclose(self) -> None:
+        for reader in (self.status, self.detail, self.ingestion):
+            await reader.aclose()

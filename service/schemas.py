@@ -237,6 +237,12 @@ JOB_DETAIL_FIELDS: dict[str, int] = {
     ),
 }
 
+# Seed 001's view adds what its progress, errors and stats are made of.
+INGESTION_FIELDS: dict[str, int] = {
+    **JOB_DETAIL_FIELDS,
+    **dict.fromkeys(["page_errors", "pages_total", "pages_processed", "attempts", "updated_at"], 1),
+}
+
 
 def stages_of(doc: dict[str, Any]) -> dict[Stage, dict[str, Any]]:
     """The job's stages in order; a job stored before stages existed shows them pending."""

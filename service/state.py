@@ -9,7 +9,7 @@ from arq.connections import ArqRedis
 from service.auth import TokenVerifier
 from service.db import Mongo
 from service.rate_limit import RateLimiter
-from service.reads import JobReader
+from service.reads import JobReaders
 from service.settings import Settings
 
 
@@ -22,4 +22,4 @@ class Services:
     verifier: TokenVerifier
     queue: ArqRedis
     limiter: RateLimiter
-    job_reader: JobReader  # the polling endpoint's coalesced reads
+    readers: JobReaders  # the polled endpoints' coalesced reads

@@ -9,17 +9,12 @@ from __future__ import annotations
 from litestar import get
 from litestar.params import FromPath
 
-from service.dependencies import PrincipalDep
+from service.dependencies import PrincipalDep, ServicesDep
 from service.errors import NotFound
-from service.jobs import find_owned_job
+from service.jobs import read_owned_job
 from service.models import DocumentChunk
 from service.routes.responses import ERROR_RESPONSES, error
-from service.schemas import JOB_DETAIL_FIELDS, IngestionStatusOut, ingestion_status_out
-
-FIELDS = {
-    **JOB_DETAIL_FIELDS,
-    **dict.fromkeys(["page_errors", "pages_total", "pages_processed", "attempts", "updated_at"], 1),
-}
+from service.schemas import IngestionStatusOut, ingestion_status_out
 
 
 @get(
@@ -39,9 +34,9 @@ FIELDS = {
     },
 )
 async def ingestion_job_status(
-    job_id: FromPath[str], principal: PrincipalDep
+    job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
 ) -> IngestionStatusOut:
-    doc = await find_owned_job(job_id, principal.user_id, FIELDS)
+    doc = await read_owned_job(services.readers.ingestion, job_id, principal.user_id)
     if doc is None:
         raise NotFound("Job not found")
     chunks_created = await DocumentChunk.get_pymongo_collection().count_documents(

@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from service.dependencies import PrincipalDep, ServicesDep
 from service.errors import JobNotFound
 from service.files import find_owned_file
-from service.jobs import NEWEST_FIRST, create_job, delete_job, find_owned_job
+from service.jobs import NEWEST_FIRST, create_job, delete_job, find_owned_job, read_owned_job
 from service.models import JobStatus, PdfChapterJob
 from service.routes.body import idempotency_key, json_body, validated
 from service.routes.responses import ERROR_RESPONSES, error
@@ -128,8 +128,14 @@ class JobRouterController(Controller):
         opt={"error_prefix": "Failed to get job status"},
         responses={**RESPONSES, **NOT_FOUND},
     )
-    async def get_job(self, job_id: FromPath[str], principal: PrincipalDep) -> JobDetailOut:
-        return job_detail_out(await _owned_job(job_id, principal.user_id))
+    async def get_job(
+        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
+    ) -> JobDetailOut:
+        # Polled: coalesced with the other polls in flight (service/reads.py).
+        doc = await read_owned_job(services.readers.detail, job_id, principal.user_id)
+        if doc is None:
+            raise JobNotFound(job_id)
+        return job_detail_out(doc)
 
     @delete(
         "/{job_id:str}",

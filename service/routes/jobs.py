@@ -222,7 +222,7 @@ class BookJobController(Controller):
         services = services_of(request)
         canonical = job_id_or_404(job_id)
         # Coalesced with the other polls in flight (service/reads.py), never staler than a read.
-        doc = owned_job(await services.job_reader.read(canonical), canonical, principal)
+        doc = owned_job(await services.readers.status.read(canonical), canonical, principal)
         etag = etag_of(doc)
         headers = {"etag": etag, "cache-control": "no-cache"}
         if not JobStatus(doc["status"]).is_terminal:

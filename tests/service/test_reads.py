@@ -294,3 +294,32 @@ async def test_a_coalesced_query_is_answered_from_the_job_id_index(app, job_fact
     assert (stats["nReturned"], stats["totalDocsExamined"]) == (5, 5)  # not a scan of the 20
     assert stats["totalKeysExamined"] <= 2 * len(ids)  # a seek per id, and the key after it
     assert "job_id_unique" in str(explained["queryPlanner"]["winningPlan"])
+
+
+@pytest.mark.parametrize(
+    ("url", "id_field", "not_found"),
+    [
+        ("/api/v1/jobs/{}", "id", "Job {} not found"),  # seeds 000 and 003
+        ("/api/v1/ingestion/job/{}", "job_id", "Job not found"),  # seed 001
+    ],
+)
+async def test_the_other_seeds_polls_share_queries_too(
+    client, job_factory, auth_headers, url, id_field, not_found
+):
+    jobs = [await job_factory(user_id="alice", progress=i) for i in range(8)]
+    someone_elses = await job_factory(user_id="bob")
+    headers = auth_headers("alice")
+    await client.get(url.format(jobs[0].job_id), headers=headers)  # token verified and cached
+    queries = JOB_READS.queries
+
+    answers = await within(
+        asyncio.gather(
+            *(client.get(url.format(job.job_id), headers=headers) for job in jobs),
+            client.get(url.format(someone_elses.job_id), headers=headers),
+        )
+    )
+
+    assert [answer.status_code for answer in answers] == [200] * 8 + [404]
+    assert [answer.json()[id_field] for answer in answers[:8]] == [job.job_id for job in jobs]
+    assert answers[8].json() == {"detail": not_found.format(someone_elses.job_id)}
+    assert JOB_READS.queries - queries == 1
