@@ -17,7 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from service import __doc__ as service_doc
 from service.auth import TokenVerifier
-from service.db import connect
+from service.db import connect, socket_timeout_ms
 from service.dependencies import provide_principal, provide_services
 from service.errors import exception_handlers
 from service.logs import configure_logging
@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> Litestar:
             readers=JobReaders.create(
                 PdfChapterJob.get_pymongo_collection,
                 max_batch=settings.poll_read_batch,
-                timeout_s=settings.mongodb_timeout_ms / 1000,
+                timeout_s=socket_timeout_ms(settings) / 1000,
                 counts=JOB_READS,
             ),
         )

@@ -40,6 +40,11 @@ class Mongo:
         await self.client.close()
 
 
+def socket_timeout_ms(settings: Settings) -> int:
+    """How long a query may wait for MongoDB's answer on a connection it already has."""
+    return max(settings.mongodb_timeout_ms * 5, 10_000)
+
+
 def create_client(settings: Settings) -> AsyncMongoClient[Doc]:
     """A client that fails fast when MongoDB is unreachable."""
     timeout = settings.mongodb_timeout_ms
@@ -48,7 +53,7 @@ def create_client(settings: Settings) -> AsyncMongoClient[Doc]:
         tz_aware=True,
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,
-        socketTimeoutMS=max(timeout * 5, 10_000),
+        socketTimeoutMS=socket_timeout_ms(settings),
         appname="pdf-chapter-jobs",
     )
 

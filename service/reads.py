@@ -12,14 +12,15 @@ own document; with nothing else in flight a read is sent at once, as a plain ``f
 Nothing gets staler: a read only ever joins a query that has not been sent yet, so every caller
 sees the job as it was after its request arrived (the same guarantee as its own ``find_one``). A
 failed query fails each of its callers with the driver's error, which the handlers map to 503 as
-before, and a read that waits longer than MongoDB's timeout is a 503 too; a caller that goes
-away (client disconnect) leaves the others unaffected.
+before, and a read never waits longer than a lone ``find_one`` could have (a 503 then); a caller
+that goes away (client disconnect) leaves the others unaffected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -45,6 +46,14 @@ class ReadCounts:
         self.queries = 0
 
 
+def _own_copy(failure: BaseException) -> BaseException:
+    """One exception object per caller: raising it writes that caller's traceback into it."""
+    try:
+        return copy.copy(failure)
+    except Exception:  # an exception class that cannot be rebuilt from its args
+        return failure
+
+
 def _give_up(future: asyncio.Future[Doc | None]) -> None:
     if not future.done():
         future.set_exception(DependencyUnavailable("database"))
@@ -55,9 +64,10 @@ class JobReader:
 
     At most ``max_in_flight`` queries run at once and each carries at most ``max_batch`` ids;
     reads that arrive meanwhile wait for the next query, which is sent as soon as one returns.
-    With ``max_batch=1`` nothing is coalesced: each read is its own ``find_one``. A read that
-    gets no answer within ``timeout_s`` (queued behind slow or failing queries) raises
-    ``DependencyUnavailable``, as a lone ``find_one`` would have failed by then.
+    With ``max_batch=1`` nothing is coalesced: each read is its own ``find_one``, bounded by
+    the driver's own timeouts. A coalesced read that gets no answer within ``timeout_s``, queued
+    behind slow queries included, raises ``DependencyUnavailable``: give it the client's socket
+    timeout, the longest a lone ``find_one`` could have waited for its answer.
     """
 
     def __init__(
@@ -147,7 +157,7 @@ class JobReader:
                 if failure is None:
                     future.set_result(found.get(job_id))
                 else:
-                    future.set_exception(failure)
+                    future.set_exception(_own_copy(failure))
         if self._waiting and not self._flush_scheduled and not self._closed:
             self._schedule_flush(asyncio.get_running_loop())
 
