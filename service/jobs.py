@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from service.errors import REDIS_DOWN, Conflict, InvalidRequest, NotFound
 from service.files import find_owned_file
-from service.models import NEXT_VERSION, JobStatus, PdfChapterJob, utcnow
+from service.models import JobStatus, PdfChapterJob, bump_pipeline, utcnow
 from service.reads import JobReader
 from service.stages import StageStatus, finish_stages
 from service.state import Services
@@ -142,25 +142,22 @@ async def cancel_job(job_id: str, user_id: str) -> dict[str, Any]:
     now = utcnow()
     doc: dict[str, Any] | None = await jobs.find_one_and_update(
         {"job_id": job_id, "user_id": user_id, "status": {"$in": ACTIVE}},
-        [
+        bump_pipeline(
             {
-                "$set": {
-                    "status": JobStatus.cancelled.value,
-                    "message": {"$literal": "Job cancelled"},
-                    "cancelled_at": now,
-                    "updated_at": now,
-                    "error_code": "CANCELLED",
-                    "version": NEXT_VERSION,
-                    "stages": finish_stages(
-                        {
-                            StageStatus.processing: StageStatus.cancelled,
-                            StageStatus.pending: StageStatus.cancelled,
-                        },
-                        now,
-                    ),
-                }
-            }
-        ],
+                "status": JobStatus.cancelled.value,
+                "message": {"$literal": "Job cancelled"},
+                "cancelled_at": now,
+                "error_code": "CANCELLED",
+                "stages": finish_stages(
+                    {
+                        StageStatus.processing: StageStatus.cancelled,
+                        StageStatus.pending: StageStatus.cancelled,
+                    },
+                    now,
+                ),
+            },
+            now,
+        ),
         return_document=True,
     )
     if doc is not None:

@@ -101,11 +101,11 @@ class JobReadMetrics:
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(
-            "pcj_job_reads", "Job reads by the polling endpoint", value=self.counts.reads
+            "pcj_job_reads", "Job reads by the polled job endpoints", value=self.counts.reads
         )
         yield CounterMetricFamily(
             "pcj_job_read_queries",
-            "MongoDB queries that served the polling endpoint's reads",
+            "MongoDB queries that served the polled job endpoints' reads",
             value=self.counts.queries,
         )
 

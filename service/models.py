@@ -31,6 +31,13 @@ def utcnow() -> datetime:
 NEXT_VERSION = {"$add": [{"$ifNull": ["$version", 0]}, 1]}
 
 
+def bump_pipeline(fields: dict[str, Any], now: datetime | None = None) -> list[dict[str, Any]]:
+    """An update pipeline that sets ``fields``, a fresh ``updated_at`` and the next ``version``
+    (every write to a job changes its ETag). Values are expressions: wrap literal strings that
+    may start with ``$`` in ``{"$literal": ...}``."""
+    return [{"$set": {**fields, "updated_at": now or utcnow(), "version": NEXT_VERSION}}]
+
+
 def new_id() -> str:
     """A fresh UUID4 as a string: the public id of jobs, chapters and chunks."""
     return str(uuid4())

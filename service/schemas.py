@@ -300,11 +300,8 @@ def job_detail_out(doc: dict[str, Any]) -> JobDetailOut:
     )
 
 
-class JobPayloadIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class JobPayloadIn(CreateJobIn, kw_only=True, forbid_unknown_fields=True):
     """What the worker needs: the uploaded file and the book its chapter joins."""
-
-    book_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
 class JobCreateIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

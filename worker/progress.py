@@ -17,7 +17,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
-from service.models import NEXT_VERSION, JobStatus, utcnow
+from service.models import NEXT_VERSION, JobStatus, bump_pipeline, utcnow
 from service.stages import StageStatus, finish_stages, started_stages
 
 Doc = dict[str, Any]
@@ -35,19 +35,6 @@ def _literal(value: Any) -> Doc:
     return {"$literal": value}
 
 
-def _bump_pipeline(fields: Doc, now: datetime | None = None) -> list[Doc]:
-    """The pipeline form of ``_bump``, for updates that compute from the document."""
-    return [
-        {
-            "$set": {
-                **fields,
-                "updated_at": now or utcnow(),
-                "version": NEXT_VERSION,
-            }
-        }
-    ]
-
-
 async def claim(jobs: AsyncCollection[Doc], job_id: str, message: str) -> Doc | None:
     """Take a pending job (``pending -> processing``); None when someone else has it.
 
@@ -56,27 +43,24 @@ async def claim(jobs: AsyncCollection[Doc], job_id: str, message: str) -> Doc | 
     """
     now = utcnow()
     # A pipeline update, so that the first start survives retries (started_at is null until then).
-    update = [
+    update = bump_pipeline(
         {
-            "$set": {
-                "status": JobStatus.processing.value,
-                # A resumed job keeps showing where the last attempt got to (see advance).
-                "message": {
-                    "$cond": [
-                        {"$gt": [{"$ifNull": ["$progress", 0]}, 0]},
-                        "$message",
-                        _literal(message),
-                    ]
-                },
-                "stages": _literal(started_stages(now)),
-                "heartbeat_at": now,
-                "updated_at": now,
-                "started_at": {"$ifNull": ["$started_at", now]},
-                "attempts": {"$add": [{"$ifNull": ["$attempts", 0]}, 1]},
-                "version": NEXT_VERSION,
-            }
-        }
-    ]
+            "status": JobStatus.processing.value,
+            # A resumed job keeps showing where the last attempt got to (see advance).
+            "message": {
+                "$cond": [
+                    {"$gt": [{"$ifNull": ["$progress", 0]}, 0]},
+                    "$message",
+                    _literal(message),
+                ]
+            },
+            "stages": _literal(started_stages(now)),
+            "heartbeat_at": now,
+            "started_at": {"$ifNull": ["$started_at", now]},
+            "attempts": {"$add": [{"$ifNull": ["$attempts", 0]}, 1]},
+        },
+        now,
+    )
     doc: Doc | None = await jobs.find_one_and_update(
         {"job_id": job_id, "status": JobStatus.pending.value},
         update,
@@ -108,7 +92,7 @@ async def advance(
         **{name: _literal(value) for name, value in (fields or {}).items()},
     }
     if fields:
-        pipeline = _bump_pipeline(update, now)
+        pipeline = bump_pipeline(update, now)
     else:  # nothing a client sees changes while behind: keep the version (the ETag) too
         update["version"] = {"$cond": [behind, {"$ifNull": ["$version", 0]}, NEXT_VERSION]}
         update["updated_at"] = {"$cond": [behind, "$updated_at", now]}
@@ -162,7 +146,7 @@ async def fail(
             "status": {"$in": [JobStatus.pending.value, JobStatus.processing.value]},
             **(guard or {}),
         },
-        _bump_pipeline(
+        bump_pipeline(
             {
                 "status": JobStatus.failed.value,
                 "message": _literal(FAILED_PREFIX + reason),
@@ -190,7 +174,7 @@ async def release(jobs: AsyncCollection[Doc], job_id: str, *, guard: Doc | None 
     """
     outcome = await jobs.update_one(
         {"job_id": job_id, "status": JobStatus.processing.value, **(guard or {})},
-        _bump_pipeline(
+        bump_pipeline(
             {
                 "status": JobStatus.pending.value,
                 "rung_at": utcnow(),
@@ -218,7 +202,7 @@ async def record_page_errors(jobs: AsyncCollection[Doc], job_id: str, errors: li
     }
     await jobs.update_one(
         {"job_id": job_id, "status": JobStatus.processing.value},
-        _bump_pipeline({"page_errors": {"$concatArrays": [known, fresh]}}),
+        bump_pipeline({"page_errors": {"$concatArrays": [known, fresh]}}),
     )
 
 

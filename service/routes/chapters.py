@@ -10,11 +10,11 @@ from litestar.params import FromPath, QueryParameter
 from service.dependencies import PrincipalDep
 from service.errors import NotFound
 from service.models import BookChapter, DocumentChunk
-from service.routes.responses import ERROR_RESPONSES, error
+from service.routes.responses import OWNER_HIDDEN_ERRORS, error
 from service.schemas import ChapterOut, PageListOut, PageOut, iso_z
 
 NOT_FOUND = {
-    **{k: v for k, v in ERROR_RESPONSES.items() if k != 403},
+    **OWNER_HIDDEN_ERRORS,
     404: error("No such chapter of the caller's"),
 }
 

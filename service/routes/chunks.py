@@ -19,11 +19,12 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from pymongo.errors import ConnectionFailure
 
 from service.dependencies import PrincipalDep, ServicesDep
-from service.errors import NO_STORE, NotAuthenticated, ServiceError
+from service.errors import NO_STORE, DependencyUnavailable, NotAuthenticated, ServiceError
 from service.jobs import canonical_job_id, find_owned_job
 from service.models import DocumentChunk
 from service.rate_limit import RateLimited
 from service.request_id import request_id_of
+from service.routes.responses import error as error_response
 from service.schemas import (
     CONTENT_PREVIEW_CHARS,
     ApiErrorOut,
@@ -106,11 +107,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
     if isinstance(exc, ConnectionFailure):
-        error = ApiErrorOut(
-            code="SERVICE_UNAVAILABLE",
-            message="Service temporarily unavailable: database is unreachable, retry later",
-        )
-        return _envelope(503, error, {"Retry-After": "5"})
+        return _service_error(request, DependencyUnavailable("database"))
     request_id = request_id_of(request)
     log.exception("unhandled error", extra={"request_id": request_id, "path": request.url.path})
     prefix = request.route_handler.opt.get("error_prefix", "Request failed")
@@ -122,14 +119,14 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Err
     return _envelope(500, error)  # the request id middleware adds X-Request-ID
 
 
-def _described(description: str) -> ResponseSpec:
-    return ResponseSpec(ErrorEnvelope, generate_examples=False, description=description)
+def envelope_error(description: str) -> ResponseSpec:
+    return error_response(description, ErrorEnvelope)
 
 
 ERRORS = {
-    401: _described("Missing, invalid or expired Firebase ID token (UNAUTHORIZED)"),
-    500: _described("Unexpected failure (INTERNAL_ERROR); carries a request id"),
-    503: _described("MongoDB unreachable (SERVICE_UNAVAILABLE); retry after Retry-After"),
+    401: envelope_error("Missing, invalid or expired Firebase ID token (UNAUTHORIZED)"),
+    500: envelope_error("Unexpected failure (INTERNAL_ERROR); carries a request id"),
+    503: envelope_error("MongoDB unreachable (SERVICE_UNAVAILABLE); retry after Retry-After"),
 }
 
 PREVIEW_FIELDS = {
@@ -184,9 +181,9 @@ class ChunkController(Controller):
             "requests a minute per user (RateLimit-* headers)."
         ),
         responses={
-            400: _described("Malformed job id or query parameter (VALIDATION_ERROR)"),
-            404: _described("No such job of the caller's (JOB_NOT_FOUND)"),
-            429: _described("Rate limit exceeded (RATE_LIMITED); retry after Retry-After"),
+            400: envelope_error("Malformed job id or query parameter (VALIDATION_ERROR)"),
+            404: envelope_error("No such job of the caller's (JOB_NOT_FOUND)"),
+            429: envelope_error("Rate limit exceeded (RATE_LIMITED); retry after Retry-After"),
             **ERRORS,
         },
     )
@@ -231,8 +228,8 @@ class ChunkController(Controller):
         summary="One chunk, its whole content",
         opt={"error_prefix": "Failed to get chunk"},
         responses={
-            400: _described("Malformed chunk id (VALIDATION_ERROR)"),
-            404: _described("No such chunk of the caller's (CHUNK_NOT_FOUND)"),
+            400: envelope_error("Malformed chunk id (VALIDATION_ERROR)"),
+            404: envelope_error("No such chunk of the caller's (CHUNK_NOT_FOUND)"),
             **ERRORS,
         },
     )

@@ -11,7 +11,7 @@ from service.dependencies import PrincipalDep, ServicesDep
 from service.errors import BadRequest
 from service.files import StoredFile, safe_filename, store_pdf
 from service.multipart import FilePart, is_multipart, read_form
-from service.routes.responses import ERROR_RESPONSES, error
+from service.routes.responses import CALLER_ERRORS, error
 from service.schemas import FileOut, iso_z
 from service.state import Services
 
@@ -76,7 +76,7 @@ class FileController(Controller):
             400: error("Not multipart, no file, or an empty file"),
             413: error("Larger than MAX_UPLOAD_MB"),
             415: error("Not a PDF"),
-            **{k: v for k, v in ERROR_RESPONSES.items() if k in (401, 500, 503)},
+            **CALLER_ERRORS,
         },
     )
     async def upload(

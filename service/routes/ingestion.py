@@ -13,7 +13,7 @@ from service.dependencies import PrincipalDep, ServicesDep
 from service.errors import NotFound
 from service.jobs import read_owned_job
 from service.models import DocumentChunk
-from service.routes.responses import ERROR_RESPONSES, error
+from service.routes.responses import OWNER_HIDDEN_ERRORS, error
 from service.schemas import IngestionStatusOut, ingestion_status_out
 
 
@@ -29,7 +29,7 @@ from service.schemas import IngestionStatusOut, ingestion_status_out
     security=[{"BearerToken": []}],
     opt={"error_prefix": "Failed to get job status"},
     responses={
-        **{k: v for k, v in ERROR_RESPONSES.items() if k != 403},
+        **OWNER_HIDDEN_ERRORS,
         404: error("Job not found (or not the caller's)"),
     },
 )

@@ -18,10 +18,10 @@ from service.files import find_owned_file
 from service.jobs import NEWEST_FIRST, create_job, delete_job, find_owned_job, read_owned_job
 from service.models import JobStatus, PdfChapterJob
 from service.routes.body import idempotency_key, json_body, validated
-from service.routes.responses import ERROR_RESPONSES, error
+from service.routes.responses import CALLER_ERRORS, OWNER_HIDDEN_ERRORS, error
 from service.schemas import JOB_DETAIL_FIELDS, JobCreateIn, JobDetailOut, job_detail_out
 
-RESPONSES = {k: v for k, v in ERROR_RESPONSES.items() if k != 403}
+RESPONSES = OWNER_HIDDEN_ERRORS
 NOT_FOUND = {404: error("No such job of the caller's")}
 BAD_QUERY = {400: error("Invalid query parameter")}
 
@@ -80,7 +80,7 @@ class JobRouterController(Controller):
         "/",
         summary="List my jobs, newest first",
         opt={"error_prefix": "Failed to list jobs"},
-        responses={**BAD_QUERY, **{k: v for k, v in RESPONSES.items() if k in (401, 500, 503)}},
+        responses={**BAD_QUERY, **CALLER_ERRORS},
     )
     async def list_jobs(
         self,
@@ -104,7 +104,7 @@ class JobRouterController(Controller):
         responses={
             **BAD_QUERY,
             404: error("No such file of the caller's"),
-            **{k: v for k, v in RESPONSES.items() if k in (401, 500, 503)},
+            **CALLER_ERRORS,
         },
     )
     async def list_document_jobs(

@@ -23,7 +23,7 @@ from service.models import JobStatus, PdfChapterJob
 from service.multipart import is_multipart
 from service.routes.body import idempotency_key, json_body, validated
 from service.routes.files import receive_pdf
-from service.routes.responses import ERROR_RESPONSES, error
+from service.routes.responses import CALLER_ERRORS, ERROR_RESPONSES, error
 from service.schemas import (
     JOB_STATUS_FIELDS,
     CreateJobIn,
@@ -117,7 +117,7 @@ class BookJobController(Controller):
             413: error("Upload larger than MAX_UPLOAD_MB"),
             415: error("Upload is not a PDF"),
             422: error("Invalid fields, or a reused Idempotency-Key"),
-            **{k: v for k, v in ERROR_RESPONSES.items() if k in (401, 500, 503)},
+            **CALLER_ERRORS,
         },
     )
     async def create(
@@ -152,7 +152,7 @@ class BookJobController(Controller):
         opt={"error_prefix": "Failed to list jobs"},
         responses={
             400: error("Invalid status, limit or cursor"),
-            **{k: v for k, v in ERROR_RESPONSES.items() if k in (401, 500, 503)},
+            **CALLER_ERRORS,
         },
     )
     async def list_jobs(

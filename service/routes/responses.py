@@ -24,3 +24,7 @@ ERROR_RESPONSES = {
     500: error("Unexpected failure; carries a request id"),
     503: error("MongoDB unreachable; retry after Retry-After"),
 }
+# What any authenticated endpoint may answer, whatever it is about.
+CALLER_ERRORS = {code: ERROR_RESPONSES[code] for code in (401, 500, 503)}
+# Endpoints where another user's job is a 404, as if it did not exist: no 403.
+OWNER_HIDDEN_ERRORS = {code: spec for code, spec in ERROR_RESPONSES.items() if code != 403}
