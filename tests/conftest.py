@@ -16,6 +16,7 @@ from typing import Any
 
 import firebase_admin._token_gen
 import httpx
+import pymongo
 import pytest
 from asgi_lifespan import LifespanManager
 from beanie import init_beanie
@@ -38,9 +39,26 @@ os.environ.pop("FIREBASE_AUTH_EMULATOR_HOST", None)
 def mongod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     dbpath = tmp_path_factory.mktemp("mongod")
     server = start_mongod(dbpath, free_port(), ttl_monitor_sleep_s=1)
+    # Off unless a test asks for it (``ttl_monitor``): the seeds' examples date from February
+    # 2026, older than JOB_TTL_DAYS, and a pass between a test's insert and its read would
+    # delete the job under it.
+    _set_ttl_monitor(server, enabled=False)
     yield server
     server.stop()
     remove_tree(dbpath)
+
+
+def _set_ttl_monitor(server: Server, *, enabled: bool) -> None:
+    with pymongo.MongoClient(server.url, serverSelectionTimeoutMS=10_000) as client:
+        client.admin.command("setParameter", 1, ttlMonitorEnabled=enabled)
+
+
+@pytest.fixture
+def ttl_monitor(mongod: Server) -> Iterator[None]:
+    """MongoDB's TTL monitor running (every second) for the duration of one test."""
+    _set_ttl_monitor(mongod, enabled=True)
+    yield
+    _set_ttl_monitor(mongod, enabled=False)
 
 
 @pytest.fixture(scope="session")

@@ -141,7 +141,7 @@ async def test_check_cli_passes_after_sync_cli(db, settings):
     assert "indexes OK on pcj_indexes_test" in checked.stdout
 
 
-async def test_expired_job_is_removed_by_the_ttl_index(app, settings, job_factory):
+async def test_expired_job_is_removed_by_the_ttl_index(app, settings, job_factory, ttl_monitor):
     await sync(PdfChapterJob.get_pymongo_collection().database, specification(settings))
     old = await job_factory(created_at=utcnow() - timedelta(days=settings.job_ttl_days, minutes=1))
     fresh = await job_factory()
