@@ -46,7 +46,7 @@ async def _measured(mode: str, requests: int, mongodb_url: str, redis_url: str) 
     from pymongo import AsyncMongoClient
 
     from devstack.token import emulator_token
-    from service.app import create_app
+    from service.api.app import create_app
     from service.settings import Settings
 
     client: AsyncMongoClient[dict] = AsyncMongoClient(mongodb_url, tz_aware=True)

@@ -30,16 +30,12 @@ sys.path.insert(0, str(ROOT))
 from devstack.embedded import free_port, remove_tree, start_mongod, start_redis, stop  # noqa: E402
 from indexes.spec import specification  # noqa: E402
 from indexes.sync import sync  # noqa: E402
-from service.auth import TokenVerifier  # noqa: E402
-from service.db import connect  # noqa: E402
-from service.files import store_pdf  # noqa: E402
-from service.jobs import create_job  # noqa: E402
-from service.models import PdfChapterJob  # noqa: E402
-from service.queue import create_queue  # noqa: E402
-from service.rate_limit import RateLimiter  # noqa: E402
-from service.reads import JobReaders, ReadCounts  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.state import Services  # noqa: E402
+from service.store.documents import PdfChapterJob  # noqa: E402
+from service.store.doorbell import create_queue  # noqa: E402
+from service.store.files import store_pdf  # noqa: E402
+from service.store.job_store import create_job  # noqa: E402
+from service.store.mongo import connect  # noqa: E402
 from tests.pdfs import text_pdf  # noqa: E402
 
 # A printed book page holds 250-400 words.
@@ -80,16 +76,16 @@ def tree_rss_kb(pid: int) -> int:
     return total
 
 
-async def submit(services: Services, data: bytes, name: str) -> str:
+async def submit(queue: Any, db: Any, data: bytes, name: str) -> str:
     async def chunks() -> Any:
         for offset in range(0, len(data), 256 * 1024):
             yield data[offset : offset + 256 * 1024]
 
     stored = await store_pdf(
-        services.mongo.db, user_id="bench", filename=name, content_type="application/pdf",
+        db, user_id="bench", filename=name, content_type="application/pdf",
         chunks=chunks(), max_bytes=1 << 31,
     )  # fmt: skip
-    doc, _ = await create_job(services, user_id="bench", book_id="b", file_id=stored.file_id)
+    doc = await create_job(queue, db, user_id="bench", book_id="b", file_id=stored.file_id)
     return str(doc["job_id"])
 
 
@@ -113,11 +109,11 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return worker
 
 
-async def run_job_measuring_rss(services: Services, env: dict[str, str], data: bytes, name: str):
+async def run_job_measuring_rss(queue: Any, db: Any, env: dict[str, str], data: bytes, name: str):
     worker = start_worker(env)
     try:
         peak = tree_rss_kb(worker.pid)
-        job_id = await submit(services, data, name)
+        job_id = await submit(queue, db, data, name)
         jobs = PdfChapterJob.get_pymongo_collection()
         while True:
             peak = max(peak, tree_rss_kb(worker.pid))
@@ -149,12 +145,6 @@ async def main() -> int:
     mongo = await connect(settings)
     await sync(mongo.db, specification(settings))
     queue = create_queue(settings)
-    readers = JobReaders.create(
-        PdfChapterJob.get_pymongo_collection, max_batch=100, timeout_s=2.0, counts=ReadCounts()
-    )
-    services = Services(
-        settings, mongo, TokenVerifier(settings), queue, RateLimiter(queue), readers
-    )
     try:
         print("1. throughput: worker end to end vs raw PyMuPDF get_text(), same file, same run")
         worker = start_worker(env)
@@ -164,7 +154,9 @@ async def main() -> int:
                 raw = raw_pages_per_second(data)
                 elapsed_runs = []
                 for attempt in range(REPEATS):
-                    doc = await wait_done(await submit(services, data, f"{pages}-{attempt}.pdf"))
+                    doc = await wait_done(
+                        await submit(queue, mongo.db, data, f"{pages}-{attempt}.pdf")
+                    )
                     elapsed_runs.append((doc["completed_at"] - doc["started_at"]).total_seconds())
                 elapsed = statistics.median(elapsed_runs)
                 worker_rate = pages / elapsed
@@ -176,10 +168,10 @@ async def main() -> int:
 
         print("2. peak RSS of the worker's process tree (fresh worker per job)")
         _, small = await run_job_measuring_rss(
-            services, env, text_pdf(20, words=BOOK_PAGE_WORDS), "20.pdf"
+            queue, mongo.db, env, text_pdf(20, words=BOOK_PAGE_WORDS), "20.pdf"
         )
         _, large = await run_job_measuring_rss(
-            services, env, text_pdf(2000, words=BOOK_PAGE_WORDS), "2000.pdf"
+            queue, mongo.db, env, text_pdf(2000, words=BOOK_PAGE_WORDS), "2000.pdf"
         )
         print(f"   20 pages: {small / 1024:.0f} MB, 2000 pages: {large / 1024:.0f} MB, "
               f"ratio {large / small:.2f} (target <= 1.3)")  # fmt: skip
@@ -192,7 +184,7 @@ async def main() -> int:
             latencies = []
             small_pdf = text_pdf(1)
             for index in range(30):
-                job_id = await submit(services, small_pdf, f"l{index}.pdf")
+                job_id = await submit(queue, mongo.db, small_pdf, f"l{index}.pdf")
                 doc = await wait_done(job_id)
                 latencies.append((doc["started_at"] - doc["created_at"]).total_seconds() * 1000)
         finally:
@@ -202,8 +194,7 @@ async def main() -> int:
               f"max {latencies[-1]:.0f} ms (target p50 <= 100 ms; WORKER_POLL_DELAY_S={settings.worker_poll_delay_s})")  # fmt: skip
         return 0
     finally:
-        await services.queue.aclose(close_connection_pool=True)
-        services.verifier.close()
+        await queue.aclose(close_connection_pool=True)
         await mongo.close()
         redis.stop()
         mongod.stop()

@@ -31,7 +31,7 @@ from pymongo import AsyncMongoClient
 
 from devstack.embedded import free_port, remove_tree, start_mongod, start_redis, stop
 from devstack.token import emulator_token
-from service.models import utcnow
+from service.domain.job import utcnow
 
 PROJECT = "demo-bench"
 # The API as deployed (polls in flight together share queries), and one find_one per poll.
@@ -129,7 +129,7 @@ def load_api(env: dict[str, str], port: int, lua: Path, args: argparse.Namespace
     api = subprocess.Popen(
         [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-ws",
-         "--loop", "uvloop", "service.app:app_factory"],
+         "--loop", "uvloop", "service.api.app:app_factory"],
         env=env, cwd=ROOT,
     )  # fmt: skip
     try:

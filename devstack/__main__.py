@@ -12,8 +12,8 @@ from service.settings import Settings
 
 
 async def _create_job(user_id: str, book_id: str, file_id: str) -> str:
-    from service.db import connect
-    from service.models import PdfChapterJob
+    from service.store.documents import PdfChapterJob
+    from service.store.mongo import connect
 
     mongo = await connect(Settings())
     try:

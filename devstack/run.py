@@ -100,7 +100,7 @@ def main() -> int:
         api = [
             sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
             "--host", env.get("HOST", "127.0.0.1"), "--port", port, "--no-ws", "--loop", "uvloop",
-            "service.app:app_factory",
+            "service.api.app:app_factory",
         ]  # fmt: skip
         children.append(("api", _spawn_attached(api, env)))
         children.append(("worker", _spawn_attached([sys.executable, "-m", "worker"], env)))

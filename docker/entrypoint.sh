@@ -7,7 +7,7 @@ case "$role" in
   api)
     # SIGTERM: granian stops accepting and drains in-flight requests before exiting.
     exec granian --interface asgi --factory --host 0.0.0.0 --port "${PORT:-8000}" \
-      --workers "${API_WORKERS:-1}" --loop uvloop --no-ws service.app:app_factory ;;
+      --workers "${API_WORKERS:-1}" --loop uvloop --no-ws service.api.app:app_factory ;;
   worker)
     exec python -m worker ;;
   indexes-sync)

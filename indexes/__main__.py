@@ -8,8 +8,8 @@ import sys
 
 from indexes.spec import specification
 from indexes.sync import compare, sync
-from service.db import create_client
 from service.settings import Settings
+from service.store.mongo import create_client
 
 
 async def _main(command: str, settings: Settings) -> int:

@@ -6,8 +6,8 @@ import pymongo
 from beanie import Document
 from pymongo import IndexModel
 
-from service.models import DOCUMENT_MODELS, PdfChapterJob
 from service.settings import Settings
+from service.store.documents import DOCUMENT_MODELS, PdfChapterJob
 
 Specification = dict[str, list[IndexModel]]
 

@@ -9,8 +9,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from service.request_id import current_request_id
-
+# Set by the API's request id middleware for the duration of a request.
+current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Set by the worker while it runs a job: every log line of that job carries its id.
 current_job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
 

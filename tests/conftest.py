@@ -25,9 +25,10 @@ from litestar import Litestar
 from devstack.embedded import Server, free_port, remove_tree, start_mongod, start_redis
 from indexes.spec import specification
 from indexes.sync import sync
-from service.app import create_app
-from service.models import DOCUMENT_MODELS, PdfChapterJob, utcnow
+from service.api.app import create_app
+from service.domain.job import utcnow
 from service.settings import Settings
+from service.store.documents import DOCUMENT_MODELS, PdfChapterJob
 from tests.firebase_certs import CertServer
 
 PROJECT_ID = "pcj-test-project"
@@ -203,7 +204,7 @@ async def queue(app: Litestar) -> AsyncIterator[Any]:
 @pytest.fixture
 def run_worker(app: Litestar, settings: Settings, queue: Any) -> Callable[..., Any]:
     """Run an arq worker (burst: until the queue is empty) in this event loop."""
-    from service.queue import create_queue
+    from service.store.doorbell import create_queue
     from worker.settings import create_worker
 
     async def run(**overrides: Any) -> Any:

@@ -33,7 +33,7 @@ def wait_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
 
 @contextmanager
 def granian_api(settings: Settings, project_id: str, log: Path, **env: str) -> Iterator[int]:
-    """Serve ``service.app:app_factory`` until the block ends; yields the port."""
+    """Serve ``service.api.app:app_factory`` until the block ends; yields the port."""
     port = free_port()
     environment = {
         **os.environ,
@@ -47,7 +47,7 @@ def granian_api(settings: Settings, project_id: str, log: Path, **env: str) -> I
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--no-ws", "service.app:app_factory"],
+             "--host", "127.0.0.1", "--port", str(port), "--no-ws", "service.api.app:app_factory"],
             cwd=REPO_ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

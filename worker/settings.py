@@ -7,13 +7,13 @@ from typing import Any
 from arq import Worker, cron, func
 from arq.connections import ArqRedis, RedisSettings
 
-from service.db import connect
-from service.jobs import PROCESS_FUNCTION
 from service.settings import Settings
+from service.store.doorbell import PROCESS_FUNCTION
+from service.store.mongo import connect
 from worker import metrics
 from worker.isolation import warm_up
-from worker.jobs import process_pdf_chapter
 from worker.sweeper import sweep
+from worker.task import process_pdf_chapter
 
 
 async def startup(ctx: dict[str, Any]) -> None:

@@ -32,19 +32,18 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from devstack.token import emulator_token
-from service.app import create_app
-from service.files import BUCKET
-from service.models import (
+from service.api.app import create_app
+from service.domain.job import JobStatus, utcnow
+from service.settings import Settings
+from service.store.documents import (
     BookChapter,
     ChunkMetadata,
     DocumentChunk,
     JobResult,
-    JobStatus,
     PageError,
     PdfChapterJob,
-    utcnow,
 )
-from service.settings import Settings
+from service.store.files import BUCKET
 from tests.conftest import PROJECT_ID
 from tests.pdfs import text_pdf
 from tests.server import granian_api

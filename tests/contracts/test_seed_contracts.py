@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service.models import JobResult, JobStatus
+from service.domain.job import JobStatus
+from service.store.documents import JobResult
 from tests.pdfs import text_pdf
 
 SEEDS = Path(__file__).resolve().parents[2] / "docs" / "seeds"

@@ -64,14 +64,14 @@ def test_compose_api_and_worker_can_scale():
 
 
 @pytest.mark.parametrize(
-    "module", ["service.app", "worker.__main__", "indexes.__main__", "devstack.__main__"]
+    "module", ["service.api.app", "worker.__main__", "indexes.__main__", "devstack.__main__"]
 )
 def test_every_module_the_entrypoint_runs_exists_in_the_package(module):
     assert importlib.import_module(module)
 
 
 def test_entrypoint_runs_only_installed_commands():
-    assert "service.app:app_factory" in ENTRYPOINT
+    assert "service.api.app:app_factory" in ENTRYPOINT
     for module in ("worker", "indexes", "devstack"):
         assert f"python -m {module}" in ENTRYPOINT
 

@@ -12,7 +12,8 @@ import pytest
 
 from indexes.spec import specification
 from indexes.sync import compare, sync
-from service.models import PdfChapterJob, utcnow
+from service.domain.job import utcnow
+from service.store.documents import PdfChapterJob
 from tests.conftest import REPO_ROOT
 
 

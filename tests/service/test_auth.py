@@ -13,8 +13,8 @@ import pydantic
 import pytest
 
 from devstack.token import emulator_token
-from service.auth import TokenVerifier
-from service.errors import NotAuthenticated
+from service.api.auth import TokenVerifier
+from service.domain.errors import NotAuthenticated
 from service.settings import Settings
 from tests.conftest import PROJECT_ID, REPO_ROOT
 from tests.firebase_certs import SigningKey
@@ -200,7 +200,7 @@ def test_service_refuses_to_start_in_production_with_emulator_env():
     }
 
     result = subprocess.run(
-        [sys.executable, "-c", "from service.app import app_factory; app_factory()"],
+        [sys.executable, "-c", "from service.api.app import app_factory; app_factory()"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.models import ChunkMetadata, DocumentChunk
+from service.store.documents import ChunkMetadata, DocumentChunk
 from tests.pdfs import text_pdf
 
 BASE = datetime(2026, 3, 1, 9, 0, 0, 0, tzinfo=UTC)

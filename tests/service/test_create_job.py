@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.models import JobStatus, PdfChapterJob
+from service.domain.job import JobStatus
+from service.store.documents import PdfChapterJob
 from tests.pdfs import text_pdf
 
 JOBS = "/api/v1/books/jobs"
@@ -142,7 +143,7 @@ async def test_create_job_with_redis_down_is_still_202(settings, other_app, cert
 async def test_list_jobs_newest_first_with_cursor(client, auth_headers, job_factory):
     from datetime import timedelta
 
-    from service.models import utcnow
+    from service.domain.job import utcnow
 
     base = utcnow()
     made = [await job_factory(created_at=base - timedelta(seconds=i)) for i in range(5)]

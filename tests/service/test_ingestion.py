@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from service.models import JobStatus, PdfChapterJob
+from service.domain.job import JobStatus
+from service.store.documents import PdfChapterJob
 from tests.pdfs import encrypted_pdf, text_pdf
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.models import DocumentChunk, JobResult, JobStatus, PdfChapterJob
+from service.domain.job import JobStatus
+from service.store.documents import DocumentChunk, JobResult, PdfChapterJob
 from tests.pdfs import encrypted_pdf, text_pdf
 
 JOBS = "/api/v1/jobs"

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.models import JobResult, JobStatus
+from service.domain.job import JobStatus
+from service.store.documents import JobResult
 
 URL = "/api/v1/books/jobs/{}"
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -6,7 +6,7 @@ import asyncio
 
 from prometheus_client import REGISTRY
 
-from service.models import JobStatus
+from service.domain.job import JobStatus
 from tests.pdfs import text_pdf
 
 
@@ -84,7 +84,7 @@ async def test_worker_counts_pages_and_jobs(submit, run_worker):
 def test_http_metrics_histogram_buckets_are_cumulative_and_inclusive():
     from prometheus_client import CollectorRegistry
 
-    from service.metrics import HttpMetrics
+    from service.api.metrics import HttpMetrics
 
     metrics, registry = HttpMetrics(), CollectorRegistry()
     registry.register(metrics)

@@ -46,7 +46,7 @@ def own_mongod(tmp_path):
 
 
 async def test_mongodb_down_is_503_then_recovers(settings, own_mongod, other_app, cert_server):
-    from service.models import PdfChapterJob
+    from service.store.documents import PdfChapterJob
 
     servers, dbpath, port = own_mongod
     own = settings.model_copy(update={"mongodb_url": servers[0].url, "mongodb_db": "pcj_outage"})

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from devstack.embedded import free_port, start_redis
-from service.rate_limit import RateLimited, RateLimiter
+from service.api.rate_limit import RateLimited, RateLimiter
 
 KEY = "list_chunks:alice"
 

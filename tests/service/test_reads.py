@@ -11,12 +11,12 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from devstack.embedded import free_port
-from service.errors import DependencyUnavailable
-from service.metrics import JOB_READS
-from service.models import PdfChapterJob
-from service.reads import JobReader
-from service.request_id import current_request_id
-from service.schemas import JOB_STATUS_FIELDS
+from service.api.book_jobs import JOB_STATUS_FIELDS
+from service.api.metrics import JOB_READS
+from service.domain.errors import DependencyUnavailable
+from service.logs import current_request_id
+from service.store.documents import PdfChapterJob
+from service.store.reader import JobReader
 
 URL = "/api/v1/books/jobs/{}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pymupdf
 import pytest
 
-from service.models import BookChapter, DocumentChunk, PdfChapterJob
+from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
 from tests.pdfs import (
     encrypted_pdf,
     garbage_after_header,
@@ -121,7 +121,7 @@ async def test_file_deleted_before_processing_fails_clearly(
     client, auth_headers, submit, run_worker, app
 ):
     job = await submit(text_pdf(2))
-    from service.files import delete_file
+    from service.store.files import delete_file
 
     await delete_file(
         app.state.services.mongo.db, job_file := (await _job(job["job_id"]))["file_id"]

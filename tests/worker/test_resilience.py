@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 
-from service.models import DocumentChunk, PdfChapterJob
-from service.queue import create_queue
+from service.store.documents import DocumentChunk, PdfChapterJob
+from service.store.doorbell import create_queue
 from tests.conftest import REPO_ROOT
 from tests.pdfs import memory_bomb_pdf, text_pdf
-from worker.jobs import process_pdf_chapter
 from worker.sweeper import sweep
+from worker.task import process_pdf_chapter
 
 JOBS = "/api/v1/books/jobs"
 
@@ -148,7 +148,7 @@ async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, set
 async def test_job_whose_worker_keeps_dying_fails_as_worker_lost(
     job_factory, settings, client, auth_headers
 ):
-    from service.models import JobStatus, utcnow
+    from service.domain.job import JobStatus, utcnow
 
     job = await job_factory(
         status=JobStatus.processing, progress=45, attempts=3, heartbeat_at=utcnow()

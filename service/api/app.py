@@ -1,0 +1,176 @@
+"""The Litestar application: ``create_app(settings)``; ``app_factory`` for granian."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from service import __doc__ as service_doc
+from service.api.auth import TokenVerifier
+from service.api.book_jobs import JOB_STATUS_FIELDS, BookJobController
+from service.api.chapters import ChapterController
+from service.api.chunks import ChunkController
+from service.api.dependencies import provide_principal, provide_services
+from service.api.errors import exception_handlers
+from service.api.files import FileController
+from service.api.ingestion import INGESTION_FIELDS, ingestion_job_status
+from service.api.job_router import JOB_DETAIL_FIELDS, JobRouterController
+from service.api.metrics import JOB_READS, metrics, observe_request
+from service.api.middleware import request_id_middleware
+from service.api.openapi import document_request_bodies
+from service.api.ops import health, ready
+from service.api.rate_limit import RateLimiter
+from service.api.state import JobReaders, Services
+from service.logs import configure_logging
+from service.settings import Settings
+from service.store.documents import PdfChapterJob
+from service.store.doorbell import create_queue
+from service.store.mongo import connect, socket_timeout_ms
+from service.store.reader import JobReader
+
+log = logging.getLogger("service.app")
+
+GC_GEN0_THRESHOLD = 10_000
+
+EXPOSED_HEADERS = [
+    "ETag",
+    "Retry-After",
+    "X-Request-ID",
+    "Location",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+]
+ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Request-ID",
+]
+
+
+def _readers(settings: Settings) -> JobReaders:
+    def reader(fields: dict[str, int]) -> JobReader:
+        return JobReader(
+            PdfChapterJob.get_pymongo_collection,
+            fields,
+            max_batch=settings.poll_read_batch,
+            timeout_s=socket_timeout_ms(settings) / 1000,
+            counts=JOB_READS,
+        )
+
+    return JobReaders(
+        status=reader(JOB_STATUS_FIELDS),
+        detail=reader(JOB_DETAIL_FIELDS),
+        ingestion=reader(INGESTION_FIELDS),
+    )
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the API for these settings. Clients are created in the lifespan, in its loop."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        mongo = await connect(settings)
+        verifier = TokenVerifier(settings)
+        queue = create_queue(settings)
+        app.state.services = Services(
+            settings=settings,
+            mongo=mongo,
+            verifier=verifier,
+            queue=queue,
+            limiter=RateLimiter(queue),
+            readers=_readers(settings),
+        )
+        # Move everything built at startup out of the collector's sight, and collect the young
+        # generation less often: requests allocate many short-lived objects and few cycles.
+        # Measured on the polling endpoint (bench/polling.py): p99 73 ms -> 20 ms.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
+        if verifier.emulated:
+            log.warning("Firebase emulator mode: unsigned tokens accepted (development only)")
+        try:
+            yield
+        finally:
+            await app.state.services.readers.aclose()
+            await queue.aclose(close_connection_pool=True)
+            await mongo.close()
+            verifier.close()
+
+    app = Litestar(
+        route_handlers=[
+            BookJobController,
+            FileController,
+            ChapterController,
+            JobRouterController,
+            ChunkController,
+            ingestion_job_status,
+            health,
+            ready,
+            metrics,
+        ],
+        lifespan=[lifespan],
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+        },
+        middleware=[
+            DefineMiddleware(
+                request_id_middleware, observe=observe_request if settings.http_metrics else None
+            )
+        ],
+        exception_handlers=exception_handlers(),
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=ALLOWED_HEADERS,
+            expose_headers=EXPOSED_HEADERS,
+            allow_credentials=True,
+            max_age=600,
+        ),
+        openapi_config=OpenAPIConfig(
+            title="pdf-chapter-jobs",
+            version="0.1.0",
+            description=service_doc,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        bearer_format="JWT",
+                        description="A Firebase ID token",
+                    )
+                }
+            ),
+        ),
+        debug=False,
+        # Logging is ours (service/logs.py, set up by the entry points): Litestar's default
+        # config would replace the JSON handler with its own text format.
+        logging_config=None,
+    )
+    document_request_bodies(app)
+    return app
+
+
+def app_factory() -> Litestar:
+    """Entry point for granian (``--factory``): settings from the environment, JSON logs."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if not settings.access_log:
+        logging.getLogger("service.access").setLevel(logging.WARNING)
+    return create_app(settings)

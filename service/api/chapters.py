@@ -1,0 +1,112 @@
+"""The chapters jobs made: ``GET /api/v1/books/{book_id}/chapters/{chapter_id}`` and its pages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get
+from litestar.params import FromPath, QueryParameter
+
+from service.api.dependencies import PrincipalDep
+from service.api.responses import OWNER_HIDDEN_ERRORS, Timestamp, error, iso_z
+from service.domain.errors import NotFound
+from service.store.documents import BookChapter, DocumentChunk
+
+
+class ChapterOut(msgspec.Struct, kw_only=True):
+    """A chapter made from a PDF."""
+
+    chapter_id: str
+    book_id: str
+    job_id: str
+    title: str
+    total_pages: int
+    source_file_id: str
+    source_filename: str
+    created_at: Timestamp
+
+
+class PageOut(msgspec.Struct, kw_only=True):
+    """One page of a chapter."""
+
+    id: str
+    chunk_index: int
+    page_number: int
+    content: str
+
+
+class PageListOut(msgspec.Struct, kw_only=True):
+    items: list[PageOut]
+    total: int
+    offset: int
+    limit: int
+
+
+NOT_FOUND = {
+    **OWNER_HIDDEN_ERRORS,
+    404: error("No such chapter of the caller's"),
+}
+
+
+async def _owned_chapter(book_id: str, chapter_id: str, user_id: str) -> dict[str, Any]:
+    doc: dict[str, Any] | None = await BookChapter.get_pymongo_collection().find_one(
+        {"chapter_id": chapter_id, "book_id": book_id, "user_id": user_id}, {"_id": 0}
+    )
+    if doc is None:  # someone else's chapter is "not found" too: ids are not to be probed
+        raise NotFound(f"Chapter {chapter_id[:64]} not found")
+    return doc
+
+
+class ChapterController(Controller):
+    """Chapters and their pages, owner-only."""
+
+    path = "/api/v1/books/{book_id:str}/chapters"
+    tags = ["chapters"]  # noqa: RUF012
+    security = [{"BearerToken": []}]  # noqa: RUF012
+
+    @get("/{chapter_id:str}", summary="A chapter", responses=NOT_FOUND)
+    async def get_chapter(
+        self, book_id: FromPath[str], chapter_id: FromPath[str], principal: PrincipalDep
+    ) -> ChapterOut:
+        doc = await _owned_chapter(book_id, chapter_id, principal.user_id)
+        return ChapterOut(
+            chapter_id=doc["chapter_id"],
+            book_id=doc["book_id"],
+            job_id=doc["job_id"],
+            title=doc["title"],
+            total_pages=doc["total_pages"],
+            source_file_id=doc["source_file_id"],
+            source_filename=doc["source_filename"],
+            created_at=iso_z(doc["created_at"]),
+        )
+
+    @get("/{chapter_id:str}/pages", summary="A chapter's pages, in order", responses=NOT_FOUND)
+    async def list_pages(
+        self,
+        book_id: FromPath[str],
+        chapter_id: FromPath[str],
+        principal: PrincipalDep,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    ) -> PageListOut:
+        chapter = await _owned_chapter(book_id, chapter_id, principal.user_id)
+        chunks = DocumentChunk.get_pymongo_collection()
+        query = {"chapter_id": chapter_id, "job_id": chapter["job_id"]}
+        cursor = chunks.find(query, {"content": 1, "chunk_index": 1, "metadata.page_number": 1})
+        docs = await cursor.sort("chunk_index", 1).skip(offset).limit(limit).to_list()
+        total = await chunks.count_documents(query)
+        return PageListOut(
+            items=[
+                PageOut(
+                    id=doc["_id"],
+                    chunk_index=doc["chunk_index"],
+                    page_number=doc["metadata"]["page_number"],
+                    content=doc["content"],
+                )
+                for doc in docs
+            ],
+            total=total,
+            offset=offset,
+            limit=limit,
+        )

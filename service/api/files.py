@@ -1,0 +1,98 @@
+"""``POST /api/v1/files``: upload a PDF, streamed into GridFS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, post
+
+from service.api.dependencies import PrincipalDep, ServicesDep
+from service.api.multipart import FilePart, is_multipart, read_form
+from service.api.responses import CALLER_ERRORS, Timestamp, error, iso_z
+from service.api.state import Services
+from service.domain.errors import BadRequest
+from service.store.files import StoredFile, safe_filename, store_pdf
+
+
+class FileOut(msgspec.Struct, kw_only=True):
+    """``POST /api/v1/files``: the stored upload."""
+
+    file_id: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    content_type: str
+    created_at: Timestamp
+
+
+# Room for the multipart framing and a few small text fields around the file.
+FORM_OVERHEAD_BYTES = 1024 * 1024
+
+
+def file_out(stored: StoredFile) -> FileOut:
+    return FileOut(
+        file_id=stored.file_id,
+        filename=stored.filename,
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+        content_type=stored.content_type,
+        created_at=iso_z(stored.created_at),
+    )
+
+
+async def receive_pdf(
+    request: Request[Any, Any, Any], services: Services, user_id: str
+) -> tuple[dict[str, str], StoredFile]:
+    """Stream a multipart body's one PDF into GridFS; return the form's text fields and the file."""
+    if not is_multipart(request):
+        raise BadRequest("Expected multipart/form-data with a 'file' field")
+    settings = services.settings
+
+    async def store(part: FilePart, chunks: AsyncIterator[bytes]) -> StoredFile:
+        if part.name != "file":
+            raise BadRequest(f"Unexpected file field {part.name!r}: send the PDF as 'file'")
+        return await store_pdf(
+            services.mongo.db,
+            user_id=user_id,
+            filename=safe_filename(part.filename),
+            content_type="application/pdf",
+            chunks=chunks,
+            max_bytes=settings.max_upload_bytes,
+        )
+
+    form = await read_form(
+        request, max_body=settings.max_upload_bytes + FORM_OVERHEAD_BYTES, on_file=store
+    )
+    if form.file is None:
+        raise BadRequest("Missing 'file' field")
+    stored: StoredFile = form.file
+    return form.fields, stored
+
+
+class FileController(Controller):
+    """Uploaded PDFs."""
+
+    path = "/api/v1/files"
+    tags = ["files"]  # noqa: RUF012
+    security = [{"BearerToken": []}]  # noqa: RUF012
+
+    @post(
+        "/",
+        summary="Upload a PDF",
+        status_code=201,
+        request_max_body_size=None,  # enforced while streaming, from MAX_UPLOAD_MB
+        opt={"error_prefix": "Failed to upload file"},
+        responses={
+            400: error("Not multipart, no file, or an empty file"),
+            413: error("Larger than MAX_UPLOAD_MB"),
+            415: error("Not a PDF"),
+            **CALLER_ERRORS,
+        },
+    )
+    async def upload(
+        self, request: Request[Any, Any, Any], principal: PrincipalDep, services: ServicesDep
+    ) -> Response[FileOut]:
+        _, stored = await receive_pdf(request, services, principal.user_id)
+        return Response(file_out(stored), status_code=201)

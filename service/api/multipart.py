@@ -1,0 +1,135 @@
+"""Streaming ``multipart/form-data``: file parts are handed on chunk by chunk, never buffered.
+
+Litestar's own form parsing reads the whole body into memory first, which a 100 MB PDF must
+not do; python-multipart's push parser lets the upload flow straight into GridFS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from litestar import Request
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from service.domain.errors import BadRequest, PayloadTooLarge
+
+T = TypeVar("T")
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 32
+
+
+@dataclass(slots=True)
+class FilePart:
+    """A file field's name, the client's file name and its declared content type."""
+
+    name: str
+    filename: str
+    content_type: str
+
+
+@dataclass(slots=True)
+class Form:
+    """The text fields of a form, and what the file handler returned for its one file part."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    file: Any = None
+
+
+def is_multipart(request: Request[Any, Any, Any]) -> bool:
+    content_type, _ = parse_options_header(request.headers.get("content-type", ""))
+    return content_type == b"multipart/form-data"
+
+
+async def _events(request: Request[Any, Any, Any], max_body: int) -> AsyncIterator[tuple[str, Any]]:
+    """("headers", dict) / ("data", bytes) / ("end", None) events, as the body streams in."""
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise BadRequest("Expected multipart/form-data with a boundary")
+    pending: list[tuple[str, Any]] = []
+    headers: dict[str, bytes] = {}
+    header_field = bytearray()
+    header_value = bytearray()
+
+    def on_header_end() -> None:
+        headers[bytes(header_field).lower().decode("latin-1")] = bytes(header_value)
+        header_field.clear()
+        header_value.clear()
+
+    callbacks: Any = {
+        "on_part_begin": headers.clear,
+        "on_header_field": lambda data, start, end: header_field.extend(data[start:end]),
+        "on_header_value": lambda data, start, end: header_value.extend(data[start:end]),
+        "on_header_end": on_header_end,
+        "on_headers_finished": lambda: pending.append(("headers", dict(headers))),
+        "on_part_data": lambda data, start, end: pending.append(("data", bytes(data[start:end]))),
+        "on_part_end": lambda: pending.append(("end", None)),
+    }
+    parser = MultipartParser(boundary, callbacks)
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > max_body:
+            raise PayloadTooLarge(f"Request body exceeds {max_body // (1024 * 1024)} MB")
+        if chunk:
+            try:
+                parser.write(chunk)
+            except Exception:  # python-multipart's MultipartParseError and friends
+                raise BadRequest("Malformed multipart body") from None
+        for event in pending:
+            yield event
+        pending.clear()
+    parser.finalize()
+    for event in pending:
+        yield event
+
+
+async def read_form(
+    request: Request[Any, Any, Any],
+    *,
+    max_body: int,
+    on_file: Callable[[FilePart, AsyncIterator[bytes]], Awaitable[T]],
+) -> Form:
+    """Parse the body; the (single) file part streams through ``on_file`` as it arrives."""
+    form = Form()
+    events = _events(request, max_body)
+    seen_file = False
+    async for kind, value in events:
+        if kind != "headers":
+            continue
+        disposition, params = parse_options_header(value.get("content-disposition", b""))
+        if disposition != b"form-data" or b"name" not in params:
+            raise BadRequest("Malformed multipart part: no form-data name")
+        name = params[b"name"].decode("utf-8", "replace")
+        if b"filename" in params:
+            if seen_file:
+                raise BadRequest("Send exactly one file per request")
+            seen_file = True
+            content_type = value.get("content-type", b"application/octet-stream")
+            part = FilePart(
+                name=name,
+                filename=params[b"filename"].decode("utf-8", "replace"),
+                content_type=content_type.decode("latin-1"),
+            )
+
+            async def part_data() -> AsyncIterator[bytes]:
+                async for inner_kind, inner_value in events:
+                    if inner_kind == "end":
+                        return
+                    yield inner_value
+
+            form.file = await on_file(part, part_data())
+            continue
+        data = bytearray()
+        async for inner_kind, inner_value in events:
+            if inner_kind == "end":
+                break
+            data.extend(inner_value)
+            if len(data) > MAX_FIELD_BYTES:
+                raise BadRequest(f"Form field {name!r} is too long")
+        if len(form.fields) >= MAX_FIELDS:
+            raise BadRequest("Too many form fields")
+        form.fields[name] = data.decode("utf-8", "replace")
+    return form

@@ -1,0 +1,38 @@
+"""What the app holds for its lifetime: clients created in the lifespan, read by handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+
+from service.api.auth import TokenVerifier
+from service.api.rate_limit import RateLimiter
+from service.settings import Settings
+from service.store.mongo import Mongo
+from service.store.reader import JobReader
+
+
+@dataclass(frozen=True, slots=True)
+class JobReaders:
+    """One coalesced reader per polled view, each with its contract's projection."""
+
+    status: JobReader  # seed 002
+    detail: JobReader  # seeds 000/003
+    ingestion: JobReader  # seed 001
+
+    async def aclose(self) -> None:
+        for reader in (self.status, self.detail, self.ingestion):
+            await reader.aclose()
+
+
+@dataclass(slots=True)
+class Services:
+    """Shared clients of one API process, stored as ``app.state.services``."""
+
+    settings: Settings
+    mongo: Mongo
+    verifier: TokenVerifier
+    queue: ArqRedis
+    limiter: RateLimiter
+    readers: JobReaders  # the polled endpoints' coalesced reads

@@ -1,0 +1,305 @@
+"""The job state machine: every allowed transition, its guard and the fields it writes.
+
+                 claim                    complete
+    pending ─────────────▶ processing ─────────────▶ completed
+       ▲  ▲                 │  │  │ ▲
+       │  └─── release ─────┘  │  │ └── advance, beat (same run, same lease)
+       │       (worker stops,  │  │
+       │        or sweeper:    │  └──── fail ──────▶ failed   (the PDF cannot be processed)
+       │        lease stale)   └─────── lose ──────▶ failed   (sweeper: lease stale, no tries left)
+       │
+       └── ring (sweeper: the doorbell was lost)
+    pending | processing ─── cancel (the owner) ───▶ cancelled
+
+A **lease** is opened by every claim: a fresh ``lease_id`` stored on the job. Every later write of
+that run (advance, beat, complete, fail, release) is guarded by it, so a run whose lease is gone
+(the sweeper took the job back while the worker was paused, and another run claimed it) changes
+nothing: its write matches no document and it stops. The sweeper's own writes are guarded by the
+lease it saw *and* by the heartbeat still being stale, in the same atomic filter.
+
+This module is pure: it builds a ``Write`` (a filter and an update pipeline) for each transition,
+and ``service/store/job_store.py`` applies it as one atomic update. Every write that changes what
+a client sees bumps ``version`` (the polling ETag) and ``updated_at`` here, one way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from service.domain.job import (
+    CANCELLED_MESSAGE,
+    FAILED_PREFIX,
+    JobStatus,
+    new_id,
+)
+from service.domain.stages import StageStatus, finish_stages, started_stages
+
+Doc = dict[str, Any]
+
+
+class Transition(StrEnum):
+    claim = "claim"
+    advance = "advance"
+    beat = "beat"
+    complete = "complete"
+    fail = "fail"
+    release = "release"
+    lose = "lose"
+    cancel = "cancel"
+    ring = "ring"
+
+
+class Guard(StrEnum):
+    """What, besides the status, a transition's filter requires."""
+
+    none = "none"  # only the status (claim: whoever matches first wins)
+    lease = "lease"  # the run's own lease
+    stale_lease = "stale_lease"  # the lease the sweeper saw, with its heartbeat still stale
+    owner = "owner"  # the job's user
+    rung_at = "rung_at"  # the doorbell time the sweeper saw (one sweeper rings once)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    sources: frozenset[JobStatus]
+    target: JobStatus
+    guard: Guard
+    visible: bool = True  # changes what a client sees: bumps version and updated_at
+
+
+P, R = JobStatus.pending, JobStatus.processing
+
+RULES: dict[Transition, Rule] = {
+    Transition.claim: Rule(frozenset({P}), R, Guard.none),
+    Transition.advance: Rule(frozenset({R}), R, Guard.lease),
+    Transition.beat: Rule(frozenset({R}), R, Guard.lease, visible=False),
+    Transition.complete: Rule(frozenset({R}), JobStatus.completed, Guard.lease),
+    Transition.fail: Rule(frozenset({R}), JobStatus.failed, Guard.lease),
+    # Released by its own run (worker stopping), or by the sweeper once the lease went stale.
+    Transition.release: Rule(frozenset({R}), P, Guard.lease),
+    Transition.lose: Rule(frozenset({R}), JobStatus.failed, Guard.stale_lease),
+    Transition.cancel: Rule(frozenset({P, R}), JobStatus.cancelled, Guard.owner),
+    Transition.ring: Rule(frozenset({P}), P, Guard.rung_at, visible=False),
+}
+
+
+def allowed(transition: Transition, status: JobStatus) -> bool:
+    """Whether ``transition`` may leave a job in ``status``."""
+    return status in RULES[transition].sources
+
+
+# Update-pipeline expression for the next ``version`` (documents may predate the field).
+NEXT_VERSION = {"$add": [{"$ifNull": ["$version", 0]}, 1]}
+
+
+def literal(value: Any) -> Doc:
+    """A value in an update pipeline: a string starting with ``$`` must not read a field."""
+    return {"$literal": value}
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One guarded atomic update of one job: apply it with ``job_store.apply``."""
+
+    transition: Transition
+    filter: Doc
+    pipeline: list[Doc]
+    lease_id: str | None = None  # the lease a claim opened
+
+
+def _write(
+    transition: Transition,
+    job_id: str,
+    now: datetime,
+    fields: Doc,
+    *,
+    guard: Doc | None = None,
+    version: Any = None,
+    lease_id: str | None = None,
+) -> Write:
+    rule = RULES[transition]
+    sources = sorted(status.value for status in rule.sources)
+    query: Doc = {
+        "job_id": job_id,
+        "status": sources[0] if len(sources) == 1 else {"$in": sources},
+        **(guard or {}),
+    }
+    update: Doc = dict(fields)
+    if rule.target not in rule.sources:
+        update["status"] = rule.target.value
+    if rule.visible:
+        update["updated_at"] = now if version is None else {"$cond": [version, now, "$updated_at"]}
+        update["version"] = (
+            NEXT_VERSION
+            if version is None
+            else {"$cond": [version, NEXT_VERSION, {"$ifNull": ["$version", 0]}]}
+        )
+    return Write(transition, query, [{"$set": update}], lease_id=lease_id)
+
+
+def _lease(lease_id: str) -> Doc:
+    return {"lease_id": lease_id}
+
+
+def claim(job_id: str, message: str, now: datetime) -> Write:
+    """``pending -> processing``, opening a new lease. The stages start over with the download;
+    a resumed job keeps showing where the last attempt got to (see ``advance``). The chapter id
+    is fixed at the first claim, so every retry converges on the same chapter."""
+    lease_id = new_id()
+    fields = {
+        "lease_id": lease_id,
+        "message": {
+            "$cond": [{"$gt": [{"$ifNull": ["$progress", 0]}, 0]}, "$message", literal(message)]
+        },
+        "stages": literal(started_stages(now)),
+        "heartbeat_at": now,
+        "started_at": {"$ifNull": ["$started_at", now]},
+        "attempts": {"$add": [{"$ifNull": ["$attempts", 0]}, 1]},
+        "chapter_id": {"$ifNull": ["$chapter_id", new_id()]},
+    }
+    return _write(Transition.claim, job_id, now, fields, lease_id=lease_id)
+
+
+def advance(
+    job_id: str,
+    lease_id: str,
+    progress: int,
+    message: str,
+    now: datetime,
+    fields: Doc | None = None,
+    page_errors: list[Doc] | None = None,
+) -> Write:
+    """Progress and stage ``fields`` of the run holding ``lease_id``.
+
+    Progress never goes backwards: a resumed job keeps showing where the last attempt got to
+    until this one passes it, and its message with it. Stage and page fields of this attempt are
+    written whatever the progress. With nothing else to write, a write that is behind changes
+    nothing a client sees, so it keeps the version (the ETag) too. ``page_errors`` are appended,
+    stamped, without listing a page twice across retries.
+    """
+    current = {"$ifNull": ["$progress", 0]}
+    behind = {"$gt": [current, progress]}
+    update: Doc = {
+        "progress": {"$max": [current, progress]},
+        "message": {"$cond": [behind, "$message", literal(message)]},
+        "heartbeat_at": now,
+        **{name: literal(value) for name, value in (fields or {}).items()},
+    }
+    if page_errors:
+        known = {"$ifNull": ["$page_errors", []]}
+        fresh = {
+            "$filter": {
+                "input": literal([{**error, "timestamp": now} for error in page_errors]),
+                "as": "new",
+                "cond": {
+                    "$not": [
+                        {
+                            "$in": [
+                                "$$new.page_number",
+                                {"$ifNull": ["$page_errors.page_number", []]},
+                            ]
+                        }
+                    ]
+                },
+            }
+        }
+        update["page_errors"] = {"$concatArrays": [known, fresh]}
+    version = None if fields or page_errors else {"$not": [behind]}
+    return _write(Transition.advance, job_id, now, update, guard=_lease(lease_id), version=version)
+
+
+def beat(job_id: str, lease_id: str, now: datetime) -> Write:
+    """Liveness of the run holding ``lease_id``: not state, so the version stays."""
+    return _write(Transition.beat, job_id, now, {"heartbeat_at": now}, guard=_lease(lease_id))
+
+
+def complete(
+    job_id: str, lease_id: str, result: Doc, message: str, now: datetime, fields: Doc | None = None
+) -> Write:
+    """``processing -> completed`` with the result."""
+    update = {
+        "progress": 100,
+        "message": literal(message),
+        "result": literal(result),
+        "completed_at": now,
+        "heartbeat_at": now,
+        **{name: literal(value) for name, value in (fields or {}).items()},
+    }
+    write = _write(Transition.complete, job_id, now, update, guard=_lease(lease_id))
+    write.pipeline.append({"$unset": ["error", "failed_at"]})
+    return write
+
+
+def _failed(reason: str, code: str, now: datetime) -> Doc:
+    """Fields of a failed job; progress stays where it stopped (seed 002). The stage under way
+    is marked failed and the ones after it skipped."""
+    return {
+        "message": literal(FAILED_PREFIX + reason),
+        "error": literal(reason),
+        "error_code": literal(code),
+        "failed_at": now,
+        "stages": finish_stages(
+            {StageStatus.processing: StageStatus.failed, StageStatus.pending: StageStatus.skipped},
+            now,
+        ),
+    }
+
+
+def fail(job_id: str, lease_id: str, reason: str, code: str, now: datetime) -> Write:
+    """``processing -> failed``: the run holding the lease found the PDF cannot be processed."""
+    return _write(Transition.fail, job_id, now, _failed(reason, code, now), guard=_lease(lease_id))
+
+
+def _stale(lease_id: str | None, stale_before: datetime) -> Doc:
+    return {"lease_id": lease_id, "heartbeat_at": {"$lt": stale_before}}
+
+
+def release(
+    job_id: str, now: datetime, *, lease_id: str | None, stale_before: datetime | None = None
+) -> Write:
+    """``processing -> pending``: handed back to be resumed, progress kept.
+
+    By its own run (``lease_id``), or by the sweeper (``stale_before``: only while the lease it
+    saw is unchanged and its heartbeat still older than that). The lease is closed either way.
+    """
+    guard = _lease(lease_id or "") if stale_before is None else _stale(lease_id, stale_before)
+    fields = {
+        "lease_id": None,
+        "rung_at": now,
+        "stages": finish_stages({StageStatus.processing: StageStatus.pending}),
+    }
+    return _write(Transition.release, job_id, now, fields, guard=guard)
+
+
+def lose(
+    job_id: str, lease_id: str | None, stale_before: datetime, reason: str, now: datetime
+) -> Write:
+    """``processing -> failed``: the sweeper gives up on a job whose workers keep dying."""
+    fields = {**_failed(reason, "WORKER_LOST", now), "lease_id": None}
+    return _write(Transition.lose, job_id, now, fields, guard=_stale(lease_id, stale_before))
+
+
+def cancel(job_id: str, user_id: str, now: datetime) -> Write:
+    """``pending|processing -> cancelled`` by its owner. The lease stays on the job, so the run
+    holding it learns at its next write that *it* was cancelled, and discards its output."""
+    fields = {
+        "message": literal(CANCELLED_MESSAGE),
+        "cancelled_at": now,
+        "error_code": "CANCELLED",
+        "stages": finish_stages(
+            {
+                StageStatus.processing: StageStatus.cancelled,
+                StageStatus.pending: StageStatus.cancelled,
+            },
+            now,
+        ),
+    }
+    return _write(Transition.cancel, job_id, now, fields, guard={"user_id": user_id})
+
+
+def ring(job_id: str, rung_before: datetime, now: datetime) -> Write:
+    """A pending job's doorbell rung again; matches once per ``rung_at`` the sweeper saw."""
+    return _write(Transition.ring, job_id, now, {"rung_at": now}, guard={"rung_at": rung_before})

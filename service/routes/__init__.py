@@ -1,1 +1,0 @@
-"""HTTP routes: one controller per resource, plus the ops endpoints."""

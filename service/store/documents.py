@@ -1,0 +1,246 @@
+"""The collections and their indexes, declared as Beanie documents, and the stored job's shape.
+
+``pdf_chapter_jobs`` holds one document per job. Every public contract (seed documents 000-004)
+is a representation of it (``service/api/``). Its state is written only by
+``service/store/job_store.py``, as guarded atomic partial updates built by
+``service/domain/lifecycle.py`` (``doc.save()`` would replace the whole document and race with the
+worker). ``JobDoc`` types the raw documents the store reads, for the mappers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, NotRequired, TypedDict
+
+import pymongo
+from beanie import Document
+from pydantic import BaseModel, Field
+
+from service.domain.job import ENQUEUED_MESSAGE, JobStatus, new_id, utcnow
+from service.domain.stages import initial_stages
+
+
+class JobResult(BaseModel):
+    """What a completed job made."""
+
+    chapter_id: str
+    total_pages: int = Field(ge=0)
+
+
+class PageError(BaseModel):
+    """A page the worker could not read; recorded on the job, which goes on."""
+
+    page_number: int
+    error: str
+    timestamp: datetime | None = None
+
+
+class PdfChapterJob(Document):
+    """A request to turn one uploaded PDF into one book chapter."""
+
+    job_id: str = Field(default_factory=new_id)
+    user_id: str
+    book_id: str
+    file_id: str
+    # Seed 003's free-text title; None for jobs created through seed 002.
+    title: str | None = None
+
+    status: JobStatus = JobStatus.pending
+    progress: int = Field(default=0, ge=0, le=100)
+    message: str = ENQUEUED_MESSAGE
+
+    result: JobResult | None = None
+    error: str | None = None
+    # A stable machine-readable reason for a failure (PDF_ENCRYPTED, OUT_OF_MEMORY, ...).
+    error_code: str | None = None
+    # Pages whose text could not be extracted; the job goes on without them.
+    page_errors: list[PageError] = Field(default_factory=list)
+    # Per-stage status, percent and times, kept by the worker (service/stages.py).
+    stages: dict[str, Any] = Field(default_factory=initial_stages)
+    pages_total: int | None = None
+    pages_processed: int = 0
+
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    failed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+    # Incremented by every write; the polling endpoint's ETag.
+    version: int = 1
+    # The run holding the job (opened by a claim; service/domain/lifecycle.py) and its liveness:
+    # a stale heartbeat means the worker is gone.
+    lease_id: str | None = None
+    heartbeat_at: datetime | None = None
+    # Fixed at the first claim, so every retry converges on the same chapter.
+    chapter_id: str | None = None
+    # When the queue was last told about this job (the sweeper rings again after a grace period).
+    rung_at: datetime = Field(default_factory=utcnow)
+    # How many times a worker has claimed the job.
+    attempts: int = 0
+    # Set by POST with an Idempotency-Key header: the key and a digest of the request body.
+    idempotency_key: str | None = None
+    request_fingerprint: str | None = None
+
+    class Settings:
+        name = "pdf_chapter_jobs"
+        # The TTL index on created_at depends on JOB_TTL_DAYS and is added by indexes/spec.py.
+        indexes = [  # noqa: RUF012 - Beanie reads a plain class attribute
+            pymongo.IndexModel([("job_id", pymongo.ASCENDING)], name="job_id_unique", unique=True),
+            pymongo.IndexModel(
+                [("user_id", pymongo.ASCENDING), ("status", pymongo.ASCENDING)],
+                name="user_id_status",
+            ),
+            pymongo.IndexModel([("updated_at", pymongo.ASCENDING)], name="updated_at"),
+            # The caller's jobs, newest first (GET /api/v1/books/jobs, cursor pagination).
+            pymongo.IndexModel(
+                [
+                    ("user_id", pymongo.ASCENDING),
+                    ("created_at", pymongo.DESCENDING),
+                    ("job_id", pymongo.DESCENDING),
+                ],
+                name="user_id_created_at",
+            ),
+            # One uploaded file's jobs, newest first (seed 000: /api/v1/jobs/document/{id}).
+            pymongo.IndexModel(
+                [
+                    ("user_id", pymongo.ASCENDING),
+                    ("file_id", pymongo.ASCENDING),
+                    ("created_at", pymongo.DESCENDING),
+                ],
+                name="user_id_file_id_created_at",
+            ),
+            # The sweeper's scan of pending and processing jobs.
+            pymongo.IndexModel(
+                [("status", pymongo.ASCENDING), ("heartbeat_at", pymongo.ASCENDING)],
+                name="status_heartbeat_at",
+            ),
+            pymongo.IndexModel(
+                [("user_id", pymongo.ASCENDING), ("idempotency_key", pymongo.ASCENDING)],
+                name="user_id_idempotency_key_unique",
+                unique=True,
+                partialFilterExpression={"idempotency_key": {"$type": "string"}},
+            ),
+        ]
+
+
+class StageDoc(TypedDict):
+    status: str
+    percent: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class PageErrorDoc(TypedDict):
+    page_number: int
+    error: str
+    timestamp: NotRequired[datetime]
+
+
+class ResultDoc(TypedDict):
+    chapter_id: str
+    total_pages: int
+
+
+class JobDoc(TypedDict, total=False):
+    """A ``pdf_chapter_jobs`` document as the store reads it (a projection may omit fields).
+
+    The same fields as ``PdfChapterJob``; mypy checks the mappers' field names against it.
+    """
+
+    job_id: str
+    user_id: str
+    book_id: str
+    file_id: str
+    title: str | None
+    status: str
+    progress: int
+    message: str
+    result: ResultDoc | None
+    error: str | None
+    error_code: str | None
+    page_errors: list[PageErrorDoc]
+    stages: dict[str, StageDoc]
+    pages_total: int | None
+    pages_processed: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    failed_at: datetime | None
+    cancelled_at: datetime | None
+    version: int
+    lease_id: str | None
+    heartbeat_at: datetime | None
+    chapter_id: str | None
+    rung_at: datetime
+    attempts: int
+    idempotency_key: str | None
+    request_fingerprint: str | None
+
+
+class BookChapter(Document):
+    """The chapter a completed job made: one per job, its pages in ``document_chunks``."""
+
+    chapter_id: str = Field(default_factory=new_id)
+    book_id: str
+    user_id: str
+    job_id: str
+    title: str
+    total_pages: int
+    source_file_id: str
+    source_filename: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "book_chapters"
+        indexes = [  # noqa: RUF012
+            pymongo.IndexModel(
+                [("chapter_id", pymongo.ASCENDING)], name="chapter_id_unique", unique=True
+            ),
+            # One chapter per job, even when a retried job finishes twice.
+            pymongo.IndexModel([("job_id", pymongo.ASCENDING)], name="job_id_unique", unique=True),
+            pymongo.IndexModel(
+                [("user_id", pymongo.ASCENDING), ("book_id", pymongo.ASCENDING)],
+                name="user_id_book_id",
+            ),
+        ]
+
+
+class ChunkMetadata(BaseModel):
+    source_file: str
+    page_number: int
+    total_pages: int
+
+
+class DocumentChunk(Document):
+    """One page of a chapter's text. Its public ``id`` (a UUID) is the MongoDB ``_id``."""
+
+    id: str = Field(default_factory=new_id)  # type: ignore[assignment]
+    job_id: str
+    chapter_id: str
+    user_id: str
+    chunk_index: int
+    content: str
+    metadata: ChunkMetadata
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "document_chunks"
+        indexes = [  # noqa: RUF012
+            # A retried job upserts the same pages: never a duplicate.
+            pymongo.IndexModel(
+                [("job_id", pymongo.ASCENDING), ("chunk_index", pymongo.ASCENDING)],
+                name="job_id_chunk_index_unique",
+                unique=True,
+            ),
+            pymongo.IndexModel(
+                [("chapter_id", pymongo.ASCENDING), ("chunk_index", pymongo.ASCENDING)],
+                name="chapter_id_chunk_index",
+            ),
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [PdfChapterJob, BookChapter, DocumentChunk]

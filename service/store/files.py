@@ -1,0 +1,135 @@
+"""Uploaded PDFs in GridFS (bucket ``pdf_files``): streamed in, owned by the uploader.
+
+An upload is checked as it streams (magic bytes, size limit) and aborted on any failure, so a
+rejected upload leaves no chunks behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gridfs.asynchronous.grid_file import AsyncGridFSBucket, AsyncGridOut
+from gridfs.errors import NoFile
+from pymongo.asynchronous.database import AsyncDatabase
+
+from service.domain.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from service.domain.job import new_id, utcnow
+
+BUCKET = "pdf_files"
+PDF_MAGIC = b"%PDF-"
+# The PDF header may follow a little junk; readers look for it within the first kilobyte.
+MAGIC_WINDOW = 1024
+CHUNK_SIZE = 255 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """An uploaded PDF, as the API describes it."""
+
+    file_id: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    content_type: str
+    created_at: datetime
+    user_id: str
+
+
+def bucket(db: AsyncDatabase[Any]) -> AsyncGridFSBucket:
+    return AsyncGridFSBucket(db, bucket_name=BUCKET, chunk_size_bytes=CHUNK_SIZE)
+
+
+def safe_filename(raw: str | None) -> str:
+    """The base name a client sent, without path parts or control characters."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    return name[:255] or "document.pdf"
+
+
+def too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"File exceeds the {max_bytes // (1024 * 1024)} MB upload limit")
+
+
+async def store_pdf(
+    db: AsyncDatabase[Any],
+    *,
+    user_id: str,
+    filename: str,
+    content_type: str,
+    chunks: AsyncIterator[bytes],
+    max_bytes: int,
+) -> StoredFile:
+    """Stream ``chunks`` into GridFS; 415 if not a PDF, 400 if empty, 413 if over ``max_bytes``."""
+    file_id = new_id()
+    created_at = utcnow()
+    grid_in = bucket(db).open_upload_stream_with_id(
+        file_id,
+        filename,
+        metadata={"user_id": user_id, "content_type": content_type, "created_at": created_at},
+    )
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    try:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            if len(head) < MAGIC_WINDOW:
+                head += chunk[: MAGIC_WINDOW - len(head)]
+                if len(head) >= MAGIC_WINDOW and PDF_MAGIC not in head:
+                    raise UnsupportedMediaType("File is not a PDF")
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_large(max_bytes)
+            digest.update(chunk)
+            await grid_in.write(chunk)
+        if size == 0:
+            raise BadRequest("File is empty")
+        if PDF_MAGIC not in head:
+            raise UnsupportedMediaType("File is not a PDF")
+        await grid_in.close()
+    except BaseException:
+        await grid_in.abort()
+        raise
+    sha256 = digest.hexdigest()
+    await db[f"{BUCKET}.files"].update_one({"_id": file_id}, {"$set": {"metadata.sha256": sha256}})
+    return StoredFile(file_id, filename, size, sha256, content_type, created_at, user_id)
+
+
+def _stored(doc: dict[str, Any]) -> StoredFile:
+    metadata = doc.get("metadata") or {}
+    return StoredFile(
+        file_id=doc["_id"],
+        filename=doc.get("filename") or "document.pdf",
+        size_bytes=doc.get("length", 0),
+        sha256=metadata.get("sha256", ""),
+        content_type=metadata.get("content_type", "application/pdf"),
+        created_at=metadata.get("created_at") or doc["uploadDate"],
+        user_id=metadata.get("user_id", ""),
+    )
+
+
+async def find_owned_file(db: AsyncDatabase[Any], file_id: str, user_id: str) -> StoredFile:
+    """The caller's file; 404 for a missing file and for someone else's (no existence leak)."""
+    doc = await db[f"{BUCKET}.files"].find_one({"_id": file_id, "metadata.user_id": user_id})
+    if doc is None:
+        raise NotFound(f"File {file_id[:64]} not found")
+    return _stored(doc)
+
+
+async def open_file(db: AsyncDatabase[Any], file_id: str) -> AsyncGridOut | None:
+    """A download stream for the worker, or None when the file is gone."""
+    try:
+        return await bucket(db).open_download_stream(file_id)
+    except NoFile:
+        return None
+
+
+async def delete_file(db: AsyncDatabase[Any], file_id: str) -> None:
+    with contextlib.suppress(NoFile):
+        await bucket(db).delete(file_id)

@@ -1,0 +1,58 @@
+"""A run's heartbeat: proves to the sweeper that the worker holding the job is alive.
+
+A transient failure (MongoDB restarting, a network blip) does not end it: it retries with
+backoff, logging what it does, and says so loudly once the lease would be stale (the sweeper
+may then hand the job to another worker, whose lease this run's writes cannot pass). It ends
+only when the lease is gone or the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from service.store.failure import is_transient
+from worker import metrics
+from worker.progress import LeaseLost, Run
+
+log = logging.getLogger("worker.heartbeat")
+
+FIRST_RETRY_S = 0.25
+
+
+async def keep_alive(run: Run, interval_s: float, stale_after_s: float) -> None:
+    """Beat every ``interval_s`` until cancelled or the lease is lost."""
+    last_beat = time.monotonic()
+    delay = interval_s
+    backoff: float | None = None  # set while beats fail: FIRST_RETRY_S, doubling to interval_s
+    warned_stale = False
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await run.beat()
+        except LeaseLost:
+            log.info("job %s: heartbeat stops: the job is no longer this run's", run.job_id)
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("job %s: heartbeat failed unexpectedly; retrying", run.job_id)
+            silent_s = time.monotonic() - last_beat
+            backoff = FIRST_RETRY_S if backoff is None else min(backoff * 2, interval_s)
+            delay = backoff
+            if silent_s + delay >= stale_after_s and not warned_stale:
+                warned_stale = True
+                log.error(
+                    "job %s: no heartbeat for %.1f s (%s): the lease is about to go stale",
+                    run.job_id, silent_s, type(exc).__name__,
+                )  # fmt: skip
+            else:
+                log.warning(
+                    "job %s: heartbeat failed (%s); retrying in %.2f s",
+                    run.job_id, type(exc).__name__, delay,
+                )  # fmt: skip
+            continue
+        last_beat = time.monotonic()
+        delay, backoff = interval_s, None
+        warned_stale = False
+        metrics.HEARTBEAT.set_to_current_time()
