@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from service.store.documents import DocumentChunk, PdfChapterJob
+from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
 from service.store.doorbell import create_queue
 from tests.conftest import REPO_ROOT
 from tests.pdfs import memory_bomb_pdf, text_pdf
@@ -30,8 +30,8 @@ async def _sweep(settings, **overrides):
         await queue.aclose(close_connection_pool=True)
 
 
-def _spawn_worker(settings, **env: str) -> subprocess.Popen[bytes]:
-    """``python -m worker`` as its own process, on the test databases."""
+def _spawn_worker(settings, log=None, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m worker`` as its own process, on the test databases; its log to the file ``log``."""
     environment = {
         **os.environ,
         "MONGODB_URL": settings.mongodb_url,
@@ -47,7 +47,7 @@ def _spawn_worker(settings, **env: str) -> subprocess.Popen[bytes]:
         cwd=REPO_ROOT,
         env=environment,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if log is None else log,
     )
 
 
@@ -214,3 +214,57 @@ async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(app, setti
     assert (
         await DocumentChunk.get_pymongo_collection().count_documents({"job_id": job["job_id"]}) == 1
     )
+
+
+async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
+    app, settings, submit, tmp_path
+):
+    """Issue 10's data loss: worker A stalls (SIGSTOP) past STALE_AFTER_S while worker B is free.
+    The sweeper hands the job to B, which completes it; then A wakes up mid-job. A's writes carry
+    a lease that is gone: it stops, and the chapter and every page are still there."""
+    pages = 3000
+    job = await submit(text_pdf(pages, words=30))
+    fast = {"STALE_AFTER_S": "2", "HEARTBEAT_INTERVAL_S": "0.5", "SWEEP_INTERVAL_S": "1"}
+    log_a = tmp_path / "worker-a.log"
+    log_file = log_a.open("wb")
+    worker_a = _spawn_worker(settings, log=log_file, **fast)
+    worker_b = None
+    try:
+
+        async def midway():
+            doc = await _job(job["job_id"])
+            return doc["status"] == "processing" and 30 < doc["progress"] < 60
+
+        assert await _wait_for(midway), "worker A never got going"
+        paused = await _job(job["job_id"])
+        worker_a.send_signal(signal.SIGSTOP)
+        worker_b = _spawn_worker(settings, **fast)
+
+        async def completed_by_b():
+            doc = await _job(job["job_id"])
+            return doc["status"] == "completed"
+
+        assert await _wait_for(completed_by_b, 60), "worker B never completed the job"
+        worker_a.send_signal(signal.SIGCONT)
+
+        async def a_gave_up():
+            return b": stopped: " in log_a.read_bytes()
+
+        assert await _wait_for(a_gave_up, 30), "worker A never noticed it lost the job"
+    finally:
+        for worker in (worker_a, worker_b):
+            if worker is not None and worker.poll() is None:
+                worker.send_signal(signal.SIGCONT)
+                worker.kill()
+                worker.wait(10)
+        log_file.close()
+
+    done = await _job(job["job_id"])
+    chapter_id = done["result"]["chapter_id"]
+    chapters = BookChapter.get_pymongo_collection()
+    chunks = DocumentChunk.get_pymongo_collection()
+    assert (done["status"], done["attempts"]) == ("completed", 2)
+    assert done["lease_id"] != paused["lease_id"]
+    assert await chapters.count_documents({"chapter_id": chapter_id}) == 1
+    assert await chunks.count_documents({"job_id": job["job_id"]}) == pages
+    assert await chunks.count_documents({"chapter_id": chapter_id}) == pages
