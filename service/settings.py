@@ -114,10 +114,6 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def is_production(self) -> bool:
-        return self.app_env is AppEnv.production
-
-    @property
     def job_ttl_seconds(self) -> int:
         return self.job_ttl_days * 86_400
 
