@@ -120,3 +120,29 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    # Firebase ID-token verification in production (README "Authentication").
+    # Timeout of each call to Google (certificates; user lookups with FIREBASE_CHECK_REVOKED).
+    firebase_http_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # Tolerated drift between our clock and Google's for a token's iat (firebase-admin's limit: 60).
+    firebase_clock_skew_s: int = Field(default=10, ge=0, le=60)
+    # Refuse tokens of deleted, disabled or signed-out users (one user lookup per token a minute).
+    firebase_check_revoked: bool = False
+    # Accept tokens of this Identity Platform tenant only; unset: only tokens of no tenant.
+    firebase_tenant_id: str | None = None
+    # Sign-in providers accepted (firebase.sign_in_provider, e.g. password,google.com); empty: all.
+    firebase_allowed_providers: Annotated[
+        list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,128}$")]], NoDecode
+    ] = Field(default_factory=list)
+
+    @field_validator("firebase_tenant_id", mode="before")
+    @classmethod
+    def _empty_tenant_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @field_validator("firebase_allowed_providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
