@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.domain import lifecycle
+from service.domain.chapter import chapter_title
 from service.domain.job import (
     JobStatus,
     chapter_created,
-    chapter_title,
     creating_chapter,
     downloading,
     extracting,
@@ -45,6 +45,15 @@ from worker.progress import LeaseLost, ProgressWriter, Run
 log = logging.getLogger("worker.task")
 
 FILE_MISSING = ExtractionError("FILE_NOT_FOUND", "PDF file not found")
+# What a run needs of its job.
+CLAIMED_FIELDS = {
+    "_id": 0,
+    **dict.fromkeys(
+        ["job_id", "user_id", "book_id", "file_id", "lease_id", "chapter_id", "attempts", "title",
+         "content_mode", "slug", "order_index", "parent_id", "is_published", "is_preview_free"],
+        1,
+    ),
+}  # fmt: skip
 # A job whose run lost its lease to one of these ends up without a chapter: its output goes.
 DISCARDED = frozenset({JobStatus.cancelled, JobStatus.failed})
 
@@ -68,8 +77,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     filename = (file_doc or {}).get("filename") or "document.pdf"
     claimed = await apply(
         lifecycle.claim(job_id, downloading(filename)[1], utcnow()),
-        {"_id": 0, "job_id": 1, "user_id": 1, "book_id": 1, "file_id": 1, "lease_id": 1,
-         "chapter_id": 1, "attempts": 1},
+        CLAIMED_FIELDS,
     )  # fmt: skip
     if claimed is None:
         return "not pending"  # another worker has it, or it finished or was cancelled
@@ -203,8 +211,8 @@ async def _run(settings: Settings, db: Any, run: Run, job: dict[str, Any], filen
         **stage_fields(Stage.create_chapter, StageStatus.processing, now, 0),
     }
     await run.advance(*creating_chapter(total), extracted)
-    title = chapter_title(state.title, filename)
-    await chapters.create_chapter(job, chapter_id, title, total, filename)
+    title = chapter_title(job.get("title"), state.title, filename)
+    await chapters.create_chapter(job, chapter_id, title, total, filename, repaired=False)
     result = {"chapter_id": chapter_id, "total_pages": total}
     created = stage_fields(Stage.create_chapter, StageStatus.completed, utcnow(), 100)
     await run.complete(result, chapter_created(total)[1], created)

@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from service.api.auth import Principal
 from service.api.body import idempotency_key, json_body, validated
+from service.api.chapters import ChapterOptionsIn
 from service.api.dependencies import PrincipalDep, ServicesDep, services_of
 from service.api.files import receive_pdf
 from service.api.multipart import is_multipart
@@ -113,8 +114,9 @@ def job_status_out(doc: JobDoc) -> JobStatusOut:
     )
 
 
-class CreateJobIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """``POST /api/v1/books/jobs`` as JSON: which uploaded file becomes a chapter of which book."""
+class CreateJobIn(ChapterOptionsIn, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/books/jobs`` as JSON (or form fields): which uploaded file becomes a chapter
+    of which book, and the chapter's optional title, slug, place and content mode."""
 
     book_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -221,9 +223,7 @@ class BookJobController(Controller):
         if is_multipart(request):
             fields, stored = await receive_pdf(request, services, principal.user_id)
             try:
-                body = validated(
-                    CreateJobIn, {"book_id": fields.get("book_id"), "file_id": stored.file_id}
-                )
+                body = validated(CreateJobIn, {**fields, "file_id": stored.file_id}, strict=False)
             except InvalidRequest:
                 # The form's fields may follow its file: a rejected form keeps no upload.
                 await delete_file(services.mongo.db, stored.file_id)
@@ -236,6 +236,7 @@ class BookJobController(Controller):
             user_id=principal.user_id,
             book_id=body.book_id,
             file_id=body.file_id,
+            options=body.options(),
             idempotency_key=key,
         )
         location = f"{self.path}/{doc['job_id']}"

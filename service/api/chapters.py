@@ -10,6 +10,7 @@ from litestar.params import FromPath, QueryParameter
 
 from service.api.dependencies import PrincipalDep
 from service.api.responses import OWNER_HIDDEN_ERRORS, Timestamp, error, iso_z
+from service.domain.chapter import SLUG_MAX, SLUG_PATTERN, ChapterOptions, ContentMode
 from service.domain.errors import NotFound
 from service.store.documents import BookChapter, DocumentChunk
 
@@ -21,9 +22,17 @@ class ChapterOut(msgspec.Struct, kw_only=True):
     book_id: str
     job_id: str
     title: str
+    slug: str | None
+    order_index: int | None
+    parent_id: str | None
+    is_published: bool
+    is_preview_free: bool
+    content_mode: ContentMode
     total_pages: int
     source_file_id: str
     source_filename: str
+    # MuPDF had to rebuild a damaged file to read it: some pages may be blank or partial.
+    repaired: bool
     created_at: Timestamp
 
 
@@ -75,9 +84,16 @@ class ChapterController(Controller):
             book_id=doc["book_id"],
             job_id=doc["job_id"],
             title=doc["title"],
+            slug=doc.get("slug"),
+            order_index=doc.get("order_index"),
+            parent_id=doc.get("parent_id"),
+            is_published=bool(doc.get("is_published")),
+            is_preview_free=bool(doc.get("is_preview_free")),
+            content_mode=ContentMode(doc.get("content_mode") or ContentMode.pdf_pages),
             total_pages=doc["total_pages"],
             source_file_id=doc["source_file_id"],
             source_filename=doc["source_filename"],
+            repaired=bool(doc.get("repaired")),
             created_at=iso_z(doc["created_at"]),
         )
 
@@ -109,4 +125,33 @@ class ChapterController(Controller):
             total=total,
             offset=offset,
             limit=limit,
+        )
+
+
+class ChapterOptionsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The chapter a job makes, as the create request may shape it (all optional).
+
+    ``title``: else the PDF's metadata title, else the file name. ``slug``: unique in the book,
+    made from the title when absent. ``content_mode``: ``pdf_pages`` renders every page to an
+    image; ``pdf_file`` keeps the PDF itself (the chapter carries ``pdf_url``).
+    """
+
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    slug: Annotated[str, msgspec.Meta(max_length=SLUG_MAX, pattern=SLUG_PATTERN)] | None = None
+    order_index: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    parent_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    is_published: bool = False
+    is_preview_free: bool = False
+    content_mode: ContentMode = ContentMode.pdf_pages
+
+    def options(self, title: str | None = None) -> ChapterOptions:
+        """The domain's view; seed 003 names the title outside the payload."""
+        return ChapterOptions(
+            title=title or self.title,
+            slug=self.slug,
+            order_index=self.order_index,
+            parent_id=self.parent_id,
+            is_published=self.is_published,
+            is_preview_free=self.is_preview_free,
+            content_mode=self.content_mode,
         )

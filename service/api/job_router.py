@@ -14,6 +14,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.api.body import idempotency_key, json_body, validated
+from service.api.chapters import ChapterOptionsIn
 from service.api.dependencies import PrincipalDep, ServicesDep
 from service.api.responses import (
     CALLER_ERRORS,
@@ -133,8 +134,9 @@ def job_detail_out(doc: JobDoc) -> JobDetailOut:
     )
 
 
-class JobPayloadIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """What the worker needs: the uploaded file and the book its chapter joins."""
+class JobPayloadIn(ChapterOptionsIn, kw_only=True, forbid_unknown_fields=True):
+    """What the worker needs: the uploaded file and the book its chapter joins, and the
+    chapter's optional slug, place and content mode (its title is the job's ``title``)."""
 
     book_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -194,7 +196,7 @@ class JobRouterController(Controller):
             user_id=principal.user_id,
             book_id=body.payload.book_id,
             file_id=body.payload.file_id,
-            title=body.title,
+            options=body.payload.options(title=body.title),
             idempotency_key=key,
         )
         return Response(

@@ -7,11 +7,14 @@ and the chapter is inserted once per job.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
+from service.domain.chapter import ContentMode, slugify, unique_slug
 from service.domain.job import new_id, utcnow
 from service.store.documents import BookChapter, DocumentChunk
 
@@ -57,25 +60,48 @@ async def write_pages(
 
 
 async def create_chapter(
-    job: Doc, chapter_id: str, title: str, total_pages: int, source_filename: str
+    job: Doc, chapter_id: str, title: str, total_pages: int, source_filename: str, *, repaired: bool
 ) -> None:
-    """Insert the chapter once; a retry finds it there."""
-    await chapters().update_one(
-        {"job_id": job["job_id"]},
-        {
-            "$setOnInsert": {
-                "chapter_id": chapter_id,
-                "book_id": job["book_id"],
-                "user_id": job["user_id"],
-                "title": title,
-                "total_pages": total_pages,
-                "source_file_id": job["file_id"],
-                "source_filename": source_filename,
-                "created_at": utcnow(),
-            }
-        },
-        upsert=True,
-    )
+    """Insert the job's chapter once (a retry finds it there), under a slug free in its book:
+    the one asked for, else one made from the title, suffixed ``-2``, ``-3``... when taken."""
+    where = {"user_id": job["user_id"], "book_id": job["book_id"]}
+    base = job.get("slug") or slugify(title)
+    taken = {
+        doc["slug"]
+        async for doc in chapters().find(
+            {**where, "slug": {"$regex": f"^{re.escape(base)}"}}, {"slug": 1}
+        )
+    }
+    while True:
+        slug = unique_slug(base, taken)
+        try:
+            await chapters().update_one(
+                {"job_id": job["job_id"]},
+                {
+                    "$setOnInsert": {
+                        "chapter_id": chapter_id,
+                        **where,
+                        "title": title,
+                        "slug": slug,
+                        "order_index": job.get("order_index"),
+                        "parent_id": job.get("parent_id"),
+                        "is_published": bool(job.get("is_published")),
+                        "is_preview_free": bool(job.get("is_preview_free")),
+                        "content_mode": job.get("content_mode") or ContentMode.pdf_pages.value,
+                        "total_pages": total_pages,
+                        "source_file_id": job["file_id"],
+                        "source_filename": source_filename,
+                        "repaired": repaired,
+                        "created_at": utcnow(),
+                    }
+                },
+                upsert=True,
+            )
+            return
+        except DuplicateKeyError as exc:
+            if "slug" not in (exc.details or {}).get("keyPattern", {}):
+                return  # another run of this job inserted the chapter first
+            taken.add(slug)
 
 
 async def discard(job_id: str) -> None:

@@ -11,7 +11,9 @@ job, and the sweeper rings it once Redis is back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import logging
 from typing import Any, cast
 from uuid import UUID
@@ -22,10 +24,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from service.domain import lifecycle
+from service.domain.chapter import ChapterOptions
 from service.domain.errors import Conflict, InvalidRequest, NotFound
 from service.domain.job import ACTIVE_STATUSES, JobStatus, utcnow
 from service.domain.lifecycle import Write
-from service.store.chapters import discard
+from service.store.chapters import chapters, discard
 from service.store.documents import JobDoc, PdfChapterJob
 from service.store.doorbell import ring
 from service.store.files import find_owned_file
@@ -127,9 +130,10 @@ async def list_jobs(
 # --- Creating, cancelling, deleting -----------------------------------------------------------
 
 
-def fingerprint(book_id: str, file_id: str, title: str | None = None) -> str:
-    parts = [book_id, file_id] if title is None else [book_id, file_id, title]
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+def fingerprint(book_id: str, file_id: str, options: ChapterOptions) -> str:
+    """A digest of everything a create request asked for (Idempotency-Key replays compare it)."""
+    asked = {"book_id": book_id, "file_id": file_id, **dataclasses.asdict(options)}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
 async def create_job(
@@ -139,25 +143,33 @@ async def create_job(
     user_id: str,
     book_id: str,
     file_id: str,
-    title: str | None = None,
+    options: ChapterOptions,
     idempotency_key: str | None = None,
 ) -> JobDoc:
     """Store a pending job of the caller's uploaded file, then ring the doorbell.
 
     With an ``Idempotency-Key``, the same key and body return the original job, and the same key
-    with another body is a 422.
+    with another body is a 422. A ``parent_id`` must name one of the caller's chapters in the
+    same book (422), and a ``slug`` asked for must be free in the book (409).
     """
     await find_owned_file(db, file_id, user_id)
-    request_fingerprint = fingerprint(book_id, file_id, title)
+    request_fingerprint = fingerprint(book_id, file_id, options)
     if idempotency_key is not None:
         existing = await jobs().find_one({"user_id": user_id, "idempotency_key": idempotency_key})
         if existing is not None:
             return _replay(existing, request_fingerprint)
+    await check_placement(user_id, book_id, options)
     job = PdfChapterJob(
         user_id=user_id,
         book_id=book_id,
         file_id=file_id,
-        title=title,
+        title=options.title,
+        content_mode=options.content_mode,
+        slug=options.slug,
+        order_index=options.order_index,
+        parent_id=options.parent_id,
+        is_published=options.is_published,
+        is_preview_free=options.is_preview_free,
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint if idempotency_key else None,
     )
@@ -172,6 +184,25 @@ async def create_job(
         return _replay(existing, request_fingerprint)
     await ring(queue, job.job_id)
     return cast(JobDoc, doc)
+
+
+async def check_placement(user_id: str, book_id: str, options: ChapterOptions) -> None:
+    """The chapter's parent exists in the book, and the slug asked for is free there."""
+    where = {"user_id": user_id, "book_id": book_id}
+    if options.parent_id is not None and not await chapters().count_documents(
+        {**where, "chapter_id": options.parent_id}, limit=1
+    ):
+        raise InvalidRequest(
+            "parent_id names no chapter of this book",
+            [{"field": "parent_id", "message": "no such chapter in this book"}],
+        )
+    if options.slug is not None:
+        taken = await chapters().count_documents({**where, "slug": options.slug}, limit=1)
+        asked = await jobs().count_documents(
+            {**where, "slug": options.slug, "status": {"$in": ACTIVE}}, limit=1
+        )
+        if taken or asked:
+            raise Conflict(f"Slug {options.slug!r} is already used in this book")
 
 
 def _replay(existing: Doc, request_fingerprint: str) -> JobDoc:
