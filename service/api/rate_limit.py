@@ -97,7 +97,7 @@ class RateLimiter:
             "async+redis://",
             implementation="redispy",
             key_prefix=KEY_PREFIX,
-            connection_pool=redis.connection_pool,
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # passed on as is
         )
         self._strategy = MovingWindowRateLimiter(storage)
         self._window_s = window_s
@@ -116,7 +116,7 @@ class RateLimiter:
             return None
         item = RateLimitItemPerSecond(limit, self._window_s)
         try:
-            allowed, stats = await asyncio.wait_for(self._hit(item, key), self._timeout_s)
+            allowed = await asyncio.wait_for(self._strategy.hit(item, key), self._timeout_s)
         except FAILURES as exc:
             self._paused_until = self._clock() + self._pause_s
             log.warning(
@@ -125,18 +125,24 @@ class RateLimiter:
                 exc.__class__.__name__,
             )
             return None
-        reset_s, remaining = stats
-        quota = Quota(limit=limit, remaining=remaining, reset_s=reset_s, window_s=self._window_s)
+        quota = await self._where(item, key)
         if not allowed:
-            raise RateLimited(quota, what)
+            # Without the window's figures, the worst case: the whole window to wait.
+            raise RateLimited(quota or Quota(limit, 0, self._window_s, self._window_s), what)
         return quota
 
-    async def _hit(self, item: RateLimitItemPerSecond, key: str) -> tuple[bool, tuple[int, int]]:
-        allowed = await self._strategy.hit(item, key)
-        stats = await self._strategy.get_window_stats(item, key)
-        # limits counts from a wall-clock reset time; the headers want seconds from now.
+    async def _where(self, item: RateLimitItemPerSecond, key: str) -> Quota | None:
+        """Where ``key`` stands, for the headers: a second, read-only script. The decision is
+        made already, so a failure here costs the headers only, never the limit."""
+        try:
+            stats = await asyncio.wait_for(
+                self._strategy.get_window_stats(item, key), self._timeout_s
+            )
+        except FAILURES:
+            return None
+        # limits gives a wall-clock reset time; the headers want seconds from now.
         reset_s = max(math.ceil(stats.reset_time - time.time()), 0)
-        return allowed, (reset_s, max(stats.remaining, 0))
+        return Quota(item.amount, max(stats.remaining, 0), reset_s, self._window_s)
 
     async def count(self, key: str, limit: int) -> int:
         """How many requests ``key`` has in its current window (for tests and operators)."""
