@@ -37,7 +37,11 @@ class Position:
 
 def encode_cursor(created_at: datetime, job_id: str) -> str:
     """The cursor that continues after this job."""
-    created_ms = int(created_at.timestamp() * 1000)
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    # Integer arithmetic: timestamp() * 1000 is a float and loses a millisecond now and then,
+    # and a cursor a millisecond early repeats a job or skips one.
+    created_ms = (created_at - _EPOCH) // timedelta(milliseconds=1)
     raw = f"{created_ms}|{job_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
