@@ -8,6 +8,7 @@ from pymongo import IndexModel
 
 from service.settings import Settings
 from service.store.documents import DOCUMENT_MODELS, PdfChapterJob
+from service.store.quota import QUOTA_INDEXES
 
 Specification = dict[str, list[IndexModel]]
 
@@ -34,4 +35,6 @@ def specification(settings: Settings) -> Specification:
         for model in DOCUMENT_MODELS
     }
     spec[collection_name(PdfChapterJob)].append(job_ttl_index(settings))
+    for name, indexes in QUOTA_INDEXES.items():  # GridFS files: per-user byte sums
+        spec.setdefault(name, []).extend(indexes)
     return spec

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Where `make run` starts its embedded servers, so the defaults reach them with no configuration.
@@ -146,3 +146,34 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    # --- Limits and quotas per user, and the metrics token (issue 13) ---
+    # Pending plus processing jobs a user may have at once (429 past it), counted in MongoDB.
+    max_active_jobs_per_user: int = Field(default=10, ge=1, le=100_000)
+    # Job creations a user may make in any 60 s (429 past it), counted in Redis.
+    job_creations_per_minute: int = Field(default=30, ge=1, le=100_000)
+    # Bytes a user may keep stored: uploads plus page images (413 past it).
+    storage_quota_mb: int = Field(default=1024, ge=1, le=10_485_760)
+    # /metrics wants `Authorization: Bearer <METRICS_TOKEN>` when set; required in production.
+    metrics_token: SecretStr | None = None
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @model_validator(mode="after")
+    def _require_metrics_token_in_production(self) -> Settings:
+        if self.app_env is AppEnv.production and (
+            self.metrics_token is None or len(self.metrics_token.get_secret_value()) < 16
+        ):
+            raise ValueError(
+                "METRICS_TOKEN must be set (16 characters or more) when APP_ENV=production: "
+                "/metrics shows every route's traffic and the job counts, so the service "
+                "refuses to start without it"
+            )
+        return self
+
+    @property
+    def storage_quota_bytes(self) -> int:
+        return self.storage_quota_mb * 1024 * 1024

@@ -96,6 +96,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail(exc.reason, exc.code)
+            await chapters.discard(job_id)  # a failed job keeps no pages
             log.info("job %s: failed: %s", job_id, exc.reason, extra={"error_code": exc.code})
             return f"failed: {exc.code}"
         outcome = await _lost(job_id)
@@ -120,6 +121,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail("Internal error while processing the PDF", "INTERNAL")
+            await chapters.discard(job_id)
         return "failed: INTERNAL"
     finally:
         metrics.RUNNING.dec()

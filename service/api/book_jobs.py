@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -20,6 +17,7 @@ from service.api.chapters import ChapterOptionsIn
 from service.api.dependencies import PrincipalDep, ServicesDep, services_of
 from service.api.files import receive_pdf
 from service.api.multipart import is_multipart
+from service.api.quota import admit_job_creation, ensure_job_slot
 from service.api.responses import (
     CALLER_ERRORS,
     ERROR_RESPONSES,
@@ -28,10 +26,16 @@ from service.api.responses import (
     iso_z,
     iso_z_or_none,
 )
-from service.domain.errors import AccessDenied, BadRequest, InvalidRequest, JobNotFound
+from service.domain.cursor import decode_cursor, encode_cursor
+from service.domain.errors import (
+    AccessDenied,
+    InvalidRequest,
+    JobNotFound,
+    TooManyActiveJobs,
+)
 from service.domain.job import JobStatus
 from service.store.documents import JobDoc
-from service.store.files import delete_file
+from service.store.files import StoredFile, delete_file
 from service.store.job_store import (
     cancel_job,
     canonical_job_id,
@@ -133,18 +137,13 @@ ENCODE = msgspec.json.Encoder().encode
 
 
 def _cursor_of(doc: JobDoc) -> str:
-    created_ms = int(doc["created_at"].timestamp() * 1000)
-    return base64.urlsafe_b64encode(f"{created_ms}|{doc['job_id']}".encode()).decode().rstrip("=")
+    return encode_cursor(doc["created_at"], doc["job_id"])
 
 
 def _after_cursor(cursor: str) -> dict[str, Any]:
     """The query part that continues after ``cursor`` in (created_at, job_id) descending order."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_ms, job_id = raw.split("|", 1)
-        created_at = datetime.fromtimestamp(int(created_ms) / 1000, tz=UTC)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("Invalid cursor") from None
+    position = decode_cursor(cursor)  # 400 for anything we did not make
+    created_at, job_id = position.created_at, position.job_id
     return {
         "$or": [
             {"created_at": {"$lt": created_at}},
@@ -210,9 +209,10 @@ class BookJobController(Controller):
         responses={
             400: error("Malformed body or upload"),
             404: error("No such file of the caller's"),
-            413: error("Upload larger than MAX_UPLOAD_MB"),
+            413: error("Upload larger than MAX_UPLOAD_MB, or past STORAGE_QUOTA_MB"),
             415: error("Upload is not a PDF"),
             422: error("Invalid fields, or a reused Idempotency-Key"),
+            429: error("Past JOB_CREATIONS_PER_MINUTE or MAX_ACTIVE_JOBS_PER_USER; Retry-After"),
             **CALLER_ERRORS,
         },
     )
@@ -220,7 +220,11 @@ class BookJobController(Controller):
         self, request: Request[Any, Any, Any], principal: PrincipalDep, services: ServicesDep
     ) -> Response[JobStatusOut]:
         key = idempotency_key(request)
+        stored: StoredFile | None = None
         if is_multipart(request):
+            # Limits first: an upload that could only become a refused job is never stored.
+            await admit_job_creation(services, principal.user_id)
+            await ensure_job_slot(services, principal.user_id)
             fields, stored = await receive_pdf(request, services, principal.user_id)
             try:
                 body = validated(CreateJobIn, {**fields, "file_id": stored.file_id}, strict=False)
@@ -230,15 +234,22 @@ class BookJobController(Controller):
                 raise
         else:
             body = validated(CreateJobIn, await json_body(request))
-        doc = await create_job(
-            services.queue,
-            services.mongo.db,
-            user_id=principal.user_id,
-            book_id=body.book_id,
-            file_id=body.file_id,
-            options=body.options(),
-            idempotency_key=key,
-        )
+            await admit_job_creation(services, principal.user_id)
+        try:
+            doc = await create_job(
+                services.queue,
+                services.mongo.db,
+                user_id=principal.user_id,
+                book_id=body.book_id,
+                file_id=body.file_id,
+                options=body.options(),
+                idempotency_key=key,
+                max_active=services.settings.max_active_jobs_per_user,
+            )
+        except TooManyActiveJobs:
+            if stored is not None:  # another request took the last slot while this one uploaded
+                await delete_file(services.mongo.db, stored.file_id)
+            raise
         location = f"{self.path}/{doc['job_id']}"
         return Response(job_status_out(doc), status_code=202, headers={"Location": location})
 

@@ -52,6 +52,10 @@ class PageListOut(msgspec.Struct, kw_only=True):
     limit: int
 
 
+# A chapter has at most MAX_PAGES pages; an unbounded offset reached MongoDB's skip as an
+# int64 overflow (a 500).
+MAX_OFFSET = 1_000_000
+
 NOT_FOUND = {
     **OWNER_HIDDEN_ERRORS,
     404: error("No such chapter of the caller's"),
@@ -103,7 +107,7 @@ class ChapterController(Controller):
         book_id: FromPath[str],
         chapter_id: FromPath[str],
         principal: PrincipalDep,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
     ) -> PageListOut:
         chapter = await _owned_chapter(book_id, chapter_id, principal.user_id)

@@ -6,14 +6,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, delete, post
+from litestar.params import FromPath
 
 from service.api.dependencies import PrincipalDep, ServicesDep
 from service.api.multipart import FilePart, is_multipart, read_form
+from service.api.quota import keep_within_quota, quota_error, upload_limit
 from service.api.responses import CALLER_ERRORS, Timestamp, error, iso_z
 from service.api.state import Services
-from service.domain.errors import BadRequest
-from service.store.files import StoredFile, safe_filename, store_pdf
+from service.domain.errors import BadRequest, PayloadTooLarge
+from service.store.files import StoredFile, delete_owned_file, safe_filename, store_pdf
 
 
 class FileOut(msgspec.Struct, kw_only=True):
@@ -49,6 +51,7 @@ async def receive_pdf(
     if not is_multipart(request):
         raise BadRequest("Expected multipart/form-data with a 'file' field")
     settings = services.settings
+    limit = await upload_limit(services, user_id)  # a full quota is refused before the body
 
     async def store(part: FilePart, chunks: AsyncIterator[bytes]) -> StoredFile:
         if part.name != "file":
@@ -59,15 +62,19 @@ async def receive_pdf(
             filename=safe_filename(part.filename),
             content_type="application/pdf",
             chunks=chunks,
-            max_bytes=settings.max_upload_bytes,
+            max_bytes=limit,
         )
 
-    form = await read_form(
-        request, max_body=settings.max_upload_bytes + FORM_OVERHEAD_BYTES, on_file=store
-    )
+    try:
+        form = await read_form(
+            request, max_body=settings.max_upload_bytes + FORM_OVERHEAD_BYTES, on_file=store
+        )
+    except PayloadTooLarge as exc:
+        raise await quota_error(services, user_id, limit, exc) from None
     if form.file is None:
         raise BadRequest("Missing 'file' field")
     stored: StoredFile = form.file
+    await keep_within_quota(services, stored)
     return form.fields, stored
 
 
@@ -86,7 +93,7 @@ class FileController(Controller):
         opt={"error_prefix": "Failed to upload file"},
         responses={
             400: error("Not multipart, no file, or an empty file"),
-            413: error("Larger than MAX_UPLOAD_MB"),
+            413: error("Larger than MAX_UPLOAD_MB, or past STORAGE_QUOTA_MB"),
             415: error("Not a PDF"),
             **CALLER_ERRORS,
         },
@@ -96,3 +103,23 @@ class FileController(Controller):
     ) -> Response[FileOut]:
         _, stored = await receive_pdf(request, services, principal.user_id)
         return Response(file_out(stored), status_code=201)
+
+    @delete(
+        "/{file_id:str}",
+        summary="Delete an uploaded PDF",
+        description=(
+            "Owner-only: someone else's file is a 404. 409 while a pending or processing job "
+            "reads the file. The file's bytes are gone from storage when this answers 204."
+        ),
+        status_code=204,
+        opt={"error_prefix": "Failed to delete file"},
+        responses={
+            404: error("No such file of the caller's"),
+            409: error("A pending or processing job reads the file"),
+            **CALLER_ERRORS,
+        },
+    )
+    async def remove(
+        self, file_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
+    ) -> None:
+        await delete_owned_file(services.mongo.db, file_id, principal.user_id)

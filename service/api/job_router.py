@@ -16,6 +16,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from service.api.body import idempotency_key, json_body, validated
 from service.api.chapters import ChapterOptionsIn
 from service.api.dependencies import PrincipalDep, ServicesDep
+from service.api.quota import admit_job_creation
 from service.api.responses import (
     CALLER_ERRORS,
     OWNER_HIDDEN_ERRORS,
@@ -183,6 +184,7 @@ class JobRouterController(Controller):
             **RESPONSES,
             404: error("No such file of the caller's"),
             422: error("Invalid fields, each named"),
+            429: error("Past JOB_CREATIONS_PER_MINUTE or MAX_ACTIVE_JOBS_PER_USER; Retry-After"),
         },
     )
     async def create(
@@ -190,6 +192,7 @@ class JobRouterController(Controller):
     ) -> Response[JobDetailOut]:
         key = idempotency_key(request)
         body = validated(JobCreateIn, await json_body(request))
+        await admit_job_creation(services, principal.user_id)
         doc = await create_job(
             services.queue,
             services.mongo.db,
@@ -198,6 +201,7 @@ class JobRouterController(Controller):
             file_id=body.payload.file_id,
             options=body.payload.options(title=body.title),
             idempotency_key=key,
+            max_active=services.settings.max_active_jobs_per_user,
         )
         return Response(
             job_detail_out(doc),

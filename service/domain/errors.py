@@ -10,9 +10,11 @@ message. Handlers and the store raise them; ``service/api/errors.py`` renders th
     │   └── InvalidParameter        (400) VALIDATION_ERROR: names the field and the value sent
     ├── UnsupportedMediaType        (415) UNSUPPORTED_MEDIA_TYPE: an upload that is not a PDF
     ├── PayloadTooLarge             (413) PAYLOAD_TOO_LARGE: an upload over MAX_UPLOAD_MB
+    │   └── StorageQuotaExceeded    (413) STORAGE_QUOTA_EXCEEDED: past STORAGE_QUOTA_MB
     ├── Conflict                    (409) CONFLICT: a transition the job's state forbids
     ├── InvalidRequest              (422) VALIDATION_ERROR: a body that fails validation
     ├── RateLimited                 (429) RATE_LIMITED; Retry-After (service/api/rate_limit.py)
+    ├── TooManyActiveJobs           (429) TOO_MANY_ACTIVE_JOBS: MAX_ACTIVE_JOBS_PER_USER
     └── DependencyUnavailable       (503) SERVICE_UNAVAILABLE: MongoDB or Redis down; Retry-After
 
 Messages are safe to show: they never carry an internal message or a stack trace.
@@ -123,5 +125,38 @@ class DependencyUnavailable(ServiceError):
     def __init__(self, dependency: str, retry_after_s: int = 5) -> None:
         super().__init__(
             f"Service temporarily unavailable: {dependency} is unreachable, retry later",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+
+class StorageQuotaExceeded(PayloadTooLarge):
+    """The caller's stored bytes (uploads and page images) would pass ``STORAGE_QUOTA_MB``.
+
+    A 413, not a 507: the request is refused because of what this caller already stores, which
+    the caller can change (delete files); a 5xx would tell clients and monitors that the server
+    failed and invite retries that cannot succeed.
+    """
+
+    code = "STORAGE_QUOTA_EXCEEDED"
+
+    def __init__(self, used_bytes: int, quota_bytes: int) -> None:
+        mb = 1024 * 1024
+        super().__init__(
+            f"Storage quota exceeded: {used_bytes / mb:.1f} MB of the {quota_bytes // mb} MB "
+            "allowed per user (STORAGE_QUOTA_MB) are in use and this upload does not fit; "
+            "delete files to make room"
+        )
+
+
+class TooManyActiveJobs(ServiceError):
+    """The caller already has ``MAX_ACTIVE_JOBS_PER_USER`` jobs pending or processing."""
+
+    status_code = 429
+    code = "TOO_MANY_ACTIVE_JOBS"
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"Too many active jobs: at most {limit} pending or processing per user "
+            "(MAX_ACTIVE_JOBS_PER_USER); wait for one to finish or cancel one",
             headers={"Retry-After": str(retry_after_s)},
         )

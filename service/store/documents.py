@@ -206,7 +206,7 @@ class BookChapter(Document):
     user_id: str
     job_id: str
     title: str
-    slug: str
+    slug: str | None = None  # unique in the book; chapters made before slugs existed have none
     order_index: int | None = None
     parent_id: str | None = None
     is_published: bool = False

@@ -17,8 +17,15 @@ from gridfs.asynchronous.grid_file import AsyncGridFSBucket, AsyncGridOut
 from gridfs.errors import NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 
-from service.domain.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
-from service.domain.job import new_id, utcnow
+from service.domain.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from service.domain.job import ACTIVE_STATUSES, new_id, utcnow
+from service.store.documents import PdfChapterJob
 
 BUCKET = "pdf_files"
 PDF_MAGIC = b"%PDF-"
@@ -133,3 +140,23 @@ async def open_file(db: AsyncDatabase[Any], file_id: str) -> AsyncGridOut | None
 async def delete_file(db: AsyncDatabase[Any], file_id: str) -> None:
     with contextlib.suppress(NoFile):
         await bucket(db).delete(file_id)
+
+
+async def delete_owned_file(db: AsyncDatabase[Any], file_id: str, user_id: str) -> None:
+    """Delete the caller's upload, its GridFS chunks included.
+
+    404 for a missing file and for someone else's; 409 while a pending or processing job reads
+    it (cancel the job first). A job created from the file after this check finds the file gone
+    and fails with ``FILE_NOT_FOUND``: nothing is left half-deleted.
+    """
+    await find_owned_file(db, file_id, user_id)
+    active = {"$in": [status.value for status in ACTIVE_STATUSES]}
+    job = await PdfChapterJob.get_pymongo_collection().find_one(
+        {"user_id": user_id, "file_id": file_id, "status": active}, {"job_id": 1}
+    )
+    if job is not None:
+        raise Conflict(
+            f"File {file_id[:64]} is being processed by job {job['job_id']}: "
+            "cancel the job or wait for it to finish, then delete the file"
+        )
+    await delete_file(db, file_id)

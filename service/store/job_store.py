@@ -25,13 +25,14 @@ from pymongo.errors import DuplicateKeyError
 
 from service.domain import lifecycle
 from service.domain.chapter import ChapterOptions
-from service.domain.errors import Conflict, InvalidRequest, NotFound
+from service.domain.errors import Conflict, InvalidRequest, NotFound, TooManyActiveJobs
 from service.domain.job import ACTIVE_STATUSES, JobStatus, utcnow
 from service.domain.lifecycle import Write
 from service.store.chapters import chapters, discard
 from service.store.documents import JobDoc, PdfChapterJob
 from service.store.doorbell import ring
 from service.store.files import find_owned_file
+from service.store.quota import ensure_active_slot
 from service.store.reader import JobReader
 
 log = logging.getLogger("service.job_store")
@@ -145,12 +146,16 @@ async def create_job(
     file_id: str,
     options: ChapterOptions,
     idempotency_key: str | None = None,
+    max_active: int | None = None,
 ) -> JobDoc:
     """Store a pending job of the caller's uploaded file, then ring the doorbell.
 
     With an ``Idempotency-Key``, the same key and body return the original job, and the same key
     with another body is a 422. A ``parent_id`` must name one of the caller's chapters in the
-    same book (422), and a ``slug`` asked for must be free in the book (409).
+    same book (422), and a ``slug`` asked for must be free in the book (409). With
+    ``max_active``, a caller who already has that many pending or processing jobs gets
+    ``TooManyActiveJobs`` (429), checked before the insert and again after it
+    (service/store/quota.py), before any worker hears of the job.
     """
     await find_owned_file(db, file_id, user_id)
     request_fingerprint = fingerprint(book_id, file_id, options)
@@ -159,6 +164,8 @@ async def create_job(
         if existing is not None:
             return _replay(existing, request_fingerprint)
     await check_placement(user_id, book_id, options)
+    if max_active is not None:
+        await ensure_active_slot(user_id, max_active)
     job = PdfChapterJob(
         user_id=user_id,
         book_id=book_id,
@@ -182,6 +189,12 @@ async def create_job(
         if existing is None:
             raise
         return _replay(existing, request_fingerprint)
+    if max_active is not None:
+        try:
+            await ensure_active_slot(user_id, max_active, created=True)
+        except TooManyActiveJobs:
+            await jobs().delete_one({"job_id": job.job_id})  # a racing creation took the slot
+            raise
     await ring(queue, job.job_id)
     return cast(JobDoc, doc)
 

@@ -29,13 +29,19 @@ pytestmark = pytest.mark.skipif(
 ALLOWED = "https://wordai.pro"
 ORIGINS = [ALLOWED, r"~^https://[a-z0-9-]+\.wordai\.pro$"]
 MAX_UPLOAD_MB = 60
+METRICS_TOKEN = "edge-metrics-token-0123456789"
 
 
 @pytest.fixture(scope="module")
 def api(settings, tmp_path_factory):
     """The API under granian, in emulator mode (development tokens), logging every request."""
     log = tmp_path_factory.mktemp("api") / "api.log"
-    env = {"CORS_ORIGINS": ALLOWED, "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB), "ACCESS_LOG": "true"}
+    env = {
+        "CORS_ORIGINS": ALLOWED,
+        "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
+        "ACCESS_LOG": "true",
+        "METRICS_TOKEN": METRICS_TOKEN,
+    }
     with granian_api(settings, PROJECT_ID, log, **env) as port:
         yield port, log
 
@@ -233,3 +239,26 @@ async def test_access_log_is_json_without_the_token(edge):
     assert entries[-1]["path"] == "/api/v1/books/jobs/db67a850-1efd-41f7-88ed-b434ef108bc5"
     assert token not in log
     assert "Bearer" not in log
+
+
+async def test_metrics_pass_through_and_the_app_asks_for_the_token(edge):
+    base, _ = edge
+    async with httpx.AsyncClient(base_url=base) as client:
+        anonymous = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        scraper = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+
+    # From 127.0.0.1, which nginx used to trust: the address no longer opens it.
+    assert (anonymous.status_code, wrong.status_code) == (401, 401)
+    assert anonymous.json() == {"detail": "Metrics require Authorization: Bearer <METRICS_TOKEN>"}
+    assert scraper.status_code == 200
+    assert "pcj_jobs" in scraper.text
+
+
+def test_metrics_location_trusts_no_source_address():
+    template = (Path(__file__).resolve().parents[2] / "nginx" / "nginx.conf.template").read_text()
+    block = template.split("location = /metrics {", 1)[1].split("}", 1)[0]
+
+    assert "allow" not in block
+    assert "deny" not in block
+    assert "proxy_pass http://api;" in block

@@ -100,7 +100,8 @@ async def test_sweep_does_not_ring_a_job_within_its_grace(submit, settings):
 
 
 async def test_two_workers_twenty_jobs_each_processed_exactly_once(submit, run_worker):
-    jobs = [await submit(text_pdf(3)) for _ in range(20)]
+    # Four users: one may have only MAX_ACTIVE_JOBS_PER_USER (10) jobs pending at once.
+    jobs = [await submit(text_pdf(3), user_id=f"user-{n % 4}") for n in range(20)]
 
     await asyncio.gather(run_worker(), run_worker())
 
