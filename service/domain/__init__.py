@@ -1,0 +1,1 @@
+"""The domain: the job and its rules, pure (no I/O)."""
