@@ -31,6 +31,8 @@ from service.settings import Settings
 from tests.firebase_certs import CertServer
 
 PROJECT_ID = "pcj-test-project"
+# The session's SeaweedFS (S3) server fixture, for the page store's S3 backend.
+pytest_plugins = ["tests.seaweed"]
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.pop("FIREBASE_AUTH_EMULATOR_HOST", None)
 

@@ -1,0 +1,1 @@
+"""Storage: MongoDB and object stores."""
