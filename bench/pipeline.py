@@ -40,6 +40,7 @@ from service.rate_limit import RateLimiter  # noqa: E402
 from service.reads import JobReaders, ReadCounts  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.state import Services  # noqa: E402
+from service.store.page_images import create_page_store  # noqa: E402
 from tests.pdfs import text_pdf  # noqa: E402
 
 # A printed book page holds 250-400 words.
@@ -153,7 +154,13 @@ async def main() -> int:
         PdfChapterJob.get_pymongo_collection, max_batch=100, timeout_s=2.0, counts=ReadCounts()
     )
     services = Services(
-        settings, mongo, TokenVerifier(settings), queue, RateLimiter(queue), readers
+        settings,
+        mongo,
+        TokenVerifier(settings),
+        queue,
+        RateLimiter(queue),
+        readers,
+        create_page_store(settings, mongo.db),
     )
     try:
         print("1. throughput: worker end to end vs raw PyMuPDF get_text(), same file, same run")

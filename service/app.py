@@ -16,6 +16,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from service import __doc__ as service_doc
+from service.api.page_images import PageImageController
 from service.auth import TokenVerifier
 from service.db import connect, socket_timeout_ms
 from service.dependencies import provide_principal, provide_services
@@ -37,6 +38,7 @@ from service.routes.jobs import BookJobController
 from service.routes.ops import health, ready
 from service.settings import Settings
 from service.state import Services
+from service.store.page_images import create_page_store
 
 log = logging.getLogger("service.app")
 
@@ -81,6 +83,7 @@ def create_app(settings: Settings) -> Litestar:
                 timeout_s=socket_timeout_ms(settings) / 1000,
                 counts=JOB_READS,
             ),
+            page_store=create_page_store(settings, mongo.db),
         )
         # Move everything built at startup out of the collector's sight, and collect the young
         # generation less often: requests allocate many short-lived objects and few cycles.
@@ -94,6 +97,7 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await app.state.services.readers.aclose()
+            await app.state.services.page_store.aclose()
             await queue.aclose(close_connection_pool=True)
             await mongo.close()
             verifier.close()
@@ -105,6 +109,7 @@ def create_app(settings: Settings) -> Litestar:
             ChapterController,
             JobRouterController,
             ChunkController,
+            PageImageController,
             ingestion_job_status,
             health,
             ready,

@@ -3,6 +3,7 @@
     ServiceError                    (500) base: carries an HTTP status and a public message
     ├── NotAuthenticated            (401) "Could not validate credentials" + WWW-Authenticate
     ├── AccessDenied                (403) "Access denied to this job"
+    ├── Forbidden                   (403) any other refusal (e.g. an unsigned image URL)
     ├── JobNotFound                 (404) "Job <job_id> not found"
     ├── NotFound                    (404) a file, chapter or chunk that is not the caller's
     ├── BadRequest                  (400) a malformed request (e.g. an empty upload)
@@ -61,6 +62,11 @@ class NotAuthenticated(ServiceError):
 class AccessDenied(ServiceError):
     status_code = 403
     detail = "Access denied to this job"
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    detail = "Forbidden"
 
 
 class JobNotFound(ServiceError):

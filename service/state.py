@@ -11,6 +11,7 @@ from service.db import Mongo
 from service.rate_limit import RateLimiter
 from service.reads import JobReaders
 from service.settings import Settings
+from service.store.page_images import PageStore
 
 
 @dataclass(slots=True)
@@ -23,3 +24,4 @@ class Services:
     queue: ArqRedis
     limiter: RateLimiter
     readers: JobReaders  # the polled endpoints' coalesced reads
+    page_store: PageStore  # page images: GridFS or S3 (PAGE_STORE)

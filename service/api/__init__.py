@@ -1,0 +1,1 @@
+"""The HTTP API (Litestar): one module per public contract."""
