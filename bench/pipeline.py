@@ -153,14 +153,9 @@ async def main() -> int:
     readers = JobReaders.create(
         PdfChapterJob.get_pymongo_collection, max_batch=100, timeout_s=2.0, counts=ReadCounts()
     )
+    pages = create_page_store(settings, mongo.db)
     services = Services(
-        settings,
-        mongo,
-        TokenVerifier(settings),
-        queue,
-        RateLimiter(queue),
-        readers,
-        create_page_store(settings, mongo.db),
+        settings, mongo, TokenVerifier(settings), queue, RateLimiter(queue), readers, pages
     )
     try:
         print("1. throughput: worker end to end vs raw PyMuPDF get_text(), same file, same run")
