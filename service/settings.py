@@ -7,7 +7,7 @@ environment at import time.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # Where `make run` starts its embedded servers, so the defaults reach them with no configuration.
 EMBEDDED_MONGO_PORT = 27018
 EMBEDDED_REDIS_PORT = 6380
+# Signs page image URLs in development only: refused when APP_ENV=production.
+DEVELOPMENT_PAGE_URL_SECRET = "development-only-page-url-secret"  # noqa: S105 (public on purpose)
 
 
 class AppEnv(StrEnum):
@@ -177,3 +179,57 @@ class Settings(BaseSettings):
     @property
     def storage_quota_bytes(self) -> int:
         return self.storage_quota_mb * 1024 * 1024
+
+    # Page images (issue 11): where rendered pages are stored and how browsers reach them.
+    page_store: Literal["gridfs", "s3"] = "gridfs"
+    s3_endpoint_url: str | None = None  # unset: AWS itself
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # A CDN or public bucket URL: image URL = this + key, unsigned (S3 only).
+    page_public_base_url: str | None = None
+    # Signs the API's own image URLs (GridFS). Every API process must share it, so it is not
+    # random per process; the fixed development value is refused in production.
+    page_url_secret: SecretStr = SecretStr(DEVELOPMENT_PAGE_URL_SECRET)
+    # How long an image URL works; S3 presigned URLs may live 7 days at most.
+    page_url_ttl_s: int = Field(default=3600, ge=60, le=604_800)
+    # The API's origin as browsers reach it (https://api.example.com): signed image URLs start
+    # with it. Unset: the origin the request came to.
+    api_public_url: str | None = None
+
+    @field_validator(
+        "s3_endpoint_url",
+        "s3_bucket",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "page_public_base_url",
+        "api_public_url",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @field_validator("s3_endpoint_url", "page_public_base_url", "api_public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check_page_images(self) -> Settings:
+        if self.page_store == "s3" and not self.s3_bucket:
+            raise ValueError("PAGE_STORE=s3 needs S3_BUCKET")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together")
+        if self.app_env is AppEnv.production:
+            secret = self.page_url_secret.get_secret_value()
+            if secret == DEVELOPMENT_PAGE_URL_SECRET or len(secret) < 32:
+                raise ValueError(
+                    "PAGE_URL_SECRET must be set to a random value of at least 32 characters "
+                    "when APP_ENV=production (it signs page image URLs); e.g. "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        return self

@@ -32,6 +32,8 @@ from service.store.documents import DOCUMENT_MODELS, PdfChapterJob
 from tests.firebase_certs import CertServer
 
 PROJECT_ID = "pcj-test-project"
+# The session's SeaweedFS (S3) server fixture, for the page store's S3 backend.
+pytest_plugins = ["tests.seaweed"]
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.pop("FIREBASE_AUTH_EMULATOR_HOST", None)
 

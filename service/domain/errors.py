@@ -4,6 +4,7 @@ message. Handlers and the store raise them; ``service/api/errors.py`` renders th
     ServiceError                    (500) INTERNAL_ERROR: base
     ├── NotAuthenticated            (401) UNAUTHORIZED "Could not validate credentials"
     ├── AccessDenied                (403) FORBIDDEN "Access denied to this job"
+    ├── Forbidden                   (403) FORBIDDEN: any other refusal (an unsigned image URL)
     ├── NotFound                    (404) NOT_FOUND: a file, chapter or chunk not the caller's
     │   └── JobNotFound             (404) JOB_NOT_FOUND "Job <job_id> not found"
     ├── BadRequest                  (400) BAD_REQUEST: a malformed request (an empty upload, ...)
@@ -63,6 +64,14 @@ class AccessDenied(ServiceError):
     status_code = 403
     code = "FORBIDDEN"
     detail = "Access denied to this job"
+
+
+class Forbidden(ServiceError):
+    """Any other refusal (e.g. an unsigned or expired image URL)."""
+
+    status_code = 403
+    code = "FORBIDDEN"
+    detail = "Forbidden"
 
 
 class NotFound(ServiceError):

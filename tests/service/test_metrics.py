@@ -151,7 +151,11 @@ async def test_metrics_with_the_token_are_served(other_app, settings):
 
 
 def test_production_refuses_to_start_without_a_metrics_token():
-    production = {"app_env": "production", "firebase_project_id": "real-project"}
+    production = {
+        "app_env": "production",
+        "firebase_project_id": "real-project",
+        "page_url_secret": "k" * 32,
+    }
 
     with pytest.raises(pydantic.ValidationError, match="METRICS_TOKEN"):
         Settings(**production)
