@@ -9,7 +9,8 @@ message. Handlers and the store raise them; ``service/api/errors.py`` renders th
     ├── BadRequest                  (400) BAD_REQUEST: a malformed request (an empty upload, ...)
     │   └── InvalidParameter        (400) VALIDATION_ERROR: names the field and the value sent
     ├── UnsupportedMediaType        (415) UNSUPPORTED_MEDIA_TYPE: an upload that is not a PDF
-    ├── PayloadTooLarge             (413) PAYLOAD_TOO_LARGE: an upload over MAX_UPLOAD_MB
+    ├── PayloadTooLarge             (413) PAYLOAD_TOO_LARGE: over MAX_UPLOAD_MB / MAX_JSON_BODY_KB
+    ├── RequestTimeout              (408) REQUEST_TIMEOUT: a body idle for UPLOAD_IDLE_TIMEOUT_S
     ├── Conflict                    (409) CONFLICT: a transition the job's state forbids
     ├── InvalidRequest              (422) VALIDATION_ERROR: a body that fails validation
     ├── RateLimited                 (429) RATE_LIMITED; Retry-After (service/api/rate_limit.py)
@@ -100,6 +101,11 @@ class UnsupportedMediaType(ServiceError):
 class PayloadTooLarge(ServiceError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"
+
+
+class RequestTimeout(ServiceError):
+    status_code = 408
+    code = "REQUEST_TIMEOUT"
 
 
 class Conflict(ServiceError):
