@@ -15,9 +15,9 @@ from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from service.api.auth import Principal
-from service.api.body import idempotency_key, json_body, validated
+from service.api.body import JSON_BODY_ERRORS, PrintableId, idempotency_key, json_body, validated
 from service.api.dependencies import PrincipalDep, ServicesDep, services_of
-from service.api.files import receive_pdf
+from service.api.files import UPLOAD_ERRORS, receive_pdf
 from service.api.multipart import is_multipart
 from service.api.responses import (
     CALLER_ERRORS,
@@ -116,7 +116,7 @@ def job_status_out(doc: JobDoc) -> JobStatusOut:
 class CreateJobIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /api/v1/books/jobs`` as JSON: which uploaded file becomes a chapter of which book."""
 
-    book_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    book_id: PrintableId
     file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
@@ -206,6 +206,8 @@ class BookJobController(Controller):
         request_max_body_size=None,  # multipart uploads are limited while streaming
         opt={"error_prefix": "Failed to create job"},
         responses={
+            **JSON_BODY_ERRORS,
+            **UPLOAD_ERRORS,
             400: error("Malformed body or upload"),
             404: error("No such file of the caller's"),
             413: error("Upload larger than MAX_UPLOAD_MB"),

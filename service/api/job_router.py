@@ -13,7 +13,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from service.api.body import idempotency_key, json_body, validated
+from service.api.body import JSON_BODY_ERRORS, PrintableId, idempotency_key, json_body, validated
 from service.api.dependencies import PrincipalDep, ServicesDep
 from service.api.responses import (
     CALLER_ERRORS,
@@ -136,7 +136,7 @@ def job_detail_out(doc: JobDoc) -> JobDetailOut:
 class JobPayloadIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What the worker needs: the uploaded file and the book its chapter joins."""
 
-    book_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    book_id: PrintableId
     file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
@@ -179,6 +179,7 @@ class JobRouterController(Controller):
         opt={"error_prefix": "Failed to create job"},
         responses={
             **RESPONSES,
+            **JSON_BODY_ERRORS,
             404: error("No such file of the caller's"),
             422: error("Invalid fields, each named"),
         },
