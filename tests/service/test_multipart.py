@@ -50,8 +50,10 @@ async def stored_counts(gridfs):
 
 @pytest.fixture(scope="module")
 def pdf():
-    """Big enough to span several GridFS chunks, so a cut-off upload has written some."""
-    return text_pdf(300, words=120)
+    """A PDF padded with a comment to 2 MB: eight GridFS chunks, so a cut-off upload has
+    written several before it fails."""
+    data = text_pdf(3)
+    return data + b"%" + b"x" * (2 * 1024 * 1024 - len(data) - 1)
 
 
 async def test_complete_hand_built_form_is_stored(post_form, gridfs, pdf):
