@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     # Where `python -m worker` serves its Prometheus metrics (0: not at all).
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
+    # Request bodies and uploads (issue 13): what one client can make an API process hold.
+    # A JSON body larger than this is refused (413) before it is read whole.
+    max_json_body_kb: int = Field(default=64, ge=1, le=10_240)
+    # An upload or JSON body that sends nothing for this long is answered 408 and kept nowhere.
+    upload_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    # Uploads one user may stream at once, counted in Redis across API processes (429 above).
+    max_concurrent_uploads_per_user: int = Field(default=3, ge=1, le=1000)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -12,10 +12,10 @@ from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from service.api.auth import Principal
-from service.api.body import idempotency_key, json_body, validated
+from service.api.body import JSON_BODY_ERRORS, PrintableId, idempotency_key, json_body, validated
 from service.api.chapters import ChapterOptionsIn
 from service.api.dependencies import PrincipalDep, ServicesDep, services_of
-from service.api.files import receive_pdf
+from service.api.files import UPLOAD_ERRORS, receive_pdf
 from service.api.multipart import is_multipart
 from service.api.quota import admit_job_creation, ensure_job_slot
 from service.api.responses import (
@@ -122,7 +122,7 @@ class CreateJobIn(ChapterOptionsIn, kw_only=True, forbid_unknown_fields=True):
     """``POST /api/v1/books/jobs`` as JSON (or form fields): which uploaded file becomes a chapter
     of which book, and the chapter's optional title, slug, place and content mode."""
 
-    book_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    book_id: PrintableId
     file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
@@ -207,6 +207,8 @@ class BookJobController(Controller):
         request_max_body_size=None,  # multipart uploads are limited while streaming
         opt={"error_prefix": "Failed to create job"},
         responses={
+            **JSON_BODY_ERRORS,
+            **UPLOAD_ERRORS,
             400: error("Malformed body or upload"),
             404: error("No such file of the caller's"),
             413: error("Upload larger than MAX_UPLOAD_MB, or past STORAGE_QUOTA_MB"),

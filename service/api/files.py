@@ -14,8 +14,10 @@ from service.api.multipart import FilePart, is_multipart, read_form
 from service.api.quota import keep_within_quota, quota_error, upload_limit
 from service.api.responses import CALLER_ERRORS, Timestamp, error, iso_z
 from service.api.state import Services
+from service.api.upload_slot import upload_slot
 from service.domain.errors import BadRequest, PayloadTooLarge
-from service.store.files import StoredFile, delete_owned_file, safe_filename, store_pdf
+from service.domain.name import safe_filename
+from service.store.files import StoredFile, delete_file, delete_owned_file, store_pdf
 
 
 class FileOut(msgspec.Struct, kw_only=True):
@@ -32,6 +34,11 @@ class FileOut(msgspec.Struct, kw_only=True):
 # Room for the multipart framing and a few small text fields around the file.
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
+UPLOAD_ERRORS = {
+    408: error("Nothing received for UPLOAD_IDLE_TIMEOUT_S; nothing is kept"),
+    429: error("MAX_CONCURRENT_UPLOADS_PER_USER uploads already in progress; see Retry-After"),
+}
+
 
 def file_out(stored: StoredFile) -> FileOut:
     return FileOut(
@@ -47,16 +54,21 @@ def file_out(stored: StoredFile) -> FileOut:
 async def receive_pdf(
     request: Request[Any, Any, Any], services: Services, user_id: str
 ) -> tuple[dict[str, str], StoredFile]:
-    """Stream a multipart body's one PDF into GridFS; return the form's text fields and the file."""
+    """Stream a multipart body's one PDF into GridFS; return the form's text fields and the file.
+
+    Holds one of the caller's upload slots (429 when all are taken) while the body streams in;
+    any failure, even after the file was stored, leaves nothing in GridFS.
+    """
     if not is_multipart(request):
         raise BadRequest("Expected multipart/form-data with a 'file' field")
     settings = services.settings
     limit = await upload_limit(services, user_id)  # a full quota is refused before the body
+    done: list[StoredFile] = []
 
     async def store(part: FilePart, chunks: AsyncIterator[bytes]) -> StoredFile:
         if part.name != "file":
             raise BadRequest(f"Unexpected file field {part.name!r}: send the PDF as 'file'")
-        return await store_pdf(
+        result = await store_pdf(
             services.mongo.db,
             user_id=user_id,
             filename=safe_filename(part.filename),
@@ -64,13 +76,25 @@ async def receive_pdf(
             chunks=chunks,
             max_bytes=limit,
         )
+        done.append(result)
+        return result
 
-    try:
-        form = await read_form(
-            request, max_body=settings.max_upload_bytes + FORM_OVERHEAD_BYTES, on_file=store
-        )
-    except PayloadTooLarge as exc:
-        raise await quota_error(services, user_id, limit, exc) from None
+    async with upload_slot(services.queue, user_id, settings.max_concurrent_uploads_per_user):
+        try:
+            form = await read_form(
+                request,
+                max_body=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+                idle_timeout_s=settings.upload_idle_timeout_s,
+                on_file=store,
+            )
+        except BaseException as exc:
+            # The form failed after its file was stored: a second file, a bad field, or a body
+            # cut off (or stalled) before its closing boundary.
+            for file in done:
+                await delete_file(services.mongo.db, file.file_id)
+            if isinstance(exc, PayloadTooLarge):  # past MAX_UPLOAD_MB, or past the quota
+                raise await quota_error(services, user_id, limit, exc) from None
+            raise
     if form.file is None:
         raise BadRequest("Missing 'file' field")
     stored: StoredFile = form.file
@@ -92,9 +116,10 @@ class FileController(Controller):
         request_max_body_size=None,  # enforced while streaming, from MAX_UPLOAD_MB
         opt={"error_prefix": "Failed to upload file"},
         responses={
-            400: error("Not multipart, no file, or an empty file"),
+            400: error("Not multipart, malformed or cut off, no file, or an empty file"),
             413: error("Larger than MAX_UPLOAD_MB, or past STORAGE_QUOTA_MB"),
             415: error("Not a PDF"),
+            **UPLOAD_ERRORS,
             **CALLER_ERRORS,
         },
     )

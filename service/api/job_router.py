@@ -13,7 +13,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from service.api.body import idempotency_key, json_body, validated
+from service.api.body import JSON_BODY_ERRORS, PrintableId, idempotency_key, json_body, validated
 from service.api.chapters import ChapterOptionsIn
 from service.api.dependencies import PrincipalDep, ServicesDep
 from service.api.quota import admit_job_creation
@@ -139,7 +139,7 @@ class JobPayloadIn(ChapterOptionsIn, kw_only=True, forbid_unknown_fields=True):
     """What the worker needs: the uploaded file and the book its chapter joins, and the
     chapter's optional slug, place and content mode (its title is the job's ``title``)."""
 
-    book_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    book_id: PrintableId
     file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
@@ -182,6 +182,7 @@ class JobRouterController(Controller):
         opt={"error_prefix": "Failed to create job"},
         responses={
             **RESPONSES,
+            **JSON_BODY_ERRORS,
             404: error("No such file of the caller's"),
             422: error("Invalid fields, each named"),
             429: error("Past JOB_CREATIONS_PER_MINUTE or MAX_ACTIVE_JOBS_PER_USER; Retry-After"),

@@ -8,14 +8,17 @@ message. Handlers and the store raise them; ``service/api/errors.py`` renders th
     ├── NotFound                    (404) NOT_FOUND: a file, chapter or chunk not the caller's
     │   └── JobNotFound             (404) JOB_NOT_FOUND "Job <job_id> not found"
     ├── BadRequest                  (400) BAD_REQUEST: a malformed request (an empty upload, ...)
-    │   └── InvalidParameter        (400) VALIDATION_ERROR: names the field and the value sent
+    │   ├── InvalidParameter        (400) VALIDATION_ERROR: names the field and the value sent
+    │   └── ClientDisconnected      (400) CLIENT_DISCONNECTED (service/api/body_stream.py)
     ├── UnsupportedMediaType        (415) UNSUPPORTED_MEDIA_TYPE: an upload that is not a PDF
-    ├── PayloadTooLarge             (413) PAYLOAD_TOO_LARGE: an upload over MAX_UPLOAD_MB
+    ├── PayloadTooLarge             (413) PAYLOAD_TOO_LARGE: over MAX_UPLOAD_MB / MAX_JSON_BODY_KB
     │   └── StorageQuotaExceeded    (413) STORAGE_QUOTA_EXCEEDED: past STORAGE_QUOTA_MB
+    ├── RequestTimeout              (408) REQUEST_TIMEOUT: a body idle for UPLOAD_IDLE_TIMEOUT_S
     ├── Conflict                    (409) CONFLICT: a transition the job's state forbids
     ├── InvalidRequest              (422) VALIDATION_ERROR: a body that fails validation
     ├── RateLimited                 (429) RATE_LIMITED; Retry-After (service/api/rate_limit.py)
     ├── TooManyActiveJobs           (429) TOO_MANY_ACTIVE_JOBS: MAX_ACTIVE_JOBS_PER_USER
+    ├── TooManyUploads              (429) TOO_MANY_UPLOADS; Retry-After (service/api/upload_slot.py)
     └── DependencyUnavailable       (503) SERVICE_UNAVAILABLE: MongoDB or Redis down; Retry-After
 
 Messages are safe to show: they never carry an internal message or a stack trace.
@@ -111,6 +114,11 @@ class UnsupportedMediaType(ServiceError):
 class PayloadTooLarge(ServiceError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"
+
+
+class RequestTimeout(ServiceError):
+    status_code = 408
+    code = "REQUEST_TIMEOUT"
 
 
 class Conflict(ServiceError):

@@ -252,7 +252,10 @@ async def test_full_quota_refuses_before_the_body_and_counts_page_images(
 async def test_quota_holds_when_uploads_race_in_two_api_processes(
     client, other_app, settings, auth_headers, db
 ):
-    one_mb = settings.model_copy(update={"storage_quota_mb": 1})
+    # Room for four uploads at once: the quota, not the upload slots, is what is tested.
+    one_mb = settings.model_copy(
+        update={"storage_quota_mb": 1, "max_concurrent_uploads_per_user": 4}
+    )
     files = {"file": ("big.pdf", _blob(600 * 1024), "application/pdf")}
     alice = auth_headers("alice")
 
