@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import msgspec
@@ -13,7 +14,7 @@ from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from service.api.auth import Principal
 from service.api.body import JSON_BODY_ERRORS, PrintableId, idempotency_key, json_body, validated
-from service.api.chapters import ChapterOptionsIn
+from service.api.chapters import MAX_OFFSET, ChapterOptionsIn, ChapterPageOut, ImageUrls
 from service.api.dependencies import PrincipalDep, ServicesDep, services_of
 from service.api.files import UPLOAD_ERRORS, receive_pdf
 from service.api.multipart import is_multipart
@@ -34,6 +35,7 @@ from service.domain.errors import (
     TooManyActiveJobs,
 )
 from service.domain.job import JobStatus
+from service.store.chapters import count_pages, stored_pages
 from service.store.documents import JobDoc
 from service.store.files import StoredFile, delete_file
 from service.store.job_store import (
@@ -124,6 +126,17 @@ class CreateJobIn(ChapterOptionsIn, kw_only=True, forbid_unknown_fields=True):
 
     book_id: PrintableId
     file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class JobPagesOut(msgspec.Struct, kw_only=True):
+    """The pages of a job stored so far, in order: a frontend shows them while the job runs.
+    ``total_pages`` is null until the PDF was opened."""
+
+    items: list[ChapterPageOut]
+    rendered: int
+    total_pages: int | None
+    offset: int
+    limit: int
 
 
 class JobListOut(msgspec.Struct, kw_only=True):
@@ -289,9 +302,13 @@ class BookJobController(Controller):
             **ERROR_RESPONSES,
         },
     )
-    async def cancel(self, job_id: FromPath[str], principal: PrincipalDep) -> JobStatusOut:
+    async def cancel(
+        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
+    ) -> JobStatusOut:
         doc = await load_owned_job(job_id, principal, {"job_id": 1, "user_id": 1})
-        cancelled = await cancel_job(doc["job_id"], principal.user_id, JOB_STATUS_FIELDS)
+        cancelled = await cancel_job(
+            doc["job_id"], principal.user_id, JOB_STATUS_FIELDS, services.page_store
+        )
         return job_status_out(cancelled)
 
     @delete(
@@ -301,9 +318,44 @@ class BookJobController(Controller):
         opt={"error_prefix": "Failed to delete job"},
         responses=ERROR_RESPONSES,
     )
-    async def remove(self, job_id: FromPath[str], principal: PrincipalDep) -> None:
+    async def remove(
+        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
+    ) -> None:
         doc = await load_owned_job(job_id, principal, {"job_id": 1, "user_id": 1})
-        await delete_job(doc["job_id"], principal.user_id)
+        await delete_job(doc["job_id"], principal.user_id, services.page_store)
+
+    @get(
+        "/{job_id:str}/pages",
+        summary="The pages rendered so far, with their image URLs",
+        description=(
+            "Owner-only, paginated. A page is listed once its text and images are stored, so "
+            "its URLs open at once; `rendered` counts them. Works while the job runs and after."
+        ),
+        opt={"error_prefix": "Failed to list pages"},
+        responses=ERROR_RESPONSES,
+    )
+    async def list_pages(
+        self,
+        request: Request[Any, Any, Any],
+        job_id: FromPath[str],
+        principal: PrincipalDep,
+        services: ServicesDep,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    ) -> JobPagesOut:
+        doc = await load_owned_job(job_id, principal, {"job_id": 1, "user_id": 1, "pages_total": 1})
+        pages, rendered = await asyncio.gather(
+            stored_pages(doc["job_id"], offset=offset, limit=limit),
+            count_pages(doc["job_id"]),
+        )
+        urls = ImageUrls(request, services)
+        return JobPagesOut(
+            items=[await urls.page(entry) for entry in pages],
+            rendered=rendered,
+            total_pages=doc.get("pages_total"),
+            offset=offset,
+            limit=limit,
+        )
 
     @get(
         "/{job_id:str}",

@@ -1,17 +1,25 @@
-"""The chapters jobs made: ``GET /api/v1/books/{book_id}/chapters/{chapter_id}`` and its pages."""
+"""The chapters jobs made: ``/api/v1/books/{book_id}/chapters/{chapter_id}``, its pages, their
+images; and the request shape of a chapter's options.
+
+Image URLs are made here, when a chapter or a page list is read, never stored: signed API URLs
+for GridFS (``PAGE_URL_TTL_S``), presigned or public URLs for S3 (``service/api/page_images.py``).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, Request, delete, get
 from litestar.params import FromPath, QueryParameter
 
-from service.api.dependencies import PrincipalDep
+from service.api.dependencies import PrincipalDep, ServicesDep
+from service.api.page_images import api_origin, page_image_url
 from service.api.responses import OWNER_HIDDEN_ERRORS, Timestamp, error, iso_z
+from service.api.state import Services
 from service.domain.chapter import SLUG_MAX, SLUG_PATTERN, ChapterOptions, ContentMode
 from service.domain.errors import NotFound
+from service.store.chapters import delete_chapter, page_entry
 from service.store.documents import BookChapter, DocumentChunk
 
 
@@ -34,15 +42,36 @@ class ChapterOut(msgspec.Struct, kw_only=True):
     # MuPDF had to rebuild a damaged file to read it: some pages may be blank or partial.
     repaired: bool
     created_at: Timestamp
+    pages: list[ChapterPageOut]
+    pdf_url: str | None  # content mode pdf_file: the PDF itself
+
+
+class ChapterPageOut(msgspec.Struct, kw_only=True):
+    """One page as the book editor shows it: its image is the page's background, ``elements``
+    are what the editor adds on top (none yet). ``has_text: false`` is an image-only (scanned)
+    page. URLs are null for a ``pdf_file`` chapter, which has no page images."""
+
+    page_number: int
+    background_url: str | None
+    thumbnail_url: str | None
+    width: int | None
+    height: int | None
+    has_text: bool
+    elements: list[Any] = msgspec.field(default_factory=list)
 
 
 class PageOut(msgspec.Struct, kw_only=True):
-    """One page of a chapter."""
+    """One page of a chapter: its text, and its images."""
 
     id: str
     chunk_index: int
     page_number: int
     content: str
+    background_url: str | None = None
+    thumbnail_url: str | None = None
+    width: int | None = None
+    height: int | None = None
+    has_text: bool = True
 
 
 class PageListOut(msgspec.Struct, kw_only=True):
@@ -71,6 +100,31 @@ async def _owned_chapter(book_id: str, chapter_id: str, user_id: str) -> dict[st
     return doc
 
 
+class ImageUrls:
+    """Makes the image URLs of one response: one origin, one clock, for every page."""
+
+    def __init__(self, request: Request[Any, Any, Any], services: Services) -> None:
+        self._services = services
+        self._origin = api_origin(services.settings, str(request.base_url))
+
+    async def of(self, ref: dict[str, Any] | None) -> str | None:
+        if not ref:
+            return None
+        return await page_image_url(self._services, ref["key"], origin=self._origin)
+
+    async def page(self, entry: dict[str, Any]) -> ChapterPageOut:
+        """A page entry (``service.store.chapters.page_entry``) with its URLs."""
+        image = entry.get("image") or {}
+        return ChapterPageOut(
+            page_number=entry["page_number"],
+            background_url=await self.of(entry.get("image")),
+            thumbnail_url=await self.of(entry.get("thumbnail")),
+            width=image.get("width"),
+            height=image.get("height"),
+            has_text=bool(entry.get("has_text", True)),
+        )
+
+
 class ChapterController(Controller):
     """Chapters and their pages, owner-only."""
 
@@ -78,11 +132,21 @@ class ChapterController(Controller):
     tags = ["chapters"]  # noqa: RUF012
     security = [{"BearerToken": []}]  # noqa: RUF012
 
-    @get("/{chapter_id:str}", summary="A chapter", responses=NOT_FOUND)
+    @get(
+        "/{chapter_id:str}",
+        summary="A chapter, every page with its image URLs",
+        responses=NOT_FOUND,
+    )
     async def get_chapter(
-        self, book_id: FromPath[str], chapter_id: FromPath[str], principal: PrincipalDep
+        self,
+        request: Request[Any, Any, Any],
+        book_id: FromPath[str],
+        chapter_id: FromPath[str],
+        principal: PrincipalDep,
+        services: ServicesDep,
     ) -> ChapterOut:
         doc = await _owned_chapter(book_id, chapter_id, principal.user_id)
+        urls = ImageUrls(request, services)
         return ChapterOut(
             chapter_id=doc["chapter_id"],
             book_id=doc["book_id"],
@@ -99,37 +163,63 @@ class ChapterController(Controller):
             source_filename=doc["source_filename"],
             repaired=bool(doc.get("repaired")),
             created_at=iso_z(doc["created_at"]),
+            pages=[await urls.page(entry) for entry in doc.get("pages") or []],
+            pdf_url=await urls.of({"key": doc["pdf_key"]}) if doc.get("pdf_key") else None,
         )
 
     @get("/{chapter_id:str}/pages", summary="A chapter's pages, in order", responses=NOT_FOUND)
     async def list_pages(
         self,
+        request: Request[Any, Any, Any],
         book_id: FromPath[str],
         chapter_id: FromPath[str],
         principal: PrincipalDep,
+        services: ServicesDep,
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
     ) -> PageListOut:
         chapter = await _owned_chapter(book_id, chapter_id, principal.user_id)
         chunks = DocumentChunk.get_pymongo_collection()
         query = {"chapter_id": chapter_id, "job_id": chapter["job_id"]}
-        cursor = chunks.find(query, {"content": 1, "chunk_index": 1, "metadata.page_number": 1})
+        fields = {"content": 1, "chunk_index": 1, "image": 1, "thumbnail": 1, "has_text": 1}
+        cursor = chunks.find(query, fields)
         docs = await cursor.sort("chunk_index", 1).skip(offset).limit(limit).to_list()
         total = await chunks.count_documents(query)
-        return PageListOut(
-            items=[
+        urls = ImageUrls(request, services)
+        items = []
+        for doc in docs:
+            page = await urls.page(page_entry(doc))
+            items.append(
                 PageOut(
                     id=doc["_id"],
                     chunk_index=doc["chunk_index"],
-                    page_number=doc["metadata"]["page_number"],
+                    page_number=page.page_number,
                     content=doc["content"],
+                    background_url=page.background_url,
+                    thumbnail_url=page.thumbnail_url,
+                    width=page.width,
+                    height=page.height,
+                    has_text=page.has_text,
                 )
-                for doc in docs
-            ],
-            total=total,
-            offset=offset,
-            limit=limit,
-        )
+            )
+        return PageListOut(items=items, total=total, offset=offset, limit=limit)
+
+    @delete(
+        "/{chapter_id:str}",
+        summary="Delete a chapter, its pages and its images",
+        status_code=204,
+        opt={"error_prefix": "Failed to delete chapter"},
+        responses=NOT_FOUND,
+    )
+    async def remove(
+        self,
+        book_id: FromPath[str],
+        chapter_id: FromPath[str],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> None:
+        if not await delete_chapter(chapter_id, book_id, principal.user_id, services.page_store):
+            raise NotFound(f"Chapter {chapter_id[:64]} not found")
 
 
 class ChapterOptionsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -275,6 +275,8 @@ class JobRouterController(Controller):
         opt={"error_prefix": "Failed to delete job"},
         responses={**RESPONSES, **NOT_FOUND},
     )
-    async def remove(self, job_id: FromPath[str], principal: PrincipalDep) -> None:
+    async def remove(
+        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
+    ) -> None:
         doc = await _owned_job(job_id, principal.user_id)
-        await delete_job(doc["job_id"], principal.user_id)
+        await delete_job(doc["job_id"], principal.user_id, services.page_store)

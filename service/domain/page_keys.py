@@ -2,6 +2,7 @@
 
     chapters/{chapter_id}/page-{n}.webp     the page at CHAPTER_DPI (``.jpg`` for jpeg)
     chapters/{chapter_id}/thumb-{n}.webp    its thumbnail
+    chapters/{chapter_id}/source.pdf        the PDF itself (content mode ``pdf_file``)
 
 Keys are relative, ``/``-separated, and made of URL-safe characters only, so a key is at once a
 GridFS ``_id``, an S3 object name and the tail of an image URL, with no escaping anywhere.
@@ -18,7 +19,11 @@ ImageFormat = Literal["webp", "jpeg"]
 ImageKind = Literal["page", "thumb"]
 
 EXTENSIONS: dict[str, str] = {"webp": "webp", "jpeg": "jpg"}
-CONTENT_TYPES: dict[str, str] = {"webp": "image/webp", "jpg": "image/jpeg"}
+CONTENT_TYPES: dict[str, str] = {
+    "webp": "image/webp",
+    "jpg": "image/jpeg",
+    "pdf": "application/pdf",
+}
 
 MAX_KEY_LENGTH = 512
 # One path segment: URL-safe and starting with a letter or digit (so never "." or "..").
@@ -56,6 +61,11 @@ def page_key(chapter_id: str, page_number: int, image_format: ImageFormat = "web
 def thumbnail_key(chapter_id: str, page_number: int, image_format: ImageFormat = "webp") -> str:
     """``chapters/{chapter_id}/thumb-{n}.webp`` (``.jpg`` for jpeg)."""
     return image_key(chapter_id, page_number, image_format, "thumb")
+
+
+def source_key(chapter_id: str) -> str:
+    """``chapters/{chapter_id}/source.pdf``: the PDF itself, for a ``pdf_file`` chapter."""
+    return f"{chapter_prefix(chapter_id)}source.pdf"
 
 
 def is_valid_key(key: str) -> bool:

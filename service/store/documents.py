@@ -216,6 +216,10 @@ class BookChapter(Document):
     source_file_id: str
     source_filename: str
     repaired: bool = False
+    # Every page, in order, with its image keys and sizes (content mode pdf_pages).
+    pages: list[ChapterPage] = Field(default_factory=list)
+    # The PDF itself in the page store (content mode pdf_file).
+    pdf_key: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     class Settings:
@@ -244,6 +248,23 @@ class BookChapter(Document):
         ]
 
 
+class ImageRef(BaseModel):
+    """A stored image of a page: its key in the page store and its size in pixels."""
+
+    key: str
+    width: int
+    height: int
+
+
+class ChapterPage(BaseModel):
+    """One page as the chapter lists it (the original product's ``pages``; URLs made on read)."""
+
+    page_number: int
+    image: ImageRef | None = None
+    thumbnail: ImageRef | None = None
+    has_text: bool = True
+
+
 class ChunkMetadata(BaseModel):
     source_file: str
     page_number: int
@@ -251,7 +272,9 @@ class ChunkMetadata(BaseModel):
 
 
 class DocumentChunk(Document):
-    """One page of a chapter's text. Its public ``id`` (a UUID) is the MongoDB ``_id``."""
+    """One page of a chapter: its text (for search) and, rendered, its image and thumbnail.
+    Its public ``id`` (a UUID) is the MongoDB ``_id``. Written once the page's images are
+    stored, so a chunk that exists is a page that can be shown."""
 
     id: str = Field(default_factory=new_id)  # type: ignore[assignment]
     job_id: str
@@ -260,6 +283,11 @@ class DocumentChunk(Document):
     chunk_index: int
     content: str
     metadata: ChunkMetadata
+    image: ImageRef | None = None
+    thumbnail: ImageRef | None = None
+    has_text: bool = True
+    # Every MuPDF warning raised while loading and rendering this page.
+    warnings: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -32,6 +32,7 @@ from service.store.chapters import chapters, discard
 from service.store.documents import JobDoc, PdfChapterJob
 from service.store.doorbell import ring
 from service.store.files import find_owned_file
+from service.store.page_images import PageStore
 from service.store.quota import ensure_active_slot
 from service.store.reader import JobReader
 
@@ -227,7 +228,9 @@ def _replay(existing: Doc, request_fingerprint: str) -> JobDoc:
     return cast(JobDoc, existing)
 
 
-async def cancel_job(job_id: str, user_id: str, projection: dict[str, int]) -> JobDoc:
+async def cancel_job(
+    job_id: str, user_id: str, projection: dict[str, int], store: PageStore
+) -> JobDoc:
     """Cancel a pending or processing job at once; 409 when it already finished.
 
     A run holding the job learns it at its next write and discards what it wrote. A job that no
@@ -236,7 +239,7 @@ async def cancel_job(job_id: str, user_id: str, projection: dict[str, int]) -> J
     done = await apply(lifecycle.cancel(job_id, user_id, utcnow()), {**projection, "lease_id": 1})
     if done is not None:
         if done.get("lease_id") is None:
-            await discard(job_id)
+            await discard(job_id, store)
         return done
     current = await jobs().find_one({"job_id": job_id, "user_id": user_id}, {"status": 1})
     if current is None:
@@ -244,10 +247,10 @@ async def cancel_job(job_id: str, user_id: str, projection: dict[str, int]) -> J
     raise Conflict(f"Job {job_id} is already {current['status']} and cannot be cancelled")
 
 
-async def delete_job(job_id: str, user_id: str) -> None:
+async def delete_job(job_id: str, user_id: str, store: PageStore) -> None:
     """Cancel if still active, then remove the job (a completed job's chapter stays)."""
     with contextlib.suppress(Conflict):
-        await cancel_job(job_id, user_id, {"_id": 0, "job_id": 1})
+        await cancel_job(job_id, user_id, {"_id": 0, "job_id": 1}, store)
     result = await jobs().delete_one({"job_id": job_id, "user_id": user_id})
     if not result.deleted_count:
         raise NotFound(f"Job {job_id} not found")
