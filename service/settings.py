@@ -6,8 +6,9 @@ environment at import time.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -124,3 +125,16 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    # Page rendering (issue 11; worker/render.py, worker/pool.py). Each worker runs
+    # RENDER_PROCESSES render processes shared by its jobs, each under JOB_MEMORY_LIMIT_MB.
+    render_processes: int = Field(
+        default_factory=lambda: len(os.sched_getaffinity(0)), ge=1, le=256
+    )
+    chapter_dpi: int = Field(default=150, ge=36, le=600)
+    page_image_format: Literal["webp", "jpeg"] = "webp"
+    page_image_quality: int = Field(default=85, ge=1, le=100)
+    # A page whose image would be larger is rendered at a lower DPI (a 200-inch map), not failed.
+    page_max_pixels: int = Field(default=12_000_000, ge=100_000, le=200_000_000)
+    # A render process still on one page after this long is killed, and the page's job fails.
+    page_time_limit_s: float = Field(default=120.0, gt=0, le=86_400)

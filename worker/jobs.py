@@ -17,6 +17,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,7 @@ from service.models import PdfChapterJob, utcnow
 from service.settings import Settings
 from service.stages import Stage, StageStatus, stage_fields, stage_percent
 from worker import chapter, metrics
-from worker.extract import ExtractionError
-from worker.isolation import PageBatch, Stopped, extract_in_child
+from worker.pool import PoolClosed, RenderPool
 from worker.progress import (
     ProgressWriter,
     advance,
@@ -38,10 +38,30 @@ from worker.progress import (
     record_page_errors,
     release,
 )
+from worker.render import ExtractionError, RenderedPage, RenderOptions
 
 log = logging.getLogger("worker.jobs")
 
 FILE_MISSING = ExtractionError("FILE_NOT_FOUND", "PDF file not found")
+
+# Pages are stored in batches: at most this many, or what arrived within this many seconds.
+BATCH_PAGES = 64
+BATCH_SECONDS = 0.05
+
+
+class Stopped(Exception):
+    """The job left ``processing`` (cancelled) while its PDF was being read."""
+
+
+def render_options(settings: Settings, *, images: bool) -> RenderOptions:
+    """How this worker renders pages (``CHAPTER_DPI``, ``PAGE_IMAGE_*``, ``PAGE_MAX_PIXELS``)."""
+    return RenderOptions(
+        dpi=settings.chapter_dpi,
+        image_format=settings.page_image_format,
+        quality=settings.page_image_quality,
+        max_pixels=settings.page_max_pixels,
+        render_images=images,
+    )
 
 
 def extraction_progress(done: int, total: int) -> int:
@@ -80,7 +100,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     started = time.monotonic()
     outcome = "released"
     try:
-        outcome = await _run(settings, claimed, filename)
+        outcome = await _run(settings, ctx["render_pool"], claimed, filename)
         return outcome
     except ExtractionError as exc:
         await fail(jobs, job_id, exc.reason, exc.code)
@@ -97,6 +117,10 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         with contextlib.suppress(Exception):
             await asyncio.shield(release(jobs, job_id))
         raise
+    except PoolClosed:
+        with contextlib.suppress(Exception):  # stopping too, its render processes first
+            await release(jobs, job_id)
+        return "released"
     except Exception:
         log.exception("job %s: unexpected error", job_id)
         await fail(jobs, job_id, "Internal error while processing the PDF", "INTERNAL")
@@ -127,7 +151,7 @@ class _Extraction:
     title: str | None = None
 
 
-async def _run(settings: Settings, job: dict[str, Any], filename: str) -> str:
+async def _run(settings: Settings, pool: RenderPool, job: dict[str, Any], filename: str) -> str:
     jobs = PdfChapterJob.get_pymongo_collection()
     job_id = job["job_id"]
     writer = ProgressWriter(jobs, job_id, interval_s=settings.progress_interval_s)
@@ -150,15 +174,16 @@ async def _run(settings: Settings, job: dict[str, Any], filename: str) -> str:
                 30, f"Processed 0/{total} pages...", {"pages_total": total}, force=True
             )
 
-        async def on_pages(batch: PageBatch) -> bool:
+        async def on_pages(batch: list[RenderedPage]) -> bool:
             total = state.total
             await chapter.write_pages(
-                job, chapter_id, filename, total, [(index, text) for index, text, _ in batch]
+                job, chapter_id, filename, total, [(page.index, page.text) for page in batch]
             )
+            # Every MuPDF warning counts: a damaged page often says "error" nowhere.
             errors = [
-                {"page_number": index + 1, "error": error}
-                for index, _, error in batch
-                if error is not None
+                {"page_number": page.index + 1, "error": page.error or "; ".join(page.warnings)}
+                for page in batch
+                if page.error or page.warnings
             ]
             if errors:
                 await record_page_errors(jobs, job_id, errors)
@@ -173,13 +198,22 @@ async def _run(settings: Settings, job: dict[str, Any], filename: str) -> str:
                 },
             )
 
-        await extract_in_child(
-            path,
-            memory_limit_bytes=settings.job_memory_limit_mb * 1024 * 1024,
-            time_limit_s=settings.job_time_limit_s,
-            on_meta=on_meta,
-            on_pages=on_pages,
-        )
+        try:
+            async with asyncio.timeout(settings.job_time_limit_s) as deadline:
+                info = await pool.open(path)
+                if not await on_meta(info.page_count, info.title):
+                    raise Stopped
+                # Text only until page images are stored (issue 11 wires in the page store).
+                options = render_options(settings, images=False)
+                if not await _render(pool, path, info.page_count, options, on_pages):
+                    raise Stopped
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            limit = settings.job_time_limit_s
+            raise ExtractionError(
+                "TIMEOUT", f"PDF processing timed out after {limit:g} s"
+            ) from None
     if not await writer.flush():
         raise Stopped
     total = state.total
@@ -203,6 +237,27 @@ async def _run(settings: Settings, job: dict[str, Any], filename: str) -> str:
         raise Stopped
     log.info("job %s: completed, %d pages", job_id, total)
     return "completed"
+
+
+async def _render(
+    pool: RenderPool,
+    path: str,
+    total: int,
+    options: RenderOptions,
+    on_pages: Callable[[list[RenderedPage]], Awaitable[bool]],
+) -> bool:
+    """Render every page, handing them to ``on_pages`` in batches; False once it says stop."""
+    batch: list[RenderedPage] = []
+    last_write = time.monotonic()
+    async with contextlib.aclosing(pool.render(path, range(total), options)) as pages:
+        async for page in pages:
+            batch.append(page)
+            if len(batch) < BATCH_PAGES and time.monotonic() - last_write < BATCH_SECONDS:
+                continue
+            if not await on_pages(batch):
+                return False
+            batch, last_write = [], time.monotonic()
+    return not batch or await on_pages(batch)
 
 
 async def _download(db: Any, file_id: str, path: str) -> None:

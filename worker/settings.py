@@ -11,13 +11,25 @@ from service.db import connect
 from service.jobs import PROCESS_FUNCTION
 from service.settings import Settings
 from worker import metrics
-from worker.isolation import warm_up
 from worker.jobs import process_pdf_chapter
+from worker.pool import RenderPool
 from worker.sweeper import sweep
 
 
+def create_render_pool(settings: Settings) -> RenderPool:
+    """The worker's render processes, shared by its jobs, sized and capped by its settings."""
+    return RenderPool(
+        processes=settings.render_processes,
+        memory_limit_bytes=settings.job_memory_limit_mb * 1024 * 1024,
+        # No page may take longer than its whole job may.
+        page_time_limit_s=min(settings.page_time_limit_s, settings.job_time_limit_s),
+    )
+
+
 async def startup(ctx: dict[str, Any]) -> None:
-    warm_up()
+    # Started now, not inside the first job: the forkserver's start imports PyMuPDF.
+    ctx["render_pool"] = pool = create_render_pool(ctx["settings"])
+    await pool.start()
     metrics.HEARTBEAT.set_to_current_time()
     if "mongo" not in ctx:  # tests hand in the connection their app already holds
         ctx["mongo"] = await connect(ctx["settings"])
@@ -25,6 +37,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["render_pool"].aclose()
     if ctx.get("owns_mongo"):
         await ctx["mongo"].close()
 

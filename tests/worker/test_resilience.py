@@ -13,6 +13,7 @@ from service.queue import create_queue
 from tests.conftest import REPO_ROOT
 from tests.pdfs import memory_bomb_pdf, text_pdf
 from worker.jobs import process_pdf_chapter
+from worker.settings import create_render_pool
 from worker.sweeper import sweep
 
 JOBS = "/api/v1/books/jobs"
@@ -133,7 +134,10 @@ async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, set
     swept = await _sweep(settings, stale_after_s=0)
     # Another worker takes the released job. (Called directly: arq itself keeps the dead
     # worker's entry "in progress" until its own timeout, which a burst worker would wait out.)
-    outcome = await process_pdf_chapter({"settings": settings}, job["job_id"])
+    async with create_render_pool(settings) as pool:
+        outcome = await process_pdf_chapter(
+            {"settings": settings, "render_pool": pool}, job["job_id"]
+        )
 
     done = await _job(job["job_id"])
     chunks = DocumentChunk.get_pymongo_collection()
@@ -202,9 +206,11 @@ async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(app, setti
             worker.kill()
     handed_back = await _job(job["job_id"])
 
-    outcome = await process_pdf_chapter(
-        {"settings": settings.model_copy(update={"job_memory_limit_mb": 4096})}, job["job_id"]
-    )
+    resumed = settings.model_copy(update={"job_memory_limit_mb": 4096})
+    async with create_render_pool(resumed) as pool:
+        outcome = await process_pdf_chapter(
+            {"settings": resumed, "render_pool": pool}, job["job_id"]
+        )
 
     assert exit_code == 0
     assert handed_back["status"] == "pending"  # no waiting for a stale heartbeat
