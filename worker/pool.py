@@ -179,8 +179,7 @@ def _read_frame(stream: BinaryIO) -> bytes | None:
     header = stream.read(_HEADER)
     if len(header) < _HEADER:
         return None  # the pool closed its end
-    body = stream.read(int.from_bytes(header, "big"))
-    return body
+    return stream.read(int.from_bytes(header, "big"))
 
 
 def _vsz_bytes() -> int:
@@ -299,7 +298,10 @@ class _Process:
             # The kernel's OOM killer (or an operator) killed it; under our cap that is memory.
             return OUT_OF_MEMORY
         if code is not None and code < 0:
-            name = signal.Signals(-code).name
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:  # a real-time signal has no name
+                name = f"signal {-code}"
             return ExtractionError("PDF_CRASHED", f"PDF processing crashed ({name})")
         return ExtractionError("PDF_CRASHED", f"PDF processing stopped unexpectedly (exit {code})")
 
