@@ -45,6 +45,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/polling.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/render.py
 
 ## Instructions per polling request vs raw find_one, by callgrind (needs `apt-get install valgrind`)
 bench-instructions: $(STAMP)
