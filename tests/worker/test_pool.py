@@ -152,7 +152,9 @@ async def test_a_killed_process_fails_its_job_as_out_of_memory(pool_factory, pdf
 
 
 async def test_a_page_over_the_memory_cap_fails_only_its_job(pool_factory, pdf):
-    pool = await pool_factory(processes=1, memory_mb=32)
+    # 64 MB: room for A4 pages at 150 DPI (about 40 MB with buffers kept for reuse), not for
+    # the bomb's hundreds of megabytes of text.
+    pool = await pool_factory(processes=1, memory_mb=64)
     bomb = pdf("bomb.pdf", memory_bomb_pdf())
     healthy = pdf("healthy.pdf", drawing_pdf(3))
 
