@@ -6,6 +6,7 @@ environment at import time.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -59,6 +60,8 @@ class Settings(BaseSettings):
 
     # Uploads and the PDF pipeline.
     max_upload_mb: int = Field(default=100, ge=1, le=10_240)
+    # A PDF with more pages fails with PDF_TOO_MANY_PAGES before any page is rendered.
+    max_pages: int = Field(default=5000, ge=1, le=100_000)
     # Memory (beyond the parser process's own baseline) and wall-clock caps for parsing one PDF.
     job_memory_limit_mb: int = Field(default=1024, ge=16, le=65_536)
     job_time_limit_s: float = Field(default=1800.0, gt=0, le=86_400)
@@ -241,3 +244,16 @@ class Settings(BaseSettings):
                     "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
                 )
         return self
+
+    # Page rendering (issue 11; worker/render.py, worker/pool.py). Each worker runs
+    # RENDER_PROCESSES render processes shared by its jobs, each under JOB_MEMORY_LIMIT_MB.
+    render_processes: int = Field(
+        default_factory=lambda: len(os.sched_getaffinity(0)), ge=1, le=256
+    )
+    chapter_dpi: int = Field(default=150, ge=36, le=600)
+    page_image_format: Literal["webp", "jpeg"] = "webp"
+    page_image_quality: int = Field(default=85, ge=1, le=100)
+    # A page whose image would be larger is rendered at a lower DPI (a 200-inch map), not failed.
+    page_max_pixels: int = Field(default=12_000_000, ge=100_000, le=200_000_000)
+    # A render process still on one page after this long is killed, and the page's job fails.
+    page_time_limit_s: float = Field(default=120.0, gt=0, le=86_400)

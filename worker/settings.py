@@ -10,21 +10,37 @@ from arq.connections import ArqRedis, RedisSettings
 from service.settings import Settings
 from service.store.doorbell import PROCESS_FUNCTION
 from service.store.mongo import connect
+from service.store.page_images import create_page_store
 from worker import metrics
-from worker.isolation import warm_up
+from worker.pool import RenderPool
 from worker.sweeper import sweep
 from worker.task import process_pdf_chapter
 
 
+def create_render_pool(settings: Settings) -> RenderPool:
+    """The worker's render processes, shared by its jobs, sized and capped by its settings."""
+    return RenderPool(
+        processes=settings.render_processes,
+        memory_limit_bytes=settings.job_memory_limit_mb * 1024 * 1024,
+        # No page may take longer than its whole job may.
+        page_time_limit_s=min(settings.page_time_limit_s, settings.job_time_limit_s),
+    )
+
+
 async def startup(ctx: dict[str, Any]) -> None:
-    warm_up()
+    # Started now, not inside the first job: the forkserver's start imports PyMuPDF.
+    ctx["render_pool"] = pool = create_render_pool(ctx["settings"])
+    await pool.start()
     metrics.HEARTBEAT.set_to_current_time()
     if "mongo" not in ctx:  # tests hand in the connection their app already holds
         ctx["mongo"] = await connect(ctx["settings"])
         ctx["owns_mongo"] = True
+    ctx["page_store"] = create_page_store(ctx["settings"], ctx["mongo"].db)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["render_pool"].aclose()
+    await ctx["page_store"].aclose()
     if ctx.get("owns_mongo"):
         await ctx["mongo"].close()
 

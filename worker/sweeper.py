@@ -43,7 +43,7 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
         job_id, lease_id = doc["job_id"], doc.get("lease_id")
         if doc.get("attempts", 0) >= settings.job_max_attempts:
             if await apply(lifecycle.lose(job_id, lease_id, stale_before, WORKER_LOST, now)):
-                await discard(job_id)  # a failed job keeps no pages
+                await discard(job_id, ctx["page_store"])  # a failed job keeps no pages
                 counts["lost"] += 1
                 log.warning("job %s: failed, worker lost %d times", job_id, doc["attempts"])
         elif await apply(

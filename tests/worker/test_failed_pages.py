@@ -7,6 +7,7 @@ from service.domain.job import JobStatus, utcnow
 from service.store import chapters
 from service.store.documents import DocumentChunk, PdfChapterJob
 from service.store.doorbell import create_queue
+from service.store.page_images import create_page_store
 from tests.pdfs import encrypted_pdf, text_pdf
 from worker.sweeper import sweep
 
@@ -18,7 +19,7 @@ async def _pages(job_id):
 async def _written_earlier(job_id, pages=3):
     """Pages an earlier run of the job wrote before its worker died."""
     job = await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job_id})
-    batch = [(index, f"page {index}") for index in range(pages)]
+    batch = [chapters.StoredPage(index, f"page {index}") for index in range(pages)]
     await chapters.write_pages(job, "chapter-1", "f.pdf", pages, batch)
 
 
@@ -43,7 +44,9 @@ async def test_job_failed_as_worker_lost_removes_its_pages(settings, job_factory
     queue = create_queue(settings)
     try:
         update = {"stale_after_s": 0, "job_max_attempts": 3}
-        swept = await sweep({"settings": settings.model_copy(update=update), "redis": queue})
+        store = create_page_store(settings, PdfChapterJob.get_pymongo_collection().database)
+        ctx = {"settings": settings.model_copy(update=update), "redis": queue, "page_store": store}
+        swept = await sweep(ctx)
     finally:
         await queue.aclose(close_connection_pool=True)
 

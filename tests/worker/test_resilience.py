@@ -10,8 +10,10 @@ import sys
 
 from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
 from service.store.doorbell import create_queue
+from service.store.page_images import create_page_store
 from tests.conftest import REPO_ROOT
 from tests.pdfs import memory_bomb_pdf, text_pdf
+from worker.settings import create_render_pool
 from worker.sweeper import sweep
 from worker.task import process_pdf_chapter
 
@@ -25,7 +27,13 @@ async def _job(job_id):
 async def _sweep(settings, **overrides):
     queue = create_queue(settings)
     try:
-        return await sweep({"settings": settings.model_copy(update=overrides), "redis": queue})
+        store = create_page_store(settings, PdfChapterJob.get_pymongo_collection().database)
+        ctx = {
+            "settings": settings.model_copy(update=overrides),
+            "redis": queue,
+            "page_store": store,
+        }
+        return await sweep(ctx)
     finally:
         await queue.aclose(close_connection_pool=True)
 
@@ -115,7 +123,7 @@ async def test_two_workers_twenty_jobs_each_processed_exactly_once(submit, run_w
 
 async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, settings, submit):
     pages = 3000
-    job = await submit(text_pdf(pages, words=30))
+    job = await submit(text_pdf(pages, words=30), content_mode="pdf_file")  # text: many pages fast
     worker = _spawn_worker(settings)
     try:
 
@@ -134,7 +142,15 @@ async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, set
     swept = await _sweep(settings, stale_after_s=0)
     # Another worker takes the released job. (Called directly: arq itself keeps the dead
     # worker's entry "in progress" until its own timeout, which a burst worker would wait out.)
-    outcome = await process_pdf_chapter({"settings": settings}, job["job_id"])
+    async with create_render_pool(settings) as pool:
+        outcome = await process_pdf_chapter(
+            {
+                "settings": settings,
+                "render_pool": pool,
+                "page_store": app.state.services.page_store,
+            },
+            job["job_id"],
+        )
 
     done = await _job(job["job_id"])
     chunks = DocumentChunk.get_pymongo_collection()
@@ -203,9 +219,12 @@ async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(app, setti
             worker.kill()
     handed_back = await _job(job["job_id"])
 
-    outcome = await process_pdf_chapter(
-        {"settings": settings.model_copy(update={"job_memory_limit_mb": 4096})}, job["job_id"]
-    )
+    resumed = settings.model_copy(update={"job_memory_limit_mb": 4096})
+    async with create_render_pool(resumed) as pool:
+        outcome = await process_pdf_chapter(
+            {"settings": resumed, "render_pool": pool, "page_store": app.state.services.page_store},
+            job["job_id"],
+        )
 
     assert exit_code == 0
     assert handed_back["status"] == "pending"  # no waiting for a stale heartbeat
@@ -224,7 +243,7 @@ async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
     The sweeper hands the job to B, which completes it; then A wakes up mid-job. A's writes carry
     a lease that is gone: it stops, and the chapter and every page are still there."""
     pages = 3000
-    job = await submit(text_pdf(pages, words=30))
+    job = await submit(text_pdf(pages, words=30), content_mode="pdf_file")  # text: many pages fast
     fast = {"STALE_AFTER_S": "2", "HEARTBEAT_INTERVAL_S": "0.5", "SWEEP_INTERVAL_S": "1"}
     log_a = tmp_path / "worker-a.log"
     log_file = log_a.open("wb")
