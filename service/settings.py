@@ -287,3 +287,19 @@ class Settings(BaseSettings):
                 "when APP_ENV=production: it signs the event streams' tokens"
             )
         return self
+
+    # --- The browser page at / (service/web/, service/api/web_page.py) ---
+    # The Firebase Web SDK's config for the page's sign-in in production. Public values: every
+    # browser that opens the page receives them (GET /config.json). Unset API key: the page says
+    # sign-in is not configured (in development it offers a development sign-in instead).
+    firebase_web_api_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    # Unset: <FIREBASE_PROJECT_ID>.firebaseapp.com, Firebase's default. A host name only: it is
+    # written into the page's Content-Security-Policy.
+    firebase_auth_domain: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$"
+    )
+
+    @field_validator("firebase_web_api_key", "firebase_auth_domain", mode="before")
+    @classmethod
+    def _blank_web_config_is_unset(cls, value: object) -> object:
+        return value or None

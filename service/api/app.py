@@ -34,6 +34,7 @@ from service.api.page_images import PageImageController
 from service.api.rate_limit import RateLimiter
 from service.api.state import JobReaders, Services
 from service.api.stream_token import StreamTokens
+from service.api.web_page import web_page_controller
 from service.logs import configure_logging
 from service.settings import Settings
 from service.store.documents import PdfChapterJob
@@ -135,6 +136,7 @@ def create_app(settings: Settings) -> Litestar:
             health,
             ready,
             metrics,
+            web_page_controller(settings),  # the browser page at /, not in the schema
         ],
         lifespan=[lifespan],
         dependencies={
