@@ -24,6 +24,7 @@ from service.api.responses import (
     ERROR_RESPONSES,
     Timestamp,
     error,
+    etag_matches,
     iso_z,
     iso_z_or_none,
 )
@@ -168,13 +169,6 @@ def _after_cursor(cursor: str) -> dict[str, Any]:
 def etag_of(doc: JobDoc) -> str:
     """A strong validator: every write to a job bumps its ``version``."""
     return f'"{doc["job_id"]}.{doc.get("version", 0)}"'
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-    return "*" in candidates or etag in candidates
 
 
 def owned_job(doc: JobDoc | None, job_id: str, principal: Principal) -> JobDoc:
@@ -385,7 +379,7 @@ class BookJobController(Controller):
         headers = {"etag": etag, "cache-control": "no-cache"}
         if not JobStatus(doc["status"]).is_terminal:
             headers["retry-after"] = str(services.settings.poll_retry_after_s)
-        if _matches(request.headers.get("if-none-match"), etag):
+        if etag_matches(request.headers.get("if-none-match"), etag):
             return ASGIResponse(status_code=HTTP_304_NOT_MODIFIED, headers=headers)
         # The hot path: encoded here and answered as a low-level ASGIResponse, which skips
         # Litestar's Response object, its serializer lookup and its conversion to ASGI.

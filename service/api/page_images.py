@@ -19,7 +19,7 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from service.api.dependencies import ServicesDep
-from service.api.responses import BAD_REQUEST, error
+from service.api.responses import BAD_REQUEST, error, etag_matches
 from service.api.state import Services
 from service.domain.errors import DependencyUnavailable, Forbidden, NotFound
 from service.domain.page_keys import is_valid_key
@@ -52,13 +52,6 @@ async def page_image_url(
     expires = expires_at(time.time() if now is None else now, settings.page_url_ttl_s)
     signature = sign(key, expires, settings.page_url_secret.get_secret_value())
     return f"{origin}{PAGE_IMAGES_PATH}/{key}?expires={expires}&sig={signature}"
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-    return "*" in candidates or etag in candidates
 
 
 def _check_signature(key: str, expires: str | None, sig: str | None, secret: str) -> int:
@@ -131,7 +124,7 @@ class PageImageController(Controller):
         # Cached no longer than the URL may be used, and privately: the URL is a credential.
         max_age = min(remaining_s(expiry, time.time()), settings.page_url_ttl_s)
         headers = {"ETag": image.etag, "Cache-Control": f"private, max-age={max_age}"}
-        if _matches(request.headers.get("if-none-match"), image.etag):
+        if etag_matches(request.headers.get("if-none-match"), image.etag):
             return Response(content=b"", status_code=HTTP_304_NOT_MODIFIED, headers=headers)
         headers["Content-Length"] = str(image.length)
         headers["X-Content-Type-Options"] = "nosniff"
