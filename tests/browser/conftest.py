@@ -121,8 +121,11 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], No
             processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "worker"],
-                    cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
-                )  # fmt: skip
+                    cwd=REPO_ROOT,
+                    env=environment,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
 
     yield start

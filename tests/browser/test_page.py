@@ -20,8 +20,8 @@ def wait(driver: Any, condition: Any, timeout: float = JOB_TIMEOUT_S, message: s
 
 
 def visible(element_id: str) -> Any:
-    return lambda driver: not driver.execute_script(
-        "return document.getElementById(arguments[0]).hidden", element_id
+    return lambda driver: (
+        not driver.execute_script("return document.getElementById(arguments[0]).hidden", element_id)
     )
 
 

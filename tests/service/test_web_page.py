@@ -128,7 +128,9 @@ def test_web_config_that_would_break_the_policy_is_refused(monkeypatch, name, va
 def test_page_routes_are_not_in_the_schema():
     paths = create_app(Settings()).openapi_schema.paths or {}
 
-    assert not [path for path in paths if not path.startswith(("/api/", "/health", "/ready", "/metrics"))]
+    assert not [
+        path for path in paths if not path.startswith(("/api/", "/health", "/ready", "/metrics"))
+    ]
 
 
 def test_page_scripts_never_parse_server_text_as_html():
