@@ -10,6 +10,7 @@ import { ApiError, JOBS } from "./api.js";
 export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const MAX_BACKOFF_MS = 30_000;
 const MAX_STREAM_RETRY_MS = 60_000;
+const MAX_STATES = 1000;
 
 /** What the page did to follow jobs, for people and tests (window.pcj.stats). */
 export const stats = {
@@ -19,7 +20,7 @@ export const stats = {
   streamFailures: 0,
   polls: 0,
   pollFailures: 0,
-  // [{status, progress, via}] in the order the page learnt them
+  // [{status, progress, via}] in the order the page learnt them (the last MAX_STATES)
   states: [],
 };
 
@@ -143,6 +144,7 @@ export class JobWatch {
 
   state(job, via) {
     stats.states.push({ status: job.status, progress: job.progress, via });
+    if (stats.states.length > MAX_STATES) stats.states.splice(0, stats.states.length - MAX_STATES);
     this.handlers.onState(job, via);
     if (TERMINAL.has(job.status)) {
       this.stop();
