@@ -32,6 +32,7 @@ from service.domain.stages import Stage, StageStatus, stage_fields, stage_percen
 from service.logs import current_job_id
 from service.settings import Settings
 from service.store import chapters
+from service.store.documents import JobDoc
 from service.store.doorbell import ring
 from service.store.failure import is_transient
 from service.store.files import BUCKET, open_file
@@ -41,12 +42,15 @@ from worker.extract import ExtractionError
 from worker.heartbeat import keep_alive
 from worker.isolation import PageBatch, extract_in_child
 from worker.progress import LeaseLost, ProgressWriter, Run
+from worker.retry import Patience
 
 log = logging.getLogger("worker.task")
 
 FILE_MISSING = ExtractionError("FILE_NOT_FOUND", "PDF file not found")
 # A job whose run lost its lease to one of these ends up without a chapter: its output goes.
 DISCARDED = frozenset({JobStatus.cancelled, JobStatus.failed})
+CLAIMED = {"_id": 0, "job_id": 1, "user_id": 1, "book_id": 1, "file_id": 1, "lease_id": 1,
+           "chapter_id": 1, "attempts": 1}  # fmt: skip
 
 
 async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
@@ -60,17 +64,29 @@ async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
 
 async def _process(ctx: dict[str, Any], job_id: str) -> str:
     settings: Settings = ctx["settings"]
-    job = await get_job(job_id, {"_id": 0, "file_id": 1})
+    # MongoDB down when the doorbell rings: wait here rather than drop the doorbell.
+    patience = Patience()
+    job = await patience.call(lambda: get_job(job_id, {"_id": 0, "file_id": 1}), "read the job")
     if job is None:
         return "gone"
     db = jobs().database
-    file_doc = await db[f"{BUCKET}.files"].find_one({"_id": job["file_id"]}, {"filename": 1})
+    file_doc = await patience.call(
+        lambda: db[f"{BUCKET}.files"].find_one({"_id": job["file_id"]}, {"filename": 1}),
+        "read the file",
+    )
     filename = (file_doc or {}).get("filename") or "document.pdf"
-    claimed = await apply(
-        lifecycle.claim(job_id, downloading(filename)[1], utcnow()),
-        {"_id": 0, "job_id": 1, "user_id": 1, "book_id": 1, "file_id": 1, "lease_id": 1,
-         "chapter_id": 1, "attempts": 1},
-    )  # fmt: skip
+    claims: list[lifecycle.Write] = []
+
+    async def claim() -> JobDoc | None:
+        claims.append(lifecycle.claim(job_id, downloading(filename)[1], utcnow()))
+        return await apply(claims[-1], CLAIMED)
+
+    claimed = await patience.call(claim, "claim the job")
+    if claimed is None and len(claims) > 1:
+        # An earlier attempt may have landed before its answer was lost: then the job is ours.
+        landed = await patience.call(lambda: get_job(job_id, CLAIMED), "read the job")
+        if landed is not None and landed.get("lease_id") in {c.lease_id for c in claims}:
+            claimed = landed
     if claimed is None:
         return "not pending"  # another worker has it, or it finished or was cancelled
     run = Run(job_id, str(claimed["lease_id"]))
@@ -85,6 +101,10 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         outcome = await _run(settings, db, run, dict(claimed), filename)
         return outcome
     except ExtractionError as exc:
+        if exc.code == "TIMEOUT" and run.patience.waited_s > 0:
+            # The time limit ran out while this run waited for MongoDB: not the PDF's fault.
+            outcome = await _hand_back(ctx, run, exc)
+            return outcome
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail(exc.reason, exc.code)
@@ -103,11 +123,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     except Exception as exc:
         if is_transient(exc):
             # MongoDB or Redis failed under us: not the PDF's fault. Hand the job back.
-            log.warning("job %s: infrastructure failure (%s); handing the job back", job_id, exc)
-            with contextlib.suppress(Exception):
-                await run.release()
-                await ring(ctx["redis"], job_id, f"released-{int(time.time() * 1000)}")
-            return "released"
+            return await _hand_back(ctx, run, exc)
         log.exception("job %s: unexpected error", job_id)
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
@@ -120,6 +136,15 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
+
+
+async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception) -> str:
+    """Release the job to be resumed (now, or by the sweeper once its heartbeat is stale)."""
+    log.warning("job %s: infrastructure failure (%s); handing the job back", run.job_id, exc)
+    with contextlib.suppress(Exception):
+        await run.release()
+        await ring(ctx["redis"], run.job_id, f"released-{int(time.time() * 1000)}")
+    return "released"
 
 
 async def _lost(job_id: str) -> str:
@@ -150,7 +175,7 @@ async def _run(settings: Settings, db: Any, run: Run, job: dict[str, Any], filen
     chapter_id = str(job["chapter_id"])
     with tempfile.TemporaryDirectory(prefix="pcj-") as workdir:
         path = os.path.join(workdir, "source.pdf")
-        await _download(db, job["file_id"], path)
+        await run.patience.call(lambda: _download(db, job["file_id"], path), "download the PDF")
         now = utcnow()
         downloaded = {
             **stage_fields(Stage.download_pdf, StageStatus.completed, now, 100),
@@ -166,8 +191,9 @@ async def _run(settings: Settings, db: Any, run: Run, job: dict[str, Any], filen
 
         async def on_pages(batch: PageBatch) -> bool:
             total = state.total
-            await chapters.write_pages(
-                job, chapter_id, filename, total, [(index, text) for index, text, _ in batch]
+            pages = [(index, text) for index, text, _ in batch]
+            await run.patience.call(
+                lambda: chapters.write_pages(job, chapter_id, filename, total, pages), "write pages"
             )
             errors = [
                 {"page_number": index + 1, "error": error}
@@ -204,7 +230,10 @@ async def _run(settings: Settings, db: Any, run: Run, job: dict[str, Any], filen
     }
     await run.advance(*creating_chapter(total), extracted)
     title = chapter_title(state.title, filename)
-    await chapters.create_chapter(job, chapter_id, title, total, filename)
+    await run.patience.call(
+        lambda: chapters.create_chapter(job, chapter_id, title, total, filename),
+        "create the chapter",
+    )
     result = {"chapter_id": chapter_id, "total_pages": total}
     created = stage_fields(Stage.create_chapter, StageStatus.completed, utcnow(), 100)
     await run.complete(result, chapter_created(total)[1], created)
