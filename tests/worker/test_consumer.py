@@ -1,0 +1,83 @@
+"""The arq worker outlives Redis: killed and restarted empty under it, it keeps its running job,
+reconnects, and takes new jobs again, in one process, with no restart."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+
+from devstack.embedded import free_port, start_redis
+from service.store.documents import DocumentChunk, PdfChapterJob
+from service.store.doorbell import create_queue, ring
+from tests.pdfs import text_pdf
+from worker import metrics
+from worker.settings import create_worker
+
+
+async def _job(job_id):
+    return await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job_id})
+
+
+async def _until(predicate, seconds=60.0):
+    """Poll ``predicate`` (plain or async) until it is true; False if it never was."""
+    for _ in range(int(seconds / 0.05)):
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def _redis_up() -> float:
+    return metrics.DEPENDENCY_UP.labels(dependency="redis")._value.get()
+
+
+async def test_worker_lives_through_redis_killed_and_restarted_empty(
+    app, settings, submit, queue, tmp_path
+):
+    redis = start_redis(tmp_path, free_port(), persistent=False)
+    own = settings.model_copy(update={"redis_url": redis.url, "progress_interval_s": 0})
+    running = await submit(text_pdf(3000, words=20))
+    after = await submit(text_pdf(3))
+    await queue.flushall()  # the session's Redis: these jobs are rung on the worker's own
+    doorbell = create_queue(own)
+    await ring(doorbell, running["job_id"])
+    worker = create_worker(own, handle_signals=False, ctx={"mongo": app.state.services.mongo})
+    main = asyncio.create_task(worker.main())
+    try:
+
+        async def midway():
+            doc = await _job(running["job_id"])
+            return doc["status"] == "processing" and doc["progress"] > 30
+
+        assert await _until(midway), "the job never got going"
+        redis.process.send_signal(signal.SIGKILL)
+        redis.process.wait(10)
+        assert await _until(lambda: _redis_up() == 0, 10), "the outage was not seen"
+        outage_seen = _redis_up()
+        worker_alive = not main.done()
+        redis = await asyncio.to_thread(start_redis, tmp_path, redis.port, persistent=False)
+        assert await _until(lambda: _redis_up() == 1, 10), "the reconnect was not seen"
+        await ring(doorbell, after["job_id"])  # a new job, on the Redis that came back empty
+
+        async def both_completed():
+            docs = [await _job(job["job_id"]) for job in (running, after)]
+            return all(doc["status"] == "completed" for doc in docs)
+
+        completed = await _until(both_completed)
+    finally:
+        main.cancel()
+        await worker.close()
+        await doorbell.aclose(close_connection_pool=True)
+        redis.stop()
+
+    chunks = DocumentChunk.get_pymongo_collection()
+    assert outage_seen == 0
+    assert worker_alive
+    assert completed
+    assert (await _job(running["job_id"]))["attempts"] == 1  # kept its job all along
+    assert await chunks.count_documents({"job_id": running["job_id"]}) == 3000
+    assert await chunks.count_documents({"job_id": after["job_id"]}) == 3
