@@ -45,6 +45,7 @@ async def _connect(settings: Settings) -> Mongo:
         except MongoUnavailable as exc:
             MONGODB.down(exc)
             log.warning("still waiting for MongoDB; jobs start once it answers")
+            await asyncio.sleep(1.0)
             continue
         MONGODB.up()
         return mongo

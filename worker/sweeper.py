@@ -106,10 +106,11 @@ async def keep_sweeping(ctx: dict[str, Any]) -> None:
         started = time.monotonic()
         try:
             if await lock.acquire(db, SWEEP_LOCK, holder, 2 * interval):
-                judge = MONGODB.up_for_s() >= settings.stale_after_s
+                back_for = MONGODB.up_for_s()
+                judge = back_for >= settings.stale_after_s
                 if not judge:
                     log.info(
-                        "sweep: MongoDB is back since less than STALE_AFTER_S; heartbeats wait"
+                        "sweep: MongoDB back for %.1f s only; heartbeats judged later", back_for
                     )
                 await sweep(ctx, judge_heartbeats=judge)
                 metrics.LAST_SWEEP.set_to_current_time()

@@ -1,15 +1,21 @@
-"""The arq worker outlives Redis: killed and restarted empty under it, it keeps its running job,
-reconnects, and takes new jobs again, in one process, with no restart."""
+"""The worker outlives its dependencies: Redis killed and restarted empty under it (it keeps its
+running job, reconnects, takes new jobs, in one process), and MongoDB absent when it starts."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import signal
+import subprocess
+import sys
 
-from devstack.embedded import free_port, start_redis
+import httpx
+
+from devstack.embedded import free_port, remove_tree, start_mongod, start_redis
 from service.store.documents import DocumentChunk, PdfChapterJob
 from service.store.doorbell import create_queue, ring
+from tests.conftest import REPO_ROOT
 from tests.pdfs import text_pdf
 from worker import metrics
 from worker.settings import create_worker
@@ -81,3 +87,51 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
     assert (await _job(running["job_id"]))["attempts"] == 1  # kept its job all along
     assert await chunks.count_documents({"job_id": running["job_id"]}) == 3000
     assert await chunks.count_documents({"job_id": after["job_id"]}) == 3
+
+
+def _scrape(port: int, series: str) -> float | None:
+    try:
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.TransportError:
+        return None
+    for line in body.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[1])
+    return None
+
+
+async def test_worker_started_during_a_mongodb_outage_waits_for_it(settings, tmp_path):
+    mongo_port, metrics_port = free_port(), free_port()
+    up = 'pcj_worker_dependency_up{dependency="mongodb"}'
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker"],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "MONGODB_URL": f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true",
+            "MONGODB_STARTUP_WAIT_S": "1",  # it gives up on one connect, not on MongoDB
+            "MONGODB_TIMEOUT_MS": "300",
+            "REDIS_URL": settings.redis_url,
+            "WORKER_METRICS_PORT": str(metrics_port),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    mongod = None
+    try:
+        assert await _until(lambda: _scrape(metrics_port, up) == 0, 30), "no outage reported"
+        await asyncio.sleep(2)  # well past MONGODB_STARTUP_WAIT_S
+        alive_during_outage = worker.poll() is None
+        mongod = await asyncio.to_thread(start_mongod, tmp_path / "late-mongod", mongo_port)
+        reconnected = await _until(lambda: _scrape(metrics_port, up) == 1, 60)
+        alive_after = worker.poll() is None
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        if mongod is not None:
+            mongod.stop()
+        remove_tree(tmp_path / "late-mongod")
+
+    assert alive_during_outage
+    assert reconnected
+    assert alive_after
