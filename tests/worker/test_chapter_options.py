@@ -15,9 +15,7 @@ async def _chapter_of(client, auth_headers, job_id: str) -> dict[str, Any]:
     body = (await client.get(f"{JOBS}/{job_id}", headers=auth_headers("alice"))).json()
     assert body["status"] == "completed", body
     chapter_id = body["result"]["chapter_id"]
-    book_id = (
-        await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job_id})
-    )["book_id"]
+    book_id = (await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job_id}))["book_id"]
     response = await client.get(
         f"/api/v1/books/{book_id}/chapters/{chapter_id}", headers=auth_headers("alice")
     )
@@ -70,9 +68,7 @@ async def test_multipart_create_options_shape_the_chapter(client, auth_headers, 
     assert _shaped_as_asked(chapter) == OPTIONS
 
 
-async def test_seed_003_create_options_shape_the_chapter(
-    client, auth_headers, upload, run_worker
-):
+async def test_seed_003_create_options_shape_the_chapter(client, auth_headers, upload, run_worker):
     file_id = (await upload(text_pdf(2))).json()["file_id"]
     payload = {"book_id": "book_1", "file_id": file_id, **OPTIONS}
     title = payload.pop("title")
