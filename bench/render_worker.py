@@ -19,8 +19,10 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.pipeline import start_worker, submit, tree_rss_kb, wait_done
 from devstack.embedded import free_port, remove_tree, start_mongod, start_redis, stop
@@ -42,13 +44,17 @@ SAMPLES = 10
 
 @dataclass
 class WorkerFigures:
+    """What ``worker_figures`` measured."""
+
     rate: dict[int, float]  # RENDER_PROCESSES -> pages/s, claim to completed
     rss_small_mb: float
     rss_large_mb: float
     first_image_ms: list[float]
 
 
-async def _rate(queue, db, env, data: bytes, pages: int, processes: int) -> float:
+async def _rate(
+    queue: Any, db: Any, env: dict[str, str], data: bytes, pages: int, processes: int
+) -> float:
     worker = start_worker({**env, "RENDER_PROCESSES": str(processes)})
     try:
         await wait_done(await submit(queue, db, figure_heavy_pdf(2), "warm.pdf"))
@@ -57,18 +63,20 @@ async def _rate(queue, db, env, data: bytes, pages: int, processes: int) -> floa
             doc = await wait_done(await submit(queue, db, data, f"r{processes}-{attempt}.pdf"))
             assert doc["status"] == "completed", doc.get("error")
             seconds.append((doc["completed_at"] - doc["started_at"]).total_seconds())
-        return pages / statistics.median(seconds)
+        return float(pages / statistics.median(seconds))
     finally:
         stop(worker)
 
 
-async def _peak_rss_mb(queue, db, env, data: bytes, name: str) -> float:
+async def _peak_rss_mb(queue: Any, db: Any, env: dict[str, str], data: bytes, name: str) -> float:
     worker = start_worker({**env, "RENDER_PROCESSES": "2"})
     try:
         peak = tree_rss_kb(worker.pid)
         job_id = await submit(queue, db, data, name)
         jobs = PdfChapterJob.get_pymongo_collection()
-        while (await jobs.find_one({"job_id": job_id}, {"status": 1}))["status"] not in (
+        while ((await jobs.find_one({"job_id": job_id}, {"status": 1})) or {}).get(
+            "status"
+        ) not in (
             "completed",
             "failed",
         ):
@@ -79,7 +87,7 @@ async def _peak_rss_mb(queue, db, env, data: bytes, name: str) -> float:
         stop(worker)
 
 
-async def _first_image_ms(queue, db, env) -> list[float]:
+async def _first_image_ms(queue: Any, db: Any, env: dict[str, str]) -> list[float]:
     store = GridFSPageStore(db)
     chunks = DocumentChunk.get_pymongo_collection()
     worker = start_worker({**env, "RENDER_PROCESSES": "2"})
@@ -109,8 +117,8 @@ async def _first_image_ms(queue, db, env) -> list[float]:
     return samples
 
 
-async def _upload(db, data: bytes, name: str) -> str:
-    async def chunks():
+async def _upload(db: Any, data: bytes, name: str) -> str:
+    async def chunks() -> AsyncIterator[bytes]:
         yield data
 
     stored = await store_pdf(
