@@ -39,8 +39,11 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["render_pool"].aclose()
-    await ctx["page_store"].aclose()
+    # A startup that failed part way (MongoDB down, bad S3 settings) has not made them all.
+    if "render_pool" in ctx:
+        await ctx["render_pool"].aclose()
+    if "page_store" in ctx:
+        await ctx["page_store"].aclose()
     if ctx.get("owns_mongo"):
         await ctx["mongo"].close()
 
