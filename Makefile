@@ -46,6 +46,8 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/polling.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/page_store.py
+	$(PY) bench/render.py
 
 ## Instructions per polling request vs raw find_one, by callgrind (needs `apt-get install valgrind`)
 bench-instructions: $(STAMP)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from devstack.embedded import free_port, remove_tree, start_mongod, start_redis, stop  # noqa: E402
 from indexes.spec import specification  # noqa: E402
 from indexes.sync import sync  # noqa: E402
+from service.domain.chapter import ChapterOptions  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.store.documents import PdfChapterJob  # noqa: E402
 from service.store.doorbell import create_queue  # noqa: E402
@@ -85,7 +86,9 @@ async def submit(queue: Any, db: Any, data: bytes, name: str) -> str:
         db, user_id="bench", filename=name, content_type="application/pdf",
         chunks=chunks(), max_bytes=1 << 31,
     )  # fmt: skip
-    doc = await create_job(queue, db, user_id="bench", book_id="b", file_id=stored.file_id)
+    doc = await create_job(
+        queue, db, user_id="bench", book_id="b", file_id=stored.file_id, options=ChapterOptions()
+    )
     return str(doc["job_id"])
 
 

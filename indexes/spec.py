@@ -8,6 +8,9 @@ from pymongo import IndexModel
 
 from service.settings import Settings
 from service.store.documents import DOCUMENT_MODELS, PdfChapterJob
+from service.store.gridfs_page_store import BUCKET as PAGE_IMAGES_BUCKET
+from service.store.gridfs_page_store import CHUNKS_INDEX as PAGE_IMAGE_CHUNKS_INDEX
+from service.store.quota import QUOTA_INDEXES
 
 Specification = dict[str, list[IndexModel]]
 
@@ -34,4 +37,9 @@ def specification(settings: Settings) -> Specification:
         for model in DOCUMENT_MODELS
     }
     spec[collection_name(PdfChapterJob)].append(job_ttl_index(settings))
+    for name, indexes in QUOTA_INDEXES.items():  # GridFS files: per-user byte sums
+        spec.setdefault(name, []).extend(indexes)
+    # Page images are written chunk by chunk by the store, not by the GridFS driver (which
+    # would create this index itself), so the index is ours to keep.
+    spec[f"{PAGE_IMAGES_BUCKET}.chunks"] = [PAGE_IMAGE_CHUNKS_INDEX]
     return spec

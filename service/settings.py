@@ -6,15 +6,18 @@ environment at import time.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Where `make run` starts its embedded servers, so the defaults reach them with no configuration.
 EMBEDDED_MONGO_PORT = 27018
 EMBEDDED_REDIS_PORT = 6380
+# Signs page image URLs in development only: refused when APP_ENV=production.
+DEVELOPMENT_PAGE_URL_SECRET = "development-only-page-url-secret"  # noqa: S105 (public on purpose)
 
 
 class AppEnv(StrEnum):
@@ -57,6 +60,8 @@ class Settings(BaseSettings):
 
     # Uploads and the PDF pipeline.
     max_upload_mb: int = Field(default=100, ge=1, le=10_240)
+    # A PDF with more pages fails with PDF_TOO_MANY_PAGES before any page is rendered.
+    max_pages: int = Field(default=5000, ge=1, le=100_000)
     # Memory (beyond the parser process's own baseline) and wall-clock caps for parsing one PDF.
     job_memory_limit_mb: int = Field(default=1024, ge=16, le=65_536)
     job_time_limit_s: float = Field(default=1800.0, gt=0, le=86_400)
@@ -83,6 +88,14 @@ class Settings(BaseSettings):
     http_metrics: bool = True
     # Where `python -m worker` serves its Prometheus metrics (0: not at all).
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+
+    # Request bodies and uploads (issue 13): what one client can make an API process hold.
+    # A JSON body larger than this is refused (413) before it is read whole.
+    max_json_body_kb: int = Field(default=64, ge=1, le=10_240)
+    # An upload or JSON body that sends nothing for this long is answered 408 and kept nowhere.
+    upload_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    # Uploads one user may stream at once, counted in Redis across API processes (429 above).
+    max_concurrent_uploads_per_user: int = Field(default=3, ge=1, le=1000)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -114,13 +127,133 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def is_production(self) -> bool:
-        return self.app_env is AppEnv.production
-
-    @property
     def job_ttl_seconds(self) -> int:
         return self.job_ttl_days * 86_400
 
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    # Firebase ID-token verification in production (README "Authentication").
+    # Timeout of each call to Google (certificates; user lookups with FIREBASE_CHECK_REVOKED).
+    firebase_http_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # Tolerated drift between our clock and Google's for a token's iat (firebase-admin's limit: 60).
+    firebase_clock_skew_s: int = Field(default=10, ge=0, le=60)
+    # Refuse tokens of deleted, disabled or signed-out users (one user lookup per token a minute).
+    firebase_check_revoked: bool = False
+    # Accept tokens of this Identity Platform tenant only; unset: only tokens of no tenant.
+    firebase_tenant_id: str | None = None
+    # Sign-in providers accepted (firebase.sign_in_provider, e.g. password,google.com); empty: all.
+    firebase_allowed_providers: Annotated[
+        list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,128}$")]], NoDecode
+    ] = Field(default_factory=list)
+
+    @field_validator("firebase_tenant_id", mode="before")
+    @classmethod
+    def _empty_tenant_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @field_validator("firebase_allowed_providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    # --- Limits and quotas per user, and the metrics token (issue 13) ---
+    # Pending plus processing jobs a user may have at once (429 past it), counted in MongoDB.
+    max_active_jobs_per_user: int = Field(default=10, ge=1, le=100_000)
+    # Job creations a user may make in any 60 s (429 past it), counted in Redis.
+    job_creations_per_minute: int = Field(default=30, ge=1, le=100_000)
+    # Bytes a user may keep stored: uploads plus page images (413 past it).
+    storage_quota_mb: int = Field(default=1024, ge=1, le=10_485_760)
+    # /metrics wants `Authorization: Bearer <METRICS_TOKEN>` when set; required in production.
+    metrics_token: SecretStr | None = None
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @model_validator(mode="after")
+    def _require_metrics_token_in_production(self) -> Settings:
+        if self.app_env is AppEnv.production and (
+            self.metrics_token is None or len(self.metrics_token.get_secret_value()) < 16
+        ):
+            raise ValueError(
+                "METRICS_TOKEN must be set (16 characters or more) when APP_ENV=production: "
+                "/metrics shows every route's traffic and the job counts, so the service "
+                "refuses to start without it"
+            )
+        return self
+
+    @property
+    def storage_quota_bytes(self) -> int:
+        return self.storage_quota_mb * 1024 * 1024
+
+    # Page images (issue 11): where rendered pages are stored and how browsers reach them.
+    page_store: Literal["gridfs", "s3"] = "gridfs"
+    s3_endpoint_url: str | None = None  # unset: AWS itself
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # A CDN or public bucket URL: image URL = this + key, unsigned (S3 only).
+    page_public_base_url: str | None = None
+    # Signs the API's own image URLs (GridFS). Every API process must share it, so it is not
+    # random per process; the fixed development value is refused in production.
+    page_url_secret: SecretStr = SecretStr(DEVELOPMENT_PAGE_URL_SECRET)
+    # How long an image URL works; S3 presigned URLs may live 7 days at most.
+    page_url_ttl_s: int = Field(default=3600, ge=60, le=604_800)
+    # The API's origin as browsers reach it (https://api.example.com): signed image URLs start
+    # with it. Unset: the origin the request came to.
+    api_public_url: str | None = None
+
+    @field_validator(
+        "s3_endpoint_url",
+        "s3_bucket",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "page_public_base_url",
+        "api_public_url",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @field_validator("s3_endpoint_url", "page_public_base_url", "api_public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check_page_images(self) -> Settings:
+        if self.page_store == "s3" and not self.s3_bucket:
+            raise ValueError("PAGE_STORE=s3 needs S3_BUCKET")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together")
+        if self.app_env is AppEnv.production:
+            secret = self.page_url_secret.get_secret_value()
+            if secret == DEVELOPMENT_PAGE_URL_SECRET or len(secret) < 32:
+                raise ValueError(
+                    "PAGE_URL_SECRET must be set to a random value of at least 32 characters "
+                    "when APP_ENV=production (it signs page image URLs); e.g. "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        return self
+
+    # Page rendering (issue 11; worker/render.py, worker/pool.py). Each worker runs
+    # RENDER_PROCESSES render processes shared by its jobs, each under JOB_MEMORY_LIMIT_MB.
+    render_processes: int = Field(
+        default_factory=lambda: len(os.sched_getaffinity(0)), ge=1, le=256
+    )
+    chapter_dpi: int = Field(default=150, ge=36, le=600)
+    page_image_format: Literal["webp", "jpeg"] = "webp"
+    page_image_quality: int = Field(default=85, ge=1, le=100)
+    # A page whose image would be larger is rendered at a lower DPI (a 200-inch map), not failed.
+    page_max_pixels: int = Field(default=12_000_000, ge=100_000, le=200_000_000)
+    # A render process still on one page after this long is killed, and the page's job fails.
+    page_time_limit_s: float = Field(default=120.0, gt=0, le=86_400)

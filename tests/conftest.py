@@ -32,6 +32,8 @@ from service.store.documents import DOCUMENT_MODELS, PdfChapterJob
 from tests.firebase_certs import CertServer
 
 PROJECT_ID = "pcj-test-project"
+# The session's SeaweedFS (S3) server fixture, for the page store's S3 backend.
+pytest_plugins = ["tests.seaweed"]
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.pop("FIREBASE_AUTH_EMULATOR_HOST", None)
 
@@ -246,12 +248,16 @@ def submit(
 ) -> Any:
     """``await submit(pdf_bytes)``: upload a PDF and create a job for it; return the job JSON."""
 
-    async def send(data: bytes, user_id: str = "alice", filename: str = "document.pdf") -> Any:
+    async def send(
+        data: bytes, user_id: str = "alice", filename: str = "document.pdf", **options: Any
+    ) -> Any:
+        """``options``: the chapter's (``content_mode="pdf_file"`` skips rendering images,
+        for tests about many pages rather than about images)."""
         uploaded = await upload(data, user_id=user_id, filename=filename)
         assert uploaded.status_code == 201, uploaded.text
         created = await client.post(
             "/api/v1/books/jobs",
-            json={"book_id": "book_1", "file_id": uploaded.json()["file_id"]},
+            json={"book_id": "book_1", "file_id": uploaded.json()["file_id"], **options},
             headers=auth_headers(user_id),
         )
         assert created.status_code == 202, created.text

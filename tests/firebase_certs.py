@@ -45,24 +45,39 @@ class SigningKey:
 
 
 class CertServer:
-    """Serves the published keys on 127.0.0.1 and counts how often they are fetched."""
+    """Serves the published keys on 127.0.0.1 and counts how often they are fetched (``fetches``).
 
-    def __init__(self, project_id: str) -> None:
+    ``hanging``: accept each connection, read the request and never answer it, as a stuck
+    upstream or a black-holing proxy would. Requests made after ``hanging`` is cleared are served.
+    ``max_age_s``: how long firebase-admin may cache the keys (0: it fetches for every token).
+    """
+
+    def __init__(self, project_id: str, *, hanging: bool = False, max_age_s: int = 3600) -> None:
         self.project_id = project_id
         self.key = SigningKey("test-kid-1")
         self.fetches = 0
+        self._count_lock = threading.Lock()
+        self._release = threading.Event()  # set: hung requests end (without an answer)
+        self.hanging = hanging
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                server.fetches += 1
+                with server._count_lock:
+                    server.fetches += 1
+                if server.hanging:
+                    server._release.wait(timeout=120)
+                    return
                 body = json.dumps({server.key.kid: server.key.cert_pem}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Cache-Control", "public, max-age=3600")
+                self.send_header("Cache-Control", f"public, max-age={max_age_s}")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            # Hanging also stands in for Identity Toolkit's user lookup (a POST) in tests.
+            do_POST = do_GET
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -72,7 +87,19 @@ class CertServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
+    @property
+    def hanging(self) -> bool:
+        return not self._release.is_set()
+
+    @hanging.setter
+    def hanging(self, value: bool) -> None:
+        if value:
+            self._release.clear()
+        else:
+            self._release.set()
+
     def close(self) -> None:
+        self.hanging = False
         self._httpd.shutdown()
         self._httpd.server_close()
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import math
+import random
+
 import pymupdf
+from PIL import Image, ImageDraw
 
 
 def text_pdf(pages: int, *, title: str | None = None, words: int = 40) -> bytes:
@@ -73,6 +78,181 @@ def memory_bomb_pdf(million_chars: int = 5) -> bytes:
     data: bytes = doc.tobytes(deflate=True)
     doc.close()
     return data
+
+
+# Pages that look like real books: drawings, pictures, rotated, huge, CJK, scanned, damaged.
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def raster_png(width: int = 320, height: int = 200) -> bytes:
+    """A picture: a red field with a blue-to-green gradient band (a raster, not vector art)."""
+    picture = Image.new("RGB", (width, height), (220, 30, 30))
+    band = Image.linear_gradient("L").resize((width, height // 2))
+    picture.paste(
+        Image.merge("RGB", (Image.new("L", band.size, 0), band, band.point(lambda v: 255 - v)))
+    )
+    return _png(picture)
+
+
+def _draw_figure(page: pymupdf.Page, seed: int = 0) -> None:
+    """A vector figure: axes, a grid, a curve, filled shapes, tick labels."""
+    left, top, right, bottom = 90, 140 + seed % 7, 500, 420
+    shape = page.new_shape()
+    for x in range(left, right + 1, 41):
+        shape.draw_line((x, top), (x, bottom))
+    for y in range(int(top), bottom + 1, 28):
+        shape.draw_line((left, y), (right, y))
+    shape.finish(color=(0.75, 0.75, 0.75), width=0.5)
+    shape.draw_rect(pymupdf.Rect(left, top, right, bottom))
+    shape.finish(color=(0, 0, 0), width=1.2)
+    points = [
+        pymupdf.Point(left + x, bottom - 120 - 100 * math.sin((x + seed * 13) / 40))
+        for x in range(0, right - left, 4)
+    ]
+    shape.draw_polyline(points)
+    shape.finish(color=(0.1, 0.2, 0.8), width=1.5)
+    shape.draw_circle((left + 300, top + 80), 40)
+    shape.finish(color=(0.6, 0, 0), fill=(1, 0.8, 0.2), width=1)
+    shape.draw_bezier((left, bottom), (left + 100, top), (left + 200, bottom), (right, top + 40))
+    shape.finish(color=(0, 0.5, 0), width=2)
+    shape.commit()
+    for x in range(left, right + 1, 82):
+        page.insert_text((x - 6, bottom + 14), str(x - left), fontsize=8)
+
+
+# A4 as LaTeX and word processors write it (PyMuPDF's own "a4" is rounded to 595 x 842).
+A4 = (595.28, 841.89)
+
+
+def a4_pdf() -> bytes:
+    """One A4 page of text."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=A4[0], height=A4[1])
+    page.insert_text((72, 100), "An A4 page", fontsize=14)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def drawing_pdf(pages: int = 1) -> bytes:
+    """Vector drawings (lines, shapes, curves) with a caption on every page."""
+    doc = pymupdf.open()
+    for index in range(pages):
+        page = doc.new_page()
+        page.insert_text((72, 100), f"Figure {index + 1}: a plotted curve", fontsize=12)
+        _draw_figure(page, index)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+# Where raster_image_pdf puts its picture, in points (the test reads the pixels back there).
+RASTER_RECT = pymupdf.Rect(100, 300, 420, 500)
+
+
+def raster_image_pdf() -> bytes:
+    """An embedded raster picture (red with a gradient band) under a line of text."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 100), "A photograph follows.", fontsize=12)
+    page.insert_image(RASTER_RECT, stream=raster_png())
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def rotated_pdf() -> bytes:
+    """An A4 page shown in landscape (``/Rotate 90``)."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 100), "Turned sideways", fontsize=14)
+    page.set_rotation(90)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def huge_page_pdf() -> bytes:
+    """One 200 x 200 inch page (the largest PDF allows): 900 megapixels at 150 DPI."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=14_400, height=14_400)
+    page.insert_text((720, 720), "A wall map", fontsize=400)
+    page.draw_rect(pymupdf.Rect(1000, 2000, 13_000, 13_000), color=(0, 0, 1), width=60)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+CJK_TEXT = "第一章 山海经 汉字与书法"
+
+
+def cjk_pdf() -> bytes:
+    """Chinese text in PyMuPDF's built-in CJK font."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 100), CJK_TEXT, fontname="china-s", fontsize=20)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def scanned_pdf() -> bytes:
+    """A page that is one picture of text (a scan): dark word-like marks on paper, no text layer."""
+    scan = Image.new("L", (1240, 1754), 236)
+    draw = ImageDraw.Draw(scan)
+    rng = random.Random(11)
+    for line in range(60):
+        x, y = 120, 150 + line * 24
+        while x < 1100:
+            word = rng.randint(20, 90)
+            draw.rectangle((x, y, x + word, y + 12), fill=rng.randint(20, 70))
+            x += word + 14
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_image(page.rect, stream=_png(scan))
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def figure_heavy_pdf(pages: int) -> bytes:
+    """Book pages with a vector figure, a paragraph and a raster picture each (benchmarks)."""
+    doc = pymupdf.open()
+    picture = raster_png()
+    for index in range(pages):
+        page = doc.new_page()
+        page.insert_text((72, 100), f"Figure {index + 1}", fontsize=12)
+        _draw_figure(page, index)
+        body = " ".join(f"word{index}-{n}" for n in range(120))
+        page.insert_textbox(pymupdf.Rect(72, 450, 540, 640), body, fontsize=10)
+        page.insert_image(pymupdf.Rect(100, 650, 420, 780), stream=picture)
+    data: bytes = doc.tobytes(garbage=1)  # the picture is stored once, as in a real book
+    doc.close()
+    return data
+
+
+def truncated_tail_pdf(pages: int = 5) -> bytes:
+    """A PDF cut off before its cross-reference table: MuPDF repairs it, pages intact."""
+    data = text_pdf(pages)
+    return data[: data.rindex(b"xref")]
+
+
+def cut_pdf(fraction: float, pages: int = 5) -> bytes:
+    """The first ``fraction`` of a text PDF: some pages survive, some are damaged."""
+    data = text_pdf(pages)
+    return data[: int(len(data) * fraction)]
+
+
+def truncated_before_pages_pdf() -> bytes:
+    """A PDF cut off right after its catalog: it opens (repaired) with no pages at all."""
+    data = text_pdf(5)
+    catalog = data.index(b"/Catalog")
+    return data[: data.index(b"endobj", catalog) + len(b"endobj\n")]
 
 
 def book_pdf(pages: int, *, lines: int = 30) -> bytes:

@@ -16,23 +16,37 @@ from arq.connections import ArqRedis
 from service.settings import Settings
 from service.store.doorbell import PROCESS_FUNCTION, create_queue
 from service.store.mongo import Mongo, MongoUnavailable, connect
+from service.store.page_images import create_page_store
 from worker import metrics
 from worker.consumer import SHUT_DOWN, STARTED, Consumer
 from worker.dependency import MONGODB
-from worker.isolation import warm_up
+from worker.pool import RenderPool
 from worker.sweeper import keep_sweeping, stop_sweeping
 from worker.task import process_pdf_chapter
 
 log = logging.getLogger("worker.settings")
 
 
+def create_render_pool(settings: Settings) -> RenderPool:
+    """The worker's render processes, shared by its jobs, sized and capped by its settings."""
+    return RenderPool(
+        processes=settings.render_processes,
+        memory_limit_bytes=settings.job_memory_limit_mb * 1024 * 1024,
+        # No page may take longer than its whole job may.
+        page_time_limit_s=min(settings.page_time_limit_s, settings.job_time_limit_s),
+    )
+
+
 async def startup(ctx: dict[str, Any]) -> None:
-    warm_up()
+    # Started now, not inside the first job: the forkserver's start imports PyMuPDF.
+    ctx["render_pool"] = pool = create_render_pool(ctx["settings"])
+    await pool.start()
     metrics.HEARTBEAT.set_to_current_time()
     if "mongo" not in ctx:  # tests hand in the connection their app already holds
         ctx["mongo"] = await _connect(ctx["settings"])
         ctx["owns_mongo"] = True
-    if ctx.get("sweeper_enabled"):
+    ctx["page_store"] = create_page_store(ctx["settings"], ctx["mongo"].db)
+    if ctx.get("sweeper_enabled"):  # after the page store: a sweep may discard a lost job's
         ctx["sweeper"] = asyncio.create_task(keep_sweeping(ctx), name="sweeper")
     ctx[STARTED] = True
 
@@ -55,6 +69,10 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     ctx[SHUT_DOWN] = True
     if "sweeper" in ctx:
         await stop_sweeping(ctx, ctx.pop("sweeper"))
+    # A worker stopped while it still waited for MongoDB at start-up has no page store yet.
+    for part in ("render_pool", "page_store"):
+        if part in ctx:
+            await ctx[part].aclose()
     if ctx.get("owns_mongo"):
         await ctx["mongo"].close()
 

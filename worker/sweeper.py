@@ -30,6 +30,7 @@ from service.domain import lifecycle
 from service.domain.job import JobStatus, new_id, utcnow
 from service.settings import Settings
 from service.store import lock
+from service.store.chapters import discard
 from service.store.doorbell import ring
 from service.store.failure import is_transient
 from service.store.job_store import apply, jobs
@@ -60,6 +61,7 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
         job_id, lease_id = doc["job_id"], doc.get("lease_id")
         if doc.get("attempts", 0) >= settings.job_max_attempts:
             if await apply(lifecycle.lose(job_id, lease_id, stale_before, WORKER_LOST, now)):
+                await discard(job_id, ctx["page_store"])  # a failed job keeps no pages
                 counts["lost"] += 1
                 log.warning("job %s: failed, worker lost %d times", job_id, doc["attempts"])
         elif await apply(

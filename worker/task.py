@@ -14,43 +14,63 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from service.domain import lifecycle
+from service.domain.chapter import ContentMode, chapter_title
 from service.domain.job import (
     JobStatus,
     chapter_created,
-    chapter_title,
     creating_chapter,
     downloading,
     extracting,
     percent,
     utcnow,
 )
+from service.domain.page_keys import source_key
 from service.domain.stages import Stage, StageStatus, stage_fields, stage_percent
 from service.logs import current_job_id
 from service.settings import Settings
 from service.store import chapters
+from service.store.chapters import StoredPage
 from service.store.documents import JobDoc
 from service.store.doorbell import ring
 from service.store.failure import is_transient
 from service.store.files import BUCKET, open_file
 from service.store.job_store import apply, get_job, jobs
+from service.store.page_images import PageStore
 from worker import metrics
-from worker.extract import ExtractionError
 from worker.heartbeat import keep_alive
-from worker.isolation import PageBatch, extract_in_child
+from worker.pages import process_pages, render_options
+from worker.pool import PoolClosed, RenderPool
 from worker.progress import LeaseLost, ProgressWriter, Run
+from worker.render import ExtractionError
 from worker.retry import Patience
 
 log = logging.getLogger("worker.task")
 
+Doc = dict[str, Any]
+
 FILE_MISSING = ExtractionError("FILE_NOT_FOUND", "PDF file not found")
+
+
+def too_many_pages(total: int, limit: int) -> ExtractionError:
+    return ExtractionError(
+        "PDF_TOO_MANY_PAGES", f"PDF has {total} pages; at most {limit} are allowed (MAX_PAGES)"
+    )
+
+
+# What a run needs of its job.
+CLAIMED_FIELDS = {
+    "_id": 0,
+    **dict.fromkeys(
+        ["job_id", "user_id", "book_id", "file_id", "lease_id", "chapter_id", "attempts", "title",
+         "content_mode", "slug", "order_index", "parent_id", "is_published", "is_preview_free"],
+        1,
+    ),
+}  # fmt: skip
 # A job whose run lost its lease to one of these ends up without a chapter: its output goes.
 DISCARDED = frozenset({JobStatus.cancelled, JobStatus.failed})
-CLAIMED = {"_id": 0, "job_id": 1, "user_id": 1, "book_id": 1, "file_id": 1, "lease_id": 1,
-           "chapter_id": 1, "attempts": 1}  # fmt: skip
 
 
 async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
@@ -79,12 +99,12 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
 
     async def claim() -> JobDoc | None:
         claims.append(lifecycle.claim(job_id, downloading(filename)[1], utcnow()))
-        return await apply(claims[-1], CLAIMED)
+        return await apply(claims[-1], CLAIMED_FIELDS)
 
     claimed = await patience.call(claim, "claim the job")
     if claimed is None and len(claims) > 1:
         # An earlier attempt may have landed before its answer was lost: then the job is ours.
-        landed = await patience.call(lambda: get_job(job_id, CLAIMED), "read the job")
+        landed = await patience.call(lambda: get_job(job_id, CLAIMED_FIELDS), "read the job")
         if landed is not None and landed.get("lease_id") in {c.lease_id for c in claims}:
             claimed = landed
     if claimed is None:
@@ -98,7 +118,9 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     started = time.monotonic()
     outcome = "released"
     try:
-        outcome = await _run(settings, db, run, dict(claimed), filename)
+        outcome = await _run(
+            settings, db, ctx["render_pool"], ctx["page_store"], run, dict(claimed), filename
+        )
         return outcome
     except ExtractionError as exc:
         if exc.code == "TIMEOUT" and run.patience.waited_s > 0:
@@ -108,13 +130,19 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail(exc.reason, exc.code)
+            await chapters.discard(job_id, ctx["page_store"])  # a failed job keeps no pages
             log.info("job %s: failed: %s", job_id, exc.reason, extra={"error_code": exc.code})
             return f"failed: {exc.code}"
-        outcome = await _lost(job_id)
+        outcome = await _lost(job_id, ctx["page_store"])
         return outcome
     except LeaseLost:
-        outcome = await _lost(job_id)
+        outcome = await _lost(job_id, ctx["page_store"])
         return outcome
+    except PoolClosed:
+        # The worker is stopping, its render processes first: hand the job back.
+        with contextlib.suppress(Exception):
+            await run.release()
+        return "released"
     except asyncio.CancelledError:
         # The worker is shutting down: hand the job back so it resumes elsewhere, now.
         with contextlib.suppress(Exception):
@@ -128,6 +156,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail("Internal error while processing the PDF", "INTERNAL")
+            await chapters.discard(job_id, ctx["page_store"])
         return "failed: INTERNAL"
     finally:
         metrics.RUNNING.dec()
@@ -147,14 +176,14 @@ async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception) -> str:
     return "released"
 
 
-async def _lost(job_id: str) -> str:
+async def _lost(job_id: str, store: PageStore) -> str:
     """This run's lease is gone. Only a job that ends without a chapter loses its output: a
     cancelled one (by its owner) or a failed one. A job another run holds or completed is left
     exactly as it is."""
     job = await get_job(job_id, {"_id": 0, "status": 1})
     status = JobStatus(job["status"]) if job is not None else None
     if status in DISCARDED:
-        await chapters.discard(job_id)
+        await chapters.discard(job_id, store)
         log.info("job %s: stopped: %s; its output was discarded", job_id, status)
         return "cancelled" if status is JobStatus.cancelled else "lost"
     log.warning(
@@ -163,16 +192,19 @@ async def _lost(job_id: str) -> str:
     return "lost"
 
 
-@dataclass
-class _Extraction:
-    total: int = 0
-    done: int = 0
-    title: str | None = None
-
-
-async def _run(settings: Settings, db: Any, run: Run, job: dict[str, Any], filename: str) -> str:
+async def _run(
+    settings: Settings,
+    db: Any,
+    pool: RenderPool,
+    store: PageStore,
+    run: Run,
+    job: dict[str, Any],
+    filename: str,
+) -> str:
     writer = ProgressWriter(run, interval_s=settings.progress_interval_s)
     chapter_id = str(job["chapter_id"])
+    mode = ContentMode(job.get("content_mode") or ContentMode.pdf_pages)
+    options = render_options(settings, images=mode is ContentMode.pdf_pages)
     with tempfile.TemporaryDirectory(prefix="pcj-") as workdir:
         path = os.path.join(workdir, "source.pdf")
         await run.patience.call(lambda: _download(db, job["file_id"], path), "download the PDF")
@@ -182,45 +214,56 @@ async def _run(settings: Settings, db: Any, run: Run, job: dict[str, Any], filen
             **stage_fields(Stage.extract_pages, StageStatus.processing, now, 0),
         }
         await run.advance(*downloading(filename), downloaded)
-        state = _Extraction()
+        try:
+            async with asyncio.timeout(settings.job_time_limit_s) as deadline:
+                info = await pool.open(path)
+                total = info.page_count
+                if total > settings.max_pages:
+                    raise too_many_pages(total, settings.max_pages)
+                await writer.report(
+                    *extracting(0, total),
+                    {"pages_total": total, "repaired": info.repaired},
+                    force=True,
+                )
+                done = 0
 
-        async def on_meta(total: int, title: str | None) -> bool:
-            state.total, state.title = total, title
-            await writer.report(*extracting(0, total), {"pages_total": total}, force=True)
-            return True
+                async def on_stored(
+                    batch: list[StoredPage], problems: list[dict[str, Any]]
+                ) -> None:
+                    nonlocal done
+                    await run.patience.call(
+                        lambda: chapters.write_pages(job, chapter_id, filename, total, batch),
+                        "write pages",
+                    )
+                    done += len(batch)
+                    metrics.PAGES.inc(len(batch))
+                    await writer.report(
+                        *extracting(done, total),
+                        {
+                            "pages_processed": done,
+                            **stage_percent(Stage.extract_pages, percent(done, total)),
+                        },
+                        page_errors=problems,
+                    )
 
-        async def on_pages(batch: PageBatch) -> bool:
-            total = state.total
-            pages = [(index, text) for index, text, _ in batch]
+                await process_pages(pool, store, path, total, chapter_id, options, on_stored)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            limit = settings.job_time_limit_s
+            raise ExtractionError(
+                "TIMEOUT", f"PDF processing timed out after {limit:g} s"
+            ) from None
+        pdf_key = None
+        if mode is ContentMode.pdf_file:  # the PDF itself is the chapter
+            pdf_key = source_key(chapter_id)
+            with open(path, "rb") as source:  # noqa: ASYNC230 - a local temp file
+                data = source.read()
+            key = pdf_key
             await run.patience.call(
-                lambda: chapters.write_pages(job, chapter_id, filename, total, pages), "write pages"
+                lambda: store.put(key, data, "application/pdf"), "store the PDF"
             )
-            errors = [
-                {"page_number": index + 1, "error": error}
-                for index, _, error in batch
-                if error is not None
-            ]
-            state.done = done = state.done + len(batch)
-            metrics.PAGES.inc(len(batch))
-            await writer.report(
-                *extracting(done, total),
-                {
-                    "pages_processed": done,
-                    **stage_percent(Stage.extract_pages, percent(done, total)),
-                },
-                page_errors=errors,
-            )
-            return True
-
-        await extract_in_child(
-            path,
-            memory_limit_bytes=settings.job_memory_limit_mb * 1024 * 1024,
-            time_limit_s=settings.job_time_limit_s,
-            on_meta=on_meta,
-            on_pages=on_pages,
-        )
     await writer.flush()
-    total = state.total
     now = utcnow()
     extracted = {
         "pages_total": total,
@@ -229,9 +272,11 @@ async def _run(settings: Settings, db: Any, run: Run, job: dict[str, Any], filen
         **stage_fields(Stage.create_chapter, StageStatus.processing, now, 0),
     }
     await run.advance(*creating_chapter(total), extracted)
-    title = chapter_title(state.title, filename)
+    title = chapter_title(job.get("title"), info.title, filename)
     await run.patience.call(
-        lambda: chapters.create_chapter(job, chapter_id, title, total, filename),
+        lambda: chapters.create_chapter(
+            job, chapter_id, title, total, filename, repaired=info.repaired, pdf_key=pdf_key
+        ),
         "create the chapter",
     )
     result = {"chapter_id": chapter_id, "total_pages": total}

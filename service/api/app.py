@@ -29,6 +29,7 @@ from service.api.metrics import JOB_READS, metrics, observe_request
 from service.api.middleware import request_id_middleware
 from service.api.openapi import document_request_bodies
 from service.api.ops import health, ready
+from service.api.page_images import PageImageController
 from service.api.rate_limit import RateLimiter
 from service.api.state import JobReaders, Services
 from service.logs import configure_logging
@@ -36,6 +37,7 @@ from service.settings import Settings
 from service.store.documents import PdfChapterJob
 from service.store.doorbell import create_queue
 from service.store.mongo import connect, socket_timeout_ms
+from service.store.page_images import create_page_store
 from service.store.reader import JobReader
 
 log = logging.getLogger("service.app")
@@ -93,6 +95,7 @@ def create_app(settings: Settings) -> Litestar:
             queue=queue,
             limiter=RateLimiter(queue),
             readers=_readers(settings),
+            page_store=create_page_store(settings, mongo.db),
         )
         # Move everything built at startup out of the collector's sight, and collect the young
         # generation less often: requests allocate many short-lived objects and few cycles.
@@ -106,6 +109,7 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await app.state.services.readers.aclose()
+            await app.state.services.page_store.aclose()
             await queue.aclose(close_connection_pool=True)
             await mongo.close()
             verifier.close()
@@ -113,6 +117,7 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[
             BookJobController,
+            PageImageController,
             FileController,
             ChapterController,
             JobRouterController,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import UTC, datetime
+import asyncio
 from typing import Annotated, Any
 
 import msgspec
@@ -15,22 +13,32 @@ from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from service.api.auth import Principal
-from service.api.body import idempotency_key, json_body, validated
+from service.api.body import JSON_BODY_ERRORS, PrintableId, idempotency_key, json_body, validated
+from service.api.chapters import MAX_OFFSET, ChapterOptionsIn, ChapterPageOut, ImageUrls
 from service.api.dependencies import PrincipalDep, ServicesDep, services_of
-from service.api.files import receive_pdf
+from service.api.files import UPLOAD_ERRORS, receive_pdf
 from service.api.multipart import is_multipart
+from service.api.quota import admit_job_creation, ensure_job_slot
 from service.api.responses import (
     CALLER_ERRORS,
     ERROR_RESPONSES,
     Timestamp,
     error,
+    etag_matches,
     iso_z,
     iso_z_or_none,
 )
-from service.domain.errors import AccessDenied, BadRequest, InvalidRequest, JobNotFound
+from service.domain.cursor import decode_cursor, encode_cursor
+from service.domain.errors import (
+    AccessDenied,
+    InvalidRequest,
+    JobNotFound,
+    TooManyActiveJobs,
+)
 from service.domain.job import JobStatus
+from service.store.chapters import count_pages, stored_pages
 from service.store.documents import JobDoc
-from service.store.files import delete_file
+from service.store.files import StoredFile, delete_file
 from service.store.job_store import (
     cancel_job,
     canonical_job_id,
@@ -113,11 +121,23 @@ def job_status_out(doc: JobDoc) -> JobStatusOut:
     )
 
 
-class CreateJobIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """``POST /api/v1/books/jobs`` as JSON: which uploaded file becomes a chapter of which book."""
+class CreateJobIn(ChapterOptionsIn, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/books/jobs`` as JSON (or form fields): which uploaded file becomes a chapter
+    of which book, and the chapter's optional title, slug, place and content mode."""
 
-    book_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    book_id: PrintableId
     file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class JobPagesOut(msgspec.Struct, kw_only=True):
+    """The pages of a job stored so far, in order: a frontend shows them while the job runs.
+    ``total_pages`` is null until the PDF was opened."""
+
+    items: list[ChapterPageOut]
+    rendered: int
+    total_pages: int | None
+    offset: int
+    limit: int
 
 
 class JobListOut(msgspec.Struct, kw_only=True):
@@ -131,18 +151,13 @@ ENCODE = msgspec.json.Encoder().encode
 
 
 def _cursor_of(doc: JobDoc) -> str:
-    created_ms = int(doc["created_at"].timestamp() * 1000)
-    return base64.urlsafe_b64encode(f"{created_ms}|{doc['job_id']}".encode()).decode().rstrip("=")
+    return encode_cursor(doc["created_at"], doc["job_id"])
 
 
 def _after_cursor(cursor: str) -> dict[str, Any]:
     """The query part that continues after ``cursor`` in (created_at, job_id) descending order."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_ms, job_id = raw.split("|", 1)
-        created_at = datetime.fromtimestamp(int(created_ms) / 1000, tz=UTC)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("Invalid cursor") from None
+    position = decode_cursor(cursor)  # 400 for anything we did not make
+    created_at, job_id = position.created_at, position.job_id
     return {
         "$or": [
             {"created_at": {"$lt": created_at}},
@@ -154,13 +169,6 @@ def _after_cursor(cursor: str) -> dict[str, Any]:
 def etag_of(doc: JobDoc) -> str:
     """A strong validator: every write to a job bumps its ``version``."""
     return f'"{doc["job_id"]}.{doc.get("version", 0)}"'
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-    return "*" in candidates or etag in candidates
 
 
 def owned_job(doc: JobDoc | None, job_id: str, principal: Principal) -> JobDoc:
@@ -206,11 +214,14 @@ class BookJobController(Controller):
         request_max_body_size=None,  # multipart uploads are limited while streaming
         opt={"error_prefix": "Failed to create job"},
         responses={
+            **JSON_BODY_ERRORS,
+            **UPLOAD_ERRORS,
             400: error("Malformed body or upload"),
             404: error("No such file of the caller's"),
-            413: error("Upload larger than MAX_UPLOAD_MB"),
+            413: error("Upload larger than MAX_UPLOAD_MB, or past STORAGE_QUOTA_MB"),
             415: error("Upload is not a PDF"),
             422: error("Invalid fields, or a reused Idempotency-Key"),
+            429: error("Past JOB_CREATIONS_PER_MINUTE or MAX_ACTIVE_JOBS_PER_USER; Retry-After"),
             **CALLER_ERRORS,
         },
     )
@@ -218,26 +229,36 @@ class BookJobController(Controller):
         self, request: Request[Any, Any, Any], principal: PrincipalDep, services: ServicesDep
     ) -> Response[JobStatusOut]:
         key = idempotency_key(request)
+        stored: StoredFile | None = None
         if is_multipart(request):
+            # Limits first: an upload that could only become a refused job is never stored.
+            await admit_job_creation(services, principal.user_id)
+            await ensure_job_slot(services, principal.user_id)
             fields, stored = await receive_pdf(request, services, principal.user_id)
             try:
-                body = validated(
-                    CreateJobIn, {"book_id": fields.get("book_id"), "file_id": stored.file_id}
-                )
+                body = validated(CreateJobIn, {**fields, "file_id": stored.file_id}, strict=False)
             except InvalidRequest:
                 # The form's fields may follow its file: a rejected form keeps no upload.
                 await delete_file(services.mongo.db, stored.file_id)
                 raise
         else:
             body = validated(CreateJobIn, await json_body(request))
-        doc = await create_job(
-            services.queue,
-            services.mongo.db,
-            user_id=principal.user_id,
-            book_id=body.book_id,
-            file_id=body.file_id,
-            idempotency_key=key,
-        )
+            await admit_job_creation(services, principal.user_id)
+        try:
+            doc = await create_job(
+                services.queue,
+                services.mongo.db,
+                user_id=principal.user_id,
+                book_id=body.book_id,
+                file_id=body.file_id,
+                options=body.options(),
+                idempotency_key=key,
+                max_active=services.settings.max_active_jobs_per_user,
+            )
+        except TooManyActiveJobs:
+            if stored is not None:  # another request took the last slot while this one uploaded
+                await delete_file(services.mongo.db, stored.file_id)
+            raise
         location = f"{self.path}/{doc['job_id']}"
         return Response(job_status_out(doc), status_code=202, headers={"Location": location})
 
@@ -275,9 +296,13 @@ class BookJobController(Controller):
             **ERROR_RESPONSES,
         },
     )
-    async def cancel(self, job_id: FromPath[str], principal: PrincipalDep) -> JobStatusOut:
+    async def cancel(
+        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
+    ) -> JobStatusOut:
         doc = await load_owned_job(job_id, principal, {"job_id": 1, "user_id": 1})
-        cancelled = await cancel_job(doc["job_id"], principal.user_id, JOB_STATUS_FIELDS)
+        cancelled = await cancel_job(
+            doc["job_id"], principal.user_id, JOB_STATUS_FIELDS, services.page_store
+        )
         return job_status_out(cancelled)
 
     @delete(
@@ -287,9 +312,44 @@ class BookJobController(Controller):
         opt={"error_prefix": "Failed to delete job"},
         responses=ERROR_RESPONSES,
     )
-    async def remove(self, job_id: FromPath[str], principal: PrincipalDep) -> None:
+    async def remove(
+        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
+    ) -> None:
         doc = await load_owned_job(job_id, principal, {"job_id": 1, "user_id": 1})
-        await delete_job(doc["job_id"], principal.user_id)
+        await delete_job(doc["job_id"], principal.user_id, services.page_store)
+
+    @get(
+        "/{job_id:str}/pages",
+        summary="The pages rendered so far, with their image URLs",
+        description=(
+            "Owner-only, paginated. A page is listed once its text and images are stored, so "
+            "its URLs open at once; `rendered` counts them. Works while the job runs and after."
+        ),
+        opt={"error_prefix": "Failed to list pages"},
+        responses=ERROR_RESPONSES,
+    )
+    async def list_pages(
+        self,
+        request: Request[Any, Any, Any],
+        job_id: FromPath[str],
+        principal: PrincipalDep,
+        services: ServicesDep,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    ) -> JobPagesOut:
+        doc = await load_owned_job(job_id, principal, {"job_id": 1, "user_id": 1, "pages_total": 1})
+        pages, rendered = await asyncio.gather(
+            stored_pages(doc["job_id"], offset=offset, limit=limit),
+            count_pages(doc["job_id"]),
+        )
+        urls = ImageUrls(request, services)
+        return JobPagesOut(
+            items=[await urls.page(entry) for entry in pages],
+            rendered=rendered,
+            total_pages=doc.get("pages_total"),
+            offset=offset,
+            limit=limit,
+        )
 
     @get(
         "/{job_id:str}",
@@ -319,7 +379,7 @@ class BookJobController(Controller):
         headers = {"etag": etag, "cache-control": "no-cache"}
         if not JobStatus(doc["status"]).is_terminal:
             headers["retry-after"] = str(services.settings.poll_retry_after_s)
-        if _matches(request.headers.get("if-none-match"), etag):
+        if etag_matches(request.headers.get("if-none-match"), etag):
             return ASGIResponse(status_code=HTTP_304_NOT_MODIFIED, headers=headers)
         # The hot path: encoded here and answered as a low-level ASGIResponse, which skips
         # Litestar's Response object, its serializer lookup and its conversion to ASGI.

@@ -56,6 +56,8 @@ def _render(request: Request[Any, Any, Any], exc: ServiceError) -> Response[Any]
         body = {"detail": exc.detail}
         if isinstance(exc, InvalidRequest) and exc.errors:
             body["errors"] = exc.errors
+        elif isinstance(exc, InvalidParameter) and exc.details:  # as Litestar's own 400s
+            body["errors"] = [{"field": str(exc.details["field"]), "message": exc.detail}]
     return _json(exc.status_code, body, exc.headers)
 
 

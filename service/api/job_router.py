@@ -13,8 +13,10 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from service.api.body import idempotency_key, json_body, validated
+from service.api.body import JSON_BODY_ERRORS, PrintableId, idempotency_key, json_body, validated
+from service.api.chapters import ChapterOptionsIn
 from service.api.dependencies import PrincipalDep, ServicesDep
+from service.api.quota import admit_job_creation
 from service.api.responses import (
     CALLER_ERRORS,
     OWNER_HIDDEN_ERRORS,
@@ -63,6 +65,8 @@ class JobDetailOut(msgspec.Struct, kw_only=True, rename="camel"):
     started_at: Timestamp | None
     completed_at: Timestamp | None
     stages: list[StageOut]
+    # MuPDF had to rebuild a damaged file to read it: some pages may be blank or partial.
+    repaired: bool = False
 
 
 # Fields the job detail reads.
@@ -86,6 +90,7 @@ JOB_DETAIL_FIELDS: dict[str, int] = {
             "cancelled_at",
             "stages",
             "version",
+            "repaired",
         ],
         1,
     ),
@@ -130,13 +135,15 @@ def job_detail_out(doc: JobDoc) -> JobDetailOut:
             )
             for number, (stage, state) in enumerate(stages_of(doc).items(), start=1)
         ],
+        repaired=bool(doc.get("repaired")),
     )
 
 
-class JobPayloadIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """What the worker needs: the uploaded file and the book its chapter joins."""
+class JobPayloadIn(ChapterOptionsIn, kw_only=True, forbid_unknown_fields=True):
+    """What the worker needs: the uploaded file and the book its chapter joins, and the
+    chapter's optional slug, place and content mode (its title is the job's ``title``)."""
 
-    book_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    book_id: PrintableId
     file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
@@ -179,8 +186,10 @@ class JobRouterController(Controller):
         opt={"error_prefix": "Failed to create job"},
         responses={
             **RESPONSES,
+            **JSON_BODY_ERRORS,
             404: error("No such file of the caller's"),
             422: error("Invalid fields, each named"),
+            429: error("Past JOB_CREATIONS_PER_MINUTE or MAX_ACTIVE_JOBS_PER_USER; Retry-After"),
         },
     )
     async def create(
@@ -188,14 +197,16 @@ class JobRouterController(Controller):
     ) -> Response[JobDetailOut]:
         key = idempotency_key(request)
         body = validated(JobCreateIn, await json_body(request))
+        await admit_job_creation(services, principal.user_id)
         doc = await create_job(
             services.queue,
             services.mongo.db,
             user_id=principal.user_id,
             book_id=body.payload.book_id,
             file_id=body.payload.file_id,
-            title=body.title,
+            options=body.payload.options(title=body.title),
             idempotency_key=key,
+            max_active=services.settings.max_active_jobs_per_user,
         )
         return Response(
             job_detail_out(doc),
@@ -268,6 +279,8 @@ class JobRouterController(Controller):
         opt={"error_prefix": "Failed to delete job"},
         responses={**RESPONSES, **NOT_FOUND},
     )
-    async def remove(self, job_id: FromPath[str], principal: PrincipalDep) -> None:
+    async def remove(
+        self, job_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
+    ) -> None:
         doc = await _owned_job(job_id, principal.user_id)
-        await delete_job(doc["job_id"], principal.user_id)
+        await delete_job(doc["job_id"], principal.user_id, services.page_store)

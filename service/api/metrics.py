@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_lat
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from service.api.dependencies import ServicesDep
+from service.api.metrics_token import require_metrics_token
 from service.api.state import Services
 from service.domain.job import JobStatus
 from service.store.documents import PdfChapterJob
@@ -147,8 +148,8 @@ async def refresh(services: Services) -> None:
         SCRAPE_ERRORS.labels(dependency="redis").set(1)
 
 
-@get("/metrics", include_in_schema=False)
+@get("/metrics", include_in_schema=False, guards=[require_metrics_token])
 async def metrics(services: ServicesDep) -> Response[bytes]:
-    """Prometheus text format. nginx exposes it to private addresses only."""
+    """Prometheus text format; ``Authorization: Bearer <METRICS_TOKEN>`` when that is set."""
     await refresh(services)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

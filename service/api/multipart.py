@@ -2,6 +2,10 @@
 
 Litestar's own form parsing reads the whole body into memory first, which a 100 MB PDF must
 not do; python-multipart's push parser lets the upload flow straight into GridFS.
+
+A body is complete only when its closing boundary arrives: python-multipart's ``finalize()``
+accepts a body cut off anywhere, so the reader counts the parser's ``on_end`` and refuses a body
+without it (400), and the file handler's work is undone by the exception it sees.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any, TypeVar
 from litestar import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from service.api.body_stream import body_chunks
 from service.domain.errors import BadRequest, PayloadTooLarge
 
 T = TypeVar("T")
@@ -42,13 +47,19 @@ def is_multipart(request: Request[Any, Any, Any]) -> bool:
     return content_type == b"multipart/form-data"
 
 
-async def _events(request: Request[Any, Any, Any], max_body: int) -> AsyncIterator[tuple[str, Any]]:
-    """("headers", dict) / ("data", bytes) / ("end", None) events, as the body streams in."""
+async def _events(
+    request: Request[Any, Any, Any], max_body: int, idle_timeout_s: float
+) -> AsyncIterator[tuple[str, Any]]:
+    """("headers", dict) / ("data", bytes) / ("end", None) events, as the body streams in.
+
+    400 when the body is malformed or ends before its closing boundary.
+    """
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
         raise BadRequest("Expected multipart/form-data with a boundary")
     pending: list[tuple[str, Any]] = []
+    ended: list[bool] = []  # the parser saw the closing boundary
     headers: dict[str, bytes] = {}
     header_field = bytearray()
     header_value = bytearray()
@@ -66,22 +77,29 @@ async def _events(request: Request[Any, Any, Any], max_body: int) -> AsyncIterat
         "on_headers_finished": lambda: pending.append(("headers", dict(headers))),
         "on_part_data": lambda data, start, end: pending.append(("data", bytes(data[start:end]))),
         "on_part_end": lambda: pending.append(("end", None)),
+        "on_end": lambda: ended.append(True),
     }
     parser = MultipartParser(boundary, callbacks)
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > max_body:
-            raise PayloadTooLarge(f"Request body exceeds {max_body // (1024 * 1024)} MB")
-        if chunk:
-            try:
-                parser.write(chunk)
-            except Exception:  # python-multipart's MultipartParseError and friends
-                raise BadRequest("Malformed multipart body") from None
+    chunks = body_chunks(
+        request,
+        max_bytes=max_body,
+        idle_timeout_s=idle_timeout_s,
+        too_large=lambda: PayloadTooLarge(f"Request body exceeds {max_body // (1024 * 1024)} MB"),
+    )
+    async for chunk in chunks:
+        try:
+            parser.write(chunk)
+        except Exception:  # python-multipart's MultipartParseError and friends
+            raise BadRequest("Malformed multipart body") from None
         for event in pending:
             yield event
         pending.clear()
-    parser.finalize()
+    try:
+        parser.finalize()
+    except Exception:
+        raise BadRequest("Malformed multipart body") from None
+    if not ended:
+        raise BadRequest("Multipart body ended before its closing boundary")
     for event in pending:
         yield event
 
@@ -90,11 +108,16 @@ async def read_form(
     request: Request[Any, Any, Any],
     *,
     max_body: int,
+    idle_timeout_s: float,
     on_file: Callable[[FilePart, AsyncIterator[bytes]], Awaitable[T]],
 ) -> Form:
-    """Parse the body; the (single) file part streams through ``on_file`` as it arrives."""
+    """Parse the body; the (single) file part streams through ``on_file`` as it arrives.
+
+    A failure after ``on_file`` returned (a second file, a bad field, a missing closing
+    boundary) raises here: the caller removes what ``on_file`` stored.
+    """
     form = Form()
-    events = _events(request, max_body)
+    events = _events(request, max_body, idle_timeout_s)
     seen_file = False
     async for kind, value in events:
         if kind != "headers":

@@ -1,15 +1,23 @@
-"""A sliding-window rate limit counted in Redis, atomic across API processes.
+"""Per-user rate limits: the ``limits`` library's moving window in Redis, shared by every API
+process.
 
-One Lua script per request: drop the window's expired hits, count, and record this hit only if
-it is under the limit, all on Redis's own clock. Litestar's ``RateLimitMiddleware`` was the first
-choice, but it reads the history and writes it back in two round trips (two processes can both
-read 99 and both let the 100th request through) and it picks its key before authentication, so
-it cannot count per verified user as seed 004 asks (``list_chunks:<user_id>``).
+One hit is one Lua script (``limits``' ``acquire_moving_window``): it reads the window and records
+the request only if it is under the limit, atomically, so two processes cannot both let the
+100th request through. The key is chosen by the handler after authentication, so it counts per
+verified user (``list_chunks:<user_id>``, ``create_job:<user_id>``). A second, read-only script
+reads where the caller stands, for the ``RateLimit-*`` headers. Litestar's
+``RateLimitMiddleware`` was the first choice, but it reads and writes its history in two round
+trips and picks its key before authentication; a hand-written Lua window came next, and gave way
+to ``limits`` so that the project keeps one rate limiter it does not maintain itself.
+
+Timestamps are each API process's wall clock (``limits`` sends them), so hosts must keep their
+clocks in sync (NTP): a skew of a second shifts a 60 s window by a second.
 
 When Redis fails (unreachable, slower than ``TIMEOUT_S``, read-only after a failover, out of
 memory) the limit is not enforced, logged, and Redis is left alone for ``PAUSE_S`` so a hung
 server costs one request a short wait, not every request: listing chunks is a read of data the
-caller owns, and an outage of the doorbell must not take reads down with it.
+caller owns, and an outage of the doorbell must not take reads or job creation down with it
+(MongoDB, not Redis, holds jobs; the per-user cap on active jobs is counted there).
 """
 
 from __future__ import annotations
@@ -18,10 +26,12 @@ import asyncio
 import logging
 import math
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -38,30 +48,7 @@ WINDOW_S = 60
 TIMEOUT_S = 1.0  # a rate-limit check may delay a request this much, no more (a burst of
 # concurrent requests queues on the connection pool: too short a limit would fail open then)
 PAUSE_S = 5.0  # after a failure, how long requests go unlimited before Redis is tried again
-
-# KEYS[1] key; ARGV limit, window in ms, a unique member. Returns {allowed, count, reset_ms}.
-SLIDING_WINDOW = """
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window_ms = tonumber(ARGV[2])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window_ms)
-local count = redis.call('ZCARD', key)
-local allowed = 0
-if count < limit then
-  redis.call('ZADD', key, now, ARGV[3])
-  count = count + 1
-  allowed = 1
-end
-redis.call('PEXPIRE', key, window_ms)
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-local reset_ms = window_ms
-if oldest[2] then
-  reset_ms = tonumber(oldest[2]) + window_ms - now
-end
-return {allowed, count, reset_ms}
-"""
+KEY_PREFIX = "pcj_rate"  # Redis keys: pcj_rate:LIMITER/<key>/<limit>/<window>/second
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +58,11 @@ class Quota:
     limit: int
     remaining: int
     reset_s: int  # until the oldest counted request leaves the window
+    window_s: int = WINDOW_S
 
     def headers(self) -> dict[str, str]:
         return {
-            "RateLimit-Policy": f"{self.limit}; w={WINDOW_S}",
+            "RateLimit-Policy": f"{self.limit}; w={self.window_s}",
             "RateLimit-Limit": str(self.limit),
             "RateLimit-Remaining": str(self.remaining),
             "RateLimit-Reset": str(self.reset_s),
@@ -85,9 +73,9 @@ class RateLimited(ServiceError):
     status_code = 429
     code = "RATE_LIMITED"
 
-    def __init__(self, quota: Quota) -> None:
+    def __init__(self, quota: Quota, what: str = "requests") -> None:
         super().__init__(
-            f"Rate limit exceeded: {quota.limit} requests per {WINDOW_S} seconds",
+            f"Rate limit exceeded: {quota.limit} {what} per {quota.window_s} seconds",
             headers={**quota.headers(), "Retry-After": str(max(quota.reset_s, 1))},
         )
 
@@ -99,28 +87,36 @@ class RateLimiter:
         self,
         redis: Redis,
         *,
+        window_s: int = WINDOW_S,
         timeout_s: float = TIMEOUT_S,
         pause_s: float = PAUSE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._script = redis.register_script(SLIDING_WINDOW)  # EVALSHA, loaded on first use
+        # The scripts run on the client's own connection pool (the doorbell's): no second pool.
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            key_prefix=KEY_PREFIX,
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # passed on as is
+        )
+        self._strategy = MovingWindowRateLimiter(storage)
+        self._window_s = window_s
         self._timeout_s = timeout_s
         self._pause_s = pause_s
         self._clock = clock
         self._paused_until = float("-inf")
 
-    async def hit(self, key: str, limit: int) -> Quota | None:
-        """Count one request under ``key``; raise ``RateLimited`` past ``limit`` a minute.
+    async def hit(self, key: str, limit: int, what: str = "requests") -> Quota | None:
+        """Count one request under ``key``; raise ``RateLimited`` past ``limit`` a window.
 
-        None when Redis failed now or moments ago (the request goes on, unlimited).
+        None when Redis failed now or moments ago (the request goes on, unlimited). ``what``
+        names the requests in the 429's message ("job creations").
         """
         if self._clock() < self._paused_until:
             return None
+        item = RateLimitItemPerSecond(limit, self._window_s)
         try:
-            allowed, count, reset_ms = await asyncio.wait_for(
-                self._script(keys=[key], args=[limit, WINDOW_S * 1000, uuid.uuid4().hex]),
-                self._timeout_s,
-            )
+            allowed = await asyncio.wait_for(self._strategy.hit(item, key), self._timeout_s)
         except FAILURES as exc:
             self._paused_until = self._clock() + self._pause_s
             log.warning(
@@ -129,8 +125,27 @@ class RateLimiter:
                 exc.__class__.__name__,
             )
             return None
-        remaining = max(limit - int(count), 0)
-        quota = Quota(limit=limit, remaining=remaining, reset_s=math.ceil(reset_ms / 1000))
+        quota = await self._where(item, key)
         if not allowed:
-            raise RateLimited(quota)
+            # Without the window's figures, the worst case: the whole window to wait.
+            raise RateLimited(quota or Quota(limit, 0, self._window_s, self._window_s), what)
         return quota
+
+    async def _where(self, item: RateLimitItemPerSecond, key: str) -> Quota | None:
+        """Where ``key`` stands, for the headers: a second, read-only script. The decision is
+        made already, so a failure here costs the headers only, never the limit."""
+        try:
+            stats = await asyncio.wait_for(
+                self._strategy.get_window_stats(item, key), self._timeout_s
+            )
+        except FAILURES:
+            return None
+        # limits gives a wall-clock reset time; the headers want seconds from now.
+        reset_s = max(math.ceil(stats.reset_time - time.time()), 0)
+        return Quota(item.amount, max(stats.remaining, 0), reset_s, self._window_s)
+
+    async def count(self, key: str, limit: int) -> int:
+        """How many requests ``key`` has in its current window (for tests and operators)."""
+        item = RateLimitItemPerSecond(limit, self._window_s)
+        stats = await self._strategy.get_window_stats(item, key)
+        return limit - stats.remaining

@@ -68,3 +68,11 @@ ERROR_RESPONSES = {
 CALLER_ERRORS = {code: ERROR_RESPONSES[code] for code in (401, 500, 503)}
 # Endpoints where another user's job is a 404, as if it did not exist: no 403.
 OWNER_HIDDEN_ERRORS = {code: spec for code, spec in ERROR_RESPONSES.items() if code != 403}
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (or ``*``): answer 304 then."""
+    if not if_none_match:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates

@@ -10,6 +10,7 @@ from service.api.auth import TokenVerifier
 from service.api.rate_limit import RateLimiter
 from service.settings import Settings
 from service.store.mongo import Mongo
+from service.store.page_images import PageStore
 from service.store.reader import JobReader
 
 
@@ -36,3 +37,4 @@ class Services:
     queue: ArqRedis
     limiter: RateLimiter
     readers: JobReaders  # the polled endpoints' coalesced reads
+    page_store: PageStore  # page images: GridFS or S3 (PAGE_STORE)

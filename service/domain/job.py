@@ -89,11 +89,3 @@ def finished_at(doc: Mapping[str, Any]) -> datetime | None:
         JobStatus.cancelled: "cancelled_at",
     }.get(JobStatus(doc["status"]))
     return doc.get(field) if field else None
-
-
-def chapter_title(pdf_title: str | None, filename: str) -> str:
-    """The PDF's own title, else its file name without the extension."""
-    if pdf_title:
-        return pdf_title
-    stem = filename.rsplit(".", 1)[0] if filename.lower().endswith(".pdf") else filename
-    return stem or "Untitled chapter"

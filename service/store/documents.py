@@ -16,6 +16,7 @@ import pymongo
 from beanie import Document
 from pydantic import BaseModel, Field
 
+from service.domain.chapter import ContentMode
 from service.domain.job import ENQUEUED_MESSAGE, JobStatus, new_id, utcnow
 from service.domain.stages import initial_stages
 
@@ -42,8 +43,17 @@ class PdfChapterJob(Document):
     user_id: str
     book_id: str
     file_id: str
-    # Seed 003's free-text title; None for jobs created through seed 002.
+    # The chapter's title as asked (seed 003's job title too); else the PDF's, else the file name.
     title: str | None = None
+    # How the chapter is made and where it sits in its book (the create request's options).
+    content_mode: ContentMode = ContentMode.pdf_pages
+    slug: str | None = None
+    order_index: int | None = None
+    parent_id: str | None = None
+    is_published: bool = False
+    is_preview_free: bool = False
+    # MuPDF had to rebuild a damaged file to read it (set by the worker).
+    repaired: bool = False
 
     status: JobStatus = JobStatus.pending
     progress: int = Field(default=0, ge=0, le=100)
@@ -154,6 +164,13 @@ class JobDoc(TypedDict, total=False):
     book_id: str
     file_id: str
     title: str | None
+    content_mode: str
+    slug: str | None
+    order_index: int | None
+    parent_id: str | None
+    is_published: bool
+    is_preview_free: bool
+    repaired: bool
     status: str
     progress: int
     message: str
@@ -181,16 +198,28 @@ class JobDoc(TypedDict, total=False):
 
 
 class BookChapter(Document):
-    """The chapter a completed job made: one per job, its pages in ``document_chunks``."""
+    """The chapter a completed job made: one per job. Its pages (text, image keys, sizes) are in
+    ``document_chunks``; image URLs are made when the chapter is read, never stored."""
 
     chapter_id: str = Field(default_factory=new_id)
     book_id: str
     user_id: str
     job_id: str
     title: str
+    slug: str | None = None  # unique in the book; chapters made before slugs existed have none
+    order_index: int | None = None
+    parent_id: str | None = None
+    is_published: bool = False
+    is_preview_free: bool = False
+    content_mode: ContentMode = ContentMode.pdf_pages
     total_pages: int
     source_file_id: str
     source_filename: str
+    repaired: bool = False
+    # Every page, in order, with its image keys and sizes (content mode pdf_pages).
+    pages: list[ChapterPage] = Field(default_factory=list)
+    # The PDF itself in the page store (content mode pdf_file).
+    pdf_key: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     class Settings:
@@ -205,7 +234,35 @@ class BookChapter(Document):
                 [("user_id", pymongo.ASCENDING), ("book_id", pymongo.ASCENDING)],
                 name="user_id_book_id",
             ),
+            # A slug names one chapter of a book.
+            pymongo.IndexModel(
+                [
+                    ("user_id", pymongo.ASCENDING),
+                    ("book_id", pymongo.ASCENDING),
+                    ("slug", pymongo.ASCENDING),
+                ],
+                name="user_id_book_id_slug_unique",
+                unique=True,
+                partialFilterExpression={"slug": {"$type": "string"}},
+            ),
         ]
+
+
+class ImageRef(BaseModel):
+    """A stored image of a page: its key in the page store and its size in pixels."""
+
+    key: str
+    width: int
+    height: int
+
+
+class ChapterPage(BaseModel):
+    """One page as the chapter lists it (the original product's ``pages``; URLs made on read)."""
+
+    page_number: int
+    image: ImageRef | None = None
+    thumbnail: ImageRef | None = None
+    has_text: bool = True
 
 
 class ChunkMetadata(BaseModel):
@@ -215,7 +272,9 @@ class ChunkMetadata(BaseModel):
 
 
 class DocumentChunk(Document):
-    """One page of a chapter's text. Its public ``id`` (a UUID) is the MongoDB ``_id``."""
+    """One page of a chapter: its text (for search) and, rendered, its image and thumbnail.
+    Its public ``id`` (a UUID) is the MongoDB ``_id``. Written once the page's images are
+    stored, so a chunk that exists is a page that can be shown."""
 
     id: str = Field(default_factory=new_id)  # type: ignore[assignment]
     job_id: str
@@ -224,6 +283,11 @@ class DocumentChunk(Document):
     chunk_index: int
     content: str
     metadata: ChunkMetadata
+    image: ImageRef | None = None
+    thumbnail: ImageRef | None = None
+    has_text: bool = True
+    # Every MuPDF warning raised while loading and rendering this page.
+    warnings: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

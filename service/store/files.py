@@ -1,7 +1,8 @@
 """Uploaded PDFs in GridFS (bucket ``pdf_files``): streamed in, owned by the uploader.
 
 An upload is checked as it streams (magic bytes, size limit) and aborted on any failure, so a
-rejected upload leaves no chunks behind.
+rejected upload leaves no chunks behind. Chunks are inserted as they fill (``GridWriter``), so
+an upload in flight holds about one chunk of memory, never the whole file.
 """
 
 from __future__ import annotations
@@ -17,8 +18,16 @@ from gridfs.asynchronous.grid_file import AsyncGridFSBucket, AsyncGridOut
 from gridfs.errors import NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 
-from service.domain.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
-from service.domain.job import new_id, utcnow
+from service.domain.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from service.domain.job import ACTIVE_STATUSES, new_id, utcnow
+from service.store.documents import PdfChapterJob
+from service.store.grid_writer import GridWriter
 
 BUCKET = "pdf_files"
 PDF_MAGIC = b"%PDF-"
@@ -44,13 +53,6 @@ def bucket(db: AsyncDatabase[Any]) -> AsyncGridFSBucket:
     return AsyncGridFSBucket(db, bucket_name=BUCKET, chunk_size_bytes=CHUNK_SIZE)
 
 
-def safe_filename(raw: str | None) -> str:
-    """The base name a client sent, without path parts or control characters."""
-    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable()).strip()
-    return name[:255] or "document.pdf"
-
-
 def too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"File exceeds the {max_bytes // (1024 * 1024)} MB upload limit")
 
@@ -67,10 +69,13 @@ async def store_pdf(
     """Stream ``chunks`` into GridFS; 415 if not a PDF, 400 if empty, 413 if over ``max_bytes``."""
     file_id = new_id()
     created_at = utcnow()
-    grid_in = bucket(db).open_upload_stream_with_id(
-        file_id,
-        filename,
+    writer = GridWriter(
+        db,
+        BUCKET,
+        file_id=file_id,
+        filename=filename,
         metadata={"user_id": user_id, "content_type": content_type, "created_at": created_at},
+        chunk_size=CHUNK_SIZE,
     )
     digest = hashlib.sha256()
     size = 0
@@ -87,17 +92,16 @@ async def store_pdf(
             if size > max_bytes:
                 raise too_large(max_bytes)
             digest.update(chunk)
-            await grid_in.write(chunk)
+            await writer.write(chunk)
         if size == 0:
             raise BadRequest("File is empty")
         if PDF_MAGIC not in head:
             raise UnsupportedMediaType("File is not a PDF")
-        await grid_in.close()
+        sha256 = digest.hexdigest()
+        await writer.close({"sha256": sha256})
     except BaseException:
-        await grid_in.abort()
+        await writer.abort()
         raise
-    sha256 = digest.hexdigest()
-    await db[f"{BUCKET}.files"].update_one({"_id": file_id}, {"$set": {"metadata.sha256": sha256}})
     return StoredFile(file_id, filename, size, sha256, content_type, created_at, user_id)
 
 
@@ -133,3 +137,23 @@ async def open_file(db: AsyncDatabase[Any], file_id: str) -> AsyncGridOut | None
 async def delete_file(db: AsyncDatabase[Any], file_id: str) -> None:
     with contextlib.suppress(NoFile):
         await bucket(db).delete(file_id)
+
+
+async def delete_owned_file(db: AsyncDatabase[Any], file_id: str, user_id: str) -> None:
+    """Delete the caller's upload, its GridFS chunks included.
+
+    404 for a missing file and for someone else's; 409 while a pending or processing job reads
+    it (cancel the job first). A job created from the file after this check finds the file gone
+    and fails with ``FILE_NOT_FOUND``: nothing is left half-deleted.
+    """
+    await find_owned_file(db, file_id, user_id)
+    active = {"$in": [status.value for status in ACTIVE_STATUSES]}
+    job = await PdfChapterJob.get_pymongo_collection().find_one(
+        {"user_id": user_id, "file_id": file_id, "status": active}, {"job_id": 1}
+    )
+    if job is not None:
+        raise Conflict(
+            f"File {file_id[:64]} is being processed by job {job['job_id']}: "
+            "cancel the job or wait for it to finish, then delete the file"
+        )
+    await delete_file(db, file_id)

@@ -11,7 +11,9 @@ job, and the sweeper rings it once Redis is back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import logging
 from typing import Any, cast
 from uuid import UUID
@@ -22,13 +24,16 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from service.domain import lifecycle
-from service.domain.errors import Conflict, InvalidRequest, NotFound
+from service.domain.chapter import ChapterOptions
+from service.domain.errors import Conflict, InvalidRequest, NotFound, TooManyActiveJobs
 from service.domain.job import ACTIVE_STATUSES, JobStatus, utcnow
 from service.domain.lifecycle import Write
-from service.store.chapters import discard
+from service.store.chapters import chapters, discard
 from service.store.documents import JobDoc, PdfChapterJob
 from service.store.doorbell import ring
 from service.store.files import find_owned_file
+from service.store.page_images import PageStore
+from service.store.quota import ensure_active_slot
 from service.store.reader import JobReader
 
 log = logging.getLogger("service.job_store")
@@ -127,9 +132,10 @@ async def list_jobs(
 # --- Creating, cancelling, deleting -----------------------------------------------------------
 
 
-def fingerprint(book_id: str, file_id: str, title: str | None = None) -> str:
-    parts = [book_id, file_id] if title is None else [book_id, file_id, title]
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+def fingerprint(book_id: str, file_id: str, options: ChapterOptions) -> str:
+    """A digest of everything a create request asked for (Idempotency-Key replays compare it)."""
+    asked = {"book_id": book_id, "file_id": file_id, **dataclasses.asdict(options)}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
 async def create_job(
@@ -139,25 +145,39 @@ async def create_job(
     user_id: str,
     book_id: str,
     file_id: str,
-    title: str | None = None,
+    options: ChapterOptions,
     idempotency_key: str | None = None,
+    max_active: int | None = None,
 ) -> JobDoc:
     """Store a pending job of the caller's uploaded file, then ring the doorbell.
 
     With an ``Idempotency-Key``, the same key and body return the original job, and the same key
-    with another body is a 422.
+    with another body is a 422. A ``parent_id`` must name one of the caller's chapters in the
+    same book (422), and a ``slug`` asked for must be free in the book (409). With
+    ``max_active``, a caller who already has that many pending or processing jobs gets
+    ``TooManyActiveJobs`` (429), checked before the insert and again after it
+    (service/store/quota.py), before any worker hears of the job.
     """
     await find_owned_file(db, file_id, user_id)
-    request_fingerprint = fingerprint(book_id, file_id, title)
+    request_fingerprint = fingerprint(book_id, file_id, options)
     if idempotency_key is not None:
         existing = await jobs().find_one({"user_id": user_id, "idempotency_key": idempotency_key})
         if existing is not None:
             return _replay(existing, request_fingerprint)
+    await check_placement(user_id, book_id, options)
+    if max_active is not None:
+        await ensure_active_slot(user_id, max_active)
     job = PdfChapterJob(
         user_id=user_id,
         book_id=book_id,
         file_id=file_id,
-        title=title,
+        title=options.title,
+        content_mode=options.content_mode,
+        slug=options.slug,
+        order_index=options.order_index,
+        parent_id=options.parent_id,
+        is_published=options.is_published,
+        is_preview_free=options.is_preview_free,
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint if idempotency_key else None,
     )
@@ -170,8 +190,33 @@ async def create_job(
         if existing is None:
             raise
         return _replay(existing, request_fingerprint)
+    if max_active is not None:
+        try:
+            await ensure_active_slot(user_id, max_active, created=True)
+        except TooManyActiveJobs:
+            await jobs().delete_one({"job_id": job.job_id})  # a racing creation took the slot
+            raise
     await ring(queue, job.job_id)
     return cast(JobDoc, doc)
+
+
+async def check_placement(user_id: str, book_id: str, options: ChapterOptions) -> None:
+    """The chapter's parent exists in the book, and the slug asked for is free there."""
+    where = {"user_id": user_id, "book_id": book_id}
+    if options.parent_id is not None and not await chapters().count_documents(
+        {**where, "chapter_id": options.parent_id}, limit=1
+    ):
+        raise InvalidRequest(
+            "parent_id names no chapter of this book",
+            [{"field": "parent_id", "message": "no such chapter in this book"}],
+        )
+    if options.slug is not None:
+        taken = await chapters().count_documents({**where, "slug": options.slug}, limit=1)
+        asked = await jobs().count_documents(
+            {**where, "slug": options.slug, "status": {"$in": ACTIVE}}, limit=1
+        )
+        if taken or asked:
+            raise Conflict(f"Slug {options.slug!r} is already used in this book")
 
 
 def _replay(existing: Doc, request_fingerprint: str) -> JobDoc:
@@ -183,7 +228,9 @@ def _replay(existing: Doc, request_fingerprint: str) -> JobDoc:
     return cast(JobDoc, existing)
 
 
-async def cancel_job(job_id: str, user_id: str, projection: dict[str, int]) -> JobDoc:
+async def cancel_job(
+    job_id: str, user_id: str, projection: dict[str, int], store: PageStore
+) -> JobDoc:
     """Cancel a pending or processing job at once; 409 when it already finished.
 
     A run holding the job learns it at its next write and discards what it wrote. A job that no
@@ -192,7 +239,7 @@ async def cancel_job(job_id: str, user_id: str, projection: dict[str, int]) -> J
     done = await apply(lifecycle.cancel(job_id, user_id, utcnow()), {**projection, "lease_id": 1})
     if done is not None:
         if done.get("lease_id") is None:
-            await discard(job_id)
+            await discard(job_id, store)
         return done
     current = await jobs().find_one({"job_id": job_id, "user_id": user_id}, {"status": 1})
     if current is None:
@@ -200,10 +247,10 @@ async def cancel_job(job_id: str, user_id: str, projection: dict[str, int]) -> J
     raise Conflict(f"Job {job_id} is already {current['status']} and cannot be cancelled")
 
 
-async def delete_job(job_id: str, user_id: str) -> None:
+async def delete_job(job_id: str, user_id: str, store: PageStore) -> None:
     """Cancel if still active, then remove the job (a completed job's chapter stays)."""
     with contextlib.suppress(Conflict):
-        await cancel_job(job_id, user_id, {"_id": 0, "job_id": 1})
+        await cancel_job(job_id, user_id, {"_id": 0, "job_id": 1}, store)
     result = await jobs().delete_one({"job_id": job_id, "user_id": user_id})
     if not result.deleted_count:
         raise NotFound(f"Job {job_id} not found")

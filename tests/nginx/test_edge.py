@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import uuid
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,8 @@ import pytest
 from devstack.embedded import free_port
 from devstack.nginx import render
 from devstack.token import emulator_token
+from service.api.page_images import page_image_url
+from service.domain.page_keys import page_key
 from tests.conftest import PROJECT_ID
 from tests.pdfs import text_pdf
 from tests.server import granian_api, wait_port
@@ -29,13 +32,19 @@ pytestmark = pytest.mark.skipif(
 ALLOWED = "https://wordai.pro"
 ORIGINS = [ALLOWED, r"~^https://[a-z0-9-]+\.wordai\.pro$"]
 MAX_UPLOAD_MB = 60
+METRICS_TOKEN = "edge-metrics-token-0123456789"
 
 
 @pytest.fixture(scope="module")
 def api(settings, tmp_path_factory):
     """The API under granian, in emulator mode (development tokens), logging every request."""
     log = tmp_path_factory.mktemp("api") / "api.log"
-    env = {"CORS_ORIGINS": ALLOWED, "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB), "ACCESS_LOG": "true"}
+    env = {
+        "CORS_ORIGINS": ALLOWED,
+        "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
+        "ACCESS_LOG": "true",
+        "METRICS_TOKEN": METRICS_TOKEN,
+    }
     with granian_api(settings, PROJECT_ID, log, **env) as port:
         yield port, log
 
@@ -233,3 +242,67 @@ async def test_access_log_is_json_without_the_token(edge):
     assert entries[-1]["path"] == "/api/v1/books/jobs/db67a850-1efd-41f7-88ed-b434ef108bc5"
     assert token not in log
     assert "Bearer" not in log
+
+
+async def test_metrics_pass_through_and_the_app_asks_for_the_token(edge):
+    base, _ = edge
+    async with httpx.AsyncClient(base_url=base) as client:
+        anonymous = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        scraper = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+
+    # From 127.0.0.1, which nginx used to trust: the address no longer opens it.
+    assert (anonymous.status_code, wrong.status_code) == (401, 401)
+    assert anonymous.json() == {"detail": "Metrics require Authorization: Bearer <METRICS_TOKEN>"}
+    assert scraper.status_code == 200
+    assert "pcj_jobs" in scraper.text
+
+
+def test_metrics_location_trusts_no_source_address():
+    template = (Path(__file__).resolve().parents[2] / "nginx" / "nginx.conf.template").read_text()
+    block = template.split("location = /metrics {", 1)[1].split("}", 1)[0]
+
+    assert "allow" not in block
+    assert "deny" not in block
+    assert "proxy_pass http://api;" in block
+
+
+async def test_page_images_pass_through_with_their_caching_headers_and_a_304(edge, app):
+    services = app.state.services
+    key = page_key(str(uuid.uuid4()), 1)
+    data = os.urandom(200_000)
+    await services.page_store.put(key, data, "image/webp")
+    base, _ = edge
+    url = await page_image_url(services, key, origin=base)  # no Authorization: the URL is it
+
+    async with httpx.AsyncClient() as browser:
+        first = await browser.get(url, headers={"Origin": ALLOWED})
+        again = await browser.get(url, headers={"If-None-Match": first.headers["etag"]})
+        tampered = await browser.get(url.replace("sig=", "sig=0"))
+
+    assert first.status_code == 200
+    assert first.content == data
+    assert first.headers["content-type"] == "image/webp"
+    assert first.headers["content-length"] == str(len(data))
+    assert first.headers["cache-control"].startswith("private, max-age=")
+    assert first.headers.get_list("access-control-allow-origin") == [ALLOWED]
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == first.headers["etag"]
+    assert tampered.status_code == 403
+    assert tampered.json() == {"detail": "Image URL signature is invalid"}
+
+
+def test_page_images_have_their_own_location_without_long_timeouts(tmp_path):
+    conf = render(
+        tmp_path, upstreams=["127.0.0.1:8000"], listen="127.0.0.1:8080",
+        origins=ORIGINS, max_upload_mb=100,
+    )  # fmt: skip
+    text = conf.read_text()
+
+    block = text[text.index("location /api/v1/page-images/ {") :]
+    block = block[: block.index("\n        }\n")]
+
+    assert "proxy_read_timeout 10s;" in block
+    assert "120s" not in block
+    assert "proxy_hide_header" not in block  # ETag and Cache-Control reach the browser

@@ -219,7 +219,7 @@ async def test_missing_token_is_401_in_the_envelope(client, chunks_of):
     }
 
 
-async def test_success_carries_rate_limit_headers(client, auth_headers, chunks_of, queue):
+async def test_success_carries_rate_limit_headers(app, client, auth_headers, chunks_of, queue):
     job = await chunks_of(1)
 
     response = await _list(client, auth_headers, job.job_id)
@@ -227,11 +227,11 @@ async def test_success_carries_rate_limit_headers(client, auth_headers, chunks_o
     assert response.headers["ratelimit-limit"] == "100"
     assert response.headers["ratelimit-remaining"] == "99"
     assert 0 < int(response.headers["ratelimit-reset"]) <= 60
-    assert await queue.zcard("list_chunks:alice") == 1
+    assert await app.state.services.limiter.count("list_chunks:alice", 100) == 1
 
 
 async def test_rate_limit_holds_across_two_app_instances_sharing_redis(
-    client, other_app, settings, auth_headers, chunks_of, queue
+    app, client, other_app, settings, auth_headers, chunks_of, queue
 ):
     job = await chunks_of(1)
     alice = auth_headers("alice")
@@ -259,7 +259,7 @@ async def test_rate_limit_holds_across_two_app_instances_sharing_redis(
         },
     }
     assert bob.status_code == 404  # another user's own quota; bob does not own the job
-    assert await queue.zcard("list_chunks:alice") == 100
+    assert await app.state.services.limiter.count("list_chunks:alice", 100) == 100
 
 
 async def test_limit_is_not_enforced_while_redis_is_down(

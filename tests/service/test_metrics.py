@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pydantic
+import pytest
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 
 from service.domain.job import JobStatus
+from service.settings import Settings
 from tests.pdfs import text_pdf
 
 
@@ -108,3 +112,54 @@ def test_http_metrics_histogram_buckets_are_cumulative_and_inclusive():
         )
         is None
     )
+
+
+TOKEN = "metrics-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer wrong-token",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN}x",
+        "Bearer \u00e9t\u00e9".encode("latin-1"),
+    ],
+)
+async def test_metrics_without_the_right_token_is_401_json(other_app, settings, authorization):
+    guarded = settings.model_copy(update={"metrics_token": SecretStr(TOKEN)})
+    headers = {"Authorization": authorization} if authorization else {}
+
+    async with other_app(guarded) as client:
+        response = await client.get("/metrics", headers=headers)
+
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Metrics require Authorization: Bearer <METRICS_TOKEN>"}
+    assert response.headers["www-authenticate"] == 'Bearer realm="metrics"'
+    assert "pcj_jobs" not in response.text
+
+
+async def test_metrics_with_the_token_are_served(other_app, settings):
+    guarded = settings.model_copy(update={"metrics_token": SecretStr(TOKEN)})
+
+    async with other_app(guarded) as client:
+        response = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 200
+    assert "pcj_jobs" in response.text
+
+
+def test_production_refuses_to_start_without_a_metrics_token():
+    production = {
+        "app_env": "production",
+        "firebase_project_id": "real-project",
+        "page_url_secret": "k" * 32,
+    }
+
+    with pytest.raises(pydantic.ValidationError, match="METRICS_TOKEN"):
+        Settings(**production)
+    with pytest.raises(pydantic.ValidationError, match="16 characters"):
+        Settings(**production, metrics_token="short")
+
+    assert Settings(**production, metrics_token=TOKEN).metrics_token.get_secret_value() == TOKEN

@@ -1,7 +1,8 @@
-"""service/rate_limit.py on a real redis-server: the sliding window, and every way Redis fails."""
+"""service/api/rate_limit.py on a real redis-server: the moving window, and every way Redis fails."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 
@@ -17,39 +18,51 @@ KEY = "list_chunks:alice"
 @pytest.fixture
 async def redis(redis_server):
     client = Redis.from_url(redis_server.url)
-    await client.delete(KEY)
+    await client.flushdb()
     yield client
-    await client.delete(KEY)
+    await client.flushdb()
     await client.aclose()
 
 
-async def _redis_now_ms(redis):
-    seconds, micros = await redis.time()
-    return seconds * 1000 + micros // 1000
-
-
 async def test_requests_older_than_the_window_no_longer_count(redis):
-    now = await _redis_now_ms(redis)
-    await redis.zadd(KEY, {f"old-{n}": now - 61_000 for n in range(100)})
+    limiter = RateLimiter(redis, window_s=1)
+    for _ in range(3):
+        await limiter.hit(KEY, 3)
+    with pytest.raises(RateLimited):
+        await limiter.hit(KEY, 3)
 
-    quota = await RateLimiter(redis).hit(KEY, 100)
+    await asyncio.sleep(1.3)  # the three hits leave the one-second window
+    quota = await limiter.hit(KEY, 3)
 
-    assert quota.remaining == 99
-    assert await redis.zcard(KEY) == 1
-    assert 0 < await redis.pttl(KEY) <= 60_000
+    assert quota is not None
+    assert quota.remaining == 2
+    assert await limiter.count(KEY, 3) == 1
 
 
-async def test_a_full_window_refuses_until_its_oldest_request_leaves(redis):
-    now = await _redis_now_ms(redis)
-    await redis.zadd(KEY, {f"recent-{n}": now - 30_000 + n for n in range(100)})
+async def test_a_full_window_refuses_and_does_not_count_the_refused(redis):
+    limiter = RateLimiter(redis)
+    for _ in range(100):
+        await limiter.hit(KEY, 100)
 
     with pytest.raises(RateLimited) as refused:
-        await RateLimiter(redis).hit(KEY, 100)
+        await limiter.hit(KEY, 100, "job creations")
 
     headers = refused.value.headers
     assert headers["RateLimit-Remaining"] == "0"
-    assert 29 <= int(headers["Retry-After"]) <= 31
-    assert await redis.zcard(KEY) == 100  # a refused request is not counted
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    assert refused.value.detail == "Rate limit exceeded: 100 job creations per 60 seconds"
+    assert await limiter.count(KEY, 100) == 100  # a refused request is not counted
+
+
+async def test_each_key_has_its_own_window(redis):
+    limiter = RateLimiter(redis)
+    await limiter.hit(KEY, 1)
+
+    quota = await limiter.hit("list_chunks:bob", 1)
+
+    assert quota is not None
+    with pytest.raises(RateLimited):
+        await limiter.hit(KEY, 1)
 
 
 class Blackhole:

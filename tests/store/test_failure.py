@@ -25,7 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from devstack.embedded import free_port, remove_tree, start_mongod, start_redis
 from service.store.failure import is_transient
-from worker.extract import ExtractionError
+from worker.render import ExtractionError
 
 
 @pytest.fixture(scope="module")

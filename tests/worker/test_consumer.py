@@ -46,8 +46,8 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
 ):
     redis = start_redis(tmp_path, free_port(), persistent=False)
     own = settings.model_copy(update={"redis_url": redis.url, "progress_interval_s": 0})
-    running = await submit(text_pdf(3000, words=20))
-    after = await submit(text_pdf(3))
+    running = await submit(text_pdf(3000, words=20), content_mode="pdf_file")
+    after = await submit(text_pdf(3), content_mode="pdf_file")
     await queue.flushall()  # the session's Redis: these jobs are rung on the worker's own
     doorbell = create_queue(own)
     await ring(doorbell, running["job_id"])

@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 
-from service.store.documents import DocumentChunk, PdfChapterJob
+from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
 from service.store.doorbell import create_queue
+from service.store.page_images import create_page_store
 from tests.conftest import REPO_ROOT
 from tests.pdfs import memory_bomb_pdf, text_pdf
+from worker.settings import create_render_pool
 from worker.sweeper import sweep
 from worker.task import process_pdf_chapter
 
@@ -25,13 +27,19 @@ async def _job(job_id):
 async def _sweep(settings, **overrides):
     queue = create_queue(settings)
     try:
-        return await sweep({"settings": settings.model_copy(update=overrides), "redis": queue})
+        store = create_page_store(settings, PdfChapterJob.get_pymongo_collection().database)
+        ctx = {
+            "settings": settings.model_copy(update=overrides),
+            "redis": queue,
+            "page_store": store,
+        }
+        return await sweep(ctx)
     finally:
         await queue.aclose(close_connection_pool=True)
 
 
-def _spawn_worker(settings, **env: str) -> subprocess.Popen[bytes]:
-    """``python -m worker`` as its own process, on the test databases."""
+def _spawn_worker(settings, log=None, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m worker`` as its own process, on the test databases; its log to the file ``log``."""
     environment = {
         **os.environ,
         "MONGODB_URL": settings.mongodb_url,
@@ -47,7 +55,7 @@ def _spawn_worker(settings, **env: str) -> subprocess.Popen[bytes]:
         cwd=REPO_ROOT,
         env=environment,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if log is None else log,
     )
 
 
@@ -100,7 +108,8 @@ async def test_sweep_does_not_ring_a_job_within_its_grace(submit, settings):
 
 
 async def test_two_workers_twenty_jobs_each_processed_exactly_once(submit, run_worker):
-    jobs = [await submit(text_pdf(3)) for _ in range(20)]
+    # Four users: one may have only MAX_ACTIVE_JOBS_PER_USER (10) jobs pending at once.
+    jobs = [await submit(text_pdf(3), user_id=f"user-{n % 4}") for n in range(20)]
 
     await asyncio.gather(run_worker(), run_worker())
 
@@ -114,7 +123,7 @@ async def test_two_workers_twenty_jobs_each_processed_exactly_once(submit, run_w
 
 async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, settings, submit):
     pages = 3000
-    job = await submit(text_pdf(pages, words=30))
+    job = await submit(text_pdf(pages, words=30), content_mode="pdf_file")  # text: many pages fast
     worker = _spawn_worker(settings)
     try:
 
@@ -133,7 +142,15 @@ async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, set
     swept = await _sweep(settings, stale_after_s=0)
     # Another worker takes the released job. (Called directly: arq itself keeps the dead
     # worker's entry "in progress" until its own timeout, which a burst worker would wait out.)
-    outcome = await process_pdf_chapter({"settings": settings}, job["job_id"])
+    async with create_render_pool(settings) as pool:
+        outcome = await process_pdf_chapter(
+            {
+                "settings": settings,
+                "render_pool": pool,
+                "page_store": app.state.services.page_store,
+            },
+            job["job_id"],
+        )
 
     done = await _job(job["job_id"])
     chunks = DocumentChunk.get_pymongo_collection()
@@ -202,9 +219,12 @@ async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(app, setti
             worker.kill()
     handed_back = await _job(job["job_id"])
 
-    outcome = await process_pdf_chapter(
-        {"settings": settings.model_copy(update={"job_memory_limit_mb": 4096})}, job["job_id"]
-    )
+    resumed = settings.model_copy(update={"job_memory_limit_mb": 4096})
+    async with create_render_pool(resumed) as pool:
+        outcome = await process_pdf_chapter(
+            {"settings": resumed, "render_pool": pool, "page_store": app.state.services.page_store},
+            job["job_id"],
+        )
 
     assert exit_code == 0
     assert handed_back["status"] == "pending"  # no waiting for a stale heartbeat
@@ -214,3 +234,57 @@ async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(app, setti
     assert (
         await DocumentChunk.get_pymongo_collection().count_documents({"job_id": job["job_id"]}) == 1
     )
+
+
+async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
+    app, settings, submit, tmp_path
+):
+    """Issue 10's data loss: worker A stalls (SIGSTOP) past STALE_AFTER_S while worker B is free.
+    The sweeper hands the job to B, which completes it; then A wakes up mid-job. A's writes carry
+    a lease that is gone: it stops, and the chapter and every page are still there."""
+    pages = 3000
+    job = await submit(text_pdf(pages, words=30), content_mode="pdf_file")  # text: many pages fast
+    fast = {"STALE_AFTER_S": "2", "HEARTBEAT_INTERVAL_S": "0.5", "SWEEP_INTERVAL_S": "1"}
+    log_a = tmp_path / "worker-a.log"
+    log_file = log_a.open("wb")
+    worker_a = _spawn_worker(settings, log=log_file, **fast)
+    worker_b = None
+    try:
+
+        async def midway():
+            doc = await _job(job["job_id"])
+            return doc["status"] == "processing" and 30 < doc["progress"] < 60
+
+        assert await _wait_for(midway), "worker A never got going"
+        paused = await _job(job["job_id"])
+        worker_a.send_signal(signal.SIGSTOP)
+        worker_b = _spawn_worker(settings, **fast)
+
+        async def completed_by_b():
+            doc = await _job(job["job_id"])
+            return doc["status"] == "completed"
+
+        assert await _wait_for(completed_by_b, 60), "worker B never completed the job"
+        worker_a.send_signal(signal.SIGCONT)
+
+        async def a_gave_up():
+            return b": stopped: " in log_a.read_bytes()
+
+        assert await _wait_for(a_gave_up, 30), "worker A never noticed it lost the job"
+    finally:
+        for worker in (worker_a, worker_b):
+            if worker is not None and worker.poll() is None:
+                worker.send_signal(signal.SIGCONT)
+                worker.kill()
+                worker.wait(10)
+        log_file.close()
+
+    done = await _job(job["job_id"])
+    chapter_id = done["result"]["chapter_id"]
+    chapters = BookChapter.get_pymongo_collection()
+    chunks = DocumentChunk.get_pymongo_collection()
+    assert (done["status"], done["attempts"]) == ("completed", 2)
+    assert done["lease_id"] != paused["lease_id"]
+    assert await chapters.count_documents({"chapter_id": chapter_id}) == 1
+    assert await chunks.count_documents({"job_id": job["job_id"]}) == pages
+    assert await chunks.count_documents({"chapter_id": chapter_id}) == pages

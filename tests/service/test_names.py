@@ -1,0 +1,138 @@
+"""Names through the API: file names are cleaned, a book_id with invisible characters is a 422."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.pdfs import text_pdf
+
+BOUNDARY = "pcj-names"
+
+
+def form(filename: str, book_id: str | None = None) -> bytes:
+    """A multipart body built by hand: httpx would percent-encode some control characters."""
+    body = b""
+    if book_id is not None:
+        body += (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="book_id"\r\n\r\n'.encode()
+            + book_id.encode()
+            + b"\r\n"
+        )
+    body += (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{filename}"\r\nContent-Type: application/pdf\r\n\r\n'
+    ).encode() + text_pdf(1)
+    return body + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+@pytest.fixture
+def db(app):
+    return app.state.services.mongo.db
+
+
+@pytest.fixture
+def send(client, auth_headers):
+    async def post(path: str, body: bytes, content_type: str):
+        headers = {**auth_headers("alice"), "Content-Type": content_type}
+        return await client.post(path, content=body, headers=headers)
+
+    return post
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("a\x1b[31mred.pdf", "ared.pdf"),
+        ("t\x1b]0;owned\x07x.pdf", "tx.pdf"),
+        ("evil\u202efdp.exe", "evilfdp.exe"),
+        ("zero\u200bwidth.pdf", "zerowidth.pdf"),
+    ],
+)
+async def test_uploaded_file_name_loses_escape_sequences(send, db, filename, expected):
+    response = await send(
+        "/api/v1/files", form(filename), f"multipart/form-data; boundary={BOUNDARY}"
+    )
+
+    assert response.status_code == 201
+    assert response.json()["filename"] == expected
+    stored = await db["pdf_files.files"].find_one({"_id": response.json()["file_id"]})
+    assert stored["filename"] == expected
+
+
+@pytest.fixture
+async def file_id(upload):
+    return (await upload(text_pdf(1))).json()["file_id"]
+
+
+BAD_BOOK_IDS = [
+    pytest.param("book\x00", "0000", id="nul"),
+    pytest.param("book\r\nX-Injected: 1", "000D", id="crlf"),
+    pytest.param("book\n", "000A", id="lf"),
+    pytest.param("\u202ekoob", "202E", id="rlo"),
+    pytest.param("book\u2066", "2066", id="isolate"),
+    pytest.param("bo\u200bok", "200B", id="zero-width"),
+]
+
+
+@pytest.mark.parametrize(("book_id", "code"), BAD_BOOK_IDS)
+async def test_seed_002_book_id_with_invisible_characters_is_422(send, db, file_id, book_id, code):
+    body = json.dumps({"book_id": book_id, "file_id": file_id}).encode()
+
+    response = await send("/api/v1/books/jobs", body, "application/json")
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "Invalid request body",
+        "errors": [
+            {"field": "book_id", "message": f"printable characters only: U+{code} is not allowed"}
+        ],
+    }
+    assert await db["pdf_chapter_jobs"].count_documents({}) == 0
+
+
+@pytest.mark.parametrize(("book_id", "code"), BAD_BOOK_IDS)
+async def test_seed_003_book_id_with_invisible_characters_is_422(send, db, file_id, book_id, code):
+    body = json.dumps({"title": "t", "payload": {"book_id": book_id, "file_id": file_id}})
+
+    response = await send("/api/v1/jobs", body.encode(), "application/json")
+
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {
+            "field": "payload.book_id",
+            "message": f"printable characters only: U+{code} is not allowed",
+        }
+    ]
+    assert await db["pdf_chapter_jobs"].count_documents({}) == 0
+
+
+async def test_book_id_over_128_characters_is_422_naming_it(send, db, file_id):
+    body = json.dumps({"book_id": "b" * 129, "file_id": file_id}).encode()
+
+    response = await send("/api/v1/books/jobs", body, "application/json")
+
+    assert response.status_code == 422
+    assert [error["field"] for error in response.json()["errors"]] == ["book_id"]
+    assert await db["pdf_chapter_jobs"].count_documents({}) == 0
+
+
+async def test_printable_unicode_book_id_is_accepted(send, file_id):
+    body = json.dumps({"book_id": "书 名: Ünïcode (2)", "file_id": file_id}).encode()
+
+    response = await send("/api/v1/books/jobs", body, "application/json")
+
+    assert response.status_code == 202
+
+
+async def test_multipart_book_id_with_a_line_break_is_422_and_keeps_no_upload(send, db):
+    body = form("a.pdf", book_id="book\nX")
+
+    response = await send("/api/v1/books/jobs", body, f"multipart/form-data; boundary={BOUNDARY}")
+
+    assert response.status_code == 422
+    assert [error["field"] for error in response.json()["errors"]] == ["book_id"]
+    assert await db["pdf_files.files"].count_documents({}) == 0
+    assert await db["pdf_files.chunks"].count_documents({}) == 0
+    assert await db["pdf_chapter_jobs"].count_documents({}) == 0

@@ -1,0 +1,280 @@
+"""worker/render.py on generated PDFs: images at the right size that decode and show the page,
+text exactly as PyMuPDF reads it, every warning of a damaged file, and clear errors."""
+
+from __future__ import annotations
+
+import io
+
+import pymupdf
+import pytest
+from PIL import Image, ImageStat
+
+from tests.pdfs import (
+    A4,
+    CJK_TEXT,
+    RASTER_RECT,
+    a4_pdf,
+    cjk_pdf,
+    cut_pdf,
+    drawing_pdf,
+    encrypted_pdf,
+    garbage_after_header,
+    huge_page_pdf,
+    raster_image_pdf,
+    rotated_pdf,
+    scanned_pdf,
+    text_pdf,
+    truncated_before_pages_pdf,
+    truncated_pdf,
+    truncated_tail_pdf,
+    zero_page_pdf,
+)
+from worker.render import (
+    DocumentInfo,
+    ExtractionError,
+    RenderedPage,
+    RenderOptions,
+    open_document,
+    quiet_mupdf,
+    render_page,
+)
+
+quiet_mupdf()
+
+
+@pytest.fixture
+def render(tmp_path):
+    """``render(pdf_bytes, index=0, **options)``: open the PDF from a file and render one page."""
+    opened = []
+
+    def run(data: bytes, index: int = 0, **options) -> tuple[DocumentInfo, RenderedPage]:
+        path = tmp_path / f"doc{len(opened)}.pdf"
+        path.write_bytes(data)
+        doc, info = open_document(str(path))
+        opened.append(doc)
+        return info, render_page(doc, index, RenderOptions(**options))
+
+    yield run
+    for doc in opened:
+        doc.close()
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def variance(image: Image.Image) -> float:
+    return max(ImageStat.Stat(image.convert("RGB")).var)
+
+
+def near(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 25) -> bool:
+    """Within lossy-compression distance of ``colour``."""
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+def pymupdf_text(data: bytes, index: int = 0) -> str:
+    with pymupdf.open(stream=data, filetype="pdf") as doc:
+        return doc[index].get_text()
+
+
+def test_a4_page_at_150_dpi_is_1241_by_1754_webp_with_a_240_wide_thumbnail(render):
+    info, page = render(a4_pdf())
+
+    image = decode(page.image.data)
+    thumbnail = decode(page.thumbnail.data)
+    assert info.page_count == 1
+    assert (page.width_pt, page.height_pt) == pytest.approx(A4)
+    assert page.dpi == 150
+    assert (page.image.width, page.image.height) == (1241, 1754)
+    assert (image.format, image.size) == ("WEBP", (1241, 1754))
+    assert page.image.media_type == "image/webp"
+    assert (thumbnail.format, thumbnail.size) == ("WEBP", (240, 339))
+    assert (page.thumbnail.width, page.thumbnail.height) == thumbnail.size
+
+
+def test_dpi_option_scales_the_image(render):
+    _, page = render(a4_pdf(), dpi=72)
+
+    assert (page.image.width, page.image.height) == (596, 842)
+    assert decode(page.image.data).size == (596, 842)
+
+
+def test_vector_drawing_page_is_drawn_not_blank(render):
+    _, page = render(drawing_pdf())
+
+    image = decode(page.image.data)
+    assert variance(image) > 100
+    # The filled circle (orange, centred at 390, 220 pt) is where the PDF put it.
+    assert near(image.getpixel((round(390 * 150 / 72), round(220 * 150 / 72))), (255, 204, 51))
+    assert variance(decode(page.thumbnail.data)) > 0
+
+
+def test_embedded_raster_image_shows_where_it_was_placed(render):
+    _, page = render(raster_image_pdf())
+
+    image = decode(page.image.data)
+    # The picture's lower half is a red field: RASTER_RECT's lower half on the page.
+    x = (RASTER_RECT.x0 + RASTER_RECT.x1) / 2 * 150 / 72
+    y = (RASTER_RECT.y1 - 20) * 150 / 72
+    assert near(image.getpixel((round(x), round(y))), (220, 30, 30))
+    assert near(image.getpixel((20, 20)), (255, 255, 255))  # outside it: white paper
+
+
+def test_rotated_page_is_rendered_landscape(render):
+    _, page = render(rotated_pdf())
+
+    assert (page.width_pt, page.height_pt) == (842, 595)
+    assert decode(page.image.data).size == (1755, 1240)
+    assert decode(page.thumbnail.data).size == (240, 170)
+    assert page.text == pymupdf_text(rotated_pdf())
+
+
+def test_huge_page_is_rendered_at_a_lower_dpi_within_max_pixels(render):
+    _, page = render(huge_page_pdf())
+
+    image = decode(page.image.data)
+    assert 1 < page.dpi < 150
+    assert image.width == image.height
+    assert 10_000_000 < image.width * image.height <= 12_000_000
+    assert image.width == pytest.approx(14_400 * page.dpi / 72, abs=2)
+    assert page.error is None
+    assert variance(image) > 0
+
+
+def test_max_pixels_option_caps_an_ordinary_page_too(render):
+    _, page = render(a4_pdf(), max_pixels=500_000)
+
+    assert page.image.width * page.image.height <= 500_000
+    assert page.dpi < 150
+
+
+def test_cjk_text_is_extracted_and_drawn(render):
+    _, page = render(cjk_pdf())
+
+    assert page.text.strip() == CJK_TEXT
+    assert page.text == pymupdf_text(cjk_pdf())
+    assert page.has_text is True
+    assert variance(decode(page.image.data)) > 0
+
+
+def test_scanned_page_has_an_image_and_no_text(render):
+    _, page = render(scanned_pdf())
+
+    assert page.has_text is False
+    assert page.text.strip() == ""
+    assert variance(decode(page.image.data)) > 100
+    assert page.image.width == 1240
+
+
+@pytest.mark.parametrize(
+    "make", [a4_pdf, drawing_pdf, raster_image_pdf, rotated_pdf, cjk_pdf, scanned_pdf]
+)
+def test_text_is_exactly_what_pymupdf_reads(render, make):
+    data = make()
+
+    _, page = render(data)
+
+    assert page.text == pymupdf_text(data)
+    assert page.has_text == bool(page.text.strip())
+
+
+def test_jpeg_option_gives_jpeg_page_and_thumbnail(render):
+    _, page = render(drawing_pdf(), image_format="jpeg", quality=70)
+
+    image = decode(page.image.data)
+    assert (image.format, image.size) == ("JPEG", (1240, 1755))
+    assert page.image.media_type == "image/jpeg"
+    assert decode(page.thumbnail.data).format == "JPEG"
+    assert variance(image) > 100
+
+
+def test_render_images_off_reads_text_only(render):
+    _, page = render(drawing_pdf(), render_images=False)
+
+    assert page.image is None
+    assert page.thumbnail is None
+    assert page.dpi == 0
+    assert page.text == pymupdf_text(drawing_pdf())
+
+
+def test_truncated_file_is_flagged_repaired_with_its_warnings(render):
+    info, page = render(truncated_tail_pdf(), index=3)
+
+    assert info.repaired is True
+    assert info.page_count == 5
+    assert "trying to repair broken xref" in info.warnings
+    assert page.repaired is True
+    assert "Page 4 of 5" in page.text
+
+
+def test_every_warning_of_a_damaged_page_is_kept_not_only_errors(render, tmp_path):
+    path = tmp_path / "cut.pdf"
+    path.write_bytes(cut_pdf(0.5))
+    doc, _ = open_document(str(path))
+
+    pages = [render_page(doc, index, RenderOptions(render_images=False)) for index in range(5)]
+
+    warned = [page for page in pages if page.warnings]
+    assert warned, "a file cut in half renders without a single warning"
+    # What the old rule (keep messages containing "error") dropped, and left blank pages
+    # looking fine: warnings that never say "error".
+    assert any(not any("error" in w for w in page.warnings) for page in warned)
+    assert any("premature end of data" in w for page in warned for w in page.warnings)
+    doc.close()
+
+
+def test_a_page_that_cannot_be_read_reports_its_error_and_the_next_page_renders(tmp_path):
+    doc = pymupdf.open(stream=text_pdf(3), filetype="pdf")
+    doc.xref_set_key(doc[1].xref, "Contents", "[ 99999 0 R ]")  # page 2 points at nothing
+    path = tmp_path / "bad-page.pdf"
+    path.write_bytes(doc.tobytes())
+    doc.close()
+    doc, _ = open_document(str(path))
+
+    bad = render_page(doc, 1, RenderOptions())
+    good = render_page(doc, 2, RenderOptions())
+
+    assert any("not a stream" in warning for warning in bad.warnings)
+    assert bad.image is not None  # a blank page, drawn
+    assert good.warnings == ()
+    assert "Page 3 of 3" in good.text
+    doc.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "reason"),
+    [
+        (truncated_before_pages_pdf, "PDF_CORRUPT", "PDF is corrupt or truncated"),
+        (truncated_pdf, "PDF_CORRUPT", "PDF is corrupt or truncated"),
+        (garbage_after_header, "PDF_CORRUPT", "PDF is corrupt or truncated"),
+        (encrypted_pdf, "PDF_ENCRYPTED", "PDF is encrypted"),
+        (zero_page_pdf, "PDF_EMPTY", "PDF has no pages"),
+    ],
+)
+def test_a_document_that_cannot_be_read_says_why(tmp_path, make, code, reason):
+    path = tmp_path / "bad.pdf"
+    path.write_bytes(make())
+
+    with pytest.raises(ExtractionError) as caught:
+        open_document(str(path))
+
+    assert (caught.value.code, caught.value.reason) == (code, reason)
+
+
+def test_a_cut_off_file_with_no_pages_left_is_corrupt_but_an_empty_one_is_empty(tmp_path):
+    cut, empty = tmp_path / "cut.pdf", tmp_path / "empty.pdf"
+    cut.write_bytes(truncated_before_pages_pdf())
+    empty.write_bytes(zero_page_pdf())
+
+    with pymupdf.open(str(cut)) as doc:
+        opened_cut = (doc.page_count, doc.is_repaired)
+    with pytest.raises(ExtractionError) as cut_error:
+        open_document(str(cut))
+    with pytest.raises(ExtractionError) as empty_error:
+        open_document(str(empty))
+
+    assert opened_cut == (0, True)  # MuPDF opens it, repaired, with nothing in it
+    assert cut_error.value.code == "PDF_CORRUPT"
+    assert empty_error.value.code == "PDF_EMPTY"

@@ -1,0 +1,139 @@
+"""One job's pages, from the render pool to storage: images to the page store, then text and
+image keys to ``document_chunks``, in batches, with progress.
+
+A page counts as processed ("Processed i/n pages...") once its text and its images are all
+stored, so every page a client is shown can be opened at once. Pages arrive from the pool in
+any order; their images are stored concurrently (``PUTS_IN_FLIGHT``) while the pool renders the
+next ones, and one page's pixels never stay in this process longer than its upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from service.domain.page_keys import page_key, thumbnail_key
+from service.settings import Settings
+from service.store.chapters import StoredPage
+from service.store.page_images import PageStore
+from worker.pool import RenderPool
+from worker.render import PageImage, RenderedPage, RenderOptions
+
+# Chunks are written in batches: at most this many pages, or what was stored within this long.
+BATCH_PAGES = 64
+BATCH_SECONDS = 0.05
+PUTS_IN_FLIGHT = 8  # image uploads at once per job
+
+Doc = dict[str, Any]
+
+
+def render_options(settings: Settings, *, images: bool) -> RenderOptions:
+    """How this worker renders pages (``CHAPTER_DPI``, ``PAGE_IMAGE_*``, ``PAGE_MAX_PIXELS``)."""
+    return RenderOptions(
+        dpi=settings.chapter_dpi,
+        image_format=settings.page_image_format,
+        quality=settings.page_image_quality,
+        max_pixels=settings.page_max_pixels,
+        render_images=images,
+    )
+
+
+async def _put(store: PageStore, key: str, image: PageImage) -> Doc:
+    await store.put(key, image.data, image.media_type)
+    return {"key": key, "width": image.width, "height": image.height}
+
+
+async def store_page(
+    store: PageStore, chapter_id: str, page: RenderedPage, options: RenderOptions
+) -> StoredPage:
+    """Put a rendered page's image and thumbnail (idempotent: a retried page overwrites its
+    own keys); what its chunk records."""
+    number = page.index + 1
+    image = thumbnail = None
+    if page.image is not None:
+        image = await _put(store, page_key(chapter_id, number, options.image_format), page.image)
+    if page.thumbnail is not None:
+        key = thumbnail_key(chapter_id, number, options.image_format)
+        thumbnail = await _put(store, key, page.thumbnail)
+    return StoredPage(
+        index=page.index,
+        text=page.text,
+        has_text=page.has_text,
+        image=image,
+        thumbnail=thumbnail,
+        warnings=page.warnings,
+    )
+
+
+def page_problem(page: RenderedPage) -> Doc | None:
+    """What the job records of a page MuPDF could not read or warned about (a damaged page often
+    says "error" nowhere), or None."""
+    if page.error is None and not page.warnings:
+        return None
+    return {"page_number": page.index + 1, "error": page.error or "; ".join(page.warnings)}
+
+
+async def process_pages(
+    pool: RenderPool,
+    store: PageStore,
+    path: str,
+    total: int,
+    chapter_id: str,
+    options: RenderOptions,
+    on_stored: Callable[[list[StoredPage], list[Doc]], Awaitable[None]],
+) -> None:
+    """Render every page and store it; ``on_stored`` gets each batch of stored pages (and their
+    problems) to write and report. An exception from it (the lease lost, a failed write) stops
+    the rendering and cancels the uploads in flight."""
+    slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
+    in_flight: set[asyncio.Task[tuple[StoredPage, Doc | None]]] = set()
+    done: list[tuple[StoredPage, Doc | None]] = []
+    last_flush = time.monotonic()
+
+    async def upload(page: RenderedPage) -> tuple[StoredPage, Doc | None]:
+        try:
+            return await store_page(store, chapter_id, page, options), page_problem(page)
+        finally:
+            slots.release()
+
+    async def flush() -> None:
+        nonlocal last_flush
+        batch = sorted(done, key=lambda item: item[0].index)
+        done.clear()
+        last_flush = time.monotonic()
+        await on_stored([page for page, _ in batch], [p for _, p in batch if p is not None])
+
+    async def collect(block: bool) -> None:
+        if not in_flight:
+            return
+        finished, _ = await asyncio.wait(
+            in_flight, timeout=None if block else 0, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in finished:
+            in_flight.discard(task)
+            done.append(task.result())  # an upload that failed raises here
+
+    try:
+        async with contextlib.aclosing(pool.render(path, range(total), options)) as pages:
+            async for page in pages:
+                await slots.acquire()  # back-pressure: at most PUTS_IN_FLIGHT pages held
+                in_flight.add(asyncio.create_task(upload(page)))
+                await collect(block=False)
+                if len(done) >= BATCH_PAGES or (
+                    done and time.monotonic() - last_flush >= BATCH_SECONDS
+                ):
+                    await flush()
+        while in_flight:
+            await collect(block=True)
+            if len(done) >= BATCH_PAGES:
+                await flush()
+        if done:
+            await flush()
+    finally:
+        for task in in_flight:
+            task.cancel()
+        if in_flight:
+            await asyncio.gather(*in_flight, return_exceptions=True)

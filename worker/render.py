@@ -1,0 +1,227 @@
+"""One PDF page: its text, every MuPDF warning it raised, and its image. Pure and synchronous.
+
+No database and no event loop: this runs inside a render process (``worker/pool.py``), because
+PyMuPDF is not thread-safe and MuPDF can crash, hang or allocate without bound on hostile input.
+
+    doc, info = open_document(path)            # DocumentInfo, or ExtractionError saying why not
+    page = render_page(doc, index, options)    # RenderedPage: text, warnings, image, thumbnail
+
+The image goes from MuPDF's pixmap samples straight into Pillow's encoder (no PNG round trip),
+and one page's pixels are all this module holds at a time: the pixmap is released before the
+encoder runs and nothing decoded outlives ``render_page``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Literal
+
+import msgspec
+import pymupdf
+from PIL import Image
+
+
+class ExtractionError(Exception):
+    """A document that cannot be processed, with a stable code and a public reason."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+OUT_OF_MEMORY = ExtractionError("OUT_OF_MEMORY", "Out of memory")
+CORRUPT = ExtractionError("PDF_CORRUPT", "PDF is corrupt or truncated")
+
+# A page that warns on every glyph must not turn its report into megabytes.
+MAX_WARNINGS = 50
+MAX_MESSAGE = 300
+
+ImageFormat = Literal["webp", "jpeg"]
+MEDIA_TYPES: dict[str, str] = {"webp": "image/webp", "jpeg": "image/jpeg"}
+
+
+class RenderOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How pages are rendered (``CHAPTER_DPI``, ``PAGE_IMAGE_FORMAT``, ``PAGE_IMAGE_QUALITY``,
+    ``PAGE_MAX_PIXELS``); ``render_images=False`` reads text only (content mode ``pdf_file``)."""
+
+    dpi: int = 150
+    image_format: ImageFormat = "webp"
+    quality: int = 85
+    # WebP effort: method 2 costs about half of method 4 for files 2-3% larger (NOTES.md).
+    webp_method: int = 2
+    thumbnail_width: int = 240
+    max_pixels: int = 12_000_000
+    render_images: bool = True
+
+
+class PageImage(msgspec.Struct, frozen=True):
+    """An encoded image and its size in pixels."""
+
+    data: bytes
+    width: int
+    height: int
+    media_type: str
+
+
+class DocumentInfo(msgspec.Struct, frozen=True):
+    """What opening the document told us. ``repaired``: MuPDF had to rebuild a broken file."""
+
+    page_count: int
+    title: str | None
+    repaired: bool
+    warnings: tuple[str, ...]
+
+
+class RenderedPage(msgspec.Struct, frozen=True):
+    """One page. ``error`` is set when MuPDF could not read it (the job goes on without it);
+    ``warnings`` holds every MuPDF warning raised while loading and rendering it; ``dpi`` is
+    the resolution actually used (lower than asked for a page too large, 0 without an image)."""
+
+    index: int
+    text: str
+    has_text: bool
+    warnings: tuple[str, ...]
+    error: str | None
+    repaired: bool
+    width_pt: float
+    height_pt: float
+    dpi: float
+    image: PageImage | None
+    thumbnail: PageImage | None
+
+
+def quiet_mupdf() -> None:
+    """Collect MuPDF's messages instead of printing them: they are reported per page."""
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    pymupdf.TOOLS.mupdf_display_warnings(False)
+
+
+def open_document(path: str) -> tuple[pymupdf.Document, DocumentInfo]:
+    """Open a PDF, or raise ``ExtractionError`` saying why it cannot be read."""
+    pymupdf.TOOLS.reset_mupdf_warnings()
+    try:
+        doc = pymupdf.open(path, filetype="pdf")
+    except MemoryError:
+        raise OUT_OF_MEMORY from None
+    except Exception as exc:  # FileDataError, RuntimeError, ...: MuPDF could not parse the file
+        if is_allocation_failure(exc):
+            raise OUT_OF_MEMORY from None
+        raise CORRUPT from None
+    warnings = _warnings()
+    if doc.needs_pass:
+        doc.close()
+        raise ExtractionError("PDF_ENCRYPTED", "PDF is encrypted")
+    if doc.page_count == 0:
+        repaired = doc.is_repaired
+        doc.close()
+        # A cut-off file MuPDF rebuilt into nothing is damaged, not an empty document.
+        raise CORRUPT if repaired else ExtractionError("PDF_EMPTY", "PDF has no pages")
+    info = DocumentInfo(doc.page_count, title_of(doc), doc.is_repaired, warnings)
+    return doc, info
+
+
+def title_of(doc: pymupdf.Document) -> str | None:
+    """The document's metadata title, whitespace collapsed, or None."""
+    title = (doc.metadata or {}).get("title") or ""
+    title = " ".join(title.split())
+    return title[:300] or None
+
+
+def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> RenderedPage:
+    """Text, warnings and (unless ``options.render_images`` is off) the image of one page.
+
+    A page MuPDF cannot read comes back with ``error`` set, so one bad page does not lose the
+    others; running out of memory raises ``OUT_OF_MEMORY`` (the whole process is suspect then).
+    """
+    pymupdf.TOOLS.reset_mupdf_warnings()
+    text, error = "", None
+    width_pt = height_pt = dpi = 0.0
+    image = thumbnail = None
+    try:
+        page = doc.load_page(index)
+        width_pt, height_pt = page.rect.width, page.rect.height  # as displayed (rotation applied)
+        text = page.get_text()
+        if options.render_images:
+            dpi = effective_dpi(width_pt, height_pt, options)
+            image, thumbnail = _images(page, dpi, options)
+    except MemoryError:
+        raise OUT_OF_MEMORY from None
+    except Exception as exc:  # one unreadable page must not lose the others
+        if is_allocation_failure(exc):
+            raise OUT_OF_MEMORY from None
+        error = _first_line(str(exc)) or type(exc).__name__
+    return RenderedPage(
+        index=index,
+        text=text,
+        has_text=bool(text.strip()),
+        warnings=_warnings(),
+        error=error,
+        repaired=doc.is_repaired,  # MuPDF may repair a file only when a page needs it
+        width_pt=width_pt,
+        height_pt=height_pt,
+        dpi=dpi,
+        image=image,
+        thumbnail=thumbnail,
+    )
+
+
+def effective_dpi(width_pt: float, height_pt: float, options: RenderOptions) -> float:
+    """``options.dpi``, or less for a page whose pixmap would exceed ``options.max_pixels``."""
+    dpi = float(options.dpi)
+    while _pixels(width_pt, height_pt, dpi) > options.max_pixels and dpi > 1:
+        # The square root scales both sides; 1% more off covers MuPDF rounding its edges out.
+        dpi *= min(0.99, 0.99 * math.sqrt(options.max_pixels / _pixels(width_pt, height_pt, dpi)))
+    return math.floor(dpi * 100) / 100
+
+
+def _pixels(width_pt: float, height_pt: float, dpi: float) -> float:
+    zoom = dpi / 72
+    return (math.ceil(width_pt * zoom) + 1) * (math.ceil(height_pt * zoom) + 1)
+
+
+def _images(page: pymupdf.Page, dpi: float, options: RenderOptions) -> tuple[PageImage, PageImage]:
+    zoom = dpi / 72
+    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+    size = (pix.width, pix.height)
+    # Pillow copies the samples into its own (4 bytes a pixel) storage; drop MuPDF's copy
+    # before encoding so a page never holds three copies of its pixels.
+    picture = Image.frombuffer("RGB", size, pix.samples_mv, "raw", "RGB", pix.stride, 1)
+    del pix
+    with picture:
+        image = _encode(picture, options)
+        width = min(options.thumbnail_width, picture.width)
+        height = max(1, round(picture.height * width / picture.width))
+        with picture.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0) as small:
+            thumbnail = _encode(small, options)
+    return image, thumbnail
+
+
+def _encode(picture: Image.Image, options: RenderOptions) -> PageImage:
+    out = io.BytesIO()
+    if options.image_format == "webp":
+        picture.save(out, "WEBP", quality=options.quality, method=options.webp_method)
+    else:
+        picture.save(out, "JPEG", quality=options.quality)
+    return PageImage(
+        out.getvalue(), picture.width, picture.height, MEDIA_TYPES[options.image_format]
+    )
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """MuPDF reports a failed allocation as an ordinary error: ``realloc (N bytes) failed``."""
+    message = str(exc)
+    return ("alloc" in message and "failed" in message) or "out of memory" in message.lower()
+
+
+def _warnings() -> tuple[str, ...]:
+    """Every MuPDF message since the last reset (``mupdf_warnings`` flushes "repeated N times")."""
+    lines = [line[:MAX_MESSAGE] for line in pymupdf.TOOLS.mupdf_warnings().splitlines() if line]
+    if len(lines) > MAX_WARNINGS:
+        lines = [*lines[:MAX_WARNINGS], f"... and {len(lines) - MAX_WARNINGS} more warnings"]
+    return tuple(lines)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:MAX_MESSAGE] if text.strip() else ""
