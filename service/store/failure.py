@@ -17,7 +17,9 @@ or a problem with the PDF itself, and is treated as such by the caller.
       TimeoutError, ReadOnlyError (failover),        bad script), DataError
       OutOfMemoryError, TryAgainError, cluster down
     OSError of a socket (refused, reset, broken      anything else: ValueError, KeyError,
-      pipe), TimeoutError                            an ExtractionError about the PDF
+      pipe), TimeoutError                            an ExtractionError about the PDF,
+    PageStoreUnavailable (GridFS's MongoDB away,     PageStoreError (credentials, a
+      S3 still failing after obstore's retries)      missing bucket)
     any of the above as the cause of another error
 
 The worker's retries, its heartbeat, its hand-back and its sweeper, and the doorbell, all ask
@@ -37,6 +39,8 @@ from redis.exceptions import ClusterDownError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service.store.page_images import PageStoreUnavailable
 
 # MongoDB server error codes a retry can outlive (the driver's own retryable set, spelled out
 # so that a driver upgrade cannot silently change what fails a job):
@@ -64,6 +68,8 @@ REDIS_TRANSIENT = (
     ClusterDownError,
 )
 SOCKET_ERRORS = (ConnectionError, TimeoutError)  # refused, reset, aborted, broken pipe, timed out
+# The page store's own word for "unreachable or timed out: the same call may succeed later".
+STORE_TRANSIENT = (PageStoreUnavailable,)
 MAX_CAUSES = 5  # how far down a chain of ``raise ... from`` we look
 
 
@@ -80,7 +86,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _is_transient_itself(exc: BaseException) -> bool:
-    if isinstance(exc, (ConnectionFailure, *REDIS_TRANSIENT, *SOCKET_ERRORS)):
+    if isinstance(exc, (ConnectionFailure, *REDIS_TRANSIENT, *SOCKET_ERRORS, *STORE_TRANSIENT)):
         return True
     if isinstance(exc, PyMongoError) and any(exc.has_error_label(x) for x in TRANSIENT_LABELS):
         return True

@@ -25,6 +25,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from devstack.embedded import free_port, remove_tree, start_mongod, start_redis
 from service.store.failure import is_transient
+from service.store.gridfs_page_store import GridFSPageStore
+from service.store.page_images import PageStoreError
 from worker.render import ExtractionError
 
 
@@ -101,6 +103,26 @@ async def test_mongod_killed_mid_write_is_transient(mongo, own_mongod):
     error = await _failure_of(_bulk(mongo), lambda: restart(signal.SIGKILL))
 
     assert is_transient(error), repr(error)
+
+
+async def test_page_image_put_while_mongod_restarts_is_transient(mongo, own_mongod):
+    _, restart = own_mongod
+    store = GridFSPageStore(mongo.database)
+    image = b"\x00" * 150_000
+
+    error = await _failure_of(
+        lambda: store.put("chapters/c-1/page-1.webp", image, "image/webp"),
+        lambda: restart(signal.SIGKILL),
+    )
+
+    assert isinstance(error, PageStoreError)  # the page store's own error, the driver's as cause
+    assert is_transient(error), repr(error)
+
+
+def test_page_store_refusing_for_good_is_permanent():
+    refused = PageStoreError("S3 page store failed: PermissionDeniedError")
+
+    assert not is_transient(refused)
 
 
 def test_mongod_down_is_transient():
