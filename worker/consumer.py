@@ -7,7 +7,9 @@ arq's own method and changes only what happens on a transient error (``is_transi
 - ``main``: waits for Redis before arq's start-up (which reads ``INFO``), however long.
 - ``_poll_iteration`` (read the queue, start jobs, reap finished ones, record health): on a
   transient error, logs the outage once (``worker/dependency.py``), waits with backoff and
-  polls again. Running jobs go on meanwhile: they need MongoDB, not Redis.
+  polls again. Running jobs go on meanwhile: they need MongoDB, not Redis. With every job slot
+  busy arq's iteration asks Redis nothing, so it is pinged once a second: the outage shows in
+  the logs and metrics all the same.
 - ``start_jobs``: arq takes a job slot before its Redis round trips and gives it back only on a
   Redis *answer*; a lost connection there would leak the slot for good, so it is given back.
 - ``close``: stopping while Redis is down still runs ``on_shutdown`` (hands jobs back, closes
@@ -21,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 
 from arq import Worker
 
@@ -31,6 +35,7 @@ log = logging.getLogger("worker.consumer")
 
 FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 2.0
+PING_EVERY_S = 1.0
 STARTED = "consumer_started"  # in ctx once on_startup has run: main() must not run it twice
 SHUT_DOWN = "consumer_shut_down"
 
@@ -39,6 +44,7 @@ class Consumer(Worker):
     """An arq worker whose poll loop waits out Redis outages of any length."""
 
     _delay_s = FIRST_DELAY_S
+    _pinged_at = -math.inf
 
     async def main(self) -> None:
         while True:
@@ -70,6 +76,9 @@ class Consumer(Worker):
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
+            if time.monotonic() - self._pinged_at >= PING_EVERY_S:
+                await self.pool.ping()
+                self._pinged_at = time.monotonic()
         except Exception as exc:
             if not is_transient(exc):
                 raise
