@@ -177,7 +177,7 @@ async def run_fault(name: str, fault: Fault, concurrency: int, jobs: int, pages:
             await stack.until(lambda: stack.all_finished(load.ids), 900, "every job to finish")
             total = time.monotonic() - started
             await asyncio.wait_for(asyncio.gather(*load.pollers), 60)
-            verdict = await stack.verify(load.ids, pages)
+            verdict = await stack.verify(dict.fromkeys(load.ids, pages))
         finally:
             await stack.close()
     answers = " ".join(f"{k}:{v}" for k, v in sorted(verdict.answers.items()))

@@ -55,6 +55,9 @@ FAST = {
     "LOG_LEVEL": "INFO",
     "RENDER_PROCESSES": "1",
 }
+# Text only (the PDF itself is the chapter): thousands of pages a second. "pdf_pages" renders
+# every page to an image in GridFS, at a few dozen pages a second.
+TEXT, IMAGES = "pdf_file", "pdf_pages"
 
 
 @dataclass
@@ -245,7 +248,9 @@ class Stack:
     def headers(self, user: str = "alice") -> dict[str, str]:
         return {"Authorization": f"Bearer {emulator_token(user, PROJECT)}"}
 
-    async def submit(self, client: httpx.AsyncClient, pdf: bytes, name: str) -> str:
+    async def submit(
+        self, client: httpx.AsyncClient, pdf: bytes, name: str, content_mode: str = TEXT
+    ) -> str:
         """Upload a PDF and create its job (as a browser would); the job id."""
         uploaded = await client.post(
             f"{self.api_url}/api/v1/files",
@@ -255,12 +260,10 @@ class Stack:
         uploaded.raise_for_status()
         created = await client.post(
             f"{self.api_url}{JOBS}",
-            # Text only (the PDF itself is the chapter): rendering 1,200 pages to images would
-            # take minutes, and the faults are about the job's writes, not its pixels.
             json={
                 "book_id": "book_chaos",
                 "file_id": uploaded.json()["file_id"],
-                "content_mode": "pdf_file",
+                "content_mode": content_mode,
             },
             headers=self.headers(),
         )
@@ -354,11 +357,12 @@ class Stack:
                         done[match.group(1)] += 1
         return done
 
-    async def verify(self, job_ids: list[str], pages: int) -> Verdict:
-        """Every job completed exactly once, with every page, each once, and its chapter."""
-        verdict = Verdict(jobs=len(job_ids))
+    async def verify(self, expected: dict[str, int], rendered: set[str] = frozenset()) -> Verdict:
+        """Every job (id -> its page count) completed exactly once, with every page, each once,
+        and its chapter; the ``rendered`` ones with an image of every page too."""
+        verdict = Verdict(jobs=len(expected))
         completions = self.completions()
-        for job_id in job_ids:
+        for job_id, pages in expected.items():
             job = await self.db.pdf_chapter_jobs.find_one({"job_id": job_id})
             if job is None or job["status"] != "completed":
                 verdict.stuck.append(f"{job_id}: {job and job['status']}")
@@ -378,6 +382,13 @@ class Stack:
                 verdict.lost.append(f"{job_id}: {len(set(indexes))} of {pages} pages")
             if chapters != 1:
                 verdict.lost.append(f"{job_id}: {chapters} chapters")
+            if job_id in rendered:
+                prefix = f"chapters/{job['result']['chapter_id']}/page-"
+                images = await self.db["page_images.files"].count_documents(
+                    {"_id": {"$regex": "^" + re.escape(prefix)}}
+                )
+                if images != pages:
+                    verdict.lost.append(f"{job_id}: {images} of {pages} page images")
             if completions[job_id] != 1:
                 verdict.duplicated.append(f"{job_id}: completed {completions[job_id]} times")
         verdict.unfinished = await self.db.pdf_chapter_jobs.count_documents(

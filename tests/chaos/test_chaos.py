@@ -17,11 +17,12 @@ import signal
 import httpx
 import pytest
 
-from tests.chaos.stack import Stack, Verdict
+from tests.chaos.stack import IMAGES, TEXT, Stack, Verdict
 from tests.pdfs import book_pdf
 
-PAGES = 1200
+PAGES = 1200  # text only: the PDF itself is the chapter (content_mode pdf_file)
 JOBS = 6
+RENDERED_PAGES = 80  # every page rendered to an image in GridFS (pdf_pages)
 MONGODB_UP = 'pcj_worker_dependency_up{dependency="mongodb"}'
 REDIS_UP = 'pcj_worker_dependency_up{dependency="redis"}'
 
@@ -29,6 +30,11 @@ REDIS_UP = 'pcj_worker_dependency_up{dependency="redis"}'
 @pytest.fixture(scope="module")
 def book() -> bytes:
     return book_pdf(PAGES)
+
+
+@pytest.fixture(scope="module")
+def picture_book() -> bytes:
+    return book_pdf(RENDERED_PAGES)
 
 
 @pytest.fixture
@@ -40,17 +46,27 @@ async def stack(tmp_path):
         await deployment.close()
 
 
-async def _submit(stack: Stack, book: bytes, count: int, first: int = 0):
+async def _submit(stack: Stack, book: bytes, count: int, first: int = 0, content_mode=TEXT):
     """Create ``count`` jobs through the API and start polling each; ids and pollers."""
     async with httpx.AsyncClient(timeout=30) as client:
-        ids = [await stack.submit(client, book, f"book-{first + n}.pdf") for n in range(count)]
+        ids = [
+            await stack.submit(client, book, f"book-{first + n}.pdf", content_mode)
+            for n in range(count)
+        ]
     return ids, [asyncio.create_task(stack.poll(job_id)) for job_id in ids]
 
 
-async def _finish(stack: Stack, ids: list[str], pollers: list[asyncio.Task]) -> Verdict:
-    await stack.until(lambda: stack.all_finished(ids), 120, "every job to finish")
+async def _finish(
+    stack: Stack,
+    ids: list[str],
+    pollers: list[asyncio.Task],
+    rendered: dict[str, int] | None = None,
+) -> Verdict:
+    everything = ids + list(rendered or {})
+    await stack.until(lambda: stack.all_finished(everything), 120, "every job to finish")
     await asyncio.wait_for(asyncio.gather(*pollers), 30)
-    return await stack.verify(ids, PAGES)
+    expected = {job_id: PAGES for job_id in ids} | (rendered or {})
+    return await stack.verify(expected, rendered=set(rendered or {}))
 
 
 def _assert_nothing_lost_or_stuck(verdict: Verdict, stack: Stack) -> None:
@@ -65,17 +81,26 @@ def _metric_is(workers, series: str, value: float):
     return lambda: all(worker.metric(series) == value for worker in workers)
 
 
-async def test_mongodb_killed_and_restarted(stack: Stack, book: bytes):
+async def test_mongodb_killed_and_restarted(stack: Stack, book: bytes, picture_book: bytes):
     await stack.start()
-    workers = [stack.add_worker(), stack.add_worker()]
-    ids, pollers = await _submit(stack, book, JOBS)
-    await stack.until(lambda: stack.mid_job(ids), 90, "jobs mid-way and jobs waiting")
+    workers = [stack.add_worker(concurrency=2), stack.add_worker(concurrency=2)]
+    # Page images go to GridFS: the outage hits their writes too.
+    pictures, picture_pollers = await _submit(stack, picture_book, 2, content_mode=IMAGES)
+    ids, pollers = await _submit(stack, book, JOBS, first=2)
+
+    async def both_kinds_under_way():
+        rendering = any(d["status"] == "processing" for d in await stack.jobs(pictures))
+        return rendering and await stack.mid_job(ids)
+
+    await stack.until(both_kinds_under_way, 90, "pages rendering, jobs mid-way and jobs waiting")
 
     stack.kill_mongod()
     await stack.until(_metric_is(workers, MONGODB_UP, 0), 20, "the workers to see the outage")
     await asyncio.to_thread(stack.restart_mongod)
     await stack.until(_metric_is(workers, MONGODB_UP, 1), 30, "the workers to reconnect")
-    verdict = await _finish(stack, ids, pollers)
+    verdict = await _finish(
+        stack, ids, pollers + picture_pollers, dict.fromkeys(pictures, RENDERED_PAGES)
+    )
 
     _assert_nothing_lost_or_stuck(verdict, stack)
     assert verdict.answers["503"] > 0  # the polls saw the outage, as 503s
