@@ -69,10 +69,11 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     ctx[SHUT_DOWN] = True
     if "sweeper" in ctx:
         await stop_sweeping(ctx, ctx.pop("sweeper"))
-    # A worker stopped while it still waited for MongoDB at start-up has no page store yet.
-    for part in ("render_pool", "page_store"):
-        if part in ctx:
-            await ctx[part].aclose()
+    # A startup that failed part way (MongoDB down, bad S3 settings) has not made them all.
+    if "render_pool" in ctx:
+        await ctx["render_pool"].aclose()
+    if "page_store" in ctx:
+        await ctx["page_store"].aclose()
     if ctx.get("owns_mongo"):
         await ctx["mongo"].close()
 
