@@ -165,7 +165,7 @@ async def run_fault(name: str, fault: Fault, concurrency: int, jobs: int, pages:
         stack = Stack(Path(tmp))
         load = Load()
         try:
-            await stack.start()
+            await stack.start(MAX_ACTIVE_JOBS_PER_USER="100")  # one user submits them all
             stack.add_worker(concurrency)
             stack.add_worker(concurrency)
             await submit(stack, load, jobs)
