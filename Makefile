@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test token job indexes-sync indexes-check lint typecheck bench bench-instructions lock clean
+.PHONY: run test token job indexes-sync indexes-check lint typecheck bench bench-instructions bench-chaos lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: $(STAMP)
 ## Instructions per polling request vs raw find_one, by callgrind (needs `apt-get install valgrind`)
 bench-instructions: $(STAMP)
 	$(PY) bench/instructions.py
+
+## Faults under load: time to recover, jobs lost, duplicated or stuck (bench/chaos.py)
+bench-chaos: $(STAMP)
+	$(PY) bench/chaos.py
 
 ## Lock the runtime dependencies the Dockerfile installs.
 lock:

@@ -12,7 +12,12 @@
 2. peak RSS of the process tree (this process, the forkserver, the render processes), sampled
    from /proc, rendering 2,000 pages against 20 pages of a generated text + drawing PDF with
    pool(2). Target <= 1.3x.
-3. text only (what jobs.py asks of the pool today): pool(2) against raw get_text().
+3. text only (what a pdf_file job asks of the pool): pool(2) against raw get_text().
+4. the worker end to end (``bench/render_worker.py``): a real ``python -m worker`` with
+   RENDER_PROCESSES=1 and 2, pages/s claim to completed on the figure-heavy PDF, as ratios to
+   raw and original above: worker(1)/raw >= 0.85, worker(2)/worker(1) >= 1.7,
+   worker(2)/original >= 4; peak RSS of the worker tree, 2,000 vs 20 pages, <= 1.3x; enqueue ->
+   first page image fetchable, p50 <= 1 s.
 
 Prints figures and ratios; never passes or fails. Run: .venv/bin/python bench/render.py
 """
@@ -27,6 +32,7 @@ import gzip
 import io
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -40,6 +46,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.render_worker import WorkerFigures, worker_figures  # noqa: E402
 from tests.pdfs import drawing_pdf, figure_heavy_pdf  # noqa: E402
 from worker.pool import RenderPool  # noqa: E402
 from worker.render import RenderOptions, quiet_mupdf  # noqa: E402
@@ -183,7 +190,7 @@ def pgf_manual(workdir: str) -> str | None:
     return None
 
 
-def speed(name: str, path: str, indices: list[int]) -> None:
+def speed(name: str, path: str, indices: list[int]) -> dict[str, float]:
     print(f"\n{name}: {len(indices)} pages at {OPTIONS.dpi} DPI, WebP q{OPTIONS.quality}")
     figures = {
         "raw (inline, WebP m2)": raw(path, indices),
@@ -199,6 +206,29 @@ def speed(name: str, path: str, indices: list[int]) -> None:
         f"pool(2)/pool(1) {rate['pool(2)'] / rate['pool(1)']:.2f} (target >= 1.7)   "
         f"pool(2)/original {rate['pool(2)'] / rate['original']:.2f} (target >= 4)"
     )
+    return rate
+
+
+def print_worker(figures: WorkerFigures, rate: dict[str, float], rss_pages: int) -> None:
+    """The worker end to end against this run's raw and original baselines."""
+    one, two = figures.rate[1], figures.rate[2]
+    first = sorted(figures.first_image_ms)
+    print("\nworker end to end (python -m worker, GridFS page store), claim to completed:")
+    print(f"  RENDER_PROCESSES=1 {one:7.1f} pages/s   RENDER_PROCESSES=2 {two:7.1f} pages/s")
+    print(
+        f"  worker(1)/raw {one / rate['raw']:.2f} (target >= 0.85)   "
+        f"worker(2)/worker(1) {two / one:.2f} (target >= 1.7)   "
+        f"worker(2)/original {two / rate['original']:.2f} (target >= 4)"
+    )
+    print(
+        f"  peak RSS of the worker tree: 20 pages {figures.rss_small_mb:.0f} MB, {rss_pages} pages "
+        f"{figures.rss_large_mb:.0f} MB, ratio {figures.rss_large_mb / figures.rss_small_mb:.2f}"
+        " (target <= 1.3)"
+    )
+    print(
+        f"  enqueue -> first page image fetchable, {len(first)} jobs: "
+        f"p50 {statistics.median(first):.0f} ms, max {first[-1]:.0f} ms (target p50 <= 1 s)"
+    )
 
 
 def main() -> None:
@@ -206,13 +236,14 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=60, help="figure-heavy PDF pages")
     parser.add_argument("--pgf-pages", type=int, default=60, help="pgfmanual pages sampled")
     parser.add_argument("--rss-pages", type=int, default=2000, help="pages of the long run")
+    parser.add_argument("--no-worker", action="store_true", help="skip the worker end to end")
     args = parser.parse_args()
     quiet_mupdf()
     print(f"CPUs {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="pcj-bench-") as workdir:
         figures = os.path.join(workdir, "figures.pdf")
         Path(figures).write_bytes(figure_heavy_pdf(args.pages))
-        speed("generated figure-heavy PDF", figures, list(range(args.pages)))
+        rate = speed("generated figure-heavy PDF", figures, list(range(args.pages)))
 
         manual = pgf_manual(workdir)
         if manual is None:
@@ -236,10 +267,14 @@ def main() -> None:
         print(f"  RSS({args.rss_pages})/RSS(20) {big_peak / small_peak:.2f} (target <= 1.3)")
 
         text_only = RenderOptions(render_images=False)
-        rate, _ = asyncio.run(pooled(long, list(range(args.rss_pages)), 2, text_only))
+        text_rate, _ = asyncio.run(pooled(long, list(range(args.rss_pages)), 2, text_only))
         baseline = text_raw(long)
-        print(f"\ntext only ({args.rss_pages} pages, what jobs.py asks today):")
-        print(f"  raw get_text() {baseline:7.0f} pages/s   pool(2) {rate:7.0f} pages/s")
+        print(f"\ntext only ({args.rss_pages} pages, what a pdf_file job asks):")
+        print(f"  raw get_text() {baseline:7.0f} pages/s   pool(2) {text_rate:7.0f} pages/s")
+        if not args.no_worker:
+            print_worker(
+                asyncio.run(worker_figures(args.pages, args.rss_pages)), rate, args.rss_pages
+            )
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -2,8 +2,10 @@
 
 Starts an embedded MongoDB (single-node replica set, data in ``.data/mongo``) and Redis
 (append-only file in ``.data/redis``) unless ``MONGODB_URL`` / ``REDIS_URL`` are set, syncs the
-indexes, then runs the API (granian) and one worker. Ctrl-C stops everything it started, in
-reverse order. A lock file keeps a second ``make run`` from opening the same data directory.
+indexes, then runs the API (granian) and one worker, and keeps them running: one that exits
+is restarted with backoff (``devstack/supervisor.py``) while the other keeps serving. Ctrl-C
+stops everything it started, in reverse order. A lock file keeps a second ``make run`` from
+opening the same data directory.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from devstack.embedded import (
     port_in_use,
     start_mongod,
     start_redis,
-    stop,
 )
+from devstack.supervisor import Child
 from service.settings import EMBEDDED_MONGO_PORT, EMBEDDED_REDIS_PORT
 
 DATA = Path(".data")
@@ -91,7 +93,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _on_signal)
 
     servers: list[Server] = []
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children: list[Child] = []
     code = 0
     try:
         servers = _embedded(env)
@@ -102,34 +104,29 @@ def main() -> int:
             "--host", env.get("HOST", "127.0.0.1"), "--port", port, "--no-ws", "--loop", "uvloop",
             "service.api.app:app_factory",
         ]  # fmt: skip
-        children.append(("api", _spawn_attached(api, env)))
-        children.append(("worker", _spawn_attached([sys.executable, "-m", "worker"], env)))
+        children = [
+            Child("api", api, env),
+            Child("worker", [sys.executable, "-m", "worker"], env),
+        ]
+        for child in children:
+            child.start()
         print(f"pdf-chapter-jobs on http://127.0.0.1:{port} (OpenAPI at /schema); Ctrl-C stops it")
         while not stopping:
-            for name, child in children:
-                if child.poll() is not None:
-                    print(f"{name} exited with {child.returncode}; stopping", file=sys.stderr)
-                    code = child.returncode or 1
-                    stopping = True
+            for child in children:
+                child.watch()
             time.sleep(0.2)
     except (EmbeddedError, subprocess.CalledProcessError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         code = 1
     finally:
-        for name, child in reversed(children):
-            print(f"stopping {name}")
-            stop(child, timeout=30)
+        for child in reversed(children):
+            print(f"stopping {child.name}")
+            child.stop()
         for server in reversed(servers):
             print(f"stopping {server.name}")
             server.stop()
         os.close(lock)
     return code
-
-
-def _spawn_attached(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # Output goes to this terminal; the child has its own session so Ctrl-C reaches only us,
-    # and we stop the children in order.
-    return subprocess.Popen(args, env=env, start_new_session=True)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,14 @@ def rendered(path: str) -> list[tuple[int, int]]:
     """``(pid, page index)`` for every page of the PDF at ``path`` the hook saw, in order."""
     pdf = Path(path)
     return [(pid, index) for pid, name, index in page_log(pdf.parent) if name == pdf.name]
+
+
+def abort_at_titled_page(path: str, index: int) -> None:
+    """Aborts the render process on page index N of a PDF whose metadata title is
+    ``abort-at-N``: the worker stores every PDF as ``source.pdf``, so its name cannot ask."""
+    import pymupdf
+
+    with pymupdf.open(path) as doc:
+        match = re.fullmatch(r"abort-at-(\d+)", doc.metadata.get("title") or "")
+    if match is not None and int(match.group(1)) == index:
+        os.abort()

@@ -17,6 +17,14 @@ JOB_SECONDS = Histogram(
 )
 HEARTBEAT = Gauge("pcj_worker_last_heartbeat_timestamp_seconds", "When this worker last beat")
 RUNNING = Gauge("pcj_worker_jobs_running", "Jobs this worker is running now")
+# Outages as this worker lives through them (worker/dependency.py), and its sweeper's pulse.
+DEPENDENCY_UP = Gauge(
+    "pcj_worker_dependency_up",
+    "1 while this worker reaches the dependency, 0 during an outage",
+    ["dependency"],
+)
+OUTAGES = Counter("pcj_worker_dependency_outages", "Outages this worker saw begin", ["dependency"])
+LAST_SWEEP = Gauge("pcj_worker_last_sweep_timestamp_seconds", "When this worker last swept")
 
 
 def serve(port: int) -> None:

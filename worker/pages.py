@@ -21,6 +21,7 @@ from service.store.chapters import StoredPage
 from service.store.page_images import PageStore
 from worker.pool import RenderPool
 from worker.render import PageImage, RenderedPage, RenderOptions
+from worker.retry import Patience
 
 # Chunks are written in batches: at most this many pages, or what was stored within this long.
 BATCH_PAGES = 64
@@ -42,7 +43,10 @@ def render_options(settings: Settings, *, images: bool) -> RenderOptions:
 
 
 async def _put(store: PageStore, key: str, image: PageImage) -> Doc:
-    await store.put(key, image.data, image.media_type)
+    # A put overwrites its own key, so a MongoDB outage (GridFS) is waited out, not fatal.
+    await Patience().call(
+        lambda: store.put(key, image.data, image.media_type), "store a page image"
+    )
     return {"key": key, "width": image.width, "height": image.height}
 
 

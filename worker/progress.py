@@ -15,9 +15,13 @@ from typing import Any
 from service.domain import lifecycle
 from service.domain.job import utcnow
 from service.store.documents import JobDoc
-from service.store.job_store import apply
+from service.store.job_store import APPLIED_FIELDS, apply, get_job
+from worker.retry import Patience
 
 Doc = dict[str, Any]
+
+
+RELEASE_PATIENCE_S = 5.0
 
 
 class LeaseLost(Exception):
@@ -31,6 +35,10 @@ class Run:
     job_id: str
     lease_id: str
 
+    # Waits out MongoDB outages (worker/retry.py); how long it waited tells a time limit spent
+    # on the PDF from one spent waiting.
+    patience: Patience = field(default_factory=Patience, compare=False)
+
     async def advance(
         self,
         progress: int,
@@ -38,29 +46,62 @@ class Run:
         fields: Doc | None = None,
         page_errors: list[Doc] | None = None,
     ) -> None:
-        write = lifecycle.advance(
-            self.job_id, self.lease_id, progress, message, utcnow(), fields, page_errors
+        await self._apply(
+            "write progress",
+            lambda: lifecycle.advance(
+                self.job_id, self.lease_id, progress, message, utcnow(), fields, page_errors
+            ),
         )
-        await self._apply(write)
 
     async def complete(self, result: Doc, message: str, fields: Doc | None = None) -> None:
-        write = lifecycle.complete(self.job_id, self.lease_id, result, message, utcnow(), fields)
-        await self._apply(write)
+        await self._apply(
+            "complete the job",
+            lambda: lifecycle.complete(
+                self.job_id, self.lease_id, result, message, utcnow(), fields
+            ),
+        )
 
     async def fail(self, reason: str, code: str) -> None:
-        await self._apply(lifecycle.fail(self.job_id, self.lease_id, reason, code, utcnow()))
+        await self._apply(
+            "fail the job",
+            lambda: lifecycle.fail(self.job_id, self.lease_id, reason, code, utcnow()),
+        )
 
     async def release(self) -> None:
-        await self._apply(lifecycle.release(self.job_id, utcnow(), lease_id=self.lease_id))
+        """Hand the job back; gives up after ``RELEASE_PATIENCE_S`` (a stopping worker must not
+        hang on it: the sweeper releases a job whose heartbeat went stale anyway)."""
+        await self._apply(
+            "hand the job back",
+            lambda: lifecycle.release(self.job_id, utcnow(), lease_id=self.lease_id),
+            Patience(give_up_after_s=RELEASE_PATIENCE_S),
+        )
 
     async def beat(self) -> None:
-        await self._apply(lifecycle.beat(self.job_id, self.lease_id, utcnow()))
+        """One heartbeat, not retried here: the heartbeat task has its own schedule."""
+        await self._apply(
+            "beat", lambda: lifecycle.beat(self.job_id, self.lease_id, utcnow()), Patience(0)
+        )
 
-    async def _apply(self, write: lifecycle.Write) -> JobDoc:
-        doc = await apply(write)
+    async def _apply(
+        self, what: str, build: Callable[[], lifecycle.Write], patience: Patience | None = None
+    ) -> JobDoc:
+        # Built again for each attempt: a retried write carries the time it is made, so the
+        # heartbeat it sets never goes back.
+        doc = await (patience or self.patience).call(lambda: apply(build()), what)
+        if doc is None:
+            doc = await self._landed(build().transition)
         if doc is None:
             raise LeaseLost(self.job_id)
         return doc
+
+    async def _landed(self, transition: lifecycle.Transition) -> JobDoc | None:
+        """The job, if an earlier attempt of this write reached MongoDB before its answer was
+        lost (a retried ``complete`` then finds the job completed under this run's lease)."""
+        doc = await get_job(self.job_id, APPLIED_FIELDS)
+        target = lifecycle.RULES[transition].target.value
+        if doc is not None and doc.get("lease_id") == self.lease_id and doc["status"] == target:
+            return doc
+        return None
 
 
 @dataclass

@@ -1,20 +1,30 @@
-"""The arq worker, built from our settings (``create_worker(settings)``)."""
+"""The arq worker, built from our settings (``create_worker(settings)``).
+
+It outlives Redis outages (``worker/consumer.py``), waits for MongoDB at start-up for as long as
+it takes, and runs the sweeper as a task of its own (``worker/sweeper.py``), not in a job slot.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
-from arq import Worker, cron, func
-from arq.connections import ArqRedis, RedisSettings
+from arq import Worker, func
+from arq.connections import ArqRedis
 
 from service.settings import Settings
-from service.store.doorbell import PROCESS_FUNCTION
-from service.store.mongo import connect
+from service.store.doorbell import PROCESS_FUNCTION, create_queue
+from service.store.mongo import Mongo, MongoUnavailable, connect
 from service.store.page_images import create_page_store
 from worker import metrics
+from worker.consumer import SHUT_DOWN, STARTED, Consumer
+from worker.dependency import MONGODB
 from worker.pool import RenderPool
-from worker.sweeper import sweep
+from worker.sweeper import keep_sweeping, stop_sweeping
 from worker.task import process_pdf_chapter
+
+log = logging.getLogger("worker.settings")
 
 
 def create_render_pool(settings: Settings) -> RenderPool:
@@ -33,21 +43,46 @@ async def startup(ctx: dict[str, Any]) -> None:
     await pool.start()
     metrics.HEARTBEAT.set_to_current_time()
     if "mongo" not in ctx:  # tests hand in the connection their app already holds
-        ctx["mongo"] = await connect(ctx["settings"])
+        ctx["mongo"] = await _connect(ctx["settings"])
         ctx["owns_mongo"] = True
     ctx["page_store"] = create_page_store(ctx["settings"], ctx["mongo"].db)
+    if ctx.get("sweeper_enabled"):  # after the page store: a sweep may discard a lost job's
+        ctx["sweeper"] = asyncio.create_task(keep_sweeping(ctx), name="sweeper")
+    ctx[STARTED] = True
+
+
+async def _connect(settings: Settings) -> Mongo:
+    """MongoDB, however long it takes to come up: a worker started during an outage waits."""
+    while True:
+        try:
+            mongo = await connect(settings)
+        except MongoUnavailable as exc:
+            MONGODB.down(exc)
+            log.warning("still waiting for MongoDB; jobs start once it answers")
+            await asyncio.sleep(1.0)
+            continue
+        MONGODB.up()
+        return mongo
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["render_pool"].aclose()
-    await ctx["page_store"].aclose()
+    ctx[SHUT_DOWN] = True
+    if "sweeper" in ctx:
+        await stop_sweeping(ctx, ctx.pop("sweeper"))
+    # A startup that failed part way (MongoDB down, bad S3 settings) has not made them all.
+    if "render_pool" in ctx:
+        await ctx["render_pool"].aclose()
+    if "page_store" in ctx:
+        await ctx["page_store"].aclose()
     if ctx.get("owns_mongo"):
         await ctx["mongo"].close()
 
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
-    """An arq worker for the PDF pipeline; tests pass ``burst=True, redis_pool=...``."""
-    every = settings.sweep_interval_s
+    """An arq worker for the PDF pipeline; tests pass ``burst=True, redis_pool=...``.
+
+    A burst worker (tests, one-off runs) does not sweep.
+    """
     options: dict[str, Any] = {
         "functions": [
             func(
@@ -58,27 +93,23 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 max_tries=settings.job_max_attempts + 2,
             )
         ],
-        "cron_jobs": [
-            cron(
-                sweep,
-                second=set(range(0, 60, every)) if every < 60 else {0},
-                run_at_startup=True,
-                unique=False,
-                timeout=60,
-            )
-        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "ctx": {"settings": settings, **overrides.pop("ctx", {})},
+        "ctx": {
+            "settings": settings,
+            "sweeper_enabled": not overrides.get("burst", False),
+            **overrides.pop("ctx", {}),
+        },
         "max_jobs": settings.worker_concurrency,
         "poll_delay": settings.worker_poll_delay_s,
         "keep_result": 60,
         "job_timeout": settings.job_time_limit_s + 120,
     }
     if "redis_pool" not in overrides:
-        options["redis_settings"] = RedisSettings.from_dsn(settings.redis_url)
+        # Our own pool: connects lazily with short timeouts (arq's own gives up after 5 tries).
+        options["redis_pool"] = create_queue(settings)
     options.update(overrides)
-    return Worker(**options)
+    return Consumer(**options)
 
 
 __all__ = ["ArqRedis", "create_worker"]

@@ -6,33 +6,51 @@
   being stale, so a worker that wakes up in between keeps its job, and one that wakes up after
   finds its lease gone and changes nothing.
 - ``pending`` not started within ``PENDING_GRACE_S`` of its last ring: the doorbell was lost
-  (Redis down at creation, Redis flushed). Ring it again (``ring``, once per sweeper).
+  (Redis down at creation, Redis flushed). Ring it again (``ring``, once per sweeper); while
+  Redis is down nothing is recorded, so the first sweep after it is back rings.
+
+``keep_sweeping`` runs in every worker as a task of its own, every ``SWEEP_INTERVAL_S``, whatever
+its job slots are doing; a lock in MongoDB (``service/store/lock.py``) lets one sweep run at a
+time across workers. After an outage of MongoDB heartbeats are judged only once it has been back
+for ``STALE_AFTER_S``: the workers could not beat while nobody could reach it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from datetime import timedelta
+import os
+import socket
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.domain import lifecycle
-from service.domain.job import JobStatus, utcnow
+from service.domain.job import JobStatus, new_id, utcnow
 from service.settings import Settings
+from service.store import lock
 from service.store.chapters import discard
 from service.store.doorbell import ring
+from service.store.failure import is_transient
 from service.store.job_store import apply, jobs
+from worker import metrics
+from worker.dependency import MONGODB
 
 log = logging.getLogger("worker.sweeper")
 
 WORKER_LOST = "worker lost"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
-    """One pass; returns counts of what it did."""
+async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[str, int]:
+    """One pass; returns counts of what it did. ``judge_heartbeats`` False skips stale jobs."""
     settings: Settings = ctx["settings"]
     queue = ctx["redis"]
     now = utcnow()
     stale_before = now - timedelta(seconds=settings.stale_after_s)
+    if not judge_heartbeats:
+        stale_before = EPOCH  # no heartbeat is older: the stale pass finds nothing
     counts = {"released": 0, "lost": 0, "rung": 0}
 
     stale = jobs().find(
@@ -61,9 +79,59 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
         {"job_id": 1, "rung_at": 1},
     )
     async for doc in forgotten:
+        # Ring first, then record it: a ring that fails (Redis down) leaves the job as it was,
+        # to be rung by the next sweep.
+        if not await ring(queue, doc["job_id"], f"swept-{int(now.timestamp() * 1000)}"):
+            break
         if await apply(lifecycle.ring(doc["job_id"], doc["rung_at"], now)):
             counts["rung"] += 1
-            await ring(queue, doc["job_id"], f"swept-{int(now.timestamp() * 1000)}")
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts
+
+
+SWEEP_LOCK = "sweeper"
+
+
+async def keep_sweeping(ctx: dict[str, Any]) -> None:
+    """Sweep every ``SWEEP_INTERVAL_S`` until cancelled, when this worker holds the sweep lock.
+
+    The lock lasts two intervals and its holder renews it at each of its sweeps, so one worker
+    sweeps while it lives, and another takes over within three intervals when it dies or stalls.
+    A failed sweep (MongoDB down) is tried again at the next tick; nothing ends the loop.
+    """
+    settings: Settings = ctx["settings"]
+    db = ctx["mongo"].db
+    interval = float(settings.sweep_interval_s)
+    holder = ctx["sweeper_holder"] = f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
+    while True:
+        started = time.monotonic()
+        try:
+            if await lock.acquire(db, SWEEP_LOCK, holder, 2 * interval):
+                back_for = MONGODB.up_for_s()
+                judge = back_for >= settings.stale_after_s
+                if not judge:
+                    log.info(
+                        "sweep: MongoDB back for %.1f s only; heartbeats judged later", back_for
+                    )
+                await sweep(ctx, judge_heartbeats=judge)
+                metrics.LAST_SWEEP.set_to_current_time()
+            MONGODB.up()
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("sweep failed; the next one runs in %.0f s", interval)
+            else:
+                MONGODB.down(exc)
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+async def stop_sweeping(ctx: dict[str, Any], task: asyncio.Task[None]) -> None:
+    """Cancel the loop and give the lock back, so another worker sweeps at its next tick."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    holder = ctx.get("sweeper_holder")
+    if holder is not None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await lock.release(ctx["mongo"].db, SWEEP_LOCK, holder)

@@ -33,6 +33,7 @@ from service.logs import current_job_id
 from service.settings import Settings
 from service.store import chapters
 from service.store.chapters import StoredPage
+from service.store.documents import JobDoc
 from service.store.doorbell import ring
 from service.store.failure import is_transient
 from service.store.files import BUCKET, open_file
@@ -44,6 +45,7 @@ from worker.pages import process_pages, render_options
 from worker.pool import PoolClosed, RenderPool
 from worker.progress import LeaseLost, ProgressWriter, Run
 from worker.render import ExtractionError
+from worker.retry import Patience
 
 log = logging.getLogger("worker.task")
 
@@ -82,16 +84,29 @@ async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
 
 async def _process(ctx: dict[str, Any], job_id: str) -> str:
     settings: Settings = ctx["settings"]
-    job = await get_job(job_id, {"_id": 0, "file_id": 1})
+    # MongoDB down when the doorbell rings: wait here rather than drop the doorbell.
+    patience = Patience()
+    job = await patience.call(lambda: get_job(job_id, {"_id": 0, "file_id": 1}), "read the job")
     if job is None:
         return "gone"
     db = jobs().database
-    file_doc = await db[f"{BUCKET}.files"].find_one({"_id": job["file_id"]}, {"filename": 1})
+    file_doc = await patience.call(
+        lambda: db[f"{BUCKET}.files"].find_one({"_id": job["file_id"]}, {"filename": 1}),
+        "read the file",
+    )
     filename = (file_doc or {}).get("filename") or "document.pdf"
-    claimed = await apply(
-        lifecycle.claim(job_id, downloading(filename)[1], utcnow()),
-        CLAIMED_FIELDS,
-    )  # fmt: skip
+    claims: list[lifecycle.Write] = []
+
+    async def claim() -> JobDoc | None:
+        claims.append(lifecycle.claim(job_id, downloading(filename)[1], utcnow()))
+        return await apply(claims[-1], CLAIMED_FIELDS)
+
+    claimed = await patience.call(claim, "claim the job")
+    if claimed is None and len(claims) > 1:
+        # An earlier attempt may have landed before its answer was lost: then the job is ours.
+        landed = await patience.call(lambda: get_job(job_id, CLAIMED_FIELDS), "read the job")
+        if landed is not None and landed.get("lease_id") in {c.lease_id for c in claims}:
+            claimed = landed
     if claimed is None:
         return "not pending"  # another worker has it, or it finished or was cancelled
     run = Run(job_id, str(claimed["lease_id"]))
@@ -108,6 +123,10 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         )
         return outcome
     except ExtractionError as exc:
+        if exc.code == "TIMEOUT" and run.patience.waited_s > 0:
+            # The time limit ran out while this run waited for MongoDB: not the PDF's fault.
+            outcome = await _hand_back(ctx, run, exc)
+            return outcome
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail(exc.reason, exc.code)
@@ -132,11 +151,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     except Exception as exc:
         if is_transient(exc):
             # MongoDB or Redis failed under us: not the PDF's fault. Hand the job back.
-            log.warning("job %s: infrastructure failure (%s); handing the job back", job_id, exc)
-            with contextlib.suppress(Exception):
-                await run.release()
-                await ring(ctx["redis"], job_id, f"released-{int(time.time() * 1000)}")
-            return "released"
+            return await _hand_back(ctx, run, exc)
         log.exception("job %s: unexpected error", job_id)
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
@@ -150,6 +165,15 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
+
+
+async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception) -> str:
+    """Release the job to be resumed (now, or by the sweeper once its heartbeat is stale)."""
+    log.warning("job %s: infrastructure failure (%s); handing the job back", run.job_id, exc)
+    with contextlib.suppress(Exception):
+        await run.release()
+        await ring(ctx["redis"], run.job_id, f"released-{int(time.time() * 1000)}")
+    return "released"
 
 
 async def _lost(job_id: str, store: PageStore) -> str:
@@ -183,7 +207,7 @@ async def _run(
     options = render_options(settings, images=mode is ContentMode.pdf_pages)
     with tempfile.TemporaryDirectory(prefix="pcj-") as workdir:
         path = os.path.join(workdir, "source.pdf")
-        await _download(db, job["file_id"], path)
+        await run.patience.call(lambda: _download(db, job["file_id"], path), "download the PDF")
         now = utcnow()
         downloaded = {
             **stage_fields(Stage.download_pdf, StageStatus.completed, now, 100),
@@ -207,7 +231,10 @@ async def _run(
                     batch: list[StoredPage], problems: list[dict[str, Any]]
                 ) -> None:
                     nonlocal done
-                    await chapters.write_pages(job, chapter_id, filename, total, batch)
+                    await run.patience.call(
+                        lambda: chapters.write_pages(job, chapter_id, filename, total, batch),
+                        "write pages",
+                    )
                     done += len(batch)
                     metrics.PAGES.inc(len(batch))
                     await writer.report(
@@ -231,7 +258,11 @@ async def _run(
         if mode is ContentMode.pdf_file:  # the PDF itself is the chapter
             pdf_key = source_key(chapter_id)
             with open(path, "rb") as source:  # noqa: ASYNC230 - a local temp file
-                await store.put(pdf_key, source.read(), "application/pdf")
+                data = source.read()
+            key = pdf_key
+            await run.patience.call(
+                lambda: store.put(key, data, "application/pdf"), "store the PDF"
+            )
     await writer.flush()
     now = utcnow()
     extracted = {
@@ -242,8 +273,11 @@ async def _run(
     }
     await run.advance(*creating_chapter(total), extracted)
     title = chapter_title(job.get("title"), info.title, filename)
-    await chapters.create_chapter(
-        job, chapter_id, title, total, filename, repaired=info.repaired, pdf_key=pdf_key
+    await run.patience.call(
+        lambda: chapters.create_chapter(
+            job, chapter_id, title, total, filename, repaired=info.repaired, pdf_key=pdf_key
+        ),
+        "create the chapter",
     )
     result = {"chapter_id": chapter_id, "total_pages": total}
     created = stage_fields(Stage.create_chapter, StageStatus.completed, utcnow(), 100)

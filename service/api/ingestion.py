@@ -60,6 +60,8 @@ class IngestionStatusOut(msgspec.Struct, kw_only=True):
     completed_at: Timestamp | None
     errors: list[IngestionErrorOut]
     stats: dict[str, float | int]
+    # MuPDF had to rebuild a damaged file to read it: some pages may be blank or partial.
+    repaired: bool = False
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -128,6 +130,7 @@ def ingestion_status_out(doc: JobDoc, chunks_created: int) -> IngestionStatusOut
         completed_at=iso_z_or_none(finished_at(doc)),
         errors=ingestion_errors(doc),
         stats=ingestion_stats(doc),
+        repaired=bool(doc.get("repaired")),
     )
 
 

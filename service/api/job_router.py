@@ -65,6 +65,8 @@ class JobDetailOut(msgspec.Struct, kw_only=True, rename="camel"):
     started_at: Timestamp | None
     completed_at: Timestamp | None
     stages: list[StageOut]
+    # MuPDF had to rebuild a damaged file to read it: some pages may be blank or partial.
+    repaired: bool = False
 
 
 # Fields the job detail reads.
@@ -88,6 +90,7 @@ JOB_DETAIL_FIELDS: dict[str, int] = {
             "cancelled_at",
             "stages",
             "version",
+            "repaired",
         ],
         1,
     ),
@@ -132,6 +135,7 @@ def job_detail_out(doc: JobDoc) -> JobDetailOut:
             )
             for number, (stage, state) in enumerate(stages_of(doc).items(), start=1)
         ],
+        repaired=bool(doc.get("repaired")),
     )
 
 

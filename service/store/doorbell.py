@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.settings import Settings
+from service.store.failure import is_transient
 
 log = logging.getLogger("service.doorbell")
 
@@ -42,7 +43,9 @@ async def ring(queue: ArqRedis, job_id: str, tag: str = "new") -> bool:
     MongoDB already, and the sweeper rings again once ``PENDING_GRACE_S`` has passed."""
     try:
         await queue.enqueue_job(PROCESS_FUNCTION, job_id, _job_id=arq_job_id(job_id, tag))
-    except REDIS_DOWN as exc:
+    except Exception as exc:
+        if not is_transient(exc):  # a failover's READONLY too, not only a refused connection
+            raise
         log.warning("job %s: doorbell not rung (%s); the sweeper will ring it", job_id, exc)
         return False
     return True

@@ -116,3 +116,17 @@ def test_dockerfile_lints_clean_with_hadolint():
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_restarts_what_crashes_and_checks_health_without_mongodb_or_redis():
+    services = COMPOSE["services"]
+    for name in ("api", "worker", "mongo", "redis", "nginx"):
+        assert services[name]["restart"] == "unless-stopped", name
+    for name in ("indexes", "nginx-config"):  # one-shot jobs
+        assert services[name]["restart"] == "no", name
+    # A healthcheck that needed MongoDB or Redis would have Docker mark the API and every worker
+    # unhealthy during an outage they are built to wait out: the API's is the image's /health
+    # (no I/O), the worker's is its metrics port (served while it waits).
+    assert "/health" in re.search(r"^HEALTHCHECK .*\n.*$", DOCKERFILE, flags=re.M).group(0)
+    assert "healthcheck" not in services["api"]
+    assert ":9101/metrics" in " ".join(services["worker"]["healthcheck"]["test"])

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import uuid
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,8 @@ import pytest
 from devstack.embedded import free_port
 from devstack.nginx import render
 from devstack.token import emulator_token
+from service.api.page_images import page_image_url
+from service.domain.page_keys import page_key
 from tests.conftest import PROJECT_ID
 from tests.pdfs import text_pdf
 from tests.server import granian_api, wait_port
@@ -286,3 +289,44 @@ async def test_paths_beside_the_page_stay_nginx_json_404s(edge):
 
     assert (response.status_code, other.status_code) == (404, 404)
     assert other.json() == {"detail": "Not Found"}
+
+
+async def test_page_images_pass_through_with_their_caching_headers_and_a_304(edge, app):
+    services = app.state.services
+    key = page_key(str(uuid.uuid4()), 1)
+    data = os.urandom(200_000)
+    await services.page_store.put(key, data, "image/webp")
+    base, _ = edge
+    url = await page_image_url(services, key, origin=base)  # no Authorization: the URL is it
+
+    async with httpx.AsyncClient() as browser:
+        first = await browser.get(url, headers={"Origin": ALLOWED})
+        again = await browser.get(url, headers={"If-None-Match": first.headers["etag"]})
+        tampered = await browser.get(url.replace("sig=", "sig=0"))
+
+    assert first.status_code == 200
+    assert first.content == data
+    assert first.headers["content-type"] == "image/webp"
+    assert first.headers["content-length"] == str(len(data))
+    assert first.headers["cache-control"].startswith("private, max-age=")
+    assert first.headers.get_list("access-control-allow-origin") == [ALLOWED]
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == first.headers["etag"]
+    assert tampered.status_code == 403
+    assert tampered.json() == {"detail": "Image URL signature is invalid"}
+
+
+def test_page_images_have_their_own_location_without_long_timeouts(tmp_path):
+    conf = render(
+        tmp_path, upstreams=["127.0.0.1:8000"], listen="127.0.0.1:8080",
+        origins=ORIGINS, max_upload_mb=100,
+    )  # fmt: skip
+    text = conf.read_text()
+
+    block = text[text.index("location /api/v1/page-images/ {") :]
+    block = block[: block.index("\n        }\n")]
+
+    assert "proxy_read_timeout 10s;" in block
+    assert "120s" not in block
+    assert "proxy_hide_header" not in block  # ETag and Cache-Control reach the browser

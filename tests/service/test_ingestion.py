@@ -34,6 +34,7 @@ async def test_pending_job(client, job_factory, auth_headers):
         "completed_at": None,
         "errors": [],
         "stats": {"attempts": 0},
+        "repaired": False,
     }
 
 

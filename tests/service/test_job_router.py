@@ -58,6 +58,7 @@ async def test_create_answers_201_with_the_pending_job(create):
         "startedAt": None,
         "completedAt": None,
         "stages": PENDING_STAGES,
+        "repaired": False,
     }
     assert ISO_MS_Z.match(body["createdAt"])
 

@@ -1,0 +1,203 @@
+"""Chaos on real processes: nothing lost, nothing stuck, nothing done twice (issue 12).
+
+Each test runs a whole deployment of its own (tests/chaos/stack.py: mongod, redis-server, the
+API under granian, ``python -m worker`` processes) with small settings (STALE_AFTER_S 3,
+HEARTBEAT_INTERVAL_S 0.5, SWEEP_INTERVAL_S 1, PENDING_GRACE_S 2), submits jobs of 1,200
+text-heavy pages through the API, polls them as a browser would, and breaks one thing while some
+jobs are being extracted and others wait. Then every job must complete exactly once with every
+page and its chapter, nothing may stay pending or processing, and no poll may have had a 5xx
+but 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import httpx
+import pytest
+
+from tests.chaos.stack import IMAGES, TEXT, Stack, Verdict
+from tests.pdfs import book_pdf
+
+PAGES = 1200  # text only: the PDF itself is the chapter (content_mode pdf_file)
+JOBS = 6
+RENDERED_PAGES = 80  # every page rendered to an image in GridFS (pdf_pages)
+MONGODB_UP = 'pcj_worker_dependency_up{dependency="mongodb"}'
+REDIS_UP = 'pcj_worker_dependency_up{dependency="redis"}'
+
+
+@pytest.fixture(scope="module")
+def book() -> bytes:
+    return book_pdf(PAGES)
+
+
+@pytest.fixture(scope="module")
+def picture_book() -> bytes:
+    return book_pdf(RENDERED_PAGES)
+
+
+@pytest.fixture
+async def stack(tmp_path):
+    deployment = Stack(tmp_path)
+    try:
+        yield deployment
+    finally:
+        await deployment.close()
+
+
+async def _submit(stack: Stack, book: bytes, count: int, first: int = 0, content_mode=TEXT):
+    """Create ``count`` jobs through the API and start polling each; ids and pollers."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        ids = [
+            await stack.submit(client, book, f"book-{first + n}.pdf", content_mode)
+            for n in range(count)
+        ]
+    return ids, [asyncio.create_task(stack.poll(job_id)) for job_id in ids]
+
+
+async def _finish(
+    stack: Stack,
+    ids: list[str],
+    pollers: list[asyncio.Task],
+    rendered: dict[str, int] | None = None,
+) -> Verdict:
+    everything = ids + list(rendered or {})
+    await stack.until(lambda: stack.all_finished(everything), 120, "every job to finish")
+    await asyncio.wait_for(asyncio.gather(*pollers), 30)
+    expected = {job_id: PAGES for job_id in ids} | (rendered or {})
+    return await stack.verify(expected, rendered=set(rendered or {}))
+
+
+def _assert_nothing_lost_or_stuck(verdict: Verdict, stack: Stack) -> None:
+    assert verdict.stuck == [], stack.diagnosis()
+    assert verdict.lost == []
+    assert verdict.duplicated == []
+    assert verdict.unfinished == 0
+    assert verdict.bad_answers == {}
+
+
+def _metric_is(workers, series: str, value: float):
+    return lambda: all(worker.metric(series) == value for worker in workers)
+
+
+async def test_mongodb_killed_and_restarted(stack: Stack, book: bytes, picture_book: bytes):
+    await stack.start()
+    workers = [stack.add_worker(concurrency=2), stack.add_worker(concurrency=2)]
+    # Page images go to GridFS: the outage hits their writes too.
+    pictures, picture_pollers = await _submit(stack, picture_book, 2, content_mode=IMAGES)
+    ids, pollers = await _submit(stack, book, JOBS, first=2)
+
+    async def both_kinds_under_way():
+        rendering = any(d["status"] == "processing" for d in await stack.jobs(pictures))
+        return rendering and await stack.mid_job(ids)
+
+    await stack.until(both_kinds_under_way, 90, "pages rendering, jobs mid-way and jobs waiting")
+
+    stack.kill_mongod()
+    await stack.until(_metric_is(workers, MONGODB_UP, 0), 20, "the workers to see the outage")
+    await asyncio.to_thread(stack.restart_mongod)
+    await stack.until(_metric_is(workers, MONGODB_UP, 1), 30, "the workers to reconnect")
+    verdict = await _finish(
+        stack, ids, pollers + picture_pollers, dict.fromkeys(pictures, RENDERED_PAGES)
+    )
+
+    _assert_nothing_lost_or_stuck(verdict, stack)
+    assert verdict.answers["503"] > 0  # the polls saw the outage, as 503s
+    assert verdict.transport_errors == {}
+    # The outage was longer than STALE_AFTER_S, yet no run lost its job to the sweeper.
+    assert set(verdict.attempts.values()) == {1}
+
+
+async def test_redis_killed_and_restarted_empty(stack: Stack, book: bytes):
+    await stack.start()
+    workers = [stack.add_worker(), stack.add_worker()]
+    ids, pollers = await _submit(stack, book, JOBS)
+    await stack.until(lambda: stack.mid_job(ids), 90, "jobs mid-way and jobs waiting")
+
+    stack.kill_redis()
+    await stack.until(_metric_is(workers, REDIS_UP, 0), 20, "the workers to see the outage")
+    # Jobs created meanwhile are stored; their doorbell cannot ring.
+    later, later_pollers = await _submit(stack, book, 2, first=JOBS)
+    await asyncio.to_thread(stack.restart_redis)
+    await stack.until(_metric_is(workers, REDIS_UP, 1), 30, "the workers to reconnect")
+    verdict = await _finish(stack, ids + later, pollers + later_pollers)
+
+    _assert_nothing_lost_or_stuck(verdict, stack)
+    assert verdict.transport_errors == {}
+    assert set(verdict.attempts.values()) == {1}  # the running jobs went on through it
+    assert all(worker.popen.poll() is None for worker in workers)
+
+
+async def test_worker_killed_mid_job(stack: Stack, book: bytes):
+    await stack.start()
+    workers = [stack.add_worker(), stack.add_worker()]
+    ids, pollers = await _submit(stack, book, JOBS)
+    await stack.until(lambda: stack.mid_job(ids), 90, "jobs mid-way and jobs waiting")
+    victim = await _holding_a_running_job(stack, workers, ids)
+    held = stack.claims(victim)[-1]
+
+    victim.kill(signal.SIGKILL)
+    verdict = await _finish(stack, ids, pollers)
+
+    _assert_nothing_lost_or_stuck(verdict, stack)
+    assert verdict.transport_errors == {}
+    assert verdict.attempts[held] == 2  # resumed by the other worker after STALE_AFTER_S
+
+
+async def test_worker_stalled_past_stale_after_while_another_is_free(stack: Stack, book: bytes):
+    # Issue 10's data loss: the stalled run wakes up after another run completed its job.
+    await stack.start()
+    workers = [stack.add_worker(concurrency=2), stack.add_worker(concurrency=3)]
+    ids, pollers = await _submit(stack, book, JOBS)
+    await stack.until(lambda: stack.mid_job(ids), 90, "jobs mid-way and jobs waiting")
+    stalled = await _holding_a_running_job(stack, workers, ids)
+    running = {d["job_id"] for d in await stack.jobs(ids) if d["status"] == "processing"}
+    held = [job_id for job_id in set(stack.claims(stalled)) if job_id in running]
+
+    stalled.kill(signal.SIGSTOP)
+    await stack.until(
+        lambda: _all_completed(stack, held), 90, "the other worker to complete the stalled jobs"
+    )
+    stalled.send(signal.SIGCONT)
+    await stack.until(
+        lambda: set(held) <= set(stack.lease_losses(stalled)), 30, "the stalled runs to stop"
+    )
+    verdict = await _finish(stack, ids, pollers)
+
+    _assert_nothing_lost_or_stuck(verdict, stack)  # every page and chapter still there
+    assert verdict.transport_errors == {}
+    assert all(verdict.attempts[job_id] == 2 for job_id in held)
+    assert stalled.popen.poll() is None  # and the stalled worker lives on
+
+
+async def test_api_restarted_while_polls_are_in_flight(stack: Stack, book: bytes):
+    await stack.start()
+    stack.add_worker()
+    stack.add_worker()
+    ids, pollers = await _submit(stack, book, JOBS)
+    await stack.until(lambda: stack.mid_job(ids), 90, "jobs mid-way and jobs waiting")
+    answered_before = len(stack.polls)
+
+    await stack.restart_api()
+    verdict = await _finish(stack, ids, pollers)
+
+    _assert_nothing_lost_or_stuck(verdict, stack)
+    assert answered_before > 0
+    # While no API listened, connections were refused; no poll was cut off mid-answer.
+    assert set(verdict.transport_errors) <= {"ConnectError"}
+    assert set(verdict.attempts.values()) == {1}
+
+
+async def _holding_a_running_job(stack: Stack, workers, ids: list[str]):
+    """A worker whose last claimed job is being extracted right now."""
+    docs = {d["job_id"]: d for d in await stack.jobs(ids)}
+    for worker in workers:
+        claims = stack.claims(worker)
+        if claims and docs[claims[-1]]["status"] == "processing":
+            return worker
+    raise AssertionError(f"no worker holds a running job\n{stack.diagnosis()}")
+
+
+async def _all_completed(stack: Stack, job_ids: list[str]) -> bool:
+    return all(d["status"] == "completed" for d in await stack.jobs(job_ids))

@@ -1,0 +1,318 @@
+"""Issue 11 end to end: PDFs generated here go through the real worker (render pool, page store)
+and come out as chapters whose every page URL opens as an image, on both page stores (GridFS on
+the session's mongod, S3 on the session's SeaweedFS). Every path that ends without a chapter
+(cancel, failure, delete) is shown to leave no image behind, by counting what the store holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pymupdf
+import pytest
+from PIL import Image, ImageStat
+from pydantic import SecretStr
+
+from service.domain.page_keys import chapter_prefix
+from service.settings import Settings
+from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
+from service.store.page_images import PageStore, create_page_store
+from tests.pdfs import (
+    cjk_pdf,
+    drawing_pdf,
+    huge_page_pdf,
+    raster_image_pdf,
+    rotated_pdf,
+    scanned_pdf,
+    text_pdf,
+)
+from tests.render_hook import abort_at_titled_page
+from worker.pool import RenderPool
+
+JOBS = "/api/v1/books/jobs"
+API_ORIGIN = "http://testserver"  # the test client's: GridFS image URLs point at the API
+DPI = 150
+# Pages of book_pdf(), in order.
+DRAWING, RASTER, ROTATED, CJK, SCANNED, HUGE = range(6)
+
+
+@dataclass
+class Backend:
+    """One page store as the worker and the API both see it."""
+
+    name: str
+    overrides: dict[str, Any]  # worker settings
+    api: httpx.AsyncClient  # an API whose settings name this store
+    store: PageStore  # for counting what is left
+
+    async def images(self, chapter_id: str) -> int:
+        return await self.store.count(chapter_prefix(chapter_id))
+
+
+@pytest.fixture(params=["gridfs", "s3"])
+async def backend(request, app, client, settings, other_app) -> AsyncIterator[Backend]:
+    if request.param == "gridfs":
+        yield Backend("gridfs", {}, client, app.state.services.page_store)
+        return
+    seaweedfs = request.getfixturevalue("seaweedfs")
+    fields = {
+        "page_store": "s3",
+        "s3_endpoint_url": seaweedfs.endpoint,
+        "s3_bucket": seaweedfs.bucket,
+        "s3_region": seaweedfs.region,
+        "s3_access_key_id": seaweedfs.access_key_id,
+        # A SecretStr already: the worker's settings are a model_copy, which does not validate.
+        "s3_secret_access_key": SecretStr(seaweedfs.secret_access_key),
+    }
+    s3 = Settings(**{**settings.model_dump(), **fields})
+    store = create_page_store(s3, app.state.services.mongo.db)
+    try:
+        async with other_app(s3) as api:
+            yield Backend("s3", fields, api, store)
+    finally:
+        await store.delete_prefix("chapters/")
+        await store.aclose()
+
+
+def book_pdf() -> bytes:
+    """One PDF of the pages books have: drawing, picture, rotated, CJK, scanned, huge."""
+    parts = [drawing_pdf(), raster_image_pdf(), rotated_pdf(), cjk_pdf(), scanned_pdf()]
+    doc = pymupdf.open()
+    for part in [*parts, huge_page_pdf()]:
+        with pymupdf.open(stream=part, filetype="pdf") as source:
+            doc.insert_pdf(source)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def titled(data: bytes, title: str) -> bytes:
+    with pymupdf.open(stream=data, filetype="pdf") as doc:
+        doc.set_metadata({"title": title})
+        out: bytes = doc.tobytes()
+    return out
+
+
+async def get(backend: Backend, url: str) -> httpx.Response:
+    """GET a URL as a browser's ``<img>`` would: no Authorization header."""
+    if url.startswith(API_ORIGIN):
+        return await backend.api.get(url)
+    async with httpx.AsyncClient() as browser:
+        return await browser.get(url)
+
+
+async def open_image(backend: Backend, url: str) -> Image.Image:
+    response = await get(backend, url)
+    assert response.status_code == 200, (url, response.text[:200])
+    assert response.headers["content-type"] == "image/webp"
+    image = Image.open(io.BytesIO(response.content))
+    image.load()  # decodes every pixel: a truncated WebP fails here
+    assert image.format == "WEBP"
+    return image
+
+
+async def _job(job_id: str) -> dict[str, Any]:
+    found = await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job_id})
+    assert found is not None
+    return found
+
+
+async def _chunks(job_id: str) -> int:
+    return await DocumentChunk.get_pymongo_collection().count_documents({"job_id": job_id})
+
+
+async def _chapter(backend, auth_headers, chapter_id, book_id="book_1") -> httpx.Response:
+    return await backend.api.get(
+        f"/api/v1/books/{book_id}/chapters/{chapter_id}", headers=auth_headers("alice")
+    )
+
+
+async def _completed(backend, auth_headers, job_id) -> dict[str, Any]:
+    body = (await backend.api.get(f"{JOBS}/{job_id}", headers=auth_headers("alice"))).json()
+    assert body["status"] == "completed", body
+    response = await _chapter(backend, auth_headers, body["result"]["chapter_id"])
+    assert response.status_code == 200
+    return response.json()
+
+
+async def test_every_page_of_a_book_opens_as_an_image_of_its_size(
+    backend, submit, run_worker, auth_headers
+):
+    data = book_pdf()
+    job = await submit(data)
+
+    await run_worker(**backend.overrides)
+
+    chapter = await _completed(backend, auth_headers, job["job_id"])
+    source = pymupdf.open(stream=data, filetype="pdf")
+    pages = chapter["pages"]
+    assert [page["page_number"] for page in pages] == list(range(1, 7))
+    assert chapter["total_pages"] == 6
+    assert chapter["content_mode"] == "pdf_pages"
+    assert chapter["pdf_url"] is None
+    images = {}
+    for page, pdf_page in zip(pages, source, strict=True):
+        image = images[page["page_number"] - 1] = await open_image(backend, page["background_url"])
+        assert image.size == (page["width"], page["height"])
+        thumbnail = await open_image(backend, page["thumbnail_url"])
+        assert 200 <= thumbnail.width <= 260
+        if pdf_page.number != HUGE:  # 150 DPI; the rotated page is landscape
+            assert abs(page["width"] - pdf_page.rect.width * DPI / 72) <= 1
+            assert abs(page["height"] - pdf_page.rect.height * DPI / 72) <= 1
+    assert pages[ROTATED]["width"] > pages[ROTATED]["height"]  # shown as /Rotate 90 says
+    # A 200-inch page is rendered at a lower DPI, within PAGE_MAX_PIXELS, square as the page.
+    huge = pages[HUGE]
+    assert huge["width"] * huge["height"] <= 12_000_000
+    assert huge["width"] == huge["height"] > 3000
+    drawing = ImageStat.Stat(images[DRAWING].convert("L"))
+    assert drawing.stddev[0] > 20  # lines, curves and fills: not a blank page
+    red, _, _ = images[RASTER].getpixel((int(110 * DPI / 72), int(480 * DPI / 72)))
+    assert red > 180  # the picture's red field, where the PDF put it
+    assert pages[SCANNED]["has_text"] is False
+    assert ImageStat.Stat(images[SCANNED].convert("L")).stddev[0] > 20
+    assert [page["has_text"] for page in pages] == [True, True, True, True, False, True]
+    chunks = (
+        await DocumentChunk.get_pymongo_collection()
+        .find({"job_id": job["job_id"]})
+        .sort("chunk_index")
+        .to_list()
+    )
+    assert [chunk["content"] for chunk in chunks] == [page.get_text() for page in source]
+    assert "汉字" in chunks[CJK]["content"]
+    assert await backend.images(chapter["chapter_id"]) == 2 * 6  # page and thumbnail each
+
+
+async def test_job_pages_are_listed_while_the_job_runs_and_after(
+    client, submit, run_worker, auth_headers
+):
+    job = await submit(drawing_pdf(40))
+    pages_url = f"{JOBS}/{job['job_id']}/pages?limit=100"
+    seen_running = []
+    worker = asyncio.create_task(run_worker())
+
+    while not worker.done():
+        status = await client.get(f"{JOBS}/{job['job_id']}", headers=auth_headers("alice"))
+        listed = (await client.get(pages_url, headers=auth_headers("alice"))).json()
+        if status.json()["status"] == "processing" and listed["items"]:
+            first = listed["items"][0]["background_url"]
+            opened = await client.get(first)  # listed means its image can be loaded now
+            seen_running.append((listed["rendered"], listed["total_pages"], opened.status_code))
+        await asyncio.sleep(0.02)
+    await worker
+
+    assert seen_running, "the job finished before a poll saw it running"
+    assert all(total == 40 and code == 200 for _, total, code in seen_running)
+    assert any(rendered < 40 for rendered, _, _ in seen_running)
+    after = (await client.get(pages_url, headers=auth_headers("alice"))).json()
+    assert after["rendered"] == after["total_pages"] == 40
+    assert [item["page_number"] for item in after["items"]] == list(range(1, 41))
+    assert all(item["background_url"] and item["thumbnail_url"] for item in after["items"])
+
+
+async def test_cancel_mid_render_removes_every_image_and_chunk(
+    backend, submit, run_worker, auth_headers
+):
+    job = await submit(drawing_pdf(40))
+    worker = asyncio.create_task(run_worker(**backend.overrides))
+    while await _chunks(job["job_id"]) == 0:
+        assert not worker.done(), "the job ended before any page was stored"
+        await asyncio.sleep(0.01)
+
+    cancelled = await backend.api.post(
+        f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice")
+    )
+    await worker
+
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    stored = await _job(job["job_id"])
+    assert stored["status"] == "cancelled"
+    assert await backend.images(stored["chapter_id"]) == 0
+    assert await _chunks(job["job_id"]) == 0
+    assert await BookChapter.get_pymongo_collection().count_documents({}) == 0
+
+
+async def test_render_crash_fails_the_job_and_leaves_no_images(
+    backend, submit, run_worker, settings, monkeypatch
+):
+    def pool_with_hook(worker_settings: Settings) -> RenderPool:
+        return RenderPool(
+            processes=2,
+            memory_limit_bytes=worker_settings.job_memory_limit_mb * 1024 * 1024,
+            page_time_limit_s=worker_settings.page_time_limit_s,
+            page_hook=abort_at_titled_page,
+        )
+
+    monkeypatch.setattr("worker.settings.create_render_pool", pool_with_hook)
+    job = await submit(titled(drawing_pdf(6), "abort-at-4"))
+
+    await run_worker(**backend.overrides)
+
+    stored = await _job(job["job_id"])
+    assert stored["status"] == "failed"
+    assert stored["error_code"] == "PDF_CRASHED"
+    assert await backend.images(stored["chapter_id"]) == 0
+    assert await _chunks(job["job_id"]) == 0
+    assert await BookChapter.get_pymongo_collection().count_documents({}) == 0
+
+
+async def test_too_many_pages_fails_clearly_and_leaves_no_images(
+    backend, submit, run_worker, auth_headers
+):
+    job = await submit(drawing_pdf(5))
+
+    await run_worker(**backend.overrides, max_pages=3)
+
+    body = (await backend.api.get(f"{JOBS}/{job['job_id']}", headers=auth_headers("alice"))).json()
+    assert body["status"] == "failed"
+    assert body["error"] == "PDF has 5 pages; at most 3 are allowed (MAX_PAGES)"
+    stored = await _job(job["job_id"])
+    assert stored["error_code"] == "PDF_TOO_MANY_PAGES"
+    assert await backend.images(stored["chapter_id"]) == 0
+    assert await _chunks(job["job_id"]) == 0
+
+
+async def test_delete_chapter_leaves_no_images_chunks_or_chapter(
+    backend, submit, run_worker, auth_headers
+):
+    job = await submit(drawing_pdf(2))
+    await run_worker(**backend.overrides)
+    chapter = await _completed(backend, auth_headers, job["job_id"])
+    chapter_id = chapter["chapter_id"]
+    assert await backend.images(chapter_id) == 4
+
+    deleted = await backend.api.delete(
+        f"/api/v1/books/book_1/chapters/{chapter_id}", headers=auth_headers("alice")
+    )
+
+    assert deleted.status_code == 204
+    assert await backend.images(chapter_id) == 0
+    assert await _chunks(job["job_id"]) == 0
+    assert (await _chapter(backend, auth_headers, chapter_id)).status_code == 404
+    assert (await get(backend, chapter["pages"][0]["background_url"])).status_code in (403, 404)
+
+
+async def test_pdf_file_chapter_has_no_page_images_and_a_pdf_url_that_opens(
+    client, submit, run_worker, auth_headers, app
+):
+    data = text_pdf(3)
+    job = await submit(data, content_mode="pdf_file")
+
+    await run_worker()
+
+    backend = Backend("gridfs", {}, client, app.state.services.page_store)
+    chapter = await _completed(backend, auth_headers, job["job_id"])
+    assert chapter["content_mode"] == "pdf_file"
+    assert [page["background_url"] for page in chapter["pages"]] == [None] * 3
+    assert [page["thumbnail_url"] for page in chapter["pages"]] == [None] * 3
+    response = await client.get(chapter["pdf_url"])  # signed: no Authorization
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.content == data
+    assert await backend.images(chapter["chapter_id"]) == 1  # the PDF, no page images
+    assert await _chunks(job["job_id"]) == 3  # its text is still extracted

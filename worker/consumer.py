@@ -1,0 +1,120 @@
+"""arq's ``Worker``, made to outlive Redis: an outage is waited out, never a reason to exit.
+
+arq 0.28 (maintenance only) lets any Redis error escape its poll loop, which ends ``main()`` and
+the process with it; its running jobs are cancelled on the way out. Here each override wraps
+arq's own method and changes only what happens on a transient error (``is_transient``):
+
+- ``main``: waits for Redis before arq's start-up (which reads ``INFO``), however long.
+- ``_poll_iteration`` (read the queue, start jobs, reap finished ones, record health): on a
+  transient error, logs the outage once (``worker/dependency.py``), waits with backoff and
+  polls again. Running jobs go on meanwhile: they need MongoDB, not Redis. With every job slot
+  busy arq's iteration asks Redis nothing, so it is pinged once a second: the outage shows in
+  the logs and metrics all the same.
+- ``start_jobs``: arq takes a job slot before its Redis round trips and gives it back only on a
+  Redis *answer*; a lost connection there would leak the slot for good, so it is given back.
+- ``close``: stopping while Redis is down still runs ``on_shutdown`` (hands jobs back, closes
+  MongoDB) and closes the pool.
+
+A doorbell read just before an outage may be lost with it: the sweeper rings its job again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+
+from arq import Worker
+
+from service.store.failure import is_transient
+from worker.dependency import REDIS
+
+log = logging.getLogger("worker.consumer")
+
+FIRST_DELAY_S = 0.1
+MAX_DELAY_S = 2.0
+PING_EVERY_S = 1.0
+STARTED = "consumer_started"  # in ctx once on_startup has run: main() must not run it twice
+SHUT_DOWN = "consumer_shut_down"
+
+
+class Consumer(Worker):
+    """An arq worker whose poll loop waits out Redis outages of any length."""
+
+    _delay_s = FIRST_DELAY_S
+    _pinged_at = -math.inf
+
+    async def main(self) -> None:
+        while True:
+            await self._wait_for_redis()
+            try:
+                await super().main()
+                return
+            except Exception as exc:
+                # Before on_startup (arq's INFO read raced an outage): start over. After it,
+                # the poll loop below never lets a transient error out, so this is something else.
+                if self.ctx.get(STARTED) or not is_transient(exc):
+                    raise
+                REDIS.down(exc)
+
+    async def _wait_for_redis(self) -> None:
+        while self._pool is not None:  # arq connects by itself when it was given no pool
+            try:
+                await self._pool.ping()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                REDIS.down(exc)
+                await self._back_off()
+                continue
+            REDIS.up()
+            self._delay_s = FIRST_DELAY_S
+            return
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+            if time.monotonic() - self._pinged_at >= PING_EVERY_S:
+                await self.pool.ping()
+                self._pinged_at = time.monotonic()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            REDIS.down(exc)
+            await self._back_off()
+            return
+        REDIS.up()
+        self._delay_s = FIRST_DELAY_S
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        for job_id in job_ids:
+            if self.job_counter >= self.max_jobs:
+                return
+            try:
+                await super().start_jobs([job_id])
+            except Exception:
+                # arq 0.28 counts the slot taken before its Redis calls, which raised: no task
+                # was started for it, so nothing else will give it back.
+                self.job_counter -= 1
+                self.sem.release()
+                raise
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("stopping while Redis is unreachable (%s)", type(exc).__name__)
+            if self.on_shutdown and not self.ctx.get(SHUT_DOWN):
+                await self.on_shutdown(self.ctx)
+            if self._pool is not None:
+                with contextlib.suppress(Exception):
+                    await self._pool.close(close_connection_pool=True)
+                self._pool = None
+
+    async def _back_off(self) -> None:
+        await asyncio.sleep(self._delay_s)
+        self._delay_s = min(self._delay_s * 2, MAX_DELAY_S)
