@@ -112,9 +112,15 @@ def mongo_url(port: int) -> str:
 
 
 def start_mongod(
-    dbpath: Path, port: int, *, ttl_monitor_sleep_s: int | None = None, timeout: float = 60.0
+    dbpath: Path,
+    port: int,
+    *,
+    ttl_monitor_sleep_s: int | None = None,
+    timeout: float = 60.0,
+    replica_set: bool = True,
 ) -> Server:
-    """Start mongod as a one-member replica set and wait until it accepts writes."""
+    """Start mongod as a one-member replica set (or, for tests of what needs one, a standalone
+    server) and wait until it accepts writes."""
     dbpath = dbpath.resolve()
     dbpath.mkdir(parents=True, exist_ok=True)
     log_path = dbpath / "mongod.log"
@@ -125,9 +131,10 @@ def start_mongod(
         "--dbpath", str(dbpath),
         "--logpath", str(log_path),
         "--logappend",
-        "--replSet", REPLICA_SET,
         "--wiredTigerCacheSizeGB", "0.5",
     ]  # fmt: skip
+    if replica_set:
+        args += ["--replSet", REPLICA_SET]
     if ttl_monitor_sleep_s is not None:
         args += ["--setParameter", f"ttlMonitorSleepSecs={ttl_monitor_sleep_s}"]
     process = spawn(args)

@@ -18,6 +18,8 @@ EMBEDDED_MONGO_PORT = 27018
 EMBEDDED_REDIS_PORT = 6380
 # Signs page image URLs in development only: refused when APP_ENV=production.
 DEVELOPMENT_PAGE_URL_SECRET = "development-only-page-url-secret"  # noqa: S105 (public on purpose)
+# The shortest STREAM_TOKEN_SECRET production accepts.
+MIN_STREAM_SECRET_LENGTH = 32
 
 
 class AppEnv(StrEnum):
@@ -257,3 +259,47 @@ class Settings(BaseSettings):
     page_max_pixels: int = Field(default=12_000_000, ge=100_000, le=200_000_000)
     # A render process still on one page after this long is killed, and the page's job fails.
     page_time_limit_s: float = Field(default=120.0, gt=0, le=86_400)
+    # --- Progress pushed over SSE: GET /api/v1/books/jobs/{job_id}/events (service/api/events.py)
+    # A comment line this often keeps a quiet stream open through proxies. nginx closes a stream
+    # silent for 60 s (nginx/nginx.conf.template), so at most 15 s: three heartbeats fit in it.
+    stream_heartbeat_s: float = Field(default=15.0, gt=0, le=15)
+    # Events waiting for one client that does not read them; past this it is dropped (its
+    # EventSource reconnects and resumes), so a slow client costs bounded memory.
+    stream_queue_limit: int = Field(default=256, ge=1, le=100_000)
+    # Open event streams per user in one API process.
+    stream_max_per_user: int = Field(default=10, ge=1, le=10_000)
+    # Lifetime of a stream token (``?token=`` for EventSource): at most 10 minutes.
+    stream_token_ttl_s: int = Field(default=300, ge=10, le=600)
+    # HMAC key of stream tokens, the same on every API process; required in production. Unset in
+    # development: a random key per process.
+    stream_token_secret: SecretStr | None = None
+    # Without a replica set there are no change streams: subscribed jobs are re-read this often.
+    stream_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _stream_secret_in_production(self) -> Settings:
+        secret = self.stream_token_secret
+        if self.app_env is AppEnv.production and (
+            secret is None or len(secret.get_secret_value()) < MIN_STREAM_SECRET_LENGTH
+        ):
+            raise ValueError(
+                f"STREAM_TOKEN_SECRET must be {MIN_STREAM_SECRET_LENGTH} or more random characters "
+                "when APP_ENV=production: it signs the event streams' tokens"
+            )
+        return self
+
+    # --- The browser page at / (service/web/, service/api/web_page.py) ---
+    # The Firebase Web SDK's config for the page's sign-in in production. Public values: every
+    # browser that opens the page receives them (GET /config.json). Unset API key: the page says
+    # sign-in is not configured (in development it offers a development sign-in instead).
+    firebase_web_api_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    # Unset: <FIREBASE_PROJECT_ID>.firebaseapp.com, Firebase's default. A host name only: it is
+    # written into the page's Content-Security-Policy.
+    firebase_auth_domain: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$"
+    )
+
+    @field_validator("firebase_web_api_key", "firebase_auth_domain", mode="before")
+    @classmethod
+    def _blank_web_config_is_unset(cls, value: object) -> object:
+        return value or None

@@ -32,9 +32,12 @@ def wait_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextmanager
-def granian_api(settings: Settings, project_id: str, log: Path, **env: str) -> Iterator[int]:
-    """Serve ``service.api.app:app_factory`` until the block ends; yields the port."""
-    port = free_port()
+def granian_api(
+    settings: Settings, project_id: str, log: Path, port: int | None = None, **env: str
+) -> Iterator[int]:
+    """Serve ``service.api.app:app_factory`` until the block ends; yields the port (``port``,
+    or a free one)."""
+    port = port or free_port()
     environment = {
         **os.environ,
         "MONGODB_URL": settings.mongodb_url,
@@ -44,7 +47,7 @@ def granian_api(settings: Settings, project_id: str, log: Path, **env: str) -> I
         "FIREBASE_AUTH_EMULATOR_HOST": EMULATOR_HOST,
         **env,
     }
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
              "--host", "127.0.0.1", "--port", str(port), "--no-ws", "service.api.app:app_factory"],

@@ -22,6 +22,7 @@ from service.api.chapters import ChapterController
 from service.api.chunks import ChunkController
 from service.api.dependencies import provide_principal, provide_services
 from service.api.errors import exception_handlers
+from service.api.events import JobEventController, create_feed
 from service.api.files import FileController
 from service.api.ingestion import INGESTION_FIELDS, ingestion_job_status
 from service.api.job_router import JOB_DETAIL_FIELDS, JobRouterController
@@ -32,6 +33,8 @@ from service.api.ops import health, ready
 from service.api.page_images import PageImageController
 from service.api.rate_limit import RateLimiter
 from service.api.state import JobReaders, Services
+from service.api.stream_token import StreamTokens
+from service.api.web_page import web_page_controller
 from service.logs import configure_logging
 from service.settings import Settings
 from service.store.documents import PdfChapterJob
@@ -60,6 +63,7 @@ ALLOWED_HEADERS = [
     "If-None-Match",
     "Idempotency-Key",
     "X-Request-ID",
+    "Last-Event-ID",
 ]
 
 
@@ -88,6 +92,8 @@ def create_app(settings: Settings) -> Litestar:
         mongo = await connect(settings)
         verifier = TokenVerifier(settings)
         queue = create_queue(settings)
+        feed = create_feed(settings)
+        await feed.start(wait_s=settings.mongodb_timeout_ms / 1000 * 2)
         app.state.services = Services(
             settings=settings,
             mongo=mongo,
@@ -96,6 +102,8 @@ def create_app(settings: Settings) -> Litestar:
             limiter=RateLimiter(queue),
             readers=_readers(settings),
             page_store=create_page_store(settings, mongo.db),
+            feed=feed,
+            stream_tokens=StreamTokens.from_settings(settings),
         )
         # Move everything built at startup out of the collector's sight, and collect the young
         # generation less often: requests allocate many short-lived objects and few cycles.
@@ -108,6 +116,7 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            await feed.aclose()
             await app.state.services.readers.aclose()
             await app.state.services.page_store.aclose()
             await queue.aclose(close_connection_pool=True)
@@ -118,6 +127,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             BookJobController,
             PageImageController,
+            JobEventController,
             FileController,
             ChapterController,
             JobRouterController,
@@ -126,6 +136,7 @@ def create_app(settings: Settings) -> Litestar:
             health,
             ready,
             metrics,
+            web_page_controller(settings),  # the browser page at /, not in the schema
         ],
         lifespan=[lifespan],
         dependencies={

@@ -8,7 +8,9 @@ from arq.connections import ArqRedis
 
 from service.api.auth import TokenVerifier
 from service.api.rate_limit import RateLimiter
+from service.api.stream_token import StreamTokens
 from service.settings import Settings
+from service.store.feed import JobFeed
 from service.store.mongo import Mongo
 from service.store.page_images import PageStore
 from service.store.reader import JobReader
@@ -38,3 +40,5 @@ class Services:
     limiter: RateLimiter
     readers: JobReaders  # the polled endpoints' coalesced reads
     page_store: PageStore  # page images: GridFS or S3 (PAGE_STORE)
+    feed: JobFeed  # the event streams' change feed (service/api/events.py)
+    stream_tokens: StreamTokens

@@ -267,6 +267,30 @@ def test_metrics_location_trusts_no_source_address():
     assert "proxy_pass http://api;" in block
 
 
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [("/", "text/html"), ("/web/app.js", "text/javascript"), ("/config.json", "application/json")],
+)
+async def test_the_page_is_served_through_nginx_with_its_policy(edge, path, media_type):
+    async with httpx.AsyncClient(base_url=edge[0]) as client:
+        response = await client.get(path)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(media_type)
+    assert response.headers["x-frame-options"] == "DENY"
+    if path == "/":
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+
+
+async def test_paths_beside_the_page_stay_nginx_json_404s(edge):
+    async with httpx.AsyncClient(base_url=edge[0]) as client:
+        response = await client.get("/web/../service/settings.py")
+        other = await client.get("/index.html")
+
+    assert (response.status_code, other.status_code) == (404, 404)
+    assert other.json() == {"detail": "Not Found"}
+
+
 async def test_page_images_pass_through_with_their_caching_headers_and_a_304(edge, app):
     services = app.state.services
     key = page_key(str(uuid.uuid4()), 1)

@@ -1,0 +1,490 @@
+"""Job changes pushed to subscribers: one MongoDB change stream per API process, fanned out.
+
+Each API process follows two change streams, whatever the number of clients: updates of
+``pdf_chapter_jobs`` that bump ``version`` (what a client sees; heartbeats are filtered out by
+MongoDB) and inserts into ``document_chunks`` (a page stored). Each change is rendered once (the
+API passes the renderers) and offered to the subscribers of its job, found by job id in a dict.
+
+- **Ordering.** Job documents come with ``full_document="updateLookup"``: the job as it is when
+  MongoDB reads it, so writes that land together may arrive as one event with the newest state.
+  A job event is fanned out only when its version is newer than the last one fanned out, and
+  each subscriber drops any version it already has, so a client sees versions only increase.
+- **Breaks.** The resume token of each stream is kept across errors: a reopened stream starts
+  where the broken one stopped, and no page is lost. After every break the subscribed jobs are
+  read again and every subscriber gets the current state. When MongoDB no longer has the history
+  to resume from, every subscription is closed: clients reconnect and catch up from scratch.
+- **No replica set.** Change streams need one. On a standalone server the feed re-reads the
+  subscribed jobs every ``poll_s`` (one ``$in`` query per 500 jobs), and the new pages of those
+  that changed.
+- **Bounded memory.** A subscription holds at most ``queue_limit`` events (shared with the other
+  subscribers of the job). A subscriber that falls that far behind is dropped, not buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum, StrEnum
+from itertools import islice
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure, PyMongoError
+
+from service.domain.job import JobStatus, utcnow
+
+Doc = dict[str, Any]
+Render = Callable[[Doc], bytes]
+log = logging.getLogger("service.feed")
+
+NOT_A_REPLICA_SET = 40573  # "The $changeStream stage is only supported on replica sets"
+# The resume token can no longer be used: InvalidResumeToken, ChangeStreamFatalError,
+# ChangeStreamHistoryLost.
+TOKEN_LOST = frozenset({260, 280, 286})
+READ_BATCH = 500  # job ids per $in query when re-reading subscribed jobs
+# Polling mode asks for pages created since the newest one seen, minus this: the worker's clock
+# stamps them, and its writes may commit out of order.
+PAGE_OVERLAP = timedelta(seconds=5)
+
+
+class Kind(Enum):
+    state = "state"  # the job's seed-002 view after a change
+    page = "page"  # one page stored
+    keepalive = "keepalive"  # nothing happened; keeps proxies from closing the stream
+
+
+class Closed(StrEnum):
+    """Why a subscription ended."""
+
+    gone = "gone"  # the client left, or its stream ended
+    slow = "slow"  # it fell ``queue_limit`` events behind
+    resync = "resync"  # MongoDB lost the history to resume from: reconnect and catch up
+    closing = "closing"  # the process is stopping
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change, rendered once and shared by every subscriber of its job."""
+
+    kind: Kind
+    data: bytes
+    version: int = 0  # state: the job's version
+    page: int = -1  # page: its chunk_index
+    terminal: bool = False  # state: the job is completed, failed or cancelled
+
+
+class Subscription:
+    """One client's interest in one job: the events offered to it, at most ``limit`` waiting."""
+
+    __slots__ = (
+        "_items",
+        "_limit",
+        "_on_close",
+        "_waiter",
+        "closed",
+        "job_id",
+        "on_drop",
+        "user_id",
+    )
+
+    def __init__(
+        self, job_id: str, user_id: str, limit: int, on_close: Callable[[Subscription], None]
+    ) -> None:
+        self.job_id = job_id
+        self.user_id = user_id
+        self.closed: Closed | None = None
+        # Called when the subscription is dropped for being slow: its consumer may be stuck
+        # writing to a client that does not read, so it must be stopped, not waited for.
+        self.on_drop: Callable[[], object] | None = None
+        self._limit = limit
+        self._items: list[Event] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_close = on_close
+
+    def offer(self, event: Event) -> None:
+        """Queue ``event``; a subscription already ``limit`` events behind is dropped instead."""
+        if self.closed is not None:
+            return
+        if len(self._items) >= self._limit:
+            self.close(Closed.slow)
+            return
+        self._items.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self) -> list[Event]:
+        """The events waiting, oldest first, once there is at least one; empty once closed."""
+        while not self._items:
+            if self.closed is not None:
+                return []
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self.closed is not None:
+            return []
+        items, self._items = self._items, []
+        return items
+
+    def close(self, reason: Closed = Closed.gone) -> None:
+        """End the subscription (idempotent): the feed forgets it and its consumer wakes up."""
+        if self.closed is not None:
+            return
+        self.closed = reason
+        self._items = []
+        self._on_close(self)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if reason is Closed.slow and self.on_drop is not None:
+            self.on_drop()
+
+
+class _Topic:
+    """The subscribers of one job, and what was fanned out to them."""
+
+    __slots__ = ("pages_since", "subscribers", "version")
+
+    def __init__(self) -> None:
+        self.subscribers: dict[Subscription, None] = {}  # ordered, O(1) removal
+        self.version = 0
+        self.pages_since: datetime = utcnow() - PAGE_OVERLAP  # polling mode only
+
+
+class FeedCounts:
+    """What the feed did, for benchmarks and ``/metrics``."""
+
+    __slots__ = ("changes", "dropped", "events", "resyncs")
+
+    def __init__(self) -> None:
+        self.changes = 0  # changes read (change stream or polling), subscribed or not
+        self.events = 0  # events offered to subscriptions
+        self.dropped = 0  # subscriptions dropped for being slow
+        self.resyncs = 0  # re-reads of every subscribed job after a break
+
+
+class JobFeed:
+    """Job states and stored pages of one API process, pushed to its subscribers.
+
+    ``jobs`` and ``chunks`` are the collections; ``job_fields`` and ``page_fields`` the
+    projections the renderers need (``job_id``, ``status`` and ``version`` are added, and
+    ``job_id`` and ``chunk_index`` for pages). ``render_state`` and ``render_page`` turn a
+    projected document into the bytes sent to clients; ``keepalive`` is offered to every
+    subscription every ``keepalive_s``.
+    """
+
+    def __init__(
+        self,
+        jobs: AsyncCollection[Doc],
+        chunks: AsyncCollection[Doc],
+        *,
+        job_fields: dict[str, int],
+        page_fields: dict[str, int],
+        render_state: Render,
+        render_page: Render,
+        keepalive: bytes,
+        keepalive_s: float,
+        queue_limit: int,
+        poll_s: float = 1.0,
+        retry_s: float = 1.0,
+    ) -> None:
+        self._jobs = jobs
+        self._chunks = chunks
+        self._job_fields = {**job_fields, "_id": 0, "job_id": 1, "status": 1, "version": 1}
+        self._page_fields = {**page_fields, "_id": 0, "job_id": 1, "chunk_index": 1}
+        self._render_state = render_state
+        self._render_page = render_page
+        self._keepalive = Event(Kind.keepalive, keepalive)
+        self._keepalive_s = keepalive_s
+        self._queue_limit = queue_limit
+        self._poll_s = poll_s
+        self._retry_s = retry_s
+        self._topics: dict[str, _Topic] = {}
+        self._per_user: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._opened: set[str] = set()
+        self._ready = asyncio.Event()
+        self.mode = "starting"  # then "change streams" or "polling"
+        self.counts = FeedCounts()
+
+    # --- Subscribing ---------------------------------------------------------------------
+
+    def subscribe(self, job_id: str, user_id: str) -> Subscription:
+        """Start receiving ``job_id``'s events. Subscribe *before* reading the job's current
+        state: whatever changes after that read is then sure to arrive."""
+        subscription = Subscription(job_id, user_id, self._queue_limit, self._forget)
+        topic = self._topics.get(job_id)
+        if topic is None:
+            topic = self._topics[job_id] = _Topic()
+        topic.subscribers[subscription] = None
+        self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
+        return subscription
+
+    def streams_of(self, user_id: str) -> int:
+        """How many subscriptions ``user_id`` holds in this process."""
+        return self._per_user.get(user_id, 0)
+
+    @property
+    def subscriptions(self) -> int:
+        return sum(self._per_user.values())
+
+    def _forget(self, subscription: Subscription) -> None:
+        topic = self._topics.get(subscription.job_id)
+        if topic is not None:
+            topic.subscribers.pop(subscription, None)
+            if not topic.subscribers:
+                del self._topics[subscription.job_id]
+        left = self._per_user.get(subscription.user_id, 0) - 1
+        if left > 0:
+            self._per_user[subscription.user_id] = left
+        else:
+            self._per_user.pop(subscription.user_id, None)
+        if subscription.closed is Closed.slow:
+            self.counts.dropped += 1
+
+    async def stored_pages(self, job_id: str) -> list[Event]:
+        """The pages of ``job_id`` stored so far, in page order, as events (a client's catch-up)."""
+        found = self._chunks.find({"job_id": job_id}, self._page_fields).sort("chunk_index", 1)
+        return [self._page_event(doc) for doc in await found.to_list(None)]
+
+    # --- Fanning out -------------------------------------------------------------------------
+
+    def _page_event(self, doc: Doc) -> Event:
+        return Event(Kind.page, self._render_page(doc), page=int(doc["chunk_index"]))
+
+    def _publish(self, topic: _Topic, event: Event) -> None:
+        self.counts.events += len(topic.subscribers)
+        for subscription in tuple(topic.subscribers):  # a slow one leaves the dict here
+            subscription.offer(event)
+
+    def _publish_state(self, doc: Doc) -> bool:
+        """Fan out a job document newer than the last one fanned out; whether it was."""
+        self.counts.changes += 1
+        topic = self._topics.get(doc.get("job_id", ""))
+        version = int(doc.get("version", 0))
+        if topic is None or version <= topic.version:
+            return False
+        topic.version = version
+        terminal = JobStatus(doc["status"]).is_terminal
+        event = Event(Kind.state, self._render_state(doc), version=version, terminal=terminal)
+        self._publish(topic, event)
+        return True
+
+    def _publish_page(self, doc: Doc) -> None:
+        self.counts.changes += 1
+        topic = self._topics.get(doc.get("job_id", ""))
+        if topic is not None:
+            self._publish(topic, self._page_event(doc))
+
+    # --- Running -------------------------------------------------------------------------------
+
+    async def start(self, wait_s: float = 10.0) -> None:
+        """Start following MongoDB; return once both streams are open (or polling was chosen),
+        or after ``wait_s`` while they are still being opened (they keep trying)."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._keep_alive())]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), wait_s)
+        if not self._ready.is_set():
+            log.warning("change streams not open after %.0f s; still trying", wait_s)
+
+    async def aclose(self) -> None:
+        """Stop following MongoDB and end every subscription."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for topic in list(self._topics.values()):
+            for subscription in tuple(topic.subscribers):
+                subscription.close(Closed.closing)
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self._keepalive_s)
+            for topic in list(self._topics.values()):
+                self._publish(topic, self._keepalive)
+
+    async def _run(self) -> None:
+        job_pipeline: list[Doc] = [
+            {
+                "$match": {
+                    "$or": [
+                        {"operationType": "replace"},
+                        {
+                            "operationType": "update",
+                            "updateDescription.updatedFields.version": {"$exists": True},
+                        },
+                    ]
+                }
+            },
+            {"$project": _change_projection(self._job_fields)},
+        ]
+        page_pipeline: list[Doc] = [
+            {"$match": {"operationType": "insert"}},
+            {"$project": _change_projection(self._page_fields)},
+        ]
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(
+                    self._follow(
+                        "jobs",
+                        lambda token: self._jobs.watch(
+                            job_pipeline, full_document="updateLookup", resume_after=token
+                        ),
+                        self._on_job_change,
+                    )
+                )
+                group.create_task(
+                    self._follow(
+                        "pages",
+                        lambda token: self._chunks.watch(page_pipeline, resume_after=token),
+                        self._on_page_change,
+                    )
+                )
+        except* _NoChangeStreams:
+            log.info("MongoDB is not a replica set: re-reading subscribed jobs every %s s",
+                     self._poll_s)  # fmt: skip
+            self.mode = "polling"
+            self._ready.set()
+            await self._poll()
+
+    def _on_job_change(self, change: Doc) -> None:
+        doc = change.get("fullDocument")
+        if doc:  # None when the job was deleted before MongoDB looked it up
+            self._publish_state(doc)
+
+    def _on_page_change(self, change: Doc) -> None:
+        doc = change.get("fullDocument")
+        if doc:
+            self._publish_page(doc)
+
+    async def _follow(
+        self,
+        name: str,
+        open_stream: Callable[[Doc | None], Awaitable[Any]],
+        handle: Callable[[Doc], None],
+    ) -> None:
+        """Follow one change stream for ever, resuming after errors from the last token seen."""
+        token: Doc | None = None
+        broken = False
+        while True:
+            try:
+                async with await open_stream(token) as stream:
+                    self._opened.add(name)
+                    if len(self._opened) == 2:
+                        self.mode = "change streams"
+                        self._ready.set()
+                    if broken:
+                        await self._after_break(name, resumed=token is not None)
+                        broken = False
+                    while True:
+                        change = await stream.try_next()
+                        # Advances while idle too, so a resume never replays a long quiet spell.
+                        token = stream.resume_token
+                        if change is not None:
+                            self._handle(handle, change)
+            except OperationFailure as exc:
+                if exc.code == NOT_A_REPLICA_SET:
+                    raise _NoChangeStreams from None
+                if exc.code in TOKEN_LOST:
+                    token = None
+                log.warning("%s change stream failed (%s); reopening", name, exc.code)
+            except PyMongoError as exc:
+                log.warning("%s change stream broken (%s); reopening", name, type(exc).__name__)
+            broken = True
+            await asyncio.sleep(self._retry_s)
+
+    def _handle(self, handle: Callable[[Doc], None], change: Doc) -> None:
+        try:
+            handle(change)
+        except Exception:  # one bad document must not stop the feed for every client
+            log.exception("could not fan out a change of job %s", _job_of(change))
+
+    async def _after_break(self, name: str, *, resumed: bool) -> None:
+        """Bring subscribers up to date after a stream broke and was opened again."""
+        if name == "pages" and not resumed:
+            # Pages stored during the gap are unknown: every client reconnects and catches up.
+            log.warning("page history lost; closing %d subscriptions", self.subscriptions)
+            for topic in list(self._topics.values()):
+                for subscription in tuple(topic.subscribers):
+                    subscription.close(Closed.resync)
+            return
+        if name == "jobs":
+            self.counts.resyncs += 1
+            async for doc in self._read_subscribed():
+                self._publish_state(doc)
+
+    async def _read_subscribed(self) -> AsyncIterator[Doc]:
+        """The subscribed jobs, as they are now, in ``$in`` queries of ``READ_BATCH``."""
+        for ids in _batches(list(self._topics), READ_BATCH):
+            for doc in await self._jobs.find({"job_id": {"$in": ids}}, self._job_fields).to_list(
+                None
+            ):
+                yield doc
+
+    # --- Without a replica set ---------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            try:
+                await self._poll_once()
+            except PyMongoError as exc:
+                log.warning("polling subscribed jobs failed (%s)", type(exc).__name__)
+            except Exception:  # a bad document must not stop polling for every client
+                log.exception("polling subscribed jobs failed")
+
+    async def _poll_once(self) -> None:
+        """One round: new pages of the jobs whose version moved, then their states (so a
+        terminal state comes after its job's last pages)."""
+        changed: list[Doc] = []
+        async for doc in self._read_subscribed():
+            topic = self._topics.get(doc["job_id"])
+            if topic is not None and int(doc.get("version", 0)) > topic.version:
+                changed.append(doc)
+        if changed:
+            await self._poll_pages([doc["job_id"] for doc in changed])
+        for doc in changed:
+            self._publish_state(doc)
+
+    async def _poll_pages(self, job_ids: list[str]) -> None:
+        topics = {job_id: self._topics[job_id] for job_id in job_ids if job_id in self._topics}
+        if not topics:
+            return
+        since = min(topic.pages_since for topic in topics.values())
+        query = {"job_id": {"$in": list(topics)}, "created_at": {"$gte": since}}
+        fields = {**self._page_fields, "created_at": 1}
+        found = self._chunks.find(query, fields).sort([("job_id", 1), ("chunk_index", 1)])
+        for doc in await found.to_list(None):
+            topic = topics[doc["job_id"]]
+            created: datetime = doc.pop("created_at")
+            if created >= topic.pages_since:
+                self._publish_page(doc)
+                topic.pages_since = max(topic.pages_since, created - PAGE_OVERLAP)
+
+
+class _NoChangeStreams(Exception):
+    """MongoDB is not a replica set."""
+
+
+def _change_projection(fields: dict[str, int]) -> Doc:
+    """A change stream ``$project`` keeping ``fields`` of the full document (and the token)."""
+    kept: Doc = {
+        f"fullDocument.{name}": 1 for name, keep in fields.items() if keep and name != "_id"
+    }
+    return {"operationType": 1, **kept}
+
+
+def _job_of(change: Doc) -> object:
+    return (change.get("fullDocument") or {}).get("job_id")
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

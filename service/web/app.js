@@ -1,0 +1,240 @@
+// The page: sign in, upload a PDF (with upload progress), watch its job become a chapter (progress
+// and pages pushed over the event stream, or polled), read the chapter; the list of my jobs.
+
+import { Api, ApiError, JOBS } from "./api.js";
+import { DevAuth, FirebaseAuth } from "./auth.js";
+import { setText } from "./element.js";
+import { JobList, recall, remember } from "./jobs.js";
+import { LivePages, showChapter } from "./viewer.js";
+import { JobWatch, TERMINAL, stats } from "./watch.js";
+
+const $ = (id) => document.getElementById(id);
+const BOOK_KEY = "pcj.book";
+
+const page = {
+  config: null,
+  auth: null,
+  api: null,
+  jobs: null,
+  watch: null,
+  live: null,
+  job: null, // the job on screen
+};
+window.pcj = { stats }; // what the page did to follow jobs: for people and tests
+
+function showError(message) {
+  $("error").hidden = !message;
+  setText("error", message ?? "");
+}
+
+function describe(error) {
+  return error instanceof ApiError || error instanceof Error ? error.message : String(error);
+}
+
+// ---- signing in ---------------------------------------------------------------------------
+
+async function start() {
+  const response = await fetch("/config.json", { cache: "no-store" });
+  page.config = await response.json();
+  $("loading").hidden = true;
+  $("book-id").value = localStorage.getItem(BOOK_KEY) || "my-book";
+  if (page.config.dev_sign_in) {
+    page.auth = new DevAuth(page.config.firebase_project_id);
+    $("dev-sign-in").hidden = false;
+    if (page.auth.user) signedIn(page.auth.user);
+    else $("sign-in").hidden = false;
+  } else if (page.config.firebase) {
+    $("sign-in").hidden = false;
+    $("firebase-sign-in").hidden = false;
+    try {
+      page.auth = await FirebaseAuth.create(page.config.firebase, (user) =>
+        user ? signedIn(user) : signedOut(),
+      );
+    } catch (error) {
+      showError(`Could not load Firebase sign-in: ${describe(error)}`);
+    }
+  } else {
+    $("sign-in").hidden = false;
+    $("no-sign-in").hidden = false;
+  }
+}
+
+function signedIn(user) {
+  showError(null);
+  page.api = new Api(() => page.auth.getToken());
+  page.jobs = new JobList(page.api, $("job-list"), { open: openJob, cancel: cancelJob });
+  $("sign-in").hidden = true;
+  $("app").hidden = false;
+  $("who").hidden = false;
+  setText("who-name", user);
+  refreshJobs();
+}
+
+function signedOut() {
+  stopWatching();
+  $("app").hidden = true;
+  $("who").hidden = true;
+  $("sign-in").hidden = false;
+}
+
+$("dev-sign-in").addEventListener("submit", (event) => {
+  event.preventDefault();
+  try {
+    page.auth.signIn($("dev-user").value.trim());
+    signedIn(page.auth.user);
+  } catch (error) {
+    showError(describe(error));
+  }
+});
+
+$("google-sign-in").addEventListener("click", () =>
+  page.auth?.signInWithGoogle().catch((error) => showError(describe(error))),
+);
+
+$("password-sign-in").addEventListener("submit", (event) => {
+  event.preventDefault();
+  page.auth
+    ?.signInWithPassword($("email").value, $("password").value)
+    .catch((error) => showError(describe(error)));
+});
+
+$("sign-out").addEventListener("click", async () => {
+  await page.auth.signOut();
+  signedOut();
+});
+
+// ---- uploading ----------------------------------------------------------------------------
+
+$("upload-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError(null);
+  const file = $("file").files[0];
+  const bookId = $("book-id").value.trim();
+  if (!file) {
+    showError("Choose a PDF first");
+    return;
+  }
+  localStorage.setItem(BOOK_KEY, bookId);
+  $("upload-button").disabled = true;
+  $("upload-progress").value = 0;
+  setText("upload-text", `Uploading ${file.name}`);
+  try {
+    const job = await page.api.createJob(bookId, file, (loaded, total) => {
+      const percent = Math.floor((loaded / total) * 100);
+      $("upload-progress").value = percent;
+      setText("upload-text", `Uploading ${file.name}: ${percent}%`);
+    });
+    $("upload-progress").value = 100;
+    setText("upload-text", `Uploaded ${file.name}`);
+    remember(job.job_id, { book_id: bookId, filename: file.name });
+    $("file").value = "";
+    watchJob(job);
+    refreshJobs();
+  } catch (error) {
+    setText("upload-text", "");
+    showError(`Upload failed: ${describe(error)}`);
+  } finally {
+    $("upload-button").disabled = false;
+  }
+});
+
+// ---- the job on screen --------------------------------------------------------------------
+
+function stopWatching() {
+  page.watch?.stop();
+  page.live?.stop();
+  page.watch = null;
+  page.live = null;
+}
+
+function watchJob(job) {
+  stopWatching();
+  page.job = job;
+  $("job").hidden = false;
+  $("chapter").hidden = true;
+  $("live-pages").hidden = false;
+  setText("job-name", recall(job.job_id)?.filename ?? `Job ${job.job_id}`);
+  setText("connection", "");
+  page.live = new LivePages(page.api, job.job_id, $("live-pages"));
+  showState(job);
+  if (TERMINAL.has(job.status)) return;
+  page.watch = new JobWatch(
+    page.api,
+    job.job_id,
+    {
+      onState: (state, via) => {
+        const changed = state.status !== page.job?.status;
+        page.job = state;
+        showState(state);
+        if (via === "poll") page.live?.refreshSoon();
+        if (changed) refreshJobs();
+      },
+      onPage: (event) => page.live?.notify(event),
+      onConnection: (text) => setText("connection", text),
+      onError: (message) => showError(message),
+    },
+    page.config.poll_interval_s,
+  );
+  page.watch.start();
+}
+
+function showState(job) {
+  setText("job-status", job.status);
+  $("job-progress").value = job.progress;
+  setText("job-percent", `${job.progress}%`);
+  setText("job-message", job.status === "failed" && job.error ? job.error : job.message);
+  $("cancel").hidden = TERMINAL.has(job.status);
+  if (job.status === "completed" && job.result) {
+    page.live?.stop();
+    openChapter(job);
+  }
+}
+
+async function openChapter(job) {
+  const bookId = recall(job.job_id)?.book_id ?? $("book-id").value.trim();
+  try {
+    await showChapter(page.api, $("chapter-view"), bookId, job.result.chapter_id);
+    $("live-pages").hidden = true;
+    $("chapter").hidden = false;
+  } catch (error) {
+    const hint = error instanceof ApiError && error.status === 404
+      ? ` (this browser did not create the job: enter its book above and open it again)`
+      : "";
+    showError(`Could not open the chapter: ${describe(error)}${hint}`);
+  }
+}
+
+function openJob(job) {
+  showError(null);
+  watchJob(job);
+  $("job").scrollIntoView({ block: "start" });
+}
+
+async function cancelJob(job) {
+  showError(null);
+  try {
+    const { body } = await page.api.post(`${JOBS}/${encodeURIComponent(job.job_id)}/cancel`);
+    if (page.job?.job_id === job.job_id) {
+      stopWatching();
+      page.job = body;
+      showState(body);
+      setText("connection", "");
+    }
+  } catch (error) {
+    showError(`Could not cancel: ${describe(error)}`);
+  }
+  refreshJobs();
+}
+
+$("cancel").addEventListener("click", () => page.job && cancelJob(page.job));
+
+function refreshJobs() {
+  page.jobs?.load().catch((error) => showError(`Could not list jobs: ${describe(error)}`));
+}
+
+$("refresh-jobs").addEventListener("click", refreshJobs);
+
+start().catch((error) => {
+  $("loading").hidden = true;
+  showError(`Could not start: ${describe(error)}`);
+});

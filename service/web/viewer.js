@@ -1,0 +1,132 @@
+// Pages on screen: the pages of a running job as they are rendered (thumbnails), and a finished
+// chapter (page images, lazy-loaded, each with a toggle to its text). All text is set as text.
+
+import { JOBS } from "./api.js";
+import { el, replace } from "./element.js";
+
+const PAGE_BATCH = 100; // the pages endpoints' largest page
+const REFRESH_DELAY_MS = 300; // page events that come together cost one read
+
+function pageFigure(page, imageUrl, extra = []) {
+  const image = imageUrl
+    ? el("img", {
+        src: imageUrl,
+        loading: "lazy",
+        decoding: "async",
+        alt: `Page ${page.page_number}`,
+        width: page.width,
+        height: page.height,
+      })
+    : el("div", { class: "no-image" }, "No image");
+  return el(
+    "figure",
+    { class: "page", "data-page": page.page_number },
+    image,
+    el("figcaption", {}, `Page ${page.page_number}`, page.has_text === false ? " (image only)" : ""),
+    ...extra,
+  );
+}
+
+/** The pages of a running job, shown as each is stored. */
+export class LivePages {
+  constructor(api, jobId, container) {
+    this.api = api;
+    this.jobId = jobId;
+    this.container = container;
+    this.shown = new Map(); // page_number -> figure
+    this.timer = null;
+    replace(container);
+  }
+
+  /** A `page` event: shown at once when it carries its URLs, else read from /pages soon. */
+  notify(event) {
+    if (event.thumbnail_url || event.background_url) this.show(event);
+    else if (!this.shown.has(event.page_number)) this.refreshSoon();
+  }
+
+  refreshSoon() {
+    if (this.timer === null) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.refresh().catch(() => {}); // the next event or poll tries again
+      }, REFRESH_DELAY_MS);
+    }
+  }
+
+  async refresh() {
+    const path = `${JOBS}/${encodeURIComponent(this.jobId)}/pages`;
+    for (let offset = 0; ; offset += PAGE_BATCH) {
+      const { body } = await this.api.get(`${path}?offset=${offset}&limit=${PAGE_BATCH}`);
+      for (const page of body.items) this.show(page);
+      if (body.items.length < PAGE_BATCH) return;
+    }
+  }
+
+  show(page) {
+    if (this.shown.has(page.page_number)) return;
+    const figure = pageFigure(page, page.thumbnail_url || page.background_url);
+    // In page order, whatever order they were stored in.
+    const after = [...this.shown.keys()].filter((n) => n > page.page_number).sort((a, b) => a - b)[0];
+    this.container.insertBefore(figure, after === undefined ? null : this.shown.get(after));
+    this.shown.set(page.page_number, figure);
+  }
+
+  stop() {
+    clearTimeout(this.timer);
+    this.timer = null;
+  }
+}
+
+/** A finished chapter: its title, file name and pages, each with a toggle to its text. */
+export async function showChapter(api, container, bookId, chapterId) {
+  const base = `/api/v1/books/${encodeURIComponent(bookId)}/chapters/${encodeURIComponent(chapterId)}`;
+  const { body: chapter } = await api.get(base);
+  const pages = chapter.pages.map((page) => {
+    const text = el("pre", { class: "page-text", hidden: true });
+    const toggle = el("button", { type: "button", class: "text-toggle" }, "Text");
+    toggle.addEventListener("click", () => toggleText(api, base, page, text, toggle));
+    return pageFigure(page, page.background_url, [toggle, text]);
+  });
+  replace(
+    container,
+    el(
+      "header",
+      { class: "chapter-head" },
+      el("h2", { class: "chapter-title" }, chapter.title),
+      el(
+        "p",
+        { class: "chapter-meta" },
+        "From ",
+        el("span", { class: "chapter-file" }, chapter.source_filename),
+        ` · ${chapter.total_pages} pages · book `,
+        el("span", {}, chapter.book_id),
+        chapter.repaired ? " · repaired: some pages may be incomplete" : "",
+      ),
+      chapter.pdf_url ? el("a", { href: chapter.pdf_url, rel: "noopener" }, "Open the PDF") : null,
+    ),
+    el("div", { class: "pages chapter-pages" }, pages),
+  );
+  return chapter;
+}
+
+async function toggleText(api, base, page, text, toggle) {
+  if (!text.hidden) {
+    text.hidden = true;
+    toggle.textContent = "Text";
+    return;
+  }
+  if (!text.dataset.loaded) {
+    toggle.disabled = true;
+    try {
+      const { body } = await api.get(`${base}/pages?offset=${page.page_number - 1}&limit=1`);
+      text.textContent = body.items.length ? body.items[0].content || "(no text on this page)" : "";
+      text.dataset.loaded = "1";
+    } catch (error) {
+      text.textContent = `Could not load the text: ${error.message}`;
+    } finally {
+      toggle.disabled = false;
+    }
+  }
+  text.hidden = false;
+  toggle.textContent = "Hide text";
+}

@@ -1,0 +1,166 @@
+"""The page at / in real Chromium: sign in (development), upload, watch the job over the event
+stream, read the chapter; the API stopped under it; file names and titles that contain HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.pdfs import text_pdf
+
+JOB_TIMEOUT_S = 180  # a loaded 2-core machine renders slowly; nothing here asserts on time
+
+
+def wait(driver: Any, condition: Any, timeout: float = JOB_TIMEOUT_S, message: str = "") -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message)
+
+
+def visible(element_id: str) -> Any:
+    return lambda driver: (
+        not driver.execute_script("return document.getElementById(arguments[0]).hidden", element_id)
+    )
+
+
+def text_of(driver: Any, element_id: str) -> str:
+    text: str = driver.execute_script(
+        "return document.getElementById(arguments[0]).textContent", element_id
+    )
+    return text
+
+
+def sign_in(driver: Any, url: str, user: str = "alice") -> None:
+    driver.get(url + "/")
+    wait(driver, visible("dev-sign-in"), 30, "no development sign-in offered")
+    field = driver.find_element(By.ID, "dev-user")
+    field.clear()
+    field.send_keys(user)
+    driver.find_element(By.CSS_SELECTOR, "#dev-sign-in button[type=submit]").click()
+    wait(driver, visible("app"), 30, "sign-in did not open the page")
+
+
+def upload(driver: Any, pdf: Path) -> None:
+    driver.find_element(By.ID, "file").send_keys(str(pdf))
+    driver.find_element(By.ID, "upload-button").click()
+
+
+def stats(driver: Any) -> dict[str, Any]:
+    result: dict[str, Any] = driver.execute_script("return window.pcj.stats")
+    return result
+
+
+def job_requests(driver: Any) -> list[str]:
+    """The URLs of the page's requests under /api/v1/books/jobs/, as the browser recorded them."""
+    urls: list[str] = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => n.includes('/api/v1/books/jobs/'))"
+    )
+    return urls
+
+
+def images_loaded(driver: Any) -> list[int]:
+    """Scroll each chapter page image into view (they are lazy) and return naturalWidths."""
+    widths: list[int] = []
+    for image in driver.find_elements(By.CSS_SELECTOR, "#chapter-view .page img"):
+        driver.execute_script("arguments[0].scrollIntoView()", image)
+        wait(driver, lambda _, image=image: image.get_property("complete"), 30, "image not loaded")
+        widths.append(image.get_property("naturalWidth"))
+    return widths
+
+
+def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(
+    page, api, start_worker, tmp_path, artifacts
+):
+    pdf = tmp_path / "four-pages.pdf"
+    pdf.write_bytes(text_pdf(4, title="Four pages"))
+    start_worker()
+    sign_in(page, api.url)
+
+    upload(page, pdf)
+    wait(page, visible("chapter"), message="the chapter never showed")
+
+    seen = stats(page)
+    requests = job_requests(page)
+    job_id = page.execute_script("return document.querySelector('#job-list li').dataset.job")
+    figures = page.find_elements(By.CSS_SELECTOR, "#chapter-view .page")
+    widths = images_loaded(page)
+    first_text = figures[0].find_element(By.CSS_SELECTOR, ".text-toggle")
+    first_text.click()
+    wait(page, lambda _: "Page 1 of 4" in figures[0].find_element(By.TAG_NAME, "pre").text, 30)
+    screenshot = artifacts / "chapter-view.png"
+    page.execute_async_script(  # every image decoded and painted before the picture is taken
+        "const done = arguments[arguments.length - 1];"
+        "Promise.all([...document.querySelectorAll('#chapter-view img')]"
+        ".map(i => i.decode().catch(() => null))).then(() => requestAnimationFrame(() => done()))"
+    )
+    page.find_element(By.ID, "chapter").screenshot(str(screenshot))
+    print(f"screenshot of the chapter view: {screenshot}")
+
+    assert page.find_element(By.ID, "upload-progress").get_property("value") == 100
+    assert text_of(page, "job-status") == "completed"
+    assert text_of(page, "job-message") == "Chapter created successfully with 4 pages"
+    # Every change came through the stream: no poll, one stream token, several progress events.
+    assert seen["polls"] == 0
+    assert seen["streamFailures"] == 0
+    assert [r for r in requests if r.endswith(f"/jobs/{job_id}")] == []
+    assert len([r for r in requests if r.endswith(f"/jobs/{job_id}/stream-token")]) == 1
+    assert {state["via"] for state in seen["states"]} == {"stream"}
+    assert "processing" in [state["status"] for state in seen["states"]]
+    assert seen["states"][-1] == {"status": "completed", "progress": 100, "via": "stream"}
+    assert seen["streamPageEvents"] >= 1
+    assert text_of(page, "chapter-view").startswith("Four pages")
+    assert len(figures) == 4
+    assert len(widths) == 4
+    assert all(width > 0 for width in widths)
+
+
+def test_page_reconnects_while_the_api_is_down_then_finishes(page, api, start_worker, tmp_path):
+    pdf = tmp_path / "three-pages.pdf"
+    pdf.write_bytes(text_pdf(3))
+    sign_in(page, api.url)
+    upload(page, pdf)
+    # No worker yet: the job waits, pending, and the page holds its stream.
+    wait(page, lambda d: text_of(d, "connection") == "Live", 60, "the stream never opened")
+    assert text_of(page, "job-status") == "pending"
+
+    api.stop()
+    wait(page, lambda d: text_of(d, "connection") == "Reconnecting...", 60, "no reconnecting")
+    reconnecting_seen = stats(page)
+    start_worker()  # the job runs while the API is down
+    api.start()
+    wait(page, visible("chapter"), message="the page never finished after the API came back")
+
+    seen = stats(page)
+    assert reconnecting_seen["streamFailures"] >= 1
+    assert reconnecting_seen["pollFailures"] >= 1
+    assert text_of(page, "job-status") == "completed"
+    assert text_of(page, "connection") == ""
+    assert seen["states"][-1]["status"] == "completed"
+    assert len(page.find_elements(By.CSS_SELECTOR, "#chapter-view .page")) == 3
+
+
+def test_file_names_and_titles_with_html_are_shown_as_text(page, api, start_worker, tmp_path):
+    name = "<img src=x onerror=alert(1)>.pdf"
+    title = "<script>alert(2)</script><b>bold</b>"
+    pdf = tmp_path / name
+    pdf.write_bytes(text_pdf(1, title=title))
+    start_worker()
+    sign_in(page, api.url)
+
+    upload(page, pdf)
+    wait(page, visible("chapter"), message="the chapter never showed")
+
+    assert text_of(page, "job-name") == name
+    assert page.find_element(By.CSS_SELECTOR, "#chapter-view .chapter-title").text == title
+    assert page.find_element(By.CSS_SELECTOR, "#chapter-view .chapter-file").text == name
+    assert page.find_element(By.CSS_SELECTOR, "#job-list .job-name").text == name
+    # Nothing was parsed as markup: no such image or script or bold element exists, no alert ran.
+    assert page.find_elements(By.CSS_SELECTOR, "img[src='x'], #chapter-view script, b") == []
+    try:
+        alert = page.switch_to.alert
+        raise AssertionError(f"an alert ran: {alert.text}")
+    except NoAlertPresentException:
+        pass
