@@ -102,7 +102,8 @@ def main() -> int:
         api = [
             sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
             "--host", env.get("HOST", "127.0.0.1"), "--port", port, "--no-ws", "--loop", "uvloop",
-            "service.api.app:app_factory",
+            # Open event streams last as long as their job: cut them after 10 s on shutdown.
+            "--workers-kill-timeout", "10", "service.api.app:app_factory",
         ]  # fmt: skip
         children = [
             Child("api", api, env),

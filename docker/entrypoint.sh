@@ -5,9 +5,12 @@ role="${1:-api}"
 [ "$#" -gt 0 ] && shift
 case "$role" in
   api)
-    # SIGTERM: granian stops accepting and drains in-flight requests before exiting.
+    # SIGTERM: granian stops accepting and drains in-flight requests before exiting. Event
+    # streams last as long as their job: after 10 s they are cut, and EventSource clients
+    # reconnect (Last-Event-ID) to another instance.
     exec granian --interface asgi --factory --host 0.0.0.0 --port "${PORT:-8000}" \
-      --workers "${API_WORKERS:-1}" --loop uvloop --no-ws service.api.app:app_factory ;;
+      --workers "${API_WORKERS:-1}" --loop uvloop --no-ws --workers-kill-timeout 10 \
+      service.api.app:app_factory ;;
   worker)
     exec python -m worker ;;
   indexes-sync)

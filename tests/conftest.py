@@ -32,6 +32,12 @@ from service.store.documents import DOCUMENT_MODELS, PdfChapterJob
 from tests.firebase_certs import CertServer
 
 PROJECT_ID = "pcj-test-project"
+# Every secret production requires, each valid: a test about one of them passes the others.
+PRODUCTION_SECRETS = {
+    "metrics_token": "m" * 16,
+    "page_url_secret": "k" * 32,
+    "stream_token_secret": "s" * 64,
+}
 # The session's SeaweedFS (S3) server fixture, for the page store's S3 backend.
 pytest_plugins = ["tests.seaweed"]
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")

@@ -167,7 +167,13 @@ async def test_pages_stored_become_page_events_and_a_new_stream_catches_up(http,
 
     async with watching(http, job.job_id) as (_, reader):
         await reader.next()
-        await chapters.write_pages(doc, "chapter-1", "a.pdf", 3, [(0, "one"), (1, "two")])
+        await chapters.write_pages(
+            doc,
+            "chapter-1",
+            "a.pdf",
+            3,
+            [chapters.StoredPage(0, "one"), chapters.StoredPage(1, "two")],
+        )
         pages = [await reader.next(), await reader.next()]
     async with watching(http, job.job_id) as (_, later):
         catch_up = [await later.next(), await later.next(), await later.next()]

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from service.domain.job import JobStatus
 from service.settings import Settings
+from tests.conftest import PRODUCTION_SECRETS
 from tests.pdfs import text_pdf
 
 
@@ -154,7 +155,8 @@ def test_production_refuses_to_start_without_a_metrics_token():
     production = {
         "app_env": "production",
         "firebase_project_id": "real-project",
-        "page_url_secret": "k" * 32,
+        "page_url_secret": PRODUCTION_SECRETS["page_url_secret"],
+        "stream_token_secret": PRODUCTION_SECRETS["stream_token_secret"],
     }
 
     with pytest.raises(pydantic.ValidationError, match="METRICS_TOKEN"):

@@ -268,12 +268,18 @@ def test_without_api_public_url_the_origin_is_the_requests():
     assert api_origin(Settings(), "http://testserver/") == "http://testserver"
 
 
-METRICS = "m" * 16  # production's other required secret
+METRICS = "m" * 16  # production's other required secrets
+STREAM = "s" * 64
 
 
 def test_production_refuses_to_start_without_a_page_url_secret():
     with pytest.raises(pydantic.ValidationError, match="PAGE_URL_SECRET"):
-        Settings(app_env="production", firebase_project_id="real-project", metrics_token=METRICS)
+        Settings(
+            app_env="production",
+            firebase_project_id="real-project",
+            metrics_token=METRICS,
+            stream_token_secret=STREAM,
+        )
 
 
 @pytest.mark.parametrize("secret", ["development-only-page-url-secret", "short"])
@@ -284,6 +290,7 @@ def test_production_refuses_the_development_or_a_short_secret(secret):
             firebase_project_id="real-project",
             page_url_secret=secret,
             metrics_token=METRICS,
+            stream_token_secret=STREAM,
         )
 
 
@@ -293,6 +300,7 @@ def test_production_starts_with_a_real_secret():
         firebase_project_id="real-project",
         page_url_secret="k" * 32,
         metrics_token=METRICS,
+        stream_token_secret=STREAM,
     )
 
     assert settings.page_url_secret.get_secret_value() == "k" * 32

@@ -10,6 +10,7 @@ import pytest
 from service.api.stream_token import StreamTokenRejected, StreamTokens
 from service.domain.errors import AccessDenied
 from service.settings import Settings
+from tests.conftest import PRODUCTION_SECRETS
 
 JOB = "db67a850-1efd-41f7-88ed-b434ef108bc5"
 NOW = 1_800_000_000.0
@@ -75,7 +76,9 @@ def test_without_a_secret_development_signs_with_a_random_key_per_process():
 def test_production_refuses_to_start_without_a_long_secret(secret):
     with pytest.raises(pydantic.ValidationError, match="STREAM_TOKEN_SECRET"):
         Settings(
-            app_env="production", firebase_project_id="real-project", stream_token_secret=secret
+            app_env="production",
+            firebase_project_id="real-project",
+            **{**PRODUCTION_SECRETS, "stream_token_secret": secret},
         )
 
 

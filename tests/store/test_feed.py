@@ -133,9 +133,17 @@ async def test_pages_stored_become_page_events_in_order(feed, job_factory):
     subscription = feed.subscribe(job.job_id, "alice")
     doc = {"job_id": job.job_id, "user_id": "alice"}
 
-    await chapters.write_pages(doc, "chapter-1", "a.pdf", 5, [(0, "one"), (1, "two"), (2, "3")])
-    await chapters.write_pages(doc, "chapter-1", "a.pdf", 5, [(0, "again")])  # an update: no event
-    await chapters.write_pages(doc, "chapter-1", "a.pdf", 5, [(3, "four")])
+    await chapters.write_pages(
+        doc,
+        "chapter-1",
+        "a.pdf",
+        5,
+        [chapters.StoredPage(0, "one"), chapters.StoredPage(1, "two"), chapters.StoredPage(2, "3")],
+    )
+    await chapters.write_pages(
+        doc, "chapter-1", "a.pdf", 5, [chapters.StoredPage(0, "again")]
+    )  # an update: no event
+    await chapters.write_pages(doc, "chapter-1", "a.pdf", 5, [chapters.StoredPage(3, "four")])
     pages = []
     while len(pages) < 4:
         pages += [(e.page, json.loads(e.data)) for e in await _next(subscription)]
