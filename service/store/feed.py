@@ -39,6 +39,7 @@ from service.domain.job import JobStatus, utcnow
 
 Doc = dict[str, Any]
 Render = Callable[[Doc], bytes]
+CLOSE_TIMEOUT_S = 5.0
 log = logging.getLogger("service.feed")
 
 NOT_A_REPLICA_SET = 40573  # "The $changeStream stage is only supported on replica sets"
@@ -295,10 +296,16 @@ class JobFeed:
             log.warning("change streams not open after %.0f s; still trying", wait_s)
 
     async def aclose(self) -> None:
-        """Stop following MongoDB and end every subscription."""
+        """Stop following MongoDB and end every subscription.
+
+        Bounded: a change stream caught in the driver's reconnect to a MongoDB that just came back
+        must not hold the API's shutdown (it is abandoned after ``CLOSE_TIMEOUT_S``)."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT_S)
+            if stuck:
+                log.warning("change feed: %d task(s) did not stop; abandoned", len(stuck))
         for topic in list(self._topics.values()):
             for subscription in tuple(topic.subscribers):
                 subscription.close(Closed.closing)

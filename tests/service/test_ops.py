@@ -60,7 +60,7 @@ async def test_mongodb_down_is_503_then_recovers(settings, own_mongod, other_app
 
         servers[0].stop()
         down = await asyncio.wait_for(client.get(url, headers=headers), timeout=15)
-        not_ready = await client.get("/ready")
+        not_ready = await asyncio.wait_for(client.get("/ready"), timeout=15)
         other_seeds = {
             path: await asyncio.wait_for(client.get(path, headers=headers), timeout=15)
             for path in (
@@ -73,7 +73,7 @@ async def test_mongodb_down_is_503_then_recovers(settings, own_mongod, other_app
         servers.append(start_mongod(dbpath, port))
         recovered = None
         for _ in range(40):
-            recovered = await client.get(url, headers=headers)
+            recovered = await asyncio.wait_for(client.get(url, headers=headers), timeout=15)
             if recovered.status_code == 200:
                 break
             await asyncio.sleep(0.25)
