@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -67,6 +69,21 @@ ALLOWED_HEADERS = [
 ]
 
 
+CLOSE_TIMEOUT_S = 5.0
+
+
+async def _close_within(name: str, closing: Coroutine[Any, Any, Any]) -> None:
+    """Close one client, giving up after ``CLOSE_TIMEOUT_S``: a driver stuck reconnecting to a
+    server that just restarted must not hold the process's shutdown (and a task that ignores
+    its cancellation is left behind rather than waited for)."""
+    task = asyncio.ensure_future(closing)
+    done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+    if not done:
+        log.warning("shutdown: closing %s took over %.0f s; moving on", name, CLOSE_TIMEOUT_S)
+    elif task.exception() is not None:
+        log.warning("shutdown: closing %s failed: %s", name, type(task.exception()).__name__)
+
+
 def _readers(settings: Settings) -> JobReaders:
     def reader(fields: dict[str, int]) -> JobReader:
         return JobReader(
@@ -116,11 +133,14 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
-            await feed.aclose()
-            await app.state.services.readers.aclose()
-            await app.state.services.page_store.aclose()
-            await queue.aclose(close_connection_pool=True)
-            await mongo.close()
+            for name, closing in (
+                ("change feed", feed.aclose()),
+                ("readers", app.state.services.readers.aclose()),
+                ("page store", app.state.services.page_store.aclose()),
+                ("redis", queue.aclose(close_connection_pool=True)),
+                ("mongodb", mongo.close()),
+            ):
+                await _close_within(name, closing)
             verifier.close()
 
     app = Litestar(
