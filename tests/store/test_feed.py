@@ -271,7 +271,8 @@ async def test_after_a_mongod_restart_no_page_is_lost_and_state_is_current(own_m
     await client.close()
     assert [e.page for e in events if e.kind is Kind.page] == [1]
     assert json.loads([e for e in events if e.kind is Kind.state][-1].data)["v"] == 2
-    assert feed.counts.resyncs >= 1  # the break was seen, and the subscribed jobs re-read
+    # Whether the feed saw the break (and re-read its jobs) depends on timing: PyMongo resumes a
+    # change stream once by itself on a resumable error. What the subscriber gets is the point.
 
 
 # --- Without a replica set ---------------------------------------------------------------------
