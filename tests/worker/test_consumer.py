@@ -4,6 +4,7 @@ running job, reconnects, takes new jobs, in one process), and MongoDB absent whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import signal
@@ -61,6 +62,7 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
     await ring(doorbell, running["job_id"])
     worker = create_worker(own, handle_signals=False, ctx={"mongo": app.state.services.mongo})
     main = asyncio.create_task(worker.main())
+    renderers: list[int] = []
     try:
 
         async def midway():
@@ -68,6 +70,11 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
             return doc["status"] == "processing" and doc["progress"] >= 30  # extracting
 
         assert await _until(midway), "the job never got going"
+        # The job's render processes are paused through the outage, so it is still running
+        # whatever this machine's speed; the worker process itself is not.
+        renderers = [pid for pid in worker.ctx["render_pool"].pids if pid is not None]
+        for pid in renderers:
+            os.kill(pid, signal.SIGSTOP)
         redis.process.send_signal(signal.SIGKILL)
         redis.process.wait(10)
         assert await _until(lambda: _redis_up() == 0, 10), "the outage was not seen"
@@ -76,6 +83,8 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
         worker_alive = not main.done()
         redis = await asyncio.to_thread(start_redis, tmp_path, redis.port, persistent=False)
         assert await _until(lambda: _redis_up() == 1, 10), "the reconnect was not seen"
+        for pid in renderers:
+            os.kill(pid, signal.SIGCONT)
         await ring(doorbell, after["job_id"])  # a new job, on the Redis that came back empty
 
         async def both_completed():
@@ -84,6 +93,9 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
 
         completed = await _until(both_completed)
     finally:
+        for pid in renderers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         main.cancel()
         await worker.close()
         await doorbell.aclose(close_connection_pool=True)
