@@ -27,7 +27,8 @@ A ``text/event-stream`` for the job's owner, fed by the process's one ``JobFeed`
   (service/api/stream_token.py) for ``EventSource``, which cannot send headers.
 - Errors before the stream starts are the usual JSON: 401, 403 (another user's job, or a token
   for another job), 404, 400 (a malformed Last-Event-ID), 429 (more than
-  ``STREAM_MAX_PER_USER`` streams open), 503.
+  ``STREAM_MAX_PER_USER`` streams open), 503 (MongoDB down, or ``STREAM_MAX_OPEN`` streams open
+  in this process: poll instead).
 """
 
 from __future__ import annotations
@@ -131,6 +132,17 @@ class TooManyStreams(ServiceError):
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"Too many open event streams: at most {limit} per user. Close one, or poll the job",
+            headers={"Retry-After": "5"},
+        )
+
+
+class StreamsFull(ServiceError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Too many event streams open on this server: poll the job, or retry later",
             headers={"Retry-After": "5"},
         )
 
@@ -289,7 +301,8 @@ class JobEventController(Controller):
             400: error("Malformed Last-Event-ID"),
             401: error("Missing or invalid ID token, or an invalid or expired stream token"),
             403: error("Another user's job, or a stream token for another job"),
-            429: error("Too many streams open; Retry-After"),
+            429: error("Too many streams open by this user; Retry-After"),
+            503: error("MongoDB unreachable, or too many streams open on this server"),
         },
     )
     async def events(
@@ -306,6 +319,8 @@ class JobEventController(Controller):
         limit = services.settings.stream_max_per_user
         if feed.streams_of(principal.user_id) >= limit:
             raise TooManyStreams(limit)
+        if feed.subscriptions >= services.settings.stream_max_open:
+            raise StreamsFull
         # Subscribed before the read, so nothing written after the read can be missed.
         subscription = feed.subscribe(canonical, principal.user_id)
         try:
