@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test token job indexes-sync indexes-check lint typecheck bench bench-instructions lock clean
+.PHONY: run test token job indexes-sync indexes-check lint typecheck bench bench-instructions bench-push lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: $(STAMP)
 ## Instructions per polling request vs raw find_one, by callgrind (needs `apt-get install valgrind`)
 bench-instructions: $(STAMP)
 	$(PY) bench/instructions.py
+
+## Event streams vs polling on one API process: 1,000 and 5,000 clients, 200 updates/s
+bench-push: $(STAMP)
+	$(PY) bench/push.py
 
 ## Lock the runtime dependencies the Dockerfile installs.
 lock:
