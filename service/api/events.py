@@ -61,7 +61,7 @@ from service.domain.job import JobStatus
 from service.settings import Settings
 from service.store.documents import DocumentChunk, JobDoc, PdfChapterJob
 from service.store.feed import Closed, JobFeed, Kind, Subscription
-from service.store.job_store import get_job
+from service.store.job_store import canonical_job_id, get_job
 
 log = logging.getLogger("service.events")
 
@@ -311,9 +311,10 @@ class JobEventController(Controller):
         job_id: FromPath[str],
         token: FromQuery[str | None] = None,
     ) -> ASGIResponse:
+        # Who is asking comes first, as on every endpoint (a token names its job canonically).
+        principal = await _caller(request, canonical_job_id(job_id) or job_id, token)
         canonical = job_id_or_404(job_id)
         last_id = _last_event_id(request)
-        principal = await _caller(request, canonical, token)
         services = services_of(request)
         feed = services.feed
         limit = services.settings.stream_max_per_user

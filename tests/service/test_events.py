@@ -286,6 +286,16 @@ async def test_without_credentials_is_401(http, job_factory):
     assert response.json() == {"detail": "Could not validate credentials"}
 
 
+async def test_credentials_are_checked_before_anything_else(http, app):
+    malformed_id = await http.get(URL.format("not-a-uuid"))
+    malformed_resume = await http.get(
+        URL.format("db67a850-1efd-41f7-88ed-b434ef108bc5"), headers={"Last-Event-ID": "x"}
+    )
+
+    assert malformed_id.status_code == 401
+    assert malformed_resume.status_code == 401
+
+
 async def test_a_stream_token_opens_the_stream_without_a_header(http, job_factory):
     job = await _running(job_factory, version=3)
 
