@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, cast
 
 import msgspec
@@ -164,6 +165,13 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+def _stop(pump: asyncio.Task[None], listener: asyncio.Task[None]) -> None:
+    """The client is gone (or the server failed to tell): stop writing to it."""
+    if not listener.cancelled():
+        listener.exception()  # retrieved, so that asyncio does not report it as lost
+    pump.cancel()
+
+
 class EventStream(ASGIResponse):
     """The open stream: ``head`` (retry, current state, stored pages), then the subscription's
     events until the job's terminal state, the client leaving, or the feed closing it."""
@@ -190,7 +198,7 @@ class EventStream(ASGIResponse):
         # The client leaving ends the stream at once, even when nothing is being sent; and a
         # client too slow to read is cut off even while a write to it is blocked.
         listener = loop.create_task(_disconnected(receive))
-        listener.add_done_callback(lambda _: pump.cancel())
+        listener.add_done_callback(partial(_stop, pump))
         subscription.on_drop = pump.cancel
         try:
             await asyncio.wait([pump])
