@@ -8,9 +8,11 @@ case "$role" in
     # SIGTERM: granian stops accepting and drains in-flight requests before exiting. Event
     # streams last as long as their job: after 10 s they are cut, and EventSource clients
     # reconnect (Last-Event-ID) to another instance.
+    # Every open event stream is a request in flight: granian's default of 1,024 per worker
+    # would stall everything else at 1,024 streams (STREAM_MAX_OPEN stays below this).
     exec granian --interface asgi --factory --host 0.0.0.0 --port "${PORT:-8000}" \
-      --workers "${API_WORKERS:-1}" --loop uvloop --no-ws --workers-kill-timeout 10 \
-      service.api.app:app_factory ;;
+      --workers "${API_WORKERS:-1}" --backpressure "${GRANIAN_BACKPRESSURE:-8192}" \
+      --loop uvloop --no-ws --workers-kill-timeout 10 service.api.app:app_factory ;;
   worker)
     exec python -m worker ;;
   indexes-sync)

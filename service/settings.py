@@ -268,6 +268,10 @@ class Settings(BaseSettings):
     stream_queue_limit: int = Field(default=256, ge=1, le=100_000)
     # Open event streams per user in one API process.
     stream_max_per_user: int = Field(default=10, ge=1, le=10_000)
+    # Open event streams in one API process; above it clients are told to poll (503). Each open
+    # stream holds one of granian's concurrent requests (GRANIAN_BACKPRESSURE, 1,024 by default):
+    # keep this well below it, or streams leave no room for other requests.
+    stream_max_open: int = Field(default=5000, ge=1, le=1_000_000)
     # Lifetime of a stream token (``?token=`` for EventSource): at most 10 minutes.
     stream_token_ttl_s: int = Field(default=300, ge=10, le=600)
     # HMAC key of stream tokens, the same on every API process; required in production. Unset in

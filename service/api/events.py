@@ -27,7 +27,8 @@ A ``text/event-stream`` for the job's owner, fed by the process's one ``JobFeed`
   (service/api/stream_token.py) for ``EventSource``, which cannot send headers.
 - Errors before the stream starts are the usual JSON: 401, 403 (another user's job, or a token
   for another job), 404, 400 (a malformed Last-Event-ID), 429 (more than
-  ``STREAM_MAX_PER_USER`` streams open), 503.
+  ``STREAM_MAX_PER_USER`` streams open), 503 (MongoDB down, or ``STREAM_MAX_OPEN`` streams open
+  in this process: poll instead).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, cast
 
 import msgspec
@@ -60,7 +62,7 @@ from service.domain.job import JobStatus
 from service.settings import Settings
 from service.store.documents import DocumentChunk, JobDoc, PdfChapterJob
 from service.store.feed import Closed, JobFeed, Kind, Subscription
-from service.store.job_store import get_job
+from service.store.job_store import canonical_job_id, get_job
 
 log = logging.getLogger("service.events")
 
@@ -135,6 +137,17 @@ class TooManyStreams(ServiceError):
         )
 
 
+class StreamsFull(ServiceError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Too many event streams open on this server: poll the job, or retry later",
+            headers={"Retry-After": "5"},
+        )
+
+
 class StreamTokenOut(msgspec.Struct, kw_only=True):
     """A token for ``?token=`` on this job's event stream, for this user, until ``expires_at``."""
 
@@ -150,6 +163,13 @@ async def _disconnected(receive: Receive) -> None:
     """Returns when the client has gone (the request's own body comes first)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def _stop(pump: asyncio.Task[None], listener: asyncio.Task[None]) -> None:
+    """The client is gone (or the server failed to tell): stop writing to it."""
+    if not listener.cancelled():
+        listener.exception()  # retrieved, so that asyncio does not report it as lost
+    pump.cancel()
 
 
 class EventStream(ASGIResponse):
@@ -178,7 +198,7 @@ class EventStream(ASGIResponse):
         # The client leaving ends the stream at once, even when nothing is being sent; and a
         # client too slow to read is cut off even while a write to it is blocked.
         listener = loop.create_task(_disconnected(receive))
-        listener.add_done_callback(lambda _: pump.cancel())
+        listener.add_done_callback(partial(_stop, pump))
         subscription.on_drop = pump.cancel
         try:
             await asyncio.wait([pump])
@@ -289,7 +309,8 @@ class JobEventController(Controller):
             400: error("Malformed Last-Event-ID"),
             401: error("Missing or invalid ID token, or an invalid or expired stream token"),
             403: error("Another user's job, or a stream token for another job"),
-            429: error("Too many streams open; Retry-After"),
+            429: error("Too many streams open by this user; Retry-After"),
+            503: error("MongoDB unreachable, or too many streams open on this server"),
         },
     )
     async def events(
@@ -298,14 +319,17 @@ class JobEventController(Controller):
         job_id: FromPath[str],
         token: FromQuery[str | None] = None,
     ) -> ASGIResponse:
+        # Who is asking comes first, as on every endpoint (a token names its job canonically).
+        principal = await _caller(request, canonical_job_id(job_id) or job_id, token)
         canonical = job_id_or_404(job_id)
         last_id = _last_event_id(request)
-        principal = await _caller(request, canonical, token)
         services = services_of(request)
         feed = services.feed
         limit = services.settings.stream_max_per_user
         if feed.streams_of(principal.user_id) >= limit:
             raise TooManyStreams(limit)
+        if feed.subscriptions >= services.settings.stream_max_open:
+            raise StreamsFull
         # Subscribed before the read, so nothing written after the read can be missed.
         subscription = feed.subscribe(canonical, principal.user_id)
         try:

@@ -16,6 +16,8 @@ API passes the renderers) and offered to the subscribers of its job, found by jo
 - **No replica set.** Change streams need one. On a standalone server the feed re-reads the
   subscribed jobs every ``poll_s`` (one ``$in`` query per 500 jobs), and the new pages of those
   that changed.
+- **Batching.** After each batch of changes the feed waits ``gather_s`` (20 ms) before the
+  next getMore, so that changes arriving together cost one round trip.
 - **Bounded memory.** A subscription holds at most ``queue_limit`` events (shared with the other
   subscribers of the job). A subscriber that falls that far behind is dropped, not buffered.
 """
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
@@ -39,7 +41,7 @@ from service.domain.job import JobStatus, utcnow
 
 Doc = dict[str, Any]
 Render = Callable[[Doc], bytes]
-CLOSE_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 4.0  # under the API lifespan's 5 s per client, so subscriptions still get closed
 log = logging.getLogger("service.feed")
 
 NOT_A_REPLICA_SET = 40573  # "The $changeStream stage is only supported on replica sets"
@@ -47,6 +49,11 @@ NOT_A_REPLICA_SET = 40573  # "The $changeStream stage is only supported on repli
 # ChangeStreamHistoryLost.
 TOKEN_LOST = frozenset({260, 280, 286})
 READ_BATCH = 500  # job ids per $in query when re-reading subscribed jobs
+# After a batch of changes, wait this long before asking for the next: MongoDB answers a getMore
+# as soon as one change is there, and the driver's cost is per getMore. Following 200 writes/s
+# cost the API 11% of a core with a getMore per change, 4-5% with this wait (bench/push.py's
+# writer, no clients); a change waits 20 ms at most for it.
+GATHER_S = 0.02
 # Polling mode asks for pages created since the newest one seen, minus this: the worker's clock
 # stamps them, and its writes may commit out of order.
 PAGE_OVERLAP = timedelta(seconds=5)
@@ -194,6 +201,7 @@ class JobFeed:
         queue_limit: int,
         poll_s: float = 1.0,
         retry_s: float = 1.0,
+        gather_s: float = GATHER_S,
     ) -> None:
         self._jobs = jobs
         self._chunks = chunks
@@ -206,9 +214,12 @@ class JobFeed:
         self._queue_limit = queue_limit
         self._poll_s = poll_s
         self._retry_s = retry_s
+        self._gather_s = gather_s
         self._topics: dict[str, _Topic] = {}
         self._per_user: dict[str, int] = {}
+        self._open = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._streams: list[asyncio.Task[None]] = []
         self._opened: set[str] = set()
         self._ready = asyncio.Event()
         self.mode = "starting"  # then "change streams" or "polling"
@@ -225,6 +236,7 @@ class JobFeed:
             topic = self._topics[job_id] = _Topic()
         topic.subscribers[subscription] = None
         self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
+        self._open += 1
         return subscription
 
     def streams_of(self, user_id: str) -> int:
@@ -233,7 +245,8 @@ class JobFeed:
 
     @property
     def subscriptions(self) -> int:
-        return sum(self._per_user.values())
+        """How many subscriptions are open in this process."""
+        return self._open
 
     def _forget(self, subscription: Subscription) -> None:
         topic = self._topics.get(subscription.job_id)
@@ -241,6 +254,7 @@ class JobFeed:
             topic.subscribers.pop(subscription, None)
             if not topic.subscribers:
                 del self._topics[subscription.job_id]
+        self._open -= 1
         left = self._per_user.get(subscription.user_id, 0) - 1
         if left > 0:
             self._per_user[subscription.user_id] = left
@@ -288,35 +302,6 @@ class JobFeed:
     async def start(self, wait_s: float = 10.0) -> None:
         """Start following MongoDB; return once both streams are open (or polling was chosen),
         or after ``wait_s`` while they are still being opened (they keep trying)."""
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run()), loop.create_task(self._keep_alive())]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), wait_s)
-        if not self._ready.is_set():
-            log.warning("change streams not open after %.0f s; still trying", wait_s)
-
-    async def aclose(self) -> None:
-        """Stop following MongoDB and end every subscription.
-
-        Bounded: a change stream caught in the driver's reconnect to a MongoDB that just came back
-        must not hold the API's shutdown (it is abandoned after ``CLOSE_TIMEOUT_S``)."""
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT_S)
-            if stuck:
-                log.warning("change feed: %d task(s) did not stop; abandoned", len(stuck))
-        for topic in list(self._topics.values()):
-            for subscription in tuple(topic.subscribers):
-                subscription.close(Closed.closing)
-
-    async def _keep_alive(self) -> None:
-        while True:
-            await asyncio.sleep(self._keepalive_s)
-            for topic in list(self._topics.values()):
-                self._publish(topic, self._keepalive)
-
-    async def _run(self) -> None:
         job_pipeline: list[Doc] = [
             {
                 "$match": {
@@ -335,30 +320,70 @@ class JobFeed:
             {"$match": {"operationType": "insert"}},
             {"$project": _change_projection(self._page_fields)},
         ]
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(
-                    self._follow(
-                        "jobs",
-                        lambda token: self._jobs.watch(
-                            job_pipeline, full_document="updateLookup", resume_after=token
-                        ),
-                        self._on_job_change,
-                    )
-                )
-                group.create_task(
-                    self._follow(
-                        "pages",
-                        lambda token: self._chunks.watch(page_pipeline, resume_after=token),
-                        self._on_page_change,
-                    )
-                )
-        except* _NoChangeStreams:
-            log.info("MongoDB is not a replica set: re-reading subscribed jobs every %s s",
-                     self._poll_s)  # fmt: skip
-            self.mode = "polling"
-            self._ready.set()
-            await self._poll()
+        follow_jobs = self._follow(
+            "jobs",
+            lambda token: self._jobs.watch(
+                job_pipeline, full_document="updateLookup", resume_after=token
+            ),
+            self._on_job_change,
+        )
+        follow_pages = self._follow(
+            "pages",
+            lambda token: self._chunks.watch(page_pipeline, resume_after=token),
+            self._on_page_change,
+        )
+        self._streams = [self._spawn(follow_jobs), self._spawn(follow_pages)]
+        self._spawn(self._keep_alive())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), wait_s)
+        if not self._ready.is_set():
+            log.warning("change streams not open after %.0f s; still trying", wait_s)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.append(task)
+        return task
+
+    async def aclose(self, wait_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Stop following MongoDB and end every subscription.
+
+        Bounded: a change stream caught in the driver's reconnect to a MongoDB that just came back
+        must not hold the API's shutdown (it is abandoned after ``wait_s``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        pending = {task for task in self._tasks if not task.done()}
+        while pending and loop.time() < deadline:
+            # Again and again: PyMongo can lose a cancellation that lands while it handles a
+            # connection failure, and go on to read from the server.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.25)
+        if pending:  # never hold up the process's shutdown for the feed
+            log.warning("the feed did not stop within %.0f s", wait_s)
+        for topic in list(self._topics.values()):
+            for subscription in tuple(topic.subscribers):
+                subscription.close(Closed.closing)
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self._keepalive_s)
+            for topic in list(self._topics.values()):
+                self._publish(topic, self._keepalive)
+
+    def _fall_back_to_polling(self) -> None:
+        """MongoDB is not a replica set: stop both streams and re-read instead."""
+        if self.mode == "polling":
+            return
+        log.info(
+            "MongoDB is not a replica set: re-reading subscribed jobs every %s s", self._poll_s
+        )
+        self.mode = "polling"
+        current = asyncio.current_task()
+        for task in self._streams:
+            if task is not current:
+                task.cancel()
+        self._spawn(self._poll())
+        self._ready.set()
 
     def _on_job_change(self, change: Doc) -> None:
         doc = change.get("fullDocument")
@@ -393,15 +418,21 @@ class JobFeed:
                         change = await stream.try_next()
                         # Advances while idle too, so a resume never replays a long quiet spell.
                         token = stream.resume_token
-                        if change is not None:
-                            self._handle(handle, change)
+                        if change is None:
+                            continue  # the getMore waited for changes already
+                        self._handle(handle, change)
+                        if not _buffered(stream):  # the next read is a getMore: let changes gather
+                            await asyncio.sleep(self._gather_s)
             except OperationFailure as exc:
+                _unless_stopping()
                 if exc.code == NOT_A_REPLICA_SET:
-                    raise _NoChangeStreams from None
+                    self._fall_back_to_polling()
+                    return
                 if exc.code in TOKEN_LOST:
                     token = None
                 log.warning("%s change stream failed (%s); reopening", name, exc.code)
             except PyMongoError as exc:
+                _unless_stopping()
                 log.warning("%s change stream broken (%s); reopening", name, type(exc).__name__)
             broken = True
             await asyncio.sleep(self._retry_s)
@@ -429,9 +460,8 @@ class JobFeed:
     async def _read_subscribed(self) -> AsyncIterator[Doc]:
         """The subscribed jobs, as they are now, in ``$in`` queries of ``READ_BATCH``."""
         for ids in _batches(list(self._topics), READ_BATCH):
-            for doc in await self._jobs.find({"job_id": {"$in": ids}}, self._job_fields).to_list(
-                None
-            ):
+            found = self._jobs.find({"job_id": {"$in": ids}}, self._job_fields)
+            for doc in await found.to_list(None):
                 yield doc
 
     # --- Without a replica set ---------------------------------------------------------------
@@ -442,6 +472,7 @@ class JobFeed:
             try:
                 await self._poll_once()
             except PyMongoError as exc:
+                _unless_stopping()
                 log.warning("polling subscribed jobs failed (%s)", type(exc).__name__)
             except Exception:  # a bad document must not stop polling for every client
                 log.exception("polling subscribed jobs failed")
@@ -475,16 +506,31 @@ class JobFeed:
                 topic.pages_since = max(topic.pages_since, created - PAGE_OVERLAP)
 
 
-class _NoChangeStreams(Exception):
-    """MongoDB is not a replica set."""
-
-
 def _change_projection(fields: dict[str, int]) -> Doc:
     """A change stream ``$project`` keeping ``fields`` of the full document (and the token)."""
     kept: Doc = {
         f"fullDocument.{name}": 1 for name, keep in fields.items() if keep and name != "_id"
     }
     return {"operationType": 1, **kept}
+
+
+def _unless_stopping() -> None:
+    """Re-raise the cancellation a driver error took the place of.
+
+    Closing a change stream while MongoDB is unreachable raises a driver error from the stream's
+    ``__aexit__``, which replaces the ``CancelledError`` that was closing it: without this, a
+    feed being stopped would catch that error and go on for ever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _buffered(stream: Any) -> bool:
+    """Whether the change stream holds changes already read (PyMongo's own check; private, so
+    when it is gone every read is taken to be buffered and changes are not gathered)."""
+    has_next = getattr(getattr(stream, "_cursor", None), "_has_next", None)
+    return bool(has_next()) if callable(has_next) else True
 
 
 def _job_of(change: Doc) -> object:

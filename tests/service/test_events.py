@@ -34,6 +34,7 @@ from tests.sse import WAIT_S, EventReader
 SECRET = "test-stream-secret-0123456789-abcdef"
 LEASE = "lease-1"
 MAX_PER_USER = 3
+MAX_OPEN = 8
 QUEUE_LIMIT = 16
 URL = "/api/v1/books/jobs/{}/events"
 TOKEN_URL = "/api/v1/books/jobs/{}/stream-token"
@@ -41,6 +42,7 @@ ENV = {
     "STREAM_HEARTBEAT_S": "1",
     "STREAM_TOKEN_SECRET": SECRET,
     "STREAM_MAX_PER_USER": str(MAX_PER_USER),
+    "STREAM_MAX_OPEN": str(MAX_OPEN),
     "STREAM_QUEUE_LIMIT": str(QUEUE_LIMIT),
 }
 
@@ -290,6 +292,16 @@ async def test_without_credentials_is_401(http, job_factory):
     assert response.json() == {"detail": "Could not validate credentials"}
 
 
+async def test_credentials_are_checked_before_anything_else(http, app):
+    malformed_id = await http.get(URL.format("not-a-uuid"))
+    malformed_resume = await http.get(
+        URL.format("db67a850-1efd-41f7-88ed-b434ef108bc5"), headers={"Last-Event-ID": "x"}
+    )
+
+    assert malformed_id.status_code == 401
+    assert malformed_resume.status_code == 401
+
+
 async def test_a_stream_token_opens_the_stream_without_a_header(http, job_factory):
     job = await _running(job_factory, version=3)
 
@@ -408,6 +420,33 @@ async def test_more_streams_than_allowed_is_429_until_one_closes(http, job_facto
     assert refused.headers["retry-after"] == "5"
     assert for_others == 200
     assert again == 200
+
+
+async def test_more_streams_than_the_process_holds_is_503(http, job_factory):
+    users = [f"user-{n}" for n in range(MAX_OPEN // 2 + 1)]
+    jobs = {user: await _running(job_factory, user_id=user) for user in users}
+    opened, refused = [], None
+    for attempt in range(MAX_OPEN + 1):
+        user = users[attempt // 2]  # two each: no user reaches its own limit
+        stream = watching(http, jobs[user].job_id, headers=_headers(user))
+        response, reader = await stream.__aenter__()
+        if response.status_code != 200:
+            refused = response
+            await response.aread()
+            await stream.__aexit__(None, None, None)
+            break
+        await reader.next()
+        opened.append((stream, reader))  # readers kept: a dropped one would close its stream
+    for stream, _ in opened:
+        await stream.__aexit__(None, None, None)
+
+    assert refused is not None, f"{len(opened)} streams opened, none refused"
+    assert len(opened) <= MAX_OPEN
+    assert refused.status_code == 503
+    assert refused.json() == {
+        "detail": "Too many event streams open on this server: poll the job, or retry later"
+    }
+    assert refused.headers["retry-after"] == "5"
 
 
 # --- A client that does not read -----------------------------------------------------------------
