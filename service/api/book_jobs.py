@@ -14,10 +14,11 @@ from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from service.api.auth import Principal
 from service.api.body import JSON_BODY_ERRORS, PrintableId, idempotency_key, json_body, validated
-from service.api.chapters import MAX_OFFSET, ChapterOptionsIn, ChapterPageOut, ImageUrls
+from service.api.chapters import MAX_OFFSET, ChapterOptionsIn
 from service.api.dependencies import PrincipalDep, ServicesDep, services_of
 from service.api.files import UPLOAD_ERRORS, receive_pdf
 from service.api.multipart import is_multipart
+from service.api.page_images import ChapterPageOut, ImageUrls
 from service.api.quota import admit_job_creation, ensure_job_slot
 from service.api.responses import (
     CALLER_ERRORS,

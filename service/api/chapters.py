@@ -14,9 +14,8 @@ from litestar import Controller, Request, delete, get
 from litestar.params import FromPath, QueryParameter
 
 from service.api.dependencies import PrincipalDep, ServicesDep
-from service.api.page_images import api_origin, page_image_url
+from service.api.page_images import ChapterPageOut, ImageUrls
 from service.api.responses import OWNER_HIDDEN_ERRORS, Timestamp, error, iso_z
-from service.api.state import Services
 from service.domain.chapter import SLUG_MAX, SLUG_PATTERN, ChapterOptions, ContentMode
 from service.domain.errors import NotFound
 from service.store.chapters import delete_chapter, page_entry
@@ -44,20 +43,6 @@ class ChapterOut(msgspec.Struct, kw_only=True):
     created_at: Timestamp
     pages: list[ChapterPageOut]
     pdf_url: str | None  # content mode pdf_file: the PDF itself
-
-
-class ChapterPageOut(msgspec.Struct, kw_only=True):
-    """One page as the book editor shows it: its image is the page's background, ``elements``
-    are what the editor adds on top (none yet). ``has_text: false`` is an image-only (scanned)
-    page. URLs are null for a ``pdf_file`` chapter, which has no page images."""
-
-    page_number: int
-    background_url: str | None
-    thumbnail_url: str | None
-    width: int | None
-    height: int | None
-    has_text: bool
-    elements: list[Any] = msgspec.field(default_factory=list)
 
 
 class PageOut(msgspec.Struct, kw_only=True):
@@ -98,31 +83,6 @@ async def _owned_chapter(book_id: str, chapter_id: str, user_id: str) -> dict[st
     if doc is None:  # someone else's chapter is "not found" too: ids are not to be probed
         raise NotFound(f"Chapter {chapter_id[:64]} not found")
     return doc
-
-
-class ImageUrls:
-    """Makes the image URLs of one response: one origin, one clock, for every page."""
-
-    def __init__(self, request: Request[Any, Any, Any], services: Services) -> None:
-        self._services = services
-        self._origin = api_origin(services.settings, str(request.base_url))
-
-    async def of(self, ref: dict[str, Any] | None) -> str | None:
-        if not ref:
-            return None
-        return await page_image_url(self._services, ref["key"], origin=self._origin)
-
-    async def page(self, entry: dict[str, Any]) -> ChapterPageOut:
-        """A page entry (``service.store.chapters.page_entry``) with its URLs."""
-        image = entry.get("image") or {}
-        return ChapterPageOut(
-            page_number=entry["page_number"],
-            background_url=await self.of(entry.get("image")),
-            thumbnail_url=await self.of(entry.get("thumbnail")),
-            width=image.get("width"),
-            height=image.get("height"),
-            has_text=bool(entry.get("has_text", True)),
-        )
 
 
 class ChapterController(Controller):

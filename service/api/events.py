@@ -10,14 +10,17 @@ A ``text/event-stream`` for the job's owner, fed by the process's one ``JobFeed`
     data: {...seed 002's JSON, exactly as the poll answers...}
 
     event: page
-    data: {"page_number": 1, "total_pages": 40}
+    data: {"page_number": 1, "total_pages": 40, "background_url": "...", "thumbnail_url": "...",
+           "width": 1275, "height": 1650, "has_text": true}
 
     : keepalive
 
 - The first event is the job's current state (``id:`` its version), then its pages stored so
   far, then one ``progress`` event per change (changes that land together may come as one) and a
-  ``page`` event per page stored. The stream ends after the terminal state (completed, failed,
-  cancelled), which is always its last event; a job already finished gets only its state.
+  ``page`` event per page stored, with its image URLs (signed for this request's origin, like
+  the chapter's; null for a ``pdf_file`` job) and size, so a viewer shows it at once. The
+  stream ends after the terminal state (completed, failed, cancelled), which is always its last
+  event; a job already finished gets only its state.
 - ``Last-Event-ID`` (sent by ``EventSource`` when it reconnects) resumes: the current state is
   sent only when it is newer, and a finished job the client has seen finish answers 204, which
   tells ``EventSource`` to stop reconnecting. The stored pages are sent again on every connect;
@@ -56,10 +59,12 @@ from service.api.book_jobs import (
     owned_job,
 )
 from service.api.dependencies import PrincipalDep, services_of
+from service.api.page_images import ImageUrls
 from service.api.responses import ERROR_RESPONSES, Timestamp, error, iso_z
 from service.domain.errors import BadRequest, ServiceError
 from service.domain.job import JobStatus
 from service.settings import Settings
+from service.store.chapters import page_entry
 from service.store.documents import DocumentChunk, JobDoc, PdfChapterJob
 from service.store.feed import Closed, JobFeed, Kind, Subscription
 from service.store.job_store import canonical_job_id, get_job
@@ -78,17 +83,39 @@ PAGE_FIELDS: dict[str, int] = {
     "_id": 0,
     "job_id": 1,
     "chunk_index": 1,
-    "metadata.page_number": 1,
     "metadata.total_pages": 1,
+    "image": 1,
+    "thumbnail": 1,
+    "has_text": 1,
 }
 
 
-def page_event(chunk: Mapping[str, Any]) -> dict[str, Any]:
-    """The data of the ``page`` event of one stored page (a ``document_chunks`` document
-    projected on ``PAGE_FIELDS``): the one place its fields are chosen. Page images (thumbnail and
-    background URLs, width, height) are added here, with their fields in ``PAGE_FIELDS``."""
-    metadata = chunk["metadata"]
-    return {"page_number": metadata["page_number"], "total_pages": metadata["total_pages"]}
+class PageEventOut(msgspec.Struct, kw_only=True):
+    """The data of a ``page`` event: one page stored, as the chapter will list it."""
+
+    page_number: int
+    total_pages: int
+    background_url: str | None
+    thumbnail_url: str | None
+    width: int | None
+    height: int | None
+    has_text: bool
+
+
+async def render_page(chunk: Mapping[str, Any], urls: ImageUrls) -> bytes:
+    """A ``page`` event of one stored page (a ``document_chunks`` document projected on
+    ``PAGE_FIELDS``), with no ``id:``: a reconnecting client resumes from the last state's."""
+    page = await urls.page(page_entry(dict(chunk)))
+    out = PageEventOut(
+        page_number=page.page_number,
+        total_pages=chunk["metadata"]["total_pages"],
+        background_url=page.background_url,
+        thumbnail_url=page.thumbnail_url,
+        width=page.width,
+        height=page.height,
+        has_text=page.has_text,
+    )
+    return sse("page", ENCODE(out))
 
 
 def sse(event: str, data: bytes, event_id: int | None = None) -> bytes:
@@ -105,11 +132,6 @@ def render_state(doc: Mapping[str, object]) -> bytes:
     return sse("progress", ENCODE(job_status_out(job)), int(job.get("version", 0)))
 
 
-def render_page(doc: Mapping[str, Any]) -> bytes:
-    """A ``page`` event (no ``id:``: a reconnecting client resumes from the last state's)."""
-    return sse("page", ENCODE(page_event(doc)))
-
-
 def create_feed(settings: Settings) -> JobFeed:
     """The process's feed, over the collections Beanie is bound to (after ``connect``)."""
     return JobFeed(
@@ -117,8 +139,7 @@ def create_feed(settings: Settings) -> JobFeed:
         DocumentChunk.get_pymongo_collection(),
         job_fields=JOB_STATUS_FIELDS,
         page_fields=PAGE_FIELDS,
-        render_state=render_state,
-        render_page=render_page,
+        render_state=render_state,  # pages are rendered per stream: their URLs are signed
         keepalive=KEEPALIVE,
         keepalive_s=settings.stream_heartbeat_s,
         queue_limit=settings.stream_queue_limit,
@@ -176,17 +197,23 @@ class EventStream(ASGIResponse):
     """The open stream: ``head`` (retry, current state, stored pages), then the subscription's
     events until the job's terminal state, the client leaving, or the feed closing it."""
 
-    __slots__ = ("_head", "_pages", "_subscription", "_version")
+    __slots__ = ("_head", "_pages", "_subscription", "_urls", "_version")
     _should_set_content_length = False
 
     def __init__(
-        self, head: bytes, subscription: Subscription | None, version: int, pages: set[int]
+        self,
+        head: bytes,
+        subscription: Subscription | None,
+        version: int,
+        pages: set[int],
+        urls: ImageUrls | None = None,
     ) -> None:
         super().__init__(headers=HEADERS, media_type="text/event-stream")
         self._head = head
         self._subscription = subscription
         self._version = version
         self._pages = pages
+        self._urls = urls
 
     async def send_body(self, send: Send, receive: Receive) -> None:
         subscription = self._subscription
@@ -231,6 +258,9 @@ class EventStream(ASGIResponse):
                     if event.page in pages:
                         continue
                     pages.add(event.page)
+                    if event.doc is not None and self._urls is not None:
+                        out.append(await render_page(event.doc, self._urls))
+                        continue
                 out.append(event.data)
                 if terminal:
                     break
@@ -343,8 +373,10 @@ class JobEventController(Controller):
                 return EventStream(RETRY + render_state(doc), None, version, set())
             head = [RETRY] if last_id == version else [RETRY, render_state(doc)]
             pages = await feed.stored_pages(canonical)
+            urls = ImageUrls(request, services)
+            head.extend([await render_page(page.doc or {}, urls) for page in pages])
         except BaseException:
             subscription.close()
             raise
-        head.extend(page.data for page in pages)
-        return EventStream(b"".join(head), subscription, version, {page.page for page in pages})
+        seen = {page.page for page in pages}
+        return EventStream(b"".join(head), subscription, version, seen, urls)

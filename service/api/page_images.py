@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery
@@ -52,6 +53,45 @@ async def page_image_url(
     expires = expires_at(time.time() if now is None else now, settings.page_url_ttl_s)
     signature = sign(key, expires, settings.page_url_secret.get_secret_value())
     return f"{origin}{PAGE_IMAGES_PATH}/{key}?expires={expires}&sig={signature}"
+
+
+class ChapterPageOut(msgspec.Struct, kw_only=True):
+    """One page as the book editor shows it: its image is the page's background, ``elements``
+    are what the editor adds on top (none yet). ``has_text: false`` is an image-only (scanned)
+    page. URLs are null for a ``pdf_file`` chapter, which has no page images."""
+
+    page_number: int
+    background_url: str | None
+    thumbnail_url: str | None
+    width: int | None
+    height: int | None
+    has_text: bool
+    elements: list[Any] = msgspec.field(default_factory=list)
+
+
+class ImageUrls:
+    """Makes the image URLs of one response: one origin, one clock, for every page."""
+
+    def __init__(self, request: Request[Any, Any, Any], services: Services) -> None:
+        self._services = services
+        self._origin = api_origin(services.settings, str(request.base_url))
+
+    async def of(self, ref: dict[str, Any] | None) -> str | None:
+        if not ref:
+            return None
+        return await page_image_url(self._services, ref["key"], origin=self._origin)
+
+    async def page(self, entry: dict[str, Any]) -> ChapterPageOut:
+        """A page entry (``service.store.chapters.page_entry``) with its URLs."""
+        image = entry.get("image") or {}
+        return ChapterPageOut(
+            page_number=entry["page_number"],
+            background_url=await self.of(entry.get("image")),
+            thumbnail_url=await self.of(entry.get("thumbnail")),
+            width=image.get("width"),
+            height=image.get("height"),
+            has_text=bool(entry.get("has_text", True)),
+        )
 
 
 def _check_signature(key: str, expires: str | None, sig: str | None, secret: str) -> int:

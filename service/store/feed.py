@@ -83,6 +83,9 @@ class Event:
     version: int = 0  # state: the job's version
     page: int = -1  # page: its chunk_index
     terminal: bool = False  # state: the job is completed, failed or cancelled
+    # page: the stored page projected on ``page_fields``, for subscribers that render it per
+    # client (its image URLs are signed per request); ``data`` is then empty.
+    doc: Doc | None = None
 
 
 class Subscription:
@@ -183,8 +186,9 @@ class JobFeed:
     ``jobs`` and ``chunks`` are the collections; ``job_fields`` and ``page_fields`` the
     projections the renderers need (``job_id``, ``status`` and ``version`` are added, and
     ``job_id`` and ``chunk_index`` for pages). ``render_state`` and ``render_page`` turn a
-    projected document into the bytes sent to clients; ``keepalive`` is offered to every
-    subscription every ``keepalive_s``.
+    projected document into the bytes sent to clients; without ``render_page`` a page event
+    carries its document (``Event.doc``) for the subscriber to render. ``keepalive`` is offered
+    to every subscription every ``keepalive_s``.
     """
 
     def __init__(
@@ -195,7 +199,7 @@ class JobFeed:
         job_fields: dict[str, int],
         page_fields: dict[str, int],
         render_state: Render,
-        render_page: Render,
+        render_page: Render | None = None,
         keepalive: bytes,
         keepalive_s: float,
         queue_limit: int,
@@ -271,7 +275,10 @@ class JobFeed:
     # --- Fanning out -------------------------------------------------------------------------
 
     def _page_event(self, doc: Doc) -> Event:
-        return Event(Kind.page, self._render_page(doc), page=int(doc["chunk_index"]))
+        page = int(doc["chunk_index"])
+        if self._render_page is None:
+            return Event(Kind.page, b"", page=page, doc=doc)
+        return Event(Kind.page, self._render_page(doc), page=page)
 
     def _publish(self, topic: _Topic, event: Event) -> None:
         self.counts.events += len(topic.subscribers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import socket
 import time
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from PIL import Image
 from pymongo import AsyncMongoClient
 
 from devstack.embedded import free_port, remove_tree, start_mongod
@@ -24,6 +26,7 @@ from devstack.token import emulator_token
 from service.api.stream_token import StreamTokens
 from service.domain import lifecycle
 from service.domain.job import JobStatus, utcnow
+from service.domain.page_keys import chapter_prefix, page_key, thumbnail_key
 from service.store import chapters
 from service.store.documents import PdfChapterJob
 from service.store.job_store import apply
@@ -180,12 +183,63 @@ async def test_pages_stored_become_page_events_and_a_new_stream_catches_up(http,
     async with watching(http, job.job_id) as (_, later):
         catch_up = [await later.next(), await later.next(), await later.next()]
 
+    text_only = {
+        "total_pages": 3, "background_url": None, "thumbnail_url": None,
+        "width": None, "height": None, "has_text": True,
+    }  # fmt: skip
     assert [(p.event, p.id, p.json()) for p in pages] == [
-        ("page", None, {"page_number": 1, "total_pages": 3}),
-        ("page", None, {"page_number": 2, "total_pages": 3}),
+        ("page", None, {"page_number": 1, **text_only}),
+        ("page", None, {"page_number": 2, **text_only}),
     ]
     assert [e.event for e in catch_up] == ["progress", "page", "page"]
     assert [e.json() for e in catch_up[1:]] == [p.json() for p in pages]
+
+
+def _webp(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 40, 40)).save(out, "WEBP")
+    return out.getvalue()
+
+
+async def test_page_events_carry_image_urls_that_open_with_no_credentials(
+    http, base_url, app, job_factory
+):
+    job = await _running(job_factory)
+    chapter_id = "5b1f0c1e-7d1a-4c55-9a57-3d2f0f6a4c11"
+    store = app.state.services.page_store
+    page_image = {"key": page_key(chapter_id, 1), "width": 120, "height": 160}
+    thumb = {"key": thumbnail_key(chapter_id, 1), "width": 30, "height": 40}
+    await store.put(page_image["key"], _webp(120, 160), "image/webp")
+    await store.put(thumb["key"], _webp(30, 40), "image/webp")
+    stored = chapters.StoredPage(0, "", has_text=False, image=page_image, thumbnail=thumb)
+    doc = {"job_id": job.job_id, "user_id": "alice"}
+    try:
+        async with watching(http, job.job_id) as (_, reader):
+            await reader.next()
+            await chapters.write_pages(doc, chapter_id, "a.pdf", 2, [stored])
+            live = (await reader.next()).json()
+        async with watching(http, job.job_id) as (_, later):
+            await later.next()
+            caught_up = (await later.next()).json()
+        opened = {}
+        async with httpx.AsyncClient() as browser:  # an <img>: no Authorization header
+            for name in ("background_url", "thumbnail_url"):
+                response = await browser.get(live[name])
+                opened[name] = (response.status_code, response.headers["content-type"],
+                                Image.open(io.BytesIO(response.content)).size)  # fmt: skip
+    finally:
+        await store.delete_prefix(chapter_prefix(chapter_id))
+
+    assert {k: live[k] for k in ("page_number", "total_pages", "width", "height", "has_text")} == {
+        "page_number": 1, "total_pages": 2, "width": 120, "height": 160, "has_text": False,
+    }  # fmt: skip
+    assert opened == {
+        "background_url": (200, "image/webp", (120, 160)),
+        "thumbnail_url": (200, "image/webp", (30, 40)),
+    }
+    assert live["background_url"].startswith(f"{base_url}/api/v1/page-images/")
+    assert caught_up["width"] == 120
+    assert caught_up["thumbnail_url"].split("?")[0] == live["thumbnail_url"].split("?")[0]
 
 
 async def test_keepalive_comments_come_while_nothing_happens(http, job_factory):
@@ -556,6 +610,6 @@ async def test_without_a_replica_set_the_stream_is_fed_by_polling(standalone):
     await client.drop_database("pcj_polling")
     await client.close()
     assert first.id == "1"
-    assert (page.event, page.json()) == ("page", {"page_number": 1, "total_pages": 1})
+    assert (page.event, page.json()["page_number"], page.json()["total_pages"]) == ("page", 1, 1)
     assert (progress.id, progress.json()["progress"]) == ("2", 60)
     assert [(e.id, e.json()["status"]) for e in rest] == [("3", "completed")]
