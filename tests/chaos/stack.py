@@ -279,7 +279,7 @@ class Stack:
                 try:
                     response = await client.get(f"{self.api_url}{JOBS}/{job_id}", headers=headers)
                 except httpx.TransportError as exc:
-                    self.polls.append(Poll(time.monotonic(), job_id, type(exc).__name__))
+                    self.polls.append(Poll(time.monotonic(), job_id, _transport_outcome(exc)))
                     await asyncio.sleep(every_s)
                     continue
                 self.polls.append(Poll(time.monotonic(), job_id, str(response.status_code)))
@@ -421,6 +421,16 @@ class Verdict:
     @property
     def transport_errors(self) -> dict[str, int]:
         return {k: v for k, v in self.answers.items() if not k.isdigit()}
+
+
+def _transport_outcome(exc: httpx.TransportError) -> str:
+    """What a failed poll met. ``ClosedBeforeAnswer``: the server closed the connection before
+    sending a byte of an answer, the race of a server shutting down a kept-alive connection just
+    as a request goes out on it (RFC 9112 9.3.1; browsers retry such a GET on a new connection).
+    An answer cut off part-way is another error (an incomplete body)."""
+    if isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc):
+        return "ClosedBeforeAnswer"
+    return type(exc).__name__
 
 
 def _tail(path: Path, lines: int = 15) -> str:
