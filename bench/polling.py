@@ -29,6 +29,7 @@ from pathlib import Path
 import uvloop
 from pymongo import AsyncMongoClient
 
+from devstack.api import api_command
 from devstack.embedded import free_port, remove_tree, start_mongod, start_redis, stop
 from devstack.token import emulator_token
 from service.domain.job import utcnow
@@ -126,12 +127,7 @@ def load_api(env: dict[str, str], port: int, lua: Path, args: argparse.Namespace
     """Serve the API under granian and load it with wrk.
 
     Returns (req/s, p50 ms, p99 ms, non-2xx, polls per MongoDB query)."""
-    api = subprocess.Popen(
-        [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-ws",
-         "--loop", "uvloop", "service.api.app:app_factory"],
-        env=env, cwd=ROOT,
-    )  # fmt: skip
+    api = subprocess.Popen(api_command(port, log_level="warning"), env=env, cwd=ROOT)
     try:
         wait_http(port)
         target = f"http://127.0.0.1:{port}"

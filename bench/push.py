@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devstack.api import api_command
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -362,11 +364,8 @@ async def phase(
 
 def serve(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-ws",
-         "--loop", "uvloop", "--backpressure", "16384", "service.api.app:app_factory"],
-        env=env, cwd=ROOT,
-    )  # fmt: skip
+        api_command(port, backpressure=16384, log_level="warning"), env=env, cwd=ROOT
+    )
 
 
 def stop_api(api: subprocess.Popen[bytes]) -> None:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from devstack.api import api_command
 from devstack.embedded import (
     EmbeddedError,
     Server,
@@ -99,12 +100,7 @@ def main() -> int:
         servers = _embedded(env)
         os.environ.update(env)
         subprocess.run([sys.executable, "-m", "indexes", "sync"], check=True, env=env)
-        api = [
-            sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
-            "--host", env.get("HOST", "127.0.0.1"), "--port", port, "--no-ws", "--loop", "uvloop",
-            # Open event streams last as long as their job: cut them after 10 s on shutdown.
-            "--workers-kill-timeout", "10", "service.api.app:app_factory",
-        ]  # fmt: skip
+        api = api_command(port, host=env.get("HOST", "127.0.0.1"))
         children = [
             Child("api", api, env),
             Child("worker", [sys.executable, "-m", "worker"], env),

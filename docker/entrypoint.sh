@@ -5,6 +5,7 @@ role="${1:-api}"
 [ "$#" -gt 0 ] && shift
 case "$role" in
   api)
+    # The flags of devstack/api.py (make run, the tests and benchmarks serve the API alike).
     # SIGTERM: granian stops accepting and drains in-flight requests before exiting. Event
     # streams last as long as their job: after 10 s they are cut, and EventSource clients
     # reconnect (Last-Event-ID) to another instance.

@@ -7,12 +7,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from devstack.api import api_command
 from devstack.embedded import free_port
 from service.settings import Settings
 
@@ -49,9 +49,7 @@ def granian_api(
     }
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--no-ws", "service.api.app:app_factory"],
-            cwd=REPO_ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
+            api_command(port), cwd=REPO_ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         wait_port(port, process, "the API")

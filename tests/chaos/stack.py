@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
+from devstack.api import api_command
 from devstack.embedded import (
     Server,
     free_port,
@@ -163,13 +164,7 @@ class Stack:
         self.mongo = AsyncMongoClient(self.mongod.url, tz_aware=True)
         base = Settings(mongodb_url=self.mongod.url, mongodb_db=DB)
         await sync(self.mongo[DB], specification(base))
-        self.api = Process(
-            "api",
-            [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
-             "--host", "127.0.0.1", "--port", str(self.api_port), "--no-ws",
-             "service.api.app:app_factory"],
-            self.env, self.root / "api.log",
-        )  # fmt: skip
+        self.api = Process("api", api_command(self.api_port), self.env, self.root / "api.log")
         self.api.start()
         await self.wait_api()
 
