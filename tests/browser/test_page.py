@@ -111,6 +111,8 @@ def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(
     assert "processing" in [state["status"] for state in seen["states"]]
     assert seen["states"][-1] == {"status": "completed", "progress": 100, "via": "stream"}
     assert seen["streamPageEvents"] >= 1
+    # Page events carry their image URLs: the pages shown while rendering needed no read.
+    assert [r for r in requests if f"/jobs/{job_id}/pages" in r] == []
     assert text_of(page, "chapter-view").startswith("Four pages")
     assert len(figures) == 4
     assert len(widths) == 4
