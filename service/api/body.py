@@ -18,7 +18,7 @@ from service.api.body_stream import body_chunks
 from service.api.dependencies import services_of
 from service.api.responses import error
 from service.domain.errors import BadRequest, InvalidRequest, PayloadTooLarge
-from service.domain.name import printable_problem
+from service.domain.name import identifier_problem
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -33,17 +33,21 @@ _LEVEL = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 class Printable:
-    """A marker in ``Annotated[str, ..., PRINTABLE]``: the field takes printable text only."""
+    """A marker in ``Annotated[str, ..., PRINTABLE]``: the field is an identifier the client
+    chooses, printable and usable as a URL path segment (``identifier_problem``)."""
 
 
 PRINTABLE = Printable()
-# An identifier the client chooses (``book_id``): printable, 1 to 128 characters.
+# An identifier the client chooses (``book_id``): printable, 1 to 128 characters, no "/".
 PrintableId = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=128,
-        description="1 to 128 printable characters (no control, line break or bidi character)",
+        description=(
+            "1 to 128 printable characters (no control, line break or bidi character), "
+            "no '/', not '.' or '..' (it is a URL path segment)"
+        ),
     ),
     PRINTABLE,
 ]
@@ -122,7 +126,7 @@ def _problems(
 
 def _printable_problem(kind: Any, value: Any) -> str | None:
     if PRINTABLE in get_args(kind) and isinstance(value, str):
-        return printable_problem(value)
+        return identifier_problem(value)
     return None
 
 

@@ -67,3 +67,21 @@ def printable_problem(value: str) -> str | None:
         if not _is_text(char) or (unicodedata.category(char) == "Zs" and char != " "):
             return f"printable characters only: U+{ord(char):04X} is not allowed"
     return None
+
+
+def identifier_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an identifier the client chooses (``book_id``), or None.
+
+    It must be printable (``printable_problem``), and it is also a URL path segment
+    (``/api/v1/books/{book_id}/chapters/...``): a ``/`` would split it (proxies and servers
+    decode ``%2F``), and URLs resolve ``.`` and ``..`` away, so a chapter of such a book could
+    never be read back.
+    """
+    problem = printable_problem(value)
+    if problem is not None:
+        return problem
+    if "/" in value:
+        return "'/' is not allowed: the id is part of the chapter's URL"
+    if value in {".", ".."}:
+        return f"'{value}' is not allowed: the id is part of the chapter's URL"
+    return None

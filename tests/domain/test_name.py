@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain.name import MAX_FILENAME_CHARS, printable_problem, safe_filename
+from service.domain.name import (
+    MAX_FILENAME_CHARS,
+    identifier_problem,
+    printable_problem,
+    safe_filename,
+)
 
 
 @pytest.mark.parametrize(
@@ -78,3 +83,17 @@ def test_printable_identifiers_pass(value):
 )
 def test_identifier_with_an_invisible_character_names_it(value, code):
     assert printable_problem(value) == f"printable characters only: U+{code} is not allowed"
+    assert identifier_problem(value) == printable_problem(value)
+
+
+@pytest.mark.parametrize("value", ["my book/2", "/", "a/", ".", ".."])
+def test_identifier_that_is_not_one_url_path_segment_is_refused(value):
+    assert printable_problem(value) is None
+    assert "is not allowed: the id is part of the chapter's URL" in (
+        identifier_problem(value) or ""
+    )
+
+
+@pytest.mark.parametrize("value", ["a.b", "...", "a%2Fb", "a?b#c", "a\\b", "book-1"])
+def test_identifier_with_dots_or_url_characters_that_encode_is_accepted(value):
+    assert identifier_problem(value) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -136,3 +137,55 @@ async def test_multipart_book_id_with_a_line_break_is_422_and_keeps_no_upload(se
     assert await db["pdf_files.files"].count_documents({}) == 0
     assert await db["pdf_files.chunks"].count_documents({}) == 0
     assert await db["pdf_chapter_jobs"].count_documents({}) == 0
+
+
+@pytest.mark.parametrize("book_id", ["my book/2", "..", "."])
+async def test_book_id_that_cannot_be_a_url_path_segment_is_422_and_the_file_is_kept(
+    send, db, file_id, book_id
+):
+    body = json.dumps({"book_id": book_id, "file_id": file_id}).encode()
+
+    response = await send("/api/v1/books/jobs", body, "application/json")
+
+    assert response.status_code == 422
+    [problem] = response.json()["errors"]
+    assert problem["field"] == "book_id"
+    assert problem["message"].endswith("is not allowed: the id is part of the chapter's URL")
+    assert await db["pdf_chapter_jobs"].count_documents({}) == 0
+    assert await db["pdf_files.files"].count_documents({"_id": file_id}) == 1  # to retry with
+
+
+async def test_multipart_book_id_with_a_slash_is_422_and_keeps_no_upload(send, db):
+    body = form("a.pdf", book_id="shelf/book")
+
+    response = await send("/api/v1/books/jobs", body, f"multipart/form-data; boundary={BOUNDARY}")
+
+    assert response.status_code == 422
+    assert [error["field"] for error in response.json()["errors"]] == ["book_id"]
+    assert await db["pdf_files.files"].count_documents({}) == 0
+    assert await db["pdf_chapter_jobs"].count_documents({}) == 0
+
+
+async def test_a_chapter_of_a_book_id_with_url_characters_is_read_back(
+    client, auth_headers, upload, run_worker
+):
+    book_id = "my book? #1 %2F ä"  # each character is escaped in the chapter's URL
+    file_id = (await upload(text_pdf(2))).json()["file_id"]
+    created = await client.post(
+        "/api/v1/books/jobs",
+        json={"book_id": book_id, "file_id": file_id, "content_mode": "pdf_file"},
+        headers=auth_headers("alice"),
+    )
+    assert created.status_code == 202, created.text
+    await run_worker()
+    job = (await client.get(f"/api/v1/books/jobs/{created.json()['job_id']}",
+                            headers=auth_headers("alice"))).json()  # fmt: skip
+
+    chapter = await client.get(
+        f"/api/v1/books/{quote(book_id, safe='')}/chapters/{job['result']['chapter_id']}",
+        headers=auth_headers("alice"),
+    )
+
+    assert chapter.status_code == 200, chapter.text
+    assert chapter.json()["book_id"] == book_id
+    assert chapter.json()["total_pages"] == 2
