@@ -102,7 +102,9 @@ def serve(
     documents = _Documents(max_documents)
     encoder = msgspec.msgpack.Encoder()
     decoder = msgspec.msgpack.Decoder(Request)
-    with sock, sock.makefile("rb") as stream:
+    # The pool gone mid-exchange (its worker killed) is a hang-up too: nobody is left to answer,
+    # and a traceback per render process would only bury the worker's own log lines.
+    with sock, sock.makefile("rb") as stream, contextlib.suppress(ConnectionError):
         while (frame := _read_frame(stream)) is not None:
             request = decoder.decode(frame)
             documents.forget(request.forget)
