@@ -19,6 +19,8 @@ import os
 import signal
 import tempfile
 import threading
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,3 +157,16 @@ async def connected(bed: Servers) -> AsyncIterator[Clients]:
             yield Clients(settings, mongo, queue)
         finally:
             await queue.aclose(close_connection_pool=True)
+
+
+def wait_http(port: int, timeout: float = 30.0) -> None:
+    """Return once the API on 127.0.0.1:``port`` answers ``/health``; RuntimeError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the API on port {port} did not answer /health within {timeout:.0f} s")
