@@ -25,16 +25,15 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from polling import PROJECT, seed  # noqa: E402
+from polling import seed  # noqa: E402
 
-from devstack.embedded import free_port, remove_tree, start_mongod, start_redis  # noqa: E402
+from bench.bed import PROJECT, bench_env, servers  # noqa: E402
 
 DB = "pcj_instructions"
 CONCURRENT = 32  # requests in flight at once in the -concurrent modes, as under bench/polling.py
@@ -135,28 +134,21 @@ def main() -> int:
         return 0
     if not shutil.which("valgrind"):
         sys.exit("valgrind is needed: apt-get install valgrind")
-    tmp = Path(tempfile.mkdtemp(prefix="pcj-instructions-"))
-    mongod = start_mongod(tmp / "db", free_port())
-    redis = start_redis(tmp / "redis", free_port(), persistent=False)
-    try:
-        env = {**os.environ, "MONGODB_URL": mongod.url, "MONGODB_DB": DB, "REDIS_URL": redis.url}
+    with servers("pcj-instructions-") as bed:
+        env = bench_env(bed, MONGODB_DB=DB)
         subprocess.run([sys.executable, "-m", "indexes", "sync"], env=env, check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-        asyncio.run(seed(mongod.url, DB, 2000, 50))
-        base = count("none", 0, env, tmp)
+        asyncio.run(seed(bed.mongod.url, DB, 2000, 50))
+        base = count("none", 0, env, bed.tmp)
         print(f"instructions per request ({args.requests} requests, callgrind, in-process):")
         for label, suffix in (("one at a time", ""), (f"{CONCURRENT} at a time", "-concurrent")):
-            api = (count("api" + suffix, args.requests, env, tmp) - base) / args.requests
-            raw = (count("raw" + suffix, args.requests, env, tmp) - base) / args.requests
+            api = (count("api" + suffix, args.requests, env, bed.tmp) - base) / args.requests
+            raw = (count("raw" + suffix, args.requests, env, bed.tmp) - base) / args.requests
             print(f"  {label}:")
             print(f"    API GET /api/v1/books/jobs/{{id}} as an ASGI call: {api:,.0f}")
             print(f"    raw AsyncMongoClient.find_one:                   {raw:,.0f}")
             print(f"    ratio raw/API: {raw / api:.2f}")
         return 0
-    finally:
-        redis.stop()
-        mongod.stop()
-        remove_tree(tmp)
 
 
 if __name__ == "__main__":

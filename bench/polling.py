@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import re
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,17 +28,20 @@ import uvloop
 from pymongo import AsyncMongoClient
 
 from devstack.api import api_command
-from devstack.embedded import free_port, remove_tree, start_mongod, start_redis, stop
+from devstack.embedded import free_port, stop
 from devstack.token import emulator_token
 from service.domain.job import utcnow
 
-PROJECT = "demo-bench"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bed import DB, PROJECT, bench_env, servers, wait_http  # noqa: E402
+
 # The API as deployed (polls in flight together share queries), and one find_one per poll.
 CONFIGURATIONS = {
     "coalesced reads (default)": "100",
     "one find_one per poll (POLL_READ_BATCH=1)": "1",
 }
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def seed(url: str, db: str, jobs: int, users: int) -> list[tuple[str, str]]:
@@ -99,19 +100,6 @@ end
 """
 
 
-def wait_http(port: int, timeout: float = 30) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("API did not start")
-
-
 def reads_per_query(port: int) -> float:
     """Polls per MongoDB query so far, from the API's /metrics."""
     import urllib.request
@@ -159,24 +147,15 @@ def main() -> int:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
 
-    tmp = Path(tempfile.mkdtemp(prefix="pcj-bench-"))
-    mongod = start_mongod(tmp / "db", free_port())
-    redis = start_redis(tmp / "redis", free_port(), persistent=False)
-    try:
-        db = "pcj_bench"
-        env = {
-            **os.environ,
-            "MONGODB_URL": mongod.url, "MONGODB_DB": db, "REDIS_URL": redis.url,
-            "FIREBASE_PROJECT_ID": PROJECT, "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
-            "PORT": str(free_port()),
-        }  # fmt: skip
+    with servers("pcj-bench-") as bed:
+        env = bench_env(bed, PORT=str(free_port()))
         subprocess.run([sys.executable, "-m", "indexes", "sync"], env=env, check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-        pairs = asyncio.run(seed(mongod.url, db, args.jobs, args.users))
+        pairs = asyncio.run(seed(bed.mongod.url, DB, args.jobs, args.users))
         tokens = {user: emulator_token(user, PROJECT) for user in {u for _, u in pairs}}
         port = int(env["PORT"])
         sample = random.sample(pairs, min(2000, len(pairs)))
-        lua = tmp / "poll.lua"
+        lua = bed.tmp / "poll.lua"
         lua.write_text(LUA % ",".join(f'{{"{j}","{tokens[u]}"}}' for j, u in sample))
         rounds: list[dict[str, tuple[float, ...]]] = []
         for _ in range(args.rounds):
@@ -184,7 +163,9 @@ def main() -> int:
             for label, batch in CONFIGURATIONS.items():
                 measured[label] = load_api({**env, "POLL_READ_BATCH": batch}, port, lua, args)
             measured["raw"] = uvloop.run(
-                raw_find_one(mongod.url, db, [j for j, _ in pairs], args.connections, args.seconds)
+                raw_find_one(
+                    bed.mongod.url, DB, [j for j, _ in pairs], args.connections, args.seconds
+                )
             )
             rounds.append(measured)
         print(
@@ -206,10 +187,6 @@ def main() -> int:
             print(f"ratio API/raw, {label}: median {statistics.median(ratios):.2f} "
                   f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.5)")  # fmt: skip
         return 0
-    finally:
-        redis.stop()
-        mongod.stop()
-        remove_tree(tmp)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ from devstack.api import api_command
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PROJECT = "demo-bench"
 JOBS = 500
 LEASE = "bench-lease"
 CLIENT_PROCESSES = 2
@@ -222,6 +220,7 @@ def rss_bytes(root: int) -> int:
 async def seed(url: str, db_name: str) -> list[tuple[str, str]]:
     from pymongo import AsyncMongoClient
 
+    from bench.bed import PROJECT
     from devstack.token import emulator_token
     from service.domain.job import new_id, utcnow
 
@@ -380,48 +379,33 @@ def stop_api(api: subprocess.Popen[bytes]) -> None:
     api.wait()
 
 
-def wait_http(port: int, timeout: float = 60) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the API did not start")
-
-
 async def main(args: Any) -> None:
     from beanie import init_beanie
     from pymongo import AsyncMongoClient
 
-    from devstack.embedded import free_port, remove_tree, start_mongod, start_redis
+    from bench.bed import bench_env, servers, wait_http
+    from devstack.embedded import free_port
     from service.store.documents import DOCUMENT_MODELS
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the API and clients
-    work = Path(tempfile.mkdtemp(prefix="pcj-push-"))
-    mongod = start_mongod(work / "db", free_port())
-    redis = start_redis(work / "redis", free_port(), persistent=False)
     db_name = "pcj_push_bench"
-    api = None
-    try:
-        pairs = await seed(mongod.url, db_name)
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongod.url, tz_aware=True)
+    with contextlib.ExitStack() as cleanup:  # last in, first out: the API, the bed, the limit
+        cleanup.callback(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        bed = cleanup.enter_context(servers("pcj-push-"))
+        pairs = await seed(bed.mongod.url, db_name)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bed.mongod.url, tz_aware=True)
         await init_beanie(
             database=client[db_name], document_models=DOCUMENT_MODELS, skip_indexes=True
         )
         port = free_port()
-        env = {
-            **os.environ, "MONGODB_URL": mongod.url, "MONGODB_DB": db_name,
-            "REDIS_URL": redis.url, "FIREBASE_PROJECT_ID": PROJECT,
-            "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099", "LOG_LEVEL": "WARNING",
-            "STREAM_MAX_PER_USER": "100", "STREAM_MAX_OPEN": "10000",
-        }  # fmt: skip
+        env = bench_env(
+            bed, MONGODB_DB=db_name, LOG_LEVEL="WARNING",
+            STREAM_MAX_PER_USER="100", STREAM_MAX_OPEN="10000",
+        )  # fmt: skip
         api = serve(port, env)
-        wait_http(port)
+        cleanup.callback(stop_api, api)
+        wait_http(port, timeout=60)
         rows = []
         for mode in ("stream", "poll"):
             for count in args.clients:
@@ -430,13 +414,6 @@ async def main(args: Any) -> None:
                 print(json.dumps(row), file=sys.stderr, flush=True)
         report(rows, args)
         await client.close()
-    finally:
-        if api is not None:
-            stop_api(api)
-        mongod.stop()
-        redis.stop()
-        remove_tree(work)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def report(rows: list[dict[str, Any]], args: Any) -> None:

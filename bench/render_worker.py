@@ -15,27 +15,20 @@ Used by ``bench/render.py`` (``worker_figures``), which prints the ratios agains
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from bench.bed import bench_env, connected, servers
 from bench.pipeline import start_worker, submit, tree_rss_kb, wait_done
-from devstack.embedded import free_port, remove_tree, start_mongod, start_redis, stop
-from indexes.spec import specification
-from indexes.sync import sync
+from devstack.embedded import stop
 from service.domain.chapter import ChapterOptions
-from service.settings import Settings
 from service.store.documents import DocumentChunk, PdfChapterJob
-from service.store.doorbell import create_queue
 from service.store.files import store_pdf
 from service.store.gridfs_page_store import GridFSPageStore
 from service.store.job_store import create_job
-from service.store.mongo import connect
 from tests.pdfs import drawing_pdf, figure_heavy_pdf
 
 REPEATS = 2
@@ -130,31 +123,12 @@ async def _upload(db: Any, data: bytes, name: str) -> str:
 
 async def worker_figures(pages: int, rss_pages: int) -> WorkerFigures:
     """Every figure above, on a fresh mongod and redis-server in a temporary directory."""
-    tmp = Path(tempfile.mkdtemp(prefix="pcj-bench-"))
-    mongod = start_mongod(tmp / "db", free_port())
-    redis = start_redis(tmp / "redis", free_port(), persistent=False)
-    env = {
-        **os.environ, "MONGODB_URL": mongod.url, "MONGODB_DB": "pcj_bench", "REDIS_URL": redis.url,
-        "FIREBASE_PROJECT_ID": "demo-bench", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
-        "WORKER_METRICS_PORT": "0", "PAGE_STORE": "gridfs", "WORKER_CONCURRENCY": "1",
-    }  # fmt: skip
-    settings = Settings(
-        mongodb_url=mongod.url, mongodb_db="pcj_bench", redis_url=redis.url,
-        firebase_project_id="demo-bench", firebase_auth_emulator_host="127.0.0.1:9099",
-    )  # fmt: skip
-    mongo = await connect(settings)
-    await sync(mongo.db, specification(settings))
-    queue = create_queue(settings)
-    try:
-        data = figure_heavy_pdf(pages)
-        rate = {n: await _rate(queue, mongo.db, env, data, pages, n) for n in (1, 2)}
-        small = await _peak_rss_mb(queue, mongo.db, env, drawing_pdf(20), "20.pdf")
-        large = await _peak_rss_mb(queue, mongo.db, env, drawing_pdf(rss_pages), "long.pdf")
-        first = await _first_image_ms(queue, mongo.db, env)
-        return WorkerFigures(rate, small, large, first)
-    finally:
-        await queue.aclose(close_connection_pool=True)
-        await mongo.close()
-        redis.stop()
-        mongod.stop()
-        remove_tree(tmp)
+    with servers("pcj-bench-") as bed:
+        env = bench_env(bed, PAGE_STORE="gridfs", WORKER_CONCURRENCY="1")
+        async with connected(bed) as (_, mongo, queue):
+            data = figure_heavy_pdf(pages)
+            rate = {n: await _rate(queue, mongo.db, env, data, pages, n) for n in (1, 2)}
+            small = await _peak_rss_mb(queue, mongo.db, env, drawing_pdf(20), "20.pdf")
+            large = await _peak_rss_mb(queue, mongo.db, env, drawing_pdf(rss_pages), "long.pdf")
+            first = await _first_image_ms(queue, mongo.db, env)
+            return WorkerFigures(rate, small, large, first)
