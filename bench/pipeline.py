@@ -1,5 +1,8 @@
 """The PDF pipeline: worker throughput, memory and enqueue latency against baselines of the same run.
 
+Jobs here are text only (content mode ``pdf_file``: no page images), so the figures are those of
+the pipeline around the rendering; bench/render.py measures page images.
+
 1. pages/s: a real worker (``python -m worker``) end to end (claim, GridFS download, child-process
    extraction, page upserts, progress, chapter), against raw PyMuPDF ``page.get_text()`` over the
    same file in this process. Target ratio >= 0.85.
@@ -28,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bed import bench_env, connected, servers  # noqa: E402
 from devstack.embedded import stop  # noqa: E402
-from service.domain.chapter import ChapterOptions  # noqa: E402
+from service.domain.chapter import ChapterOptions, ContentMode  # noqa: E402
 from service.store.documents import PdfChapterJob  # noqa: E402
 from service.store.files import store_pdf  # noqa: E402
 from service.store.job_store import create_job  # noqa: E402
@@ -36,6 +39,8 @@ from tests.pdfs import text_pdf  # noqa: E402
 
 # A printed book page holds 250-400 words.
 BOOK_PAGE_WORDS = 300
+# The pipeline without page images (rendering them is measured by bench/render.py).
+TEXT_ONLY = ChapterOptions(content_mode=ContentMode.pdf_file)
 
 
 REPEATS = 3  # medians of three: single runs of a few hundred ms swing by a third here
@@ -72,7 +77,11 @@ def tree_rss_kb(pid: int) -> int:
     return total
 
 
-async def submit(queue: Any, db: Any, data: bytes, name: str) -> str:
+async def submit(
+    queue: Any, db: Any, data: bytes, name: str, options: ChapterOptions | None = None
+) -> str:
+    """Upload ``data`` and create its job (``options``: every page rendered to images)."""
+
     async def chunks() -> Any:
         for offset in range(0, len(data), 256 * 1024):
             yield data[offset : offset + 256 * 1024]
@@ -82,7 +91,12 @@ async def submit(queue: Any, db: Any, data: bytes, name: str) -> str:
         chunks=chunks(), max_bytes=1 << 31,
     )  # fmt: skip
     doc = await create_job(
-        queue, db, user_id="bench", book_id="b", file_id=stored.file_id, options=ChapterOptions()
+        queue,
+        db,
+        user_id="bench",
+        book_id="b",
+        file_id=stored.file_id,
+        options=options or ChapterOptions(),
     )
     return str(doc["job_id"])
 
@@ -111,7 +125,7 @@ async def run_job_measuring_rss(queue: Any, db: Any, env: dict[str, str], data: 
     worker = start_worker(env)
     try:
         peak = tree_rss_kb(worker.pid)
-        job_id = await submit(queue, db, data, name)
+        job_id = await submit(queue, db, data, name, TEXT_ONLY)
         jobs = PdfChapterJob.get_pymongo_collection()
         while True:
             peak = max(peak, tree_rss_kb(worker.pid))
@@ -140,7 +154,7 @@ async def main() -> int:
                     elapsed_runs = []
                     for attempt in range(REPEATS):
                         doc = await wait_done(
-                            await submit(queue, mongo.db, data, f"{pages}-{attempt}.pdf")
+                            await submit(queue, mongo.db, data, f"{pages}-{attempt}.pdf", TEXT_ONLY)
                         )
                         elapsed_runs.append(
                             (doc["completed_at"] - doc["started_at"]).total_seconds()
@@ -171,7 +185,7 @@ async def main() -> int:
                 latencies = []
                 small_pdf = text_pdf(1)
                 for index in range(30):
-                    job_id = await submit(queue, mongo.db, small_pdf, f"l{index}.pdf")
+                    job_id = await submit(queue, mongo.db, small_pdf, f"l{index}.pdf", TEXT_ONLY)
                     doc = await wait_done(job_id)
                     latencies.append((doc["started_at"] - doc["created_at"]).total_seconds() * 1000)
             finally:
