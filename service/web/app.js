@@ -117,6 +117,7 @@ $("upload-form").addEventListener("submit", async (event) => {
   localStorage.setItem(BOOK_KEY, bookId);
   $("upload-button").disabled = true;
   $("upload-progress").value = 0;
+  $("upload-progress").hidden = false;
   setText("upload-text", `Uploading ${file.name}`);
   try {
     const job = await page.api.createJob(bookId, file, (loaded, total) => {
