@@ -3,9 +3,9 @@
 
 import { Api, ApiError, JOBS } from "./api.js";
 import { DevAuth, FirebaseAuth } from "./auth.js";
-import { setText } from "./element.js";
+import { replace, setText } from "./element.js";
 import { JobList, recall, remember } from "./jobs.js";
-import { LivePages, showChapter } from "./viewer.js";
+import { LivePages, chapterView } from "./viewer.js";
 import { JobWatch, TERMINAL, stats } from "./watch.js";
 
 const $ = (id) => document.getElementById(id);
@@ -19,6 +19,7 @@ const page = {
   watch: null,
   live: null,
   job: null, // the job on screen
+  screen: 0, // bumped whenever the job on screen changes: late answers for an older one are dropped
 };
 window.pcj = { stats }; // what the page did to follow jobs: for people and tests
 
@@ -60,7 +61,7 @@ async function start() {
 }
 
 function signedIn(user) {
-  showError(null);
+  clearScreen(); // nothing of whoever used this page before
   page.api = new Api(() => page.auth.getToken());
   page.jobs = new JobList(page.api, $("job-list"), { open: openJob, cancel: cancelJob });
   $("sign-in").hidden = true;
@@ -71,10 +72,35 @@ function signedIn(user) {
 }
 
 function signedOut() {
-  stopWatching();
+  clearScreen();
   $("app").hidden = true;
   $("who").hidden = true;
+  setText("who-name", "");
   $("sign-in").hidden = false;
+}
+
+/**
+ * Take the signed-in user's things off the page: the job on screen (its watch stopped and its
+ * stream closed), its pages, the chapter, the upload's progress and the list of jobs.
+ */
+function clearScreen() {
+  stopWatching();
+  page.job = null;
+  page.screen += 1;
+  page.jobs?.close();
+  page.jobs = null;
+  $("job").hidden = true;
+  for (const id of ["job-name", "job-status", "job-percent", "job-message", "connection", "upload-text"]) {
+    setText(id, "");
+  }
+  $("job-progress").value = 0;
+  replace($("live-pages"));
+  $("chapter").hidden = true;
+  replace($("chapter-view"));
+  $("upload-progress").hidden = true;
+  $("upload-progress").value = 0;
+  $("file").value = "";
+  showError(null);
 }
 
 $("dev-sign-in").addEventListener("submit", (event) => {
@@ -151,8 +177,10 @@ function stopWatching() {
 function watchJob(job) {
   stopWatching();
   page.job = job;
+  page.screen += 1;
   $("job").hidden = false;
   $("chapter").hidden = true;
+  replace($("chapter-view"));
   $("live-pages").hidden = false;
   setText("job-name", recall(job.job_id)?.filename ?? `Job ${job.job_id}`);
   setText("connection", "");
@@ -192,12 +220,16 @@ function showState(job) {
 }
 
 async function openChapter(job) {
+  const screen = page.screen;
   const bookId = recall(job.job_id)?.book_id ?? $("book-id").value.trim();
   try {
-    await showChapter(page.api, $("chapter-view"), bookId, job.result.chapter_id);
+    const { view } = await chapterView(page.api, bookId, job.result.chapter_id);
+    if (screen !== page.screen) return; // another job, or another user, is on screen now
+    replace($("chapter-view"), view);
     $("live-pages").hidden = true;
     $("chapter").hidden = false;
   } catch (error) {
+    if (screen !== page.screen) return;
     const hint = error instanceof ApiError && error.status === 404
       ? ` (this browser did not create the job: enter its book above and open it again)`
       : "";
@@ -229,11 +261,17 @@ async function cancelJob(job) {
 
 $("cancel").addEventListener("click", () => page.job && cancelJob(page.job));
 
+/** Read the list again; resolves to its jobs (null when it was not shown, or failed). */
 function refreshJobs() {
-  page.jobs?.load().catch((error) => showError(`Could not list jobs: ${describe(error)}`));
+  const jobs = page.jobs;
+  if (!jobs) return Promise.resolve(null);
+  return jobs.load().catch((error) => {
+    if (jobs === page.jobs) showError(`Could not list jobs: ${describe(error)}`);
+    return null;
+  });
 }
 
-$("refresh-jobs").addEventListener("click", refreshJobs);
+$("refresh-jobs").addEventListener("click", () => refreshJobs());
 
 start().catch((error) => {
   $("loading").hidden = true;

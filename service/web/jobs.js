@@ -35,12 +35,28 @@ export class JobList {
     this.api = api;
     this.container = container;
     this.actions = actions;
+    this.loads = 0;
+    this.closed = false;
   }
 
+  /**
+   * Read the newest 20 jobs and list them. Resolves to the jobs, or to null when the list was
+   * closed (signed out) or a newer load started while this one was under way.
+   */
   async load() {
+    const load = ++this.loads;
     const { body } = await this.api.get(`${JOBS}/?limit=20`);
-    replace(this.container, body.items.map((job) => this.row(job)));
+    if (this.closed || load !== this.loads) return null;
+    const rows = body.items.map((job) => this.row(job));
+    replace(this.container, rows.length ? rows : el("li", { class: "empty" }, "No jobs yet: upload a PDF above."));
     this.more(body.next_cursor);
+    return body.items;
+  }
+
+  /** Stop listing (signed out): empty the list and ignore answers still on their way. */
+  close() {
+    this.closed = true;
+    replace(this.container);
   }
 
   more(cursor) {
@@ -49,6 +65,7 @@ export class JobList {
     button.addEventListener("click", async () => {
       button.remove();
       const { body } = await this.api.get(`${JOBS}/?limit=20&cursor=${encodeURIComponent(cursor)}`);
+      if (this.closed) return;
       for (const job of body.items) this.container.append(this.row(job));
       this.more(body.next_cursor);
     });

@@ -35,6 +35,7 @@ export class LivePages {
     this.container = container;
     this.shown = new Map(); // page_number -> figure
     this.timer = null;
+    this.stopped = false;
     replace(container);
   }
 
@@ -57,13 +58,14 @@ export class LivePages {
     const path = `${JOBS}/${encodeURIComponent(this.jobId)}/pages`;
     for (let offset = 0; ; offset += PAGE_BATCH) {
       const { body } = await this.api.get(`${path}?offset=${offset}&limit=${PAGE_BATCH}`);
+      if (this.stopped) return;
       for (const page of body.items) this.show(page);
       if (body.items.length < PAGE_BATCH) return;
     }
   }
 
   show(page) {
-    if (this.shown.has(page.page_number)) return;
+    if (this.stopped || this.shown.has(page.page_number)) return;
     const figure = pageFigure(page, page.thumbnail_url || page.background_url);
     // In page order, whatever order they were stored in.
     const after = [...this.shown.keys()].filter((n) => n > page.page_number).sort((a, b) => a - b)[0];
@@ -71,14 +73,19 @@ export class LivePages {
     this.shown.set(page.page_number, figure);
   }
 
+  /** Show no more pages (reads still on their way are dropped). */
   stop() {
+    this.stopped = true;
     clearTimeout(this.timer);
     this.timer = null;
   }
 }
 
-/** A finished chapter: its title, file name and pages, each with a toggle to its text. */
-export async function showChapter(api, container, bookId, chapterId) {
+/**
+ * A finished chapter: its title, file name and pages, each with a toggle to its text.
+ * Resolves to {chapter, view}; the caller puts the view on screen if it still wants it.
+ */
+export async function chapterView(api, bookId, chapterId) {
   const base = `/api/v1/books/${encodeURIComponent(bookId)}/chapters/${encodeURIComponent(chapterId)}`;
   const { body: chapter } = await api.get(base);
   const pages = chapter.pages.map((page) => {
@@ -87,8 +94,9 @@ export async function showChapter(api, container, bookId, chapterId) {
     toggle.addEventListener("click", () => toggleText(api, base, page, text, toggle));
     return pageFigure(page, page.background_url, [toggle, text]);
   });
-  replace(
-    container,
+  const view = el(
+    "div",
+    {},
     el(
       "header",
       { class: "chapter-head" },
@@ -106,7 +114,7 @@ export async function showChapter(api, container, bookId, chapterId) {
     ),
     el("div", { class: "pages chapter-pages" }, pages),
   );
-  return chapter;
+  return { chapter, view };
 }
 
 async function toggleText(api, base, page, text, toggle) {

@@ -15,6 +15,7 @@ const MAX_STATES = 1000;
 /** What the page did to follow jobs, for people and tests (window.pcj.stats). */
 export const stats = {
   streamsOpened: 0,
+  streamsOpen: 0, // EventSources not closed yet
   streamProgressEvents: 0,
   streamPageEvents: 0,
   streamFailures: 0,
@@ -60,6 +61,7 @@ export class JobWatch {
     if (this.source) {
       this.source.close();
       this.source = null;
+      stats.streamsOpen -= 1;
     }
   }
 
@@ -76,6 +78,7 @@ export class JobWatch {
     const source = new EventSource(`${this.path}/events?token=${encodeURIComponent(token)}`);
     this.source = source;
     stats.streamsOpened += 1;
+    stats.streamsOpen += 1;
     source.addEventListener("open", () => this.handlers.onConnection("Live"));
     source.addEventListener("progress", (event) => {
       stats.streamProgressEvents += 1;
@@ -143,6 +146,7 @@ export class JobWatch {
   }
 
   state(job, via) {
+    if (this.done) return; // an answer that arrived after stop()
     stats.states.push({ status: job.status, progress: job.progress, via });
     if (stats.states.length > MAX_STATES) stats.states.splice(0, stats.states.length - MAX_STATES);
     this.handlers.onState(job, via);
