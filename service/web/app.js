@@ -1,12 +1,15 @@
 // The page: sign in, upload a PDF (with upload progress), watch its job become a chapter (progress
 // and pages pushed over the event stream, or polled), read the chapter; the list of my jobs.
+//
+// Start-up hook: `/?stall_after_s=N` lowers how long the page waits without progress before it
+// says the job is not moving (STALL_AFTER_S in watch.js, 20 s); the browser tests use it.
 
 import { Api, ApiError, JOBS } from "./api.js";
 import { DevAuth, FirebaseAuth } from "./auth.js";
 import { replace, setText } from "./element.js";
 import { JobList, recall, remember } from "./jobs.js";
 import { LivePages, chapterView } from "./viewer.js";
-import { JobWatch, TERMINAL, stats } from "./watch.js";
+import { JobWatch, STALL_AFTER_S, TERMINAL, stats } from "./watch.js";
 
 const $ = (id) => document.getElementById(id);
 const BOOK_KEY = "pcj.book";
@@ -20,12 +23,19 @@ const page = {
   live: null,
   job: null, // the job on screen
   screen: 0, // bumped whenever the job on screen changes: late answers for an older one are dropped
+  stallAfterS: stallAfterS(),
 };
 window.pcj = { stats }; // what the page did to follow jobs: for people and tests
 
 function showError(message) {
   $("error").hidden = !message;
   setText("error", message ?? "");
+}
+
+/** STALL_AFTER_S, or the `stall_after_s` query parameter when it is a positive number. */
+function stallAfterS() {
+  const value = Number(new URLSearchParams(window.location.search).get("stall_after_s"));
+  return Number.isFinite(value) && value > 0 ? value : STALL_AFTER_S;
 }
 
 function describe(error) {
@@ -172,6 +182,7 @@ function stopWatching() {
   page.live?.stop();
   page.watch = null;
   page.live = null;
+  showStall(null);
 }
 
 function watchJob(job) {
@@ -187,7 +198,7 @@ function watchJob(job) {
   page.live = new LivePages(page.api, job.job_id, $("live-pages"));
   showState(job);
   if (TERMINAL.has(job.status)) return;
-  page.watch = new JobWatch(
+  const watch = new JobWatch(
     page.api,
     job.job_id,
     {
@@ -201,10 +212,26 @@ function watchJob(job) {
       onPage: (event) => page.live?.notify(event),
       onConnection: (text) => setText("connection", text),
       onError: (message) => showError(message),
+      onStall: (stalled, state) => showStall(stalled ? (state ?? page.job) : null),
     },
-    page.config.poll_interval_s,
+    { pollIntervalS: page.config.poll_interval_s, stallAfterS: page.stallAfterS },
   );
-  page.watch.start();
+  page.watch = watch;
+  watch.start();
+}
+
+/** Say why the count froze (no progress for a while), or take the note away (`job` null). */
+function showStall(job) {
+  let text = "";
+  if (job) {
+    const waiting =
+      job.status === "pending"
+        ? "waiting for a worker to start the job..."
+        : "waiting for a worker to pick the job up again...";
+    text = `No progress for ${page.stallAfterS} s: ${waiting}`;
+  }
+  $("stall").hidden = !text;
+  setText("stall", text);
 }
 
 function showState(job) {
