@@ -78,7 +78,7 @@ function signedIn(user) {
   $("app").hidden = false;
   $("who").hidden = false;
   setText("who-name", user);
-  refreshJobs();
+  refreshJobs().then(resumeWatching);
 }
 
 function signedOut() {
@@ -111,6 +111,12 @@ function clearScreen() {
   $("upload-progress").value = 0;
   $("file").value = "";
   showError(null);
+}
+
+/** After a (re)load: follow the newest job still running, unless one is on screen already. */
+function resumeWatching(jobs) {
+  const running = jobs?.find((job) => !TERMINAL.has(job.status));
+  if (running && !page.job) watchJob(running);
 }
 
 $("dev-sign-in").addEventListener("submit", (event) => {
@@ -203,11 +209,10 @@ function watchJob(job) {
     job.job_id,
     {
       onState: (state, via) => {
-        const changed = state.status !== page.job?.status;
         page.job = state;
         showState(state);
         if (via === "poll") page.live?.refreshSoon();
-        if (changed) refreshJobs();
+        page.jobs?.update(state);
       },
       onPage: (event) => page.live?.notify(event),
       onConnection: (text) => setText("connection", text),
@@ -243,6 +248,11 @@ function showState(job) {
   if (job.status === "completed" && job.result) {
     page.live?.stop();
     openChapter(job);
+  } else if (job.status === "cancelled" || job.status === "failed") {
+    // The service discarded the pages of a job that did not finish: so does the page.
+    page.live?.clear();
+    replace($("live-pages"));
+    $("live-pages").hidden = true;
   }
 }
 

@@ -35,6 +35,7 @@ export class JobList {
     this.api = api;
     this.container = container;
     this.actions = actions;
+    this.latest = new Map(); // job_id -> the newest state known of each listed job
     this.loads = 0;
     this.closed = false;
   }
@@ -47,6 +48,7 @@ export class JobList {
     const load = ++this.loads;
     const { body } = await this.api.get(`${JOBS}/?limit=20`);
     if (this.closed || load !== this.loads) return null;
+    this.latest.clear();
     const rows = body.items.map((job) => this.row(job));
     replace(this.container, rows.length ? rows : el("li", { class: "empty" }, "No jobs yet: upload a PDF above."));
     this.more(body.next_cursor);
@@ -72,12 +74,36 @@ export class JobList {
     this.container.append(el("li", { class: "more-row" }, button));
   }
 
+  /**
+   * A listed job's newer state, from the events of the job being watched: its row follows
+   * without reading the list again (rebuilt when its status, and so its actions, changed).
+   */
+  update(job) {
+    const row = this.rowOf(job.job_id);
+    if (!row) return;
+    if (this.latest.get(job.job_id)?.status !== job.status) {
+      row.replaceWith(this.row(job));
+      return;
+    }
+    this.latest.set(job.job_id, job);
+    row.querySelector("progress").value = job.progress;
+    row.querySelector(".job-message").textContent = job.error || job.message;
+  }
+
+  rowOf(jobId) {
+    return [...this.container.children].find((row) => row.dataset.job === jobId) ?? null;
+  }
+
   row(job) {
+    this.latest.set(job.job_id, job);
+    const current = () => this.latest.get(job.job_id) ?? job;
     const known = recall(job.job_id);
-    const open = el("button", { type: "button" }, job.status === "completed" ? "Read" : "Open");
-    open.addEventListener("click", () => this.actions.open(job));
-    const cancel = TERMINAL.has(job.status) ? null : el("button", { type: "button" }, "Cancel");
-    cancel?.addEventListener("click", () => this.actions.cancel(job));
+    const finished = TERMINAL.has(job.status);
+    const button = (label) => el("button", { type: "button", "data-action": label.toLowerCase() }, label);
+    const open = button(job.status === "completed" ? "Read" : "Open");
+    open.addEventListener("click", () => this.actions.open(current()));
+    const cancel = finished ? null : button("Cancel");
+    cancel?.addEventListener("click", () => this.actions.cancel(current()));
     return el(
       "li",
       { class: `job job-${job.status}`, "data-job": job.job_id },

@@ -79,6 +79,13 @@ export class LivePages {
     clearTimeout(this.timer);
     this.timer = null;
   }
+
+  /** Stop, and take the pages shown off the screen (a cancelled or failed job kept none). */
+  clear() {
+    this.stop();
+    this.shown.clear();
+    replace(this.container);
+  }
 }
 
 /**
