@@ -38,6 +38,11 @@ function stallAfterS() {
   return Number.isFinite(value) && value > 0 ? value : STALL_AFTER_S;
 }
 
+function showNotice(message) {
+  $("notice").hidden = !message;
+  setText("notice", message ?? "");
+}
+
 function describe(error) {
   return error instanceof ApiError || error instanceof Error ? error.message : String(error);
 }
@@ -73,7 +78,11 @@ async function start() {
 function signedIn(user) {
   clearScreen(); // nothing of whoever used this page before
   page.api = new Api(() => page.auth.getToken());
-  page.jobs = new JobList(page.api, $("job-list"), { open: openJob, cancel: cancelJob });
+  page.jobs = new JobList(page.api, $("job-list"), {
+    open: openJob,
+    cancel: cancelJob,
+    remove: deleteJob,
+  });
   $("sign-in").hidden = true;
   $("app").hidden = false;
   $("who").hidden = false;
@@ -110,6 +119,7 @@ function clearScreen() {
   $("upload-progress").hidden = true;
   $("upload-progress").value = 0;
   $("file").value = "";
+  showNotice(null);
   showError(null);
 }
 
@@ -157,6 +167,7 @@ $("upload-form").addEventListener("submit", async (event) => {
     return;
   }
   localStorage.setItem(BOOK_KEY, bookId);
+  showNotice(null);
   $("upload-button").disabled = true;
   $("upload-progress").value = 0;
   $("upload-progress").hidden = false;
@@ -258,24 +269,50 @@ function showState(job) {
 
 async function openChapter(job) {
   const screen = page.screen;
-  const bookId = recall(job.job_id)?.book_id ?? $("book-id").value.trim();
+  const known = recall(job.job_id);
+  const bookId = known?.book_id ?? $("book-id").value.trim();
   try {
-    const { view } = await chapterView(page.api, bookId, job.result.chapter_id);
+    const { view } = await chapterView(page.api, bookId, job.result.chapter_id, {
+      onDelete: deleteChapter,
+    });
     if (screen !== page.screen) return; // another job, or another user, is on screen now
     replace($("chapter-view"), view);
     $("live-pages").hidden = true;
     $("chapter").hidden = false;
   } catch (error) {
     if (screen !== page.screen) return;
-    const hint = error instanceof ApiError && error.status === 404
-      ? ` (this browser did not create the job: enter its book above and open it again)`
-      : "";
+    let hint = "";
+    if (error instanceof ApiError && error.status === 404) {
+      hint = known
+        ? " (it was deleted)"
+        : " (this browser did not create the job: enter its book above and open it again)";
+    }
     showError(`Could not open the chapter: ${describe(error)}${hint}`);
   }
 }
 
+/** "Delete chapter" in the reader: the chapter, its pages' images and text; the job stays. */
+async function deleteChapter(chapter, path) {
+  const question =
+    `Delete the chapter "${chapter.title}"?\n\n` +
+    `Its ${chapter.total_pages} pages are deleted for good: their images and their text. ` +
+    "The job stays in My jobs, and the uploaded PDF is kept.";
+  if (!window.confirm(question)) return;
+  showError(null);
+  try {
+    await page.api.delete(path);
+  } catch (error) {
+    showError(`Could not delete the chapter: ${describe(error)}`);
+    return;
+  }
+  $("chapter").hidden = true;
+  replace($("chapter-view"));
+  showNotice(`Deleted the chapter "${chapter.title}".`);
+}
+
 function openJob(job) {
   showError(null);
+  showNotice(null);
   watchJob(job);
   $("job").scrollIntoView({ block: "start" });
 }
@@ -294,6 +331,34 @@ async function cancelJob(job) {
     showError(`Could not cancel: ${describe(error)}`);
   }
   refreshJobs();
+}
+
+/** "Delete" in My jobs (a finished job): the job's record only; its chapter stays. */
+async function deleteJob(job) {
+  const name = recall(job.job_id)?.filename ?? `job ${job.job_id}`;
+  const kept =
+    job.status === "completed"
+      ? "Its chapter stays (delete it from the chapter itself: Read, then Delete chapter)."
+      : `It made no chapter: its pages were discarded when it was ${job.status}.`;
+  const question = `Delete ${name} from My jobs?\n\nOnly the job's record is deleted. ${kept} The uploaded PDF is kept.`;
+  if (!window.confirm(question)) return;
+  showError(null);
+  try {
+    await page.api.delete(`${JOBS}/${encodeURIComponent(job.job_id)}`);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) {
+      showError(`Could not delete the job: ${describe(error)}`);
+      return;
+    }
+  }
+  page.jobs?.drop(job.job_id);
+  if (page.job?.job_id === job.job_id) {
+    stopWatching();
+    page.job = null;
+    page.screen += 1;
+    $("job").hidden = true;
+  }
+  showNotice(`Deleted ${name} from My jobs.`);
 }
 
 $("cancel").addEventListener("click", () => page.job && cancelJob(page.job));

@@ -30,7 +30,7 @@ export function recall(jobId) {
 }
 
 export class JobList {
-  /** actions: open(job), cancel(job). */
+  /** actions: open(job), cancel(job), remove(job) (a finished job only). */
   constructor(api, container, actions) {
     this.api = api;
     this.container = container;
@@ -90,6 +90,12 @@ export class JobList {
     row.querySelector(".job-message").textContent = job.error || job.message;
   }
 
+  /** Take a deleted job off the list. */
+  drop(jobId) {
+    this.rowOf(jobId)?.remove();
+    this.latest.delete(jobId);
+  }
+
   rowOf(jobId) {
     return [...this.container.children].find((row) => row.dataset.job === jobId) ?? null;
   }
@@ -104,6 +110,8 @@ export class JobList {
     open.addEventListener("click", () => this.actions.open(current()));
     const cancel = finished ? null : button("Cancel");
     cancel?.addEventListener("click", () => this.actions.cancel(current()));
+    const remove = finished ? button("Delete") : null;
+    remove?.addEventListener("click", () => this.actions.remove(current()));
     return el(
       "li",
       { class: `job job-${job.status}`, "data-job": job.job_id },
@@ -111,7 +119,7 @@ export class JobList {
       el("span", { class: "job-status" }, job.status),
       el("progress", { max: 100, value: job.progress }),
       el("span", { class: "job-message" }, job.error || job.message),
-      el("span", { class: "job-actions" }, open, cancel),
+      el("span", { class: "job-actions" }, open, cancel, remove),
     );
   }
 }

@@ -89,10 +89,11 @@ export class LivePages {
 }
 
 /**
- * A finished chapter: its title, file name and pages, each with a toggle to its text.
+ * A finished chapter: its title, file name and pages, each with a toggle to its text, and a
+ * "Delete chapter" button that calls `onDelete(chapter, path)` (path: the chapter's API path).
  * Resolves to {chapter, view}; the caller puts the view on screen if it still wants it.
  */
-export async function chapterView(api, bookId, chapterId) {
+export async function chapterView(api, bookId, chapterId, { onDelete } = {}) {
   const base = `/api/v1/books/${encodeURIComponent(bookId)}/chapters/${encodeURIComponent(chapterId)}`;
   const { body: chapter } = await api.get(base);
   const pages = chapter.pages.map((page) => {
@@ -101,6 +102,10 @@ export async function chapterView(api, bookId, chapterId) {
     toggle.addEventListener("click", () => toggleText(api, base, page, text, toggle));
     return pageFigure(page, page.background_url, [toggle, text]);
   });
+  const remove = onDelete
+    ? el("button", { type: "button", "data-action": "delete-chapter" }, "Delete chapter")
+    : null;
+  remove?.addEventListener("click", () => onDelete(chapter, base));
   const view = el(
     "div",
     {},
@@ -117,7 +122,12 @@ export async function chapterView(api, bookId, chapterId) {
         el("span", {}, chapter.book_id),
         chapter.repaired ? " · repaired: some pages may be incomplete" : "",
       ),
-      chapter.pdf_url ? el("a", { href: chapter.pdf_url, rel: "noopener" }, "Open the PDF") : null,
+      el(
+        "p",
+        { class: "row" },
+        chapter.pdf_url ? el("a", { href: chapter.pdf_url, rel: "noopener" }, "Open the PDF") : null,
+        remove,
+      ),
     ),
     el("div", { class: "pages chapter-pages" }, pages),
   );
