@@ -109,9 +109,8 @@ function clearScreen() {
   page.jobs?.close();
   page.jobs = null;
   $("job").hidden = true;
-  for (const id of ["job-name", "job-status", "job-percent", "job-message", "connection", "upload-text"]) {
-    setText(id, "");
-  }
+  const texts = ["job-name", "job-status", "job-percent", "job-message", "connection"];
+  for (const id of [...texts, "upload-text"]) setText(id, "");
   $("job-progress").value = 0;
   replace($("live-pages"));
   $("chapter").hidden = true;
@@ -340,7 +339,9 @@ async function deleteJob(job) {
     job.status === "completed"
       ? "Its chapter stays (delete it from the chapter itself: Read, then Delete chapter)."
       : `It made no chapter: its pages were discarded when it was ${job.status}.`;
-  const question = `Delete ${name} from My jobs?\n\nOnly the job's record is deleted. ${kept} The uploaded PDF is kept.`;
+  const question =
+    `Delete ${name} from My jobs?\n\n` +
+    `Only the job's record is deleted. ${kept} The uploaded PDF is kept.`;
   if (!window.confirm(question)) return;
   showError(null);
   try {

@@ -50,7 +50,8 @@ export class JobList {
     if (this.closed || load !== this.loads) return null;
     this.latest.clear();
     const rows = body.items.map((job) => this.row(job));
-    replace(this.container, rows.length ? rows : el("li", { class: "empty" }, "No jobs yet: upload a PDF above."));
+    const empty = el("li", { class: "empty" }, "No jobs yet: upload a PDF above.");
+    replace(this.container, rows.length ? rows : empty);
     this.more(body.next_cursor);
     return body.items;
   }
@@ -105,7 +106,8 @@ export class JobList {
     const current = () => this.latest.get(job.job_id) ?? job;
     const known = recall(job.job_id);
     const finished = TERMINAL.has(job.status);
-    const button = (label) => el("button", { type: "button", "data-action": label.toLowerCase() }, label);
+    const button = (label) =>
+      el("button", { type: "button", "data-action": label.toLowerCase() }, label);
     const open = button(job.status === "completed" ? "Read" : "Open");
     open.addEventListener("click", () => this.actions.open(current()));
     const cancel = finished ? null : button("Cancel");

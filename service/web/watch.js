@@ -196,7 +196,10 @@ export class JobWatch {
     const last = this.lastJob;
     this.lastJob = job;
     const moved =
-      !last || last.status !== job.status || last.progress !== job.progress || last.message !== job.message;
+      !last ||
+      last.status !== job.status ||
+      last.progress !== job.progress ||
+      last.message !== job.message;
     if (moved) this.progressed();
     stats.states.push({ status: job.status, progress: job.progress, via });
     if (stats.states.length > MAX_STATES) stats.states.splice(0, stats.states.length - MAX_STATES);
