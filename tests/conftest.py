@@ -157,8 +157,18 @@ async def _clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]
     yield
     if "app" in request.fixturenames:
         db = PdfChapterJob.get_pymongo_collection().database
-        for name in await db.list_collection_names():
-            await db[name].delete_many({})
+        # A synchronous test (the browser tests) blocks this session's event loop for its whole
+        # run, so the client's server monitor misses its heartbeat deadline. When the loop runs
+        # again it may mark the server unknown and interrupt what is in flight, this clean-up
+        # included (AutoReconnect: "operation cancelled"), though mongod is fine: try again.
+        for attempt in range(3):
+            try:
+                for name in await db.list_collection_names():
+                    await db[name].delete_many({})
+                break
+            except pymongo.errors.AutoReconnect:
+                if attempt == 2:
+                    raise
         # Rate-limit counters and queued jobs start from nothing in every test too.
         await request.getfixturevalue("app").state.services.queue.flushall()
 

@@ -79,6 +79,10 @@ export class Api {
     return this.request("POST", path, options);
   }
 
+  delete(path, options) {
+    return this.request("DELETE", path, options);
+  }
+
   /**
    * Upload `file` and create its job in one multipart request (POST /api/v1/books/jobs).
    * XMLHttpRequest, not fetch: only it reports upload progress. Resolves to the job's JSON.

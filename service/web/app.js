@@ -1,12 +1,15 @@
 // The page: sign in, upload a PDF (with upload progress), watch its job become a chapter (progress
 // and pages pushed over the event stream, or polled), read the chapter; the list of my jobs.
+//
+// Start-up hook: `/?stall_after_s=N` lowers how long the page waits without progress before it
+// says the job is not moving (STALL_AFTER_S in watch.js, 20 s); the browser tests use it.
 
 import { Api, ApiError, JOBS } from "./api.js";
 import { DevAuth, FirebaseAuth } from "./auth.js";
-import { setText } from "./element.js";
+import { replace, setText } from "./element.js";
 import { JobList, recall, remember } from "./jobs.js";
-import { LivePages, showChapter } from "./viewer.js";
-import { JobWatch, TERMINAL, stats } from "./watch.js";
+import { LivePages, chapterView } from "./viewer.js";
+import { JobWatch, STALL_AFTER_S, TERMINAL, stats } from "./watch.js";
 
 const $ = (id) => document.getElementById(id);
 const BOOK_KEY = "pcj.book";
@@ -19,12 +22,25 @@ const page = {
   watch: null,
   live: null,
   job: null, // the job on screen
+  screen: 0, // bumped whenever the job on screen changes: late answers for an older one are dropped
+  stallAfterS: stallAfterS(),
 };
 window.pcj = { stats }; // what the page did to follow jobs: for people and tests
 
 function showError(message) {
   $("error").hidden = !message;
   setText("error", message ?? "");
+}
+
+/** STALL_AFTER_S, or the `stall_after_s` query parameter when it is a positive number. */
+function stallAfterS() {
+  const value = Number(new URLSearchParams(window.location.search).get("stall_after_s"));
+  return Number.isFinite(value) && value > 0 ? value : STALL_AFTER_S;
+}
+
+function showNotice(message) {
+  $("notice").hidden = !message;
+  setText("notice", message ?? "");
 }
 
 function describe(error) {
@@ -60,21 +76,56 @@ async function start() {
 }
 
 function signedIn(user) {
-  showError(null);
+  clearScreen(); // nothing of whoever used this page before
   page.api = new Api(() => page.auth.getToken());
-  page.jobs = new JobList(page.api, $("job-list"), { open: openJob, cancel: cancelJob });
+  page.jobs = new JobList(page.api, $("job-list"), {
+    open: openJob,
+    cancel: cancelJob,
+    remove: deleteJob,
+  });
   $("sign-in").hidden = true;
   $("app").hidden = false;
   $("who").hidden = false;
   setText("who-name", user);
-  refreshJobs();
+  refreshJobs().then(resumeWatching);
 }
 
 function signedOut() {
-  stopWatching();
+  clearScreen();
   $("app").hidden = true;
   $("who").hidden = true;
+  setText("who-name", "");
   $("sign-in").hidden = false;
+}
+
+/**
+ * Take the signed-in user's things off the page: the job on screen (its watch stopped and its
+ * stream closed), its pages, the chapter, the upload's progress and the list of jobs.
+ */
+function clearScreen() {
+  stopWatching();
+  page.job = null;
+  page.screen += 1;
+  page.jobs?.close();
+  page.jobs = null;
+  $("job").hidden = true;
+  const texts = ["job-name", "job-status", "job-percent", "job-message", "connection"];
+  for (const id of [...texts, "upload-text"]) setText(id, "");
+  $("job-progress").value = 0;
+  replace($("live-pages"));
+  $("chapter").hidden = true;
+  replace($("chapter-view"));
+  $("upload-progress").hidden = true;
+  $("upload-progress").value = 0;
+  $("file").value = "";
+  showNotice(null);
+  showError(null);
+}
+
+/** After a (re)load: follow the newest job still running, unless one is on screen already. */
+function resumeWatching(jobs) {
+  const running = jobs?.find((job) => !TERMINAL.has(job.status));
+  if (running && !page.job) watchJob(running);
 }
 
 $("dev-sign-in").addEventListener("submit", (event) => {
@@ -115,8 +166,10 @@ $("upload-form").addEventListener("submit", async (event) => {
     return;
   }
   localStorage.setItem(BOOK_KEY, bookId);
+  showNotice(null);
   $("upload-button").disabled = true;
   $("upload-progress").value = 0;
+  $("upload-progress").hidden = false;
   setText("upload-text", `Uploading ${file.name}`);
   try {
     const job = await page.api.createJob(bookId, file, (loaded, total) => {
@@ -145,37 +198,55 @@ function stopWatching() {
   page.live?.stop();
   page.watch = null;
   page.live = null;
+  showStall(null);
 }
 
 function watchJob(job) {
   stopWatching();
   page.job = job;
+  page.screen += 1;
   $("job").hidden = false;
   $("chapter").hidden = true;
+  replace($("chapter-view"));
   $("live-pages").hidden = false;
   setText("job-name", recall(job.job_id)?.filename ?? `Job ${job.job_id}`);
   setText("connection", "");
   page.live = new LivePages(page.api, job.job_id, $("live-pages"));
   showState(job);
   if (TERMINAL.has(job.status)) return;
-  page.watch = new JobWatch(
+  const watch = new JobWatch(
     page.api,
     job.job_id,
     {
       onState: (state, via) => {
-        const changed = state.status !== page.job?.status;
         page.job = state;
         showState(state);
         if (via === "poll") page.live?.refreshSoon();
-        if (changed) refreshJobs();
+        page.jobs?.update(state);
       },
       onPage: (event) => page.live?.notify(event),
       onConnection: (text) => setText("connection", text),
       onError: (message) => showError(message),
+      onStall: (stalled, state) => showStall(stalled ? (state ?? page.job) : null),
     },
-    page.config.poll_interval_s,
+    { pollIntervalS: page.config.poll_interval_s, stallAfterS: page.stallAfterS },
   );
-  page.watch.start();
+  page.watch = watch;
+  watch.start();
+}
+
+/** Say why the count froze (no progress for a while), or take the note away (`job` null). */
+function showStall(job) {
+  let text = "";
+  if (job) {
+    const waiting =
+      job.status === "pending"
+        ? "waiting for a worker to start the job..."
+        : "waiting for a worker to pick the job up again...";
+    text = `No progress for ${page.stallAfterS} s: ${waiting}`;
+  }
+  $("stall").hidden = !text;
+  setText("stall", text);
 }
 
 function showState(job) {
@@ -187,25 +258,60 @@ function showState(job) {
   if (job.status === "completed" && job.result) {
     page.live?.stop();
     openChapter(job);
+  } else if (job.status === "cancelled" || job.status === "failed") {
+    // The service discarded the pages of a job that did not finish: so does the page.
+    page.live?.clear();
+    replace($("live-pages"));
+    $("live-pages").hidden = true;
   }
 }
 
 async function openChapter(job) {
-  const bookId = recall(job.job_id)?.book_id ?? $("book-id").value.trim();
+  const screen = page.screen;
+  const known = recall(job.job_id);
+  const bookId = known?.book_id ?? $("book-id").value.trim();
   try {
-    await showChapter(page.api, $("chapter-view"), bookId, job.result.chapter_id);
+    const { view } = await chapterView(page.api, bookId, job.result.chapter_id, {
+      onDelete: deleteChapter,
+    });
+    if (screen !== page.screen) return; // another job, or another user, is on screen now
+    replace($("chapter-view"), view);
     $("live-pages").hidden = true;
     $("chapter").hidden = false;
   } catch (error) {
-    const hint = error instanceof ApiError && error.status === 404
-      ? ` (this browser did not create the job: enter its book above and open it again)`
-      : "";
+    if (screen !== page.screen) return;
+    let hint = "";
+    if (error instanceof ApiError && error.status === 404) {
+      hint = known
+        ? " (it was deleted)"
+        : " (this browser did not create the job: enter its book above and open it again)";
+    }
     showError(`Could not open the chapter: ${describe(error)}${hint}`);
   }
 }
 
+/** "Delete chapter" in the reader: the chapter, its pages' images and text; the job stays. */
+async function deleteChapter(chapter, path) {
+  const question =
+    `Delete the chapter "${chapter.title}"?\n\n` +
+    `Its ${chapter.total_pages} pages are deleted for good: their images and their text. ` +
+    "The job stays in My jobs, and the uploaded PDF is kept.";
+  if (!window.confirm(question)) return;
+  showError(null);
+  try {
+    await page.api.delete(path);
+  } catch (error) {
+    showError(`Could not delete the chapter: ${describe(error)}`);
+    return;
+  }
+  $("chapter").hidden = true;
+  replace($("chapter-view"));
+  showNotice(`Deleted the chapter "${chapter.title}".`);
+}
+
 function openJob(job) {
   showError(null);
+  showNotice(null);
   watchJob(job);
   $("job").scrollIntoView({ block: "start" });
 }
@@ -226,13 +332,49 @@ async function cancelJob(job) {
   refreshJobs();
 }
 
-$("cancel").addEventListener("click", () => page.job && cancelJob(page.job));
-
-function refreshJobs() {
-  page.jobs?.load().catch((error) => showError(`Could not list jobs: ${describe(error)}`));
+/** "Delete" in My jobs (a finished job): the job's record only; its chapter stays. */
+async function deleteJob(job) {
+  const name = recall(job.job_id)?.filename ?? `job ${job.job_id}`;
+  const kept =
+    job.status === "completed"
+      ? "Its chapter stays (delete it from the chapter itself: Read, then Delete chapter)."
+      : `It made no chapter: its pages were discarded when it was ${job.status}.`;
+  const question =
+    `Delete ${name} from My jobs?\n\n` +
+    `Only the job's record is deleted. ${kept} The uploaded PDF is kept.`;
+  if (!window.confirm(question)) return;
+  showError(null);
+  try {
+    await page.api.delete(`${JOBS}/${encodeURIComponent(job.job_id)}`);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) {
+      showError(`Could not delete the job: ${describe(error)}`);
+      return;
+    }
+  }
+  page.jobs?.drop(job.job_id);
+  if (page.job?.job_id === job.job_id) {
+    stopWatching();
+    page.job = null;
+    page.screen += 1;
+    $("job").hidden = true;
+  }
+  showNotice(`Deleted ${name} from My jobs.`);
 }
 
-$("refresh-jobs").addEventListener("click", refreshJobs);
+$("cancel").addEventListener("click", () => page.job && cancelJob(page.job));
+
+/** Read the list again; resolves to its jobs (null when it was not shown, or failed). */
+function refreshJobs() {
+  const jobs = page.jobs;
+  if (!jobs) return Promise.resolve(null);
+  return jobs.load().catch((error) => {
+    if (jobs === page.jobs) showError(`Could not list jobs: ${describe(error)}`);
+    return null;
+  });
+}
+
+$("refresh-jobs").addEventListener("click", () => refreshJobs());
 
 start().catch((error) => {
   $("loading").hidden = true;

@@ -35,6 +35,7 @@ export class LivePages {
     this.container = container;
     this.shown = new Map(); // page_number -> figure
     this.timer = null;
+    this.stopped = false;
     replace(container);
   }
 
@@ -57,13 +58,14 @@ export class LivePages {
     const path = `${JOBS}/${encodeURIComponent(this.jobId)}/pages`;
     for (let offset = 0; ; offset += PAGE_BATCH) {
       const { body } = await this.api.get(`${path}?offset=${offset}&limit=${PAGE_BATCH}`);
+      if (this.stopped) return;
       for (const page of body.items) this.show(page);
       if (body.items.length < PAGE_BATCH) return;
     }
   }
 
   show(page) {
-    if (this.shown.has(page.page_number)) return;
+    if (this.stopped || this.shown.has(page.page_number)) return;
     const figure = pageFigure(page, page.thumbnail_url || page.background_url);
     // In page order, whatever order they were stored in.
     const after = [...this.shown.keys()].filter((n) => n > page.page_number).sort((a, b) => a - b)[0];
@@ -71,14 +73,27 @@ export class LivePages {
     this.shown.set(page.page_number, figure);
   }
 
+  /** Show no more pages (reads still on their way are dropped). */
   stop() {
+    this.stopped = true;
     clearTimeout(this.timer);
     this.timer = null;
   }
+
+  /** Stop, and take the pages shown off the screen (a cancelled or failed job kept none). */
+  clear() {
+    this.stop();
+    this.shown.clear();
+    replace(this.container);
+  }
 }
 
-/** A finished chapter: its title, file name and pages, each with a toggle to its text. */
-export async function showChapter(api, container, bookId, chapterId) {
+/**
+ * A finished chapter: its title, file name and pages, each with a toggle to its text, and a
+ * "Delete chapter" button that calls `onDelete(chapter, path)` (path: the chapter's API path).
+ * Resolves to {chapter, view}; the caller puts the view on screen if it still wants it.
+ */
+export async function chapterView(api, bookId, chapterId, { onDelete } = {}) {
   const base = `/api/v1/books/${encodeURIComponent(bookId)}/chapters/${encodeURIComponent(chapterId)}`;
   const { body: chapter } = await api.get(base);
   const pages = chapter.pages.map((page) => {
@@ -87,8 +102,13 @@ export async function showChapter(api, container, bookId, chapterId) {
     toggle.addEventListener("click", () => toggleText(api, base, page, text, toggle));
     return pageFigure(page, page.background_url, [toggle, text]);
   });
-  replace(
-    container,
+  const remove = onDelete
+    ? el("button", { type: "button", "data-action": "delete-chapter" }, "Delete chapter")
+    : null;
+  remove?.addEventListener("click", () => onDelete(chapter, base));
+  const view = el(
+    "div",
+    {},
     el(
       "header",
       { class: "chapter-head" },
@@ -102,11 +122,16 @@ export async function showChapter(api, container, bookId, chapterId) {
         el("span", {}, chapter.book_id),
         chapter.repaired ? " · repaired: some pages may be incomplete" : "",
       ),
-      chapter.pdf_url ? el("a", { href: chapter.pdf_url, rel: "noopener" }, "Open the PDF") : null,
+      el(
+        "p",
+        { class: "row" },
+        chapter.pdf_url ? el("a", { href: chapter.pdf_url, rel: "noopener" }, "Open the PDF") : null,
+        remove,
+      ),
     ),
     el("div", { class: "pages chapter-pages" }, pages),
   );
-  return chapter;
+  return { chapter, view };
 }
 
 async function toggleText(api, base, page, text, toggle) {

@@ -4,6 +4,8 @@
 // cannot be held. Polling honours Retry-After and backs off while the API is unreachable
 // (no answer, 502, 503, 504), saying "Reconnecting..."; once a poll gets through, the stream is
 // tried again (with its own backoff, so a proxy that cannot stream costs one try a minute).
+// A job that stops moving (its worker died: the job stays "processing" until the sweeper hands
+// it to another worker, STALE_AFTER_S later) is reported through onStall.
 
 import { ApiError, JOBS } from "./api.js";
 
@@ -12,9 +14,17 @@ const MAX_BACKOFF_MS = 30_000;
 const MAX_STREAM_RETRY_MS = 60_000;
 const MAX_STATES = 1000;
 
+/**
+ * Seconds without progress (a new status, percentage or message, or a stored page) before the
+ * watch reports a stall. The service's sweeper hands a dead worker's job on after STALE_AFTER_S
+ * (60 s by default), so a note after 20 s tells a user why the count froze well before that.
+ */
+export const STALL_AFTER_S = 20;
+
 /** What the page did to follow jobs, for people and tests (window.pcj.stats). */
 export const stats = {
   streamsOpened: 0,
+  streamsOpen: 0, // EventSources not closed yet
   streamProgressEvents: 0,
   streamPageEvents: 0,
   streamFailures: 0,
@@ -26,13 +36,21 @@ export const stats = {
 
 export class JobWatch {
   /**
-   * handlers: onState(job, via), onPage(pageEvent), onConnection(text), onError(message).
+   * handlers: onState(job, via), onPage(pageEvent), onConnection(text), onError(message),
+   * onStall(stalled, job): true after `stallAfterS` seconds without progress while the API
+   * answers, false as soon as progress arrives (or the watch stops).
+   * @param {{pollIntervalS?: number, stallAfterS?: number}} [options]
    */
-  constructor(api, jobId, handlers, pollIntervalS = 2) {
+  constructor(api, jobId, handlers, { pollIntervalS = 2, stallAfterS = STALL_AFTER_S } = {}) {
     this.api = api;
     this.jobId = jobId;
     this.handlers = handlers;
     this.intervalMs = pollIntervalS * 1000;
+    this.stallAfterMs = stallAfterS * 1000;
+    this.stallTimer = null;
+    this.stalled = false;
+    this.lastJob = null;
+    this.pagesSeen = new Set(); // a reconnected stream sends the stored pages again: no progress
     this.source = null;
     this.timer = null;
     this.etag = null;
@@ -47,6 +65,7 @@ export class JobWatch {
   }
 
   start() {
+    this.progressed();
     this.openStream();
   }
 
@@ -54,12 +73,35 @@ export class JobWatch {
     this.done = true;
     this.closeStream();
     clearTimeout(this.timer);
+    clearTimeout(this.stallTimer);
+    this.setStalled(false);
+  }
+
+  /** The job moved: clear a reported stall and count again from now. */
+  progressed() {
+    this.setStalled(false);
+    clearTimeout(this.stallTimer);
+    if (!this.done) this.stallTimer = setTimeout(() => this.stallDue(), this.stallAfterMs);
+  }
+
+  stallDue() {
+    if (this.done) return;
+    // While polls fail, "Reconnecting..." is the news: the job may well be moving.
+    if (this.failures > 0) this.progressed();
+    else this.setStalled(true);
+  }
+
+  setStalled(stalled) {
+    if (stalled === this.stalled) return;
+    this.stalled = stalled;
+    this.handlers.onStall?.(stalled, this.lastJob);
   }
 
   closeStream() {
     if (this.source) {
       this.source.close();
       this.source = null;
+      stats.streamsOpen -= 1;
     }
   }
 
@@ -76,6 +118,7 @@ export class JobWatch {
     const source = new EventSource(`${this.path}/events?token=${encodeURIComponent(token)}`);
     this.source = source;
     stats.streamsOpened += 1;
+    stats.streamsOpen += 1;
     source.addEventListener("open", () => this.handlers.onConnection("Live"));
     source.addEventListener("progress", (event) => {
       stats.streamProgressEvents += 1;
@@ -84,7 +127,12 @@ export class JobWatch {
     });
     source.addEventListener("page", (event) => {
       stats.streamPageEvents += 1;
-      this.handlers.onPage(JSON.parse(event.data));
+      const page = JSON.parse(event.data);
+      if (!this.pagesSeen.has(page.page_number)) {
+        this.pagesSeen.add(page.page_number);
+        this.progressed();
+      }
+      this.handlers.onPage(page);
     });
     source.addEventListener("error", () => {
       if (this.source !== source || this.done) return;
@@ -135,6 +183,7 @@ export class JobWatch {
         return;
       }
       this.failures += 1;
+      this.setStalled(false);
       const backoff = Math.min(this.intervalMs * 2 ** this.failures, MAX_BACKOFF_MS);
       if (error.unreachable) this.handlers.onConnection("Reconnecting...");
       else this.handlers.onConnection(`Retrying: ${error.message}`);
@@ -143,6 +192,15 @@ export class JobWatch {
   }
 
   state(job, via) {
+    if (this.done) return; // an answer that arrived after stop()
+    const last = this.lastJob;
+    this.lastJob = job;
+    const moved =
+      !last ||
+      last.status !== job.status ||
+      last.progress !== job.progress ||
+      last.message !== job.message;
+    if (moved) this.progressed();
     stats.states.push({ status: job.status, progress: job.progress, via });
     if (stats.states.length > MAX_STATES) stats.states.splice(0, stats.states.length - MAX_STATES);
     this.handlers.onState(job, via);

@@ -15,9 +15,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from devstack.embedded import free_port
+from devstack.token import emulator_token
 from service.settings import Settings
 from tests.conftest import PROJECT_ID, REPO_ROOT
 from tests.server import granian_api
@@ -89,6 +91,11 @@ class Api:
         if self._server is not None:
             server, self._server = self._server, None
             server.__exit__(None, None, None)
+
+    def call(self, method: str, path: str, user: str = "alice") -> httpx.Response:
+        """One request as ``user`` (a development token), to check what the page did."""
+        headers = {"Authorization": f"Bearer {emulator_token(user, PROJECT_ID)}"}
+        return httpx.request(method, self.url + path, headers=headers, timeout=30)
 
 
 @pytest.fixture

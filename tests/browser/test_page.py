@@ -3,72 +3,20 @@ stream, read the chapter; the API stopped under it; file names and titles that c
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.browser.steps import (
+    images_loaded,
+    job_requests,
+    sign_in,
+    stats,
+    text_of,
+    upload,
+    visible,
+    wait,
+)
 from tests.pdfs import text_pdf
-
-JOB_TIMEOUT_S = 180  # a loaded 2-core machine renders slowly; nothing here asserts on time
-
-
-def wait(driver: Any, condition: Any, timeout: float = JOB_TIMEOUT_S, message: str = "") -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message)
-
-
-def visible(element_id: str) -> Any:
-    return lambda driver: (
-        not driver.execute_script("return document.getElementById(arguments[0]).hidden", element_id)
-    )
-
-
-def text_of(driver: Any, element_id: str) -> str:
-    text: str = driver.execute_script(
-        "return document.getElementById(arguments[0]).textContent", element_id
-    )
-    return text
-
-
-def sign_in(driver: Any, url: str, user: str = "alice") -> None:
-    driver.get(url + "/")
-    wait(driver, visible("dev-sign-in"), 30, "no development sign-in offered")
-    field = driver.find_element(By.ID, "dev-user")
-    field.clear()
-    field.send_keys(user)
-    driver.find_element(By.CSS_SELECTOR, "#dev-sign-in button[type=submit]").click()
-    wait(driver, visible("app"), 30, "sign-in did not open the page")
-
-
-def upload(driver: Any, pdf: Path) -> None:
-    driver.find_element(By.ID, "file").send_keys(str(pdf))
-    driver.find_element(By.ID, "upload-button").click()
-
-
-def stats(driver: Any) -> dict[str, Any]:
-    result: dict[str, Any] = driver.execute_script("return window.pcj.stats")
-    return result
-
-
-def job_requests(driver: Any) -> list[str]:
-    """The URLs of the page's requests under /api/v1/books/jobs/, as the browser recorded them."""
-    urls: list[str] = driver.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name)"
-        ".filter(n => n.includes('/api/v1/books/jobs/'))"
-    )
-    return urls
-
-
-def images_loaded(driver: Any) -> list[int]:
-    """Scroll each chapter page image into view (they are lazy) and return naturalWidths."""
-    widths: list[int] = []
-    for image in driver.find_elements(By.CSS_SELECTOR, "#chapter-view .page img"):
-        driver.execute_script("arguments[0].scrollIntoView()", image)
-        wait(driver, lambda _, image=image: image.get_property("complete"), 30, "image not loaded")
-        widths.append(image.get_property("naturalWidth"))
-    return widths
 
 
 def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(
@@ -77,7 +25,7 @@ def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(
     pdf = tmp_path / "four-pages.pdf"
     pdf.write_bytes(text_pdf(4, title="Four pages"))
     start_worker()
-    sign_in(page, api.url)
+    sign_in(page, api.url + "/")
 
     upload(page, pdf)
     wait(page, visible("chapter"), message="the chapter never showed")
@@ -122,7 +70,7 @@ def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(
 def test_page_reconnects_while_the_api_is_down_then_finishes(page, api, start_worker, tmp_path):
     pdf = tmp_path / "three-pages.pdf"
     pdf.write_bytes(text_pdf(3))
-    sign_in(page, api.url)
+    sign_in(page, api.url + "/")
     upload(page, pdf)
     # No worker yet: the job waits, pending, and the page holds its stream.
     wait(page, lambda d: text_of(d, "connection") == "Live", 60, "the stream never opened")
@@ -150,7 +98,7 @@ def test_file_names_and_titles_with_html_are_shown_as_text(page, api, start_work
     pdf = tmp_path / name
     pdf.write_bytes(text_pdf(1, title=title))
     start_worker()
-    sign_in(page, api.url)
+    sign_in(page, api.url + "/")
 
     upload(page, pdf)
     wait(page, visible("chapter"), message="the chapter never showed")
