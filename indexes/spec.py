@@ -8,8 +8,9 @@ from pymongo import IndexModel
 
 from service.settings import Settings
 from service.store.documents import DOCUMENT_MODELS, PdfChapterJob
+from service.store.files import BUCKET as UPLOADS_BUCKET
+from service.store.grid_writer import CHUNKS_INDEX, bucket_indexes
 from service.store.gridfs_page_store import BUCKET as PAGE_IMAGES_BUCKET
-from service.store.gridfs_page_store import CHUNKS_INDEX as PAGE_IMAGE_CHUNKS_INDEX
 from service.store.quota import QUOTA_INDEXES
 
 Specification = dict[str, list[IndexModel]]
@@ -39,7 +40,9 @@ def specification(settings: Settings) -> Specification:
     spec[collection_name(PdfChapterJob)].append(job_ttl_index(settings))
     for name, indexes in QUOTA_INDEXES.items():  # GridFS files: per-user byte sums
         spec.setdefault(name, []).extend(indexes)
-    # Page images are written chunk by chunk by the store, not by the GridFS driver (which
-    # would create this index itself), so the index is ours to keep.
-    spec[f"{PAGE_IMAGES_BUCKET}.chunks"] = [PAGE_IMAGE_CHUNKS_INDEX]
+    # Uploads and page images are written chunk by chunk, not by the GridFS driver (which
+    # would create these indexes itself), so they are ours to keep.
+    for name, indexes in bucket_indexes(UPLOADS_BUCKET).items():
+        spec.setdefault(name, []).extend(indexes)
+    spec[f"{PAGE_IMAGES_BUCKET}.chunks"] = [CHUNKS_INDEX]
     return spec

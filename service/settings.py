@@ -18,8 +18,8 @@ EMBEDDED_MONGO_PORT = 27018
 EMBEDDED_REDIS_PORT = 6380
 # Signs page image URLs in development only: refused when APP_ENV=production.
 DEVELOPMENT_PAGE_URL_SECRET = "development-only-page-url-secret"  # noqa: S105 (public on purpose)
-# The shortest STREAM_TOKEN_SECRET production accepts.
-MIN_STREAM_SECRET_LENGTH = 32
+# The shortest signing secret (STREAM_TOKEN_SECRET, PAGE_URL_SECRET) production accepts.
+MIN_SECRET_LENGTH = 32
 
 
 class AppEnv(StrEnum):
@@ -239,7 +239,7 @@ class Settings(BaseSettings):
             raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together")
         if self.app_env is AppEnv.production:
             secret = self.page_url_secret.get_secret_value()
-            if secret == DEVELOPMENT_PAGE_URL_SECRET or len(secret) < 32:
+            if secret == DEVELOPMENT_PAGE_URL_SECRET or len(secret) < MIN_SECRET_LENGTH:
                 raise ValueError(
                     "PAGE_URL_SECRET must be set to a random value of at least 32 characters "
                     "when APP_ENV=production (it signs page image URLs); e.g. "
@@ -284,10 +284,10 @@ class Settings(BaseSettings):
     def _stream_secret_in_production(self) -> Settings:
         secret = self.stream_token_secret
         if self.app_env is AppEnv.production and (
-            secret is None or len(secret.get_secret_value()) < MIN_STREAM_SECRET_LENGTH
+            secret is None or len(secret.get_secret_value()) < MIN_SECRET_LENGTH
         ):
             raise ValueError(
-                f"STREAM_TOKEN_SECRET must be {MIN_STREAM_SECRET_LENGTH} or more random characters "
+                f"STREAM_TOKEN_SECRET must be {MIN_SECRET_LENGTH} or more random characters "
                 "when APP_ENV=production: it signs the event streams' tokens"
             )
         return self

@@ -76,9 +76,14 @@ NOT_FOUND = {
 }
 
 
-async def _owned_chapter(book_id: str, chapter_id: str, user_id: str) -> dict[str, Any]:
+async def _owned_chapter(
+    book_id: str, chapter_id: str, user_id: str, fields: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """The caller's chapter (``fields``: a projection; the whole document, pages included,
+    runs to hundreds of KB for a long chapter)."""
     doc: dict[str, Any] | None = await BookChapter.get_pymongo_collection().find_one(
-        {"chapter_id": chapter_id, "book_id": book_id, "user_id": user_id}, {"_id": 0}
+        {"chapter_id": chapter_id, "book_id": book_id, "user_id": user_id},
+        {"_id": 0, **(fields or {})},
     )
     if doc is None:  # someone else's chapter is "not found" too: ids are not to be probed
         raise NotFound(f"Chapter {chapter_id[:64]} not found")
@@ -138,7 +143,7 @@ class ChapterController(Controller):
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
     ) -> PageListOut:
-        chapter = await _owned_chapter(book_id, chapter_id, principal.user_id)
+        chapter = await _owned_chapter(book_id, chapter_id, principal.user_id, {"job_id": 1})
         chunks = DocumentChunk.get_pymongo_collection()
         query = {"chapter_id": chapter_id, "job_id": chapter["job_id"]}
         fields = {"content": 1, "chunk_index": 1, "image": 1, "thumbnail": 1, "has_text": 1}

@@ -67,7 +67,7 @@ from service.settings import Settings
 from service.store.chapters import page_entry
 from service.store.documents import DocumentChunk, JobDoc, PdfChapterJob
 from service.store.feed import Closed, JobFeed, Kind, Subscription
-from service.store.job_store import canonical_job_id, get_job
+from service.store.job_store import canonical_job_id
 
 log = logging.getLogger("service.events")
 
@@ -363,7 +363,11 @@ class JobEventController(Controller):
         # Subscribed before the read, so nothing written after the read can be missed.
         subscription = feed.subscribe(canonical, principal.user_id)
         try:
-            doc = owned_job(await get_job(canonical, JOB_STATUS_FIELDS), canonical, principal)
+            # The polls' coalesced reader: after a resync every client reconnects at once. It
+            # sends this read in a query of its own or a later one, never one already sent, so
+            # the subscription above still comes first.
+            current = await services.readers.status.read(canonical)
+            doc = owned_job(current, canonical, principal)
             version = int(doc.get("version", 0))
             finished = JobStatus(doc["status"]).is_terminal
             if finished:

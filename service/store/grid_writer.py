@@ -10,6 +10,10 @@ The documents are GridFS's own (``<bucket>.files``: ``_id``, ``length``, ``chunk
 ``uploadDate``, ``filename``, ``metadata``; ``<bucket>.chunks``: ``files_id``, ``n``, ``data``),
 so ``AsyncGridFSBucket`` reads, streams and deletes them as usual. The files document is inserted
 last: until ``close`` a reader cannot find the file, and ``abort`` removes the chunks written.
+
+The driver creates a bucket's indexes on its first write; chunks written here never pass through
+it, so ``bucket_indexes`` are kept by ``python -m indexes sync`` instead (the API creates no index
+at run time).
 """
 
 from __future__ import annotations
@@ -17,11 +21,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pymongo
 from bson import Binary, Int64
+from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.domain.job import utcnow
+
+# The indexes every GridFS reader relies on, with the driver's names. The unique (files_id, n)
+# also stops a retried insert from duplicating a chunk.
+CHUNKS_INDEX = IndexModel([("files_id", 1), ("n", 1)], unique=True, name="files_id_1_n_1")
+FILES_INDEX = IndexModel([("filename", 1), ("uploadDate", 1)], name="filename_1_uploadDate_1")
+
+
+def bucket_indexes(bucket: str) -> dict[str, list[IndexModel]]:
+    """The indexes of GridFS bucket ``bucket``, by collection."""
+    return {f"{bucket}.chunks": [CHUNKS_INDEX], f"{bucket}.files": [FILES_INDEX]}
 
 
 class GridWriter:
@@ -45,23 +59,9 @@ class GridWriter:
         self._chunk_size = chunk_size
         self._pending = bytearray()  # less than one chunk between writes
         self._chunk_number = 0
-        self._indexed = False
         self.length = 0
 
-    async def _ensure_indexes(self) -> None:
-        # The indexes GridFS drivers create on first write; no-ops when they exist. Without the
-        # unique (files_id, n) a retried insert could duplicate a chunk.
-        if not self._indexed:
-            await self._chunks.create_index(
-                [("files_id", pymongo.ASCENDING), ("n", pymongo.ASCENDING)], unique=True
-            )
-            await self._files.create_index(
-                [("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)]
-            )
-            self._indexed = True
-
     async def _insert_chunk(self, data: bytes) -> None:
-        await self._ensure_indexes()
         await self._chunks.insert_one(
             {"files_id": self._file_id, "n": self._chunk_number, "data": Binary(data)}
         )
@@ -83,7 +83,6 @@ class GridWriter:
             chunk = bytes(self._pending)
             self._pending.clear()
             await self._insert_chunk(chunk)
-        await self._ensure_indexes()
         await self._files.insert_one(
             {
                 "_id": self._file_id,

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from bson import Binary
 from gridfs.asynchronous.grid_file import AsyncGridFSBucket, AsyncGridOut
 from gridfs.errors import CorruptGridFile, NoFile
-from pymongo import IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
@@ -32,9 +31,6 @@ from service.store.page_images import Backend, PageImage, PageStoreError, PageSt
 
 BUCKET = "page_images"
 CHUNK_SIZE = 255 * 1024  # GridFS's default: a 150 KB page is one chunk
-# The index every GridFS reader relies on (the driver's name for it); `python -m indexes sync`
-# creates it, since this module writes chunks itself rather than through the driver.
-CHUNKS_INDEX = IndexModel([("files_id", 1), ("n", 1)], unique=True, name="files_id_1_n_1")
 # Concurrent puts of one key conflict inside MongoDB; the loser retries after a short random
 # pause. Retries of one page race at most a few times, so this bound is never the limit.
 PUT_ATTEMPTS = 8

@@ -171,13 +171,7 @@ async def create_job(
         user_id=user_id,
         book_id=book_id,
         file_id=file_id,
-        title=options.title,
-        content_mode=options.content_mode,
-        slug=options.slug,
-        order_index=options.order_index,
-        parent_id=options.parent_id,
-        is_published=options.is_published,
-        is_preview_free=options.is_preview_free,
+        **dataclasses.asdict(options),  # the job keeps every option under its own name
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint if idempotency_key else None,
     )
