@@ -20,13 +20,19 @@ from itertools import accumulate
 
 from litestar import Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from service.api.dependencies import ServicesDep
 from service.api.metrics_token import require_metrics_token
 from service.api.state import Services
 from service.domain.job import JobStatus
 from service.store.documents import PdfChapterJob
+from service.store.feed import JobFeed
 from service.store.reader import ReadCounts
 
 log = logging.getLogger("service.metrics")
@@ -116,6 +122,43 @@ JOB_READS = ReadCounts()
 REGISTRY.register(JobReadMetrics(JOB_READS))
 
 
+class FeedMetrics:
+    """The event streams of this process (service/store/feed.py): how many are open, what the
+    change feed read and fanned out, the streams dropped for not reading, the resyncs."""
+
+    def __init__(self) -> None:
+        self.feed: JobFeed | None = None  # this process's, set at each scrape
+
+    def collect(self) -> Iterator[Metric]:
+        feed = self.feed
+        if feed is None:
+            return
+        counts = feed.counts
+        yield GaugeMetricFamily(
+            "pcj_event_streams", "Event streams open in this process", value=feed.subscriptions
+        )
+        yield CounterMetricFamily(
+            "pcj_feed_changes", "Job and page changes the feed read", value=counts.changes
+        )
+        yield CounterMetricFamily(
+            "pcj_feed_events", "Events offered to open streams", value=counts.events
+        )
+        yield CounterMetricFamily(
+            "pcj_feed_dropped_streams",
+            "Streams dropped for falling STREAM_QUEUE_LIMIT events behind",
+            value=counts.dropped,
+        )
+        yield CounterMetricFamily(
+            "pcj_feed_resyncs",
+            "Re-reads of every subscribed job after a break",
+            value=counts.resyncs,
+        )
+
+
+FEED = FeedMetrics()
+REGISTRY.register(FEED)
+
+
 JOBS = Gauge("pcj_jobs", "Jobs in MongoDB by status", ["status"])
 QUEUE_DEPTH = Gauge("pcj_queue_depth", "Entries waiting in the arq queue")
 SCRAPE_ERRORS = Gauge(
@@ -152,4 +195,5 @@ async def refresh(services: Services) -> None:
 async def metrics(services: ServicesDep) -> Response[bytes]:
     """Prometheus text format; ``Authorization: Bearer <METRICS_TOKEN>`` when that is set."""
     await refresh(services)
+    FEED.feed = services.feed
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

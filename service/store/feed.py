@@ -169,7 +169,7 @@ class _Topic:
 
 
 class FeedCounts:
-    """What the feed did, for benchmarks and ``/metrics``."""
+    """What the feed did, exported on ``/metrics`` (service/api/metrics.py)."""
 
     __slots__ = ("changes", "dropped", "events", "resyncs")
 

@@ -165,3 +165,22 @@ def test_production_refuses_to_start_without_a_metrics_token():
         Settings(**production, metrics_token="short")
 
     assert Settings(**production, metrics_token=TOKEN).metrics_token.get_secret_value() == TOKEN
+
+
+async def test_metrics_count_open_event_streams_and_what_the_feed_did(app, client, job_factory):
+    job = await job_factory()
+    feed = app.state.services.feed
+
+    before = (await client.get("/metrics")).text
+    subscription = feed.subscribe(job.job_id, "alice")
+    try:
+        during = (await client.get("/metrics")).text
+    finally:
+        subscription.close()
+    after = (await client.get("/metrics")).text
+
+    assert "pcj_event_streams 0.0" in before
+    assert "pcj_event_streams 1.0" in during
+    assert "pcj_event_streams 0.0" in after
+    for series in ("changes", "events", "dropped_streams", "resyncs"):
+        assert f"pcj_feed_{series}_total " in during
