@@ -42,26 +42,30 @@ def render_options(settings: Settings, *, images: bool) -> RenderOptions:
     )
 
 
-async def _put(store: PageStore, key: str, image: PageImage) -> Doc:
-    # A put overwrites its own key, so a MongoDB outage (GridFS) is waited out, not fatal.
-    await Patience().call(
-        lambda: store.put(key, image.data, image.media_type), "store a page image"
-    )
+async def _put(store: PageStore, key: str, image: PageImage, patience: Patience) -> Doc:
+    # A put overwrites its own key, so an outage of the store is waited out, not fatal; on the
+    # run's patience, so that a time limit spent waiting hands the job back instead of failing it.
+    await patience.call(lambda: store.put(key, image.data, image.media_type), "store a page image")
     return {"key": key, "width": image.width, "height": image.height}
 
 
 async def store_page(
-    store: PageStore, chapter_id: str, page: RenderedPage, options: RenderOptions
+    store: PageStore,
+    chapter_id: str,
+    page: RenderedPage,
+    options: RenderOptions,
+    patience: Patience,
 ) -> StoredPage:
     """Put a rendered page's image and thumbnail (idempotent: a retried page overwrites its
     own keys); what its chunk records."""
     number = page.index + 1
     image = thumbnail = None
     if page.image is not None:
-        image = await _put(store, page_key(chapter_id, number, options.image_format), page.image)
+        key = page_key(chapter_id, number, options.image_format)
+        image = await _put(store, key, page.image, patience)
     if page.thumbnail is not None:
         key = thumbnail_key(chapter_id, number, options.image_format)
-        thumbnail = await _put(store, key, page.thumbnail)
+        thumbnail = await _put(store, key, page.thumbnail, patience)
     return StoredPage(
         index=page.index,
         text=page.text,
@@ -88,10 +92,12 @@ async def process_pages(
     chapter_id: str,
     options: RenderOptions,
     on_stored: Callable[[list[StoredPage], list[Doc]], Awaitable[None]],
+    patience: Patience,
 ) -> None:
     """Render every page and store it; ``on_stored`` gets each batch of stored pages (and their
-    problems) to write and report. An exception from it (the lease lost, a failed write) stops
-    the rendering and cancels the uploads in flight."""
+    problems) to write and report; puts wait out a store outage on ``patience`` (the run's).
+    An exception from it (the lease lost, a failed write) stops the rendering and cancels the
+    uploads in flight."""
     slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
     in_flight: set[asyncio.Task[tuple[StoredPage, Doc | None]]] = set()
     done: list[tuple[StoredPage, Doc | None]] = []
@@ -99,7 +105,8 @@ async def process_pages(
 
     async def upload(page: RenderedPage) -> tuple[StoredPage, Doc | None]:
         try:
-            return await store_page(store, chapter_id, page, options), page_problem(page)
+            stored = await store_page(store, chapter_id, page, options, patience)
+            return stored, page_problem(page)
         finally:
             slots.release()
 

@@ -246,7 +246,9 @@ async def _run(
                         page_errors=problems,
                     )
 
-                await process_pages(pool, store, path, total, chapter_id, options, on_stored)
+                await process_pages(
+                    pool, store, path, total, chapter_id, options, on_stored, run.patience
+                )
         except TimeoutError:
             if not deadline.expired():
                 raise

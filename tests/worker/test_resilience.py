@@ -8,6 +8,9 @@ import signal
 import subprocess
 import sys
 
+from pydantic import SecretStr
+
+from devstack.embedded import free_port
 from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
 from service.store.doorbell import create_queue
 from service.store.page_images import create_page_store
@@ -288,3 +291,42 @@ async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
     assert await chapters.count_documents({"chapter_id": chapter_id}) == 1
     assert await chunks.count_documents({"job_id": job["job_id"]}) == pages
     assert await chunks.count_documents({"chapter_id": chapter_id}) == pages
+
+
+async def test_time_limit_spent_waiting_for_the_page_store_hands_the_job_back(
+    app, settings, submit
+):
+    """The page store unreachable while a job renders (an S3 endpoint where nothing listens):
+    its puts wait, and when the time limit runs out the job goes back to the queue, as for a
+    MongoDB outage, instead of failing as "timed out" by no fault of the PDF."""
+    job = await submit(text_pdf(3))  # pdf_pages: every page has images to store
+    away = settings.model_copy(
+        update={
+            "page_store": "s3",
+            "s3_endpoint_url": f"http://127.0.0.1:{free_port()}",
+            "s3_bucket": "pages",
+            "s3_access_key_id": "key",
+            "s3_secret_access_key": SecretStr("secret"),
+            "job_time_limit_s": 3,
+        }
+    )
+    store = create_page_store(away, app.state.services.mongo.db)
+    try:
+        async with create_render_pool(away) as pool:
+            outcome = await process_pdf_chapter(
+                {
+                    "settings": away,
+                    "render_pool": pool,
+                    "page_store": store,
+                    "redis": app.state.services.queue,
+                },
+                job["job_id"],
+            )
+    finally:
+        await store.aclose()
+
+    handed_back = await _job(job["job_id"])
+    assert outcome == "released"
+    assert handed_back["status"] == "pending"
+    assert handed_back.get("error") is None
+    assert handed_back["attempts"] == 1
