@@ -27,6 +27,8 @@ from worker.retry import Patience
 BATCH_PAGES = 64
 BATCH_SECONDS = 0.05
 PUTS_IN_FLIGHT = 8  # image uploads at once per job
+# How long a run that stops (lease lost, time limit, shutdown) waits for its uploads in flight.
+SETTLE_S = 5.0
 
 Doc = dict[str, Any]
 
@@ -96,8 +98,8 @@ async def process_pages(
 ) -> None:
     """Render every page and store it; ``on_stored`` gets each batch of stored pages (and their
     problems) to write and report; puts wait out a store outage on ``patience`` (the run's).
-    An exception from it (the lease lost, a failed write) stops the rendering and cancels the
-    uploads in flight."""
+    An exception from it (the lease lost, a failed write) stops the rendering; the uploads in
+    flight end before this returns."""
     slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
     in_flight: set[asyncio.Task[tuple[StoredPage, Doc | None]]] = set()
     done: list[tuple[StoredPage, Doc | None]] = []
@@ -144,7 +146,20 @@ async def process_pages(
         if done:
             await flush()
     finally:
-        for task in in_flight:
+        await _settle(in_flight)
+
+
+async def _settle(uploads: set[asyncio.Task[Any]]) -> None:
+    """Let the uploads in flight end before the run goes on, and perhaps discards the chapter's
+    images. A PUT abandoned after its body was sent may still be committed by the store after
+    the discard has listed the chapter, leaving an image nobody deletes; so uploads are waited
+    for, and cancelled only after ``SETTLE_S`` (the store is then unreachable, and so is any
+    delete) or when the run is cancelled again while it waits."""
+    if not uploads:
+        return
+    try:
+        await asyncio.wait(uploads, timeout=SETTLE_S)
+    finally:
+        for task in uploads:
             task.cancel()
-        if in_flight:
-            await asyncio.gather(*in_flight, return_exceptions=True)
+        await asyncio.gather(*uploads, return_exceptions=True)

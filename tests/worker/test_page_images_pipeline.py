@@ -237,6 +237,113 @@ async def test_cancel_mid_render_removes_every_image_and_chunk(
     assert await BookChapter.get_pymongo_collection().count_documents({}) == 0
 
 
+class SentPutsLand:
+    """A page store whose PUTs land once sent, whatever their caller does next: a real S3 or
+    MongoDB server commits a request whose connection the client dropped, so cancelling the
+    caller takes nothing back. Each lands ``delay_s`` after it was sent."""
+
+    def __init__(self, store: PageStore, delay_s: float) -> None:
+        self._store = store
+        self._delay_s = delay_s
+        self.sent: set[asyncio.Task[None]] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        sent = asyncio.create_task(self._land(key, data, content_type))
+        self.sent.add(sent)
+        await asyncio.shield(sent)
+
+    async def _land(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.sleep(self._delay_s)
+        await self._store.put(key, data, content_type)
+
+
+async def test_cancel_leaves_no_image_from_puts_in_flight(
+    backend, submit, run_worker, auth_headers, monkeypatch
+):
+    stores: list[SentPutsLand] = []
+
+    def landing_store(worker_settings: Settings, db: Any) -> SentPutsLand:
+        stores.append(SentPutsLand(create_page_store(worker_settings, db), delay_s=0.05))
+        return stores[-1]
+
+    monkeypatch.setattr("worker.settings.create_page_store", landing_store)
+    job = await submit(drawing_pdf(40))
+    worker = asyncio.create_task(run_worker(**backend.overrides))
+    while await _chunks(job["job_id"]) == 0:
+        assert not worker.done(), "the job ended before any page was stored"
+        await asyncio.sleep(0.01)
+
+    cancelled = await backend.api.post(
+        f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice")
+    )
+    await worker
+    await asyncio.gather(*stores[0].sent)  # every put the worker sent has landed
+
+    assert cancelled.json()["status"] == "cancelled"
+    stored = await _job(job["job_id"])
+    assert stored["status"] == "cancelled"
+    assert len(stores[0].sent) > 0
+    assert await backend.images(stored["chapter_id"]) == 0
+    assert await _chunks(job["job_id"]) == 0
+
+
+class HungAfterPage:
+    """A page store that answers the puts of pages 1 to ``last`` once ``opened`` is set, and
+    never answers any other: the store hangs part-way through a job."""
+
+    def __init__(self, store: PageStore, last: int) -> None:
+        self._store = store
+        self._last = last
+        self.opened = asyncio.Event()
+        self.hung: list[str] = []  # keys whose put will never be answered
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        number = int(key.rsplit("-", 1)[1].split(".")[0])
+        if number > self._last:
+            self.hung.append(key)
+            await asyncio.Future()  # no answer, ever
+        await self.opened.wait()
+        await self._store.put(key, data, content_type)
+
+
+async def test_cancel_with_the_page_store_hung_still_ends_the_run(
+    app, client, submit, run_worker, auth_headers, monkeypatch
+):
+    stores: list[HungAfterPage] = []
+
+    def hanging_store(worker_settings: Settings, db: Any) -> HungAfterPage:
+        stores.append(HungAfterPage(create_page_store(worker_settings, db), last=3))
+        return stores[-1]
+
+    monkeypatch.setattr("worker.settings.create_page_store", hanging_store)
+    monkeypatch.setattr("worker.pages.SETTLE_S", 0.2)
+    job = await submit(drawing_pdf(40))
+    worker = asyncio.create_task(run_worker(progress_interval_s=0))
+    while not stores or not stores[0].hung:
+        assert not worker.done(), "the job ended before the store hung"
+        await asyncio.sleep(0.01)
+
+    cancelled = await client.post(f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice"))
+    # Pages 1-3 land now: their progress write finds the job cancelled, and the run stops with
+    # the puts of later pages still unanswered. Were it to wait for them unbounded, it would
+    # never end.
+    stores[0].opened.set()
+    await asyncio.wait_for(worker, timeout=60)
+
+    assert cancelled.json()["status"] == "cancelled"
+    stored = await _job(job["job_id"])
+    assert stored["status"] == "cancelled"
+    store = app.state.services.page_store
+    assert await store.count(chapter_prefix(stored["chapter_id"])) == 0
+    assert await _chunks(job["job_id"]) == 0
+
+
 async def test_render_crash_fails_the_job_and_leaves_no_images(
     backend, submit, run_worker, settings, monkeypatch
 ):
