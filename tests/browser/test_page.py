@@ -24,10 +24,13 @@ def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(
 ):
     pdf = tmp_path / "four-pages.pdf"
     pdf.write_bytes(text_pdf(4, title="Four pages"))
-    start_worker()
     sign_in(page, api.url + "/")
 
     upload(page, pdf)
+    # The worker starts once the page watches the job: a fast one could finish four pages
+    # before the stream opened, and the page would see only the end.
+    wait(page, lambda d: text_of(d, "connection") == "Live", 60, "the stream never opened")
+    start_worker()
     wait(page, visible("chapter"), message="the chapter never showed")
 
     seen = stats(page)

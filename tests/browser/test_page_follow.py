@@ -67,12 +67,14 @@ def test_running_jobs_row_follows_the_watched_job_without_rereading_the_list(
 ):
     pdf = tmp_path / "twenty-pages.pdf"
     pdf.write_bytes(text_pdf(20))
-    start_worker()
     sign_in(page, api.url + "/")
     wait(page, lambda d: list_reads(d) == 1, 60, "the list was never read")
     page.execute_script(RECORD_ROW)
 
     upload(page, pdf)
+    # The worker starts once the page watches the job, so that it sees the job run.
+    wait(page, lambda d: text_of(d, "connection") == "Live", 60, "the stream never opened")
+    start_worker()
     wait(page, visible("chapter"), message="the chapter never showed")
     job_id = listed_job_id(page, "twenty-pages.pdf")
     wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#job-list .job-completed"), 30)
@@ -111,8 +113,8 @@ def test_reloaded_page_follows_the_running_job_again(page, api, start_worker, tm
 
 
 def test_cancelled_job_leaves_no_pages_on_screen(page, api, start_worker, tmp_path):
-    pdf = tmp_path / "sixty-pages.pdf"
-    pdf.write_bytes(text_pdf(60))
+    pdf = tmp_path / "long.pdf"
+    pdf.write_bytes(text_pdf(400))  # long enough to be still running when Cancel is clicked
     start_worker()
     sign_in(page, api.url + "/")
     upload(page, pdf)
@@ -120,7 +122,7 @@ def test_cancelled_job_leaves_no_pages_on_screen(page, api, start_worker, tmp_pa
 
     page.find_element(By.ID, "cancel").click()
     wait(page, lambda d: text_of(d, "job-status") == "cancelled", 60, "the job was not cancelled")
-    job_id = listed_job_id(page, "sixty-pages.pdf")
+    job_id = listed_job_id(page, "long.pdf")
     wait(
         page,
         lambda _: api.call("GET", f"/api/v1/books/jobs/{job_id}/pages").json()["rendered"] == 0,

@@ -222,10 +222,14 @@ async def test_request_id_reaches_the_app_log(edge, api):
 
     assert given.headers["x-request-id"] == "edge-test-4711"
     generated = made.headers["x-request-id"]
-    await asyncio.sleep(0.2)
-    lines = [json.loads(line) for line in api[1].read_text().splitlines() if line.startswith("{")]
-    ids = {line.get("request_id") for line in lines if line.get("message") == "request"}
-    assert {"edge-test-4711", generated} <= ids
+
+    def logged_ids() -> set[str]:
+        text = api[1].read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        return {line.get("request_id") for line in lines if line.get("message") == "request"}
+
+    await _until(lambda: {"edge-test-4711", generated} <= logged_ids(), "the API log lines")
+    assert {"edge-test-4711", generated} <= logged_ids()
 
 
 async def test_access_log_is_json_without_the_token(edge):
@@ -234,9 +238,10 @@ async def test_access_log_is_json_without_the_token(edge):
         await client.get(
             "/api/v1/books/jobs/db67a850-1efd-41f7-88ed-b434ef108bc5", headers=token_headers
         )
-    await asyncio.sleep(0.2)
+    access_log = edge[1] / "logs" / "access.log"
+    await _until(lambda: "db67a850" in access_log.read_text(), "the access log line")
 
-    log = (edge[1] / "logs" / "access.log").read_text()
+    log = access_log.read_text()
     token = token_headers["Authorization"].split()[1]
     entries = [json.loads(line) for line in log.splitlines()]
     assert entries[-1]["path"] == "/api/v1/books/jobs/db67a850-1efd-41f7-88ed-b434ef108bc5"
@@ -330,3 +335,12 @@ def test_page_images_have_their_own_location_without_long_timeouts(tmp_path):
     assert "proxy_read_timeout 10s;" in block
     assert "120s" not in block
     assert "proxy_hide_header" not in block  # ETag and Cache-Control reach the browser
+
+
+async def _until(condition, what: str) -> None:
+    """Wait for a log line: a process writes it on its own schedule."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} never appeared")

@@ -128,10 +128,11 @@ async def test_verifier_cache_is_bounded(settings, cert_server):
 async def test_verifier_does_not_serve_a_cached_token_past_its_exp(settings, cert_server):
     verifier = TokenVerifier(settings)
     now = int(time.time())
-    header = f"Bearer {cert_server.token('alice', exp=now + 2)}"
+    # Five seconds: the first check (certificates fetched in a thread) ends well before exp.
+    header = f"Bearer {cert_server.token('alice', exp=now + 5)}"
     try:
         assert (await verifier.authenticate(header)).user_id == "alice"
-        await asyncio.sleep(max(0.0, now + 2.2 - time.time()))
+        await asyncio.sleep(max(0.0, now + 5.2 - time.time()))
         with pytest.raises(NotAuthenticated):
             await verifier.authenticate(header)
     finally:

@@ -39,6 +39,9 @@ API_ORIGIN = "http://testserver"  # the test client's: GridFS image URLs point a
 DPI = 150
 # Pages of book_pdf(), in order.
 DRAWING, RASTER, ROTATED, CJK, SCANNED, HUGE = range(6)
+# For tests that act while a job runs: one render process, so that a machine with many cores
+# does not finish 40 pages before the test has seen the job running.
+ONE_PROCESS = {"render_processes": 1}
 
 
 @dataclass
@@ -193,7 +196,7 @@ async def test_job_pages_are_listed_while_the_job_runs_and_after(
     job = await submit(drawing_pdf(40))
     pages_url = f"{JOBS}/{job['job_id']}/pages?limit=100"
     seen_running = []
-    worker = asyncio.create_task(run_worker())
+    worker = asyncio.create_task(run_worker(**ONE_PROCESS))
 
     while not worker.done():
         status = await client.get(f"{JOBS}/{job['job_id']}", headers=auth_headers("alice"))
@@ -218,7 +221,7 @@ async def test_cancel_mid_render_removes_every_image_and_chunk(
     backend, submit, run_worker, auth_headers
 ):
     job = await submit(drawing_pdf(40))
-    worker = asyncio.create_task(run_worker(**backend.overrides))
+    worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
     while await _chunks(job["job_id"]) == 0:
         assert not worker.done(), "the job ended before any page was stored"
         await asyncio.sleep(0.01)
@@ -271,7 +274,7 @@ async def test_cancel_leaves_no_image_from_puts_in_flight(
 
     monkeypatch.setattr("worker.settings.create_page_store", landing_store)
     job = await submit(drawing_pdf(40))
-    worker = asyncio.create_task(run_worker(**backend.overrides))
+    worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
     while await _chunks(job["job_id"]) == 0:
         assert not worker.done(), "the job ended before any page was stored"
         await asyncio.sleep(0.01)
