@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.domain import lifecycle
-from service.domain.job import utcnow
+from service.domain.job import JobStatus, utcnow
 from service.store.documents import JobDoc
 from service.store.job_store import APPLIED_FIELDS, apply, get_job
 from worker.retry import Patience
@@ -98,7 +98,7 @@ class Run:
         """The job, if an earlier attempt of this write reached MongoDB before its answer was
         lost (a retried ``complete`` then finds the job completed under this run's lease)."""
         doc = await get_job(self.job_id, APPLIED_FIELDS)
-        target = lifecycle.RULES[transition].target.value
+        target = lifecycle.leads_to(transition, JobStatus.processing).value
         if doc is not None and doc.get("lease_id") == self.lease_id and doc["status"] == target:
             return doc
         return None

@@ -5,6 +5,8 @@
   lost`` (``lose``). Both are guarded by the lease the sweeper saw and by the heartbeat still
   being stale, so a worker that wakes up in between keeps its job, and one that wakes up after
   finds its lease gone and changes nothing.
+- ``failed`` or ``cancelled`` and still ``discard_pending`` after ``STALE_AFTER_S``: its run died
+  before removing what it wrote, or the page store was down. Remove it (``discard``) now.
 - ``pending`` not started within ``PENDING_GRACE_S`` of its last ring: the doorbell was lost
   (Redis down at creation, Redis flushed). Ring it again (``ring``, once per sweeper); while
   Redis is down nothing is recorded, so the first sweep after it is back rings.
@@ -30,10 +32,9 @@ from service.domain import lifecycle
 from service.domain.job import JobStatus, new_id, utcnow
 from service.settings import Settings
 from service.store import lock
-from service.store.chapters import discard
 from service.store.doorbell import ring
 from service.store.failure import is_transient
-from service.store.job_store import apply, jobs
+from service.store.job_store import apply, discard, jobs
 from worker import metrics
 from worker.dependency import MONGODB
 
@@ -51,7 +52,7 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
     stale_before = now - timedelta(seconds=settings.stale_after_s)
     if not judge_heartbeats:
         stale_before = EPOCH  # no heartbeat is older: the stale pass finds nothing
-    counts = {"released": 0, "lost": 0, "rung": 0}
+    counts = {"released": 0, "lost": 0, "rung": 0, "discarded": 0}
 
     stale = jobs().find(
         {"status": JobStatus.processing.value, "heartbeat_at": {"$lt": stale_before}},
@@ -61,7 +62,7 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
         job_id, lease_id = doc["job_id"], doc.get("lease_id")
         if doc.get("attempts", 0) >= settings.job_max_attempts:
             if await apply(lifecycle.lose(job_id, lease_id, stale_before, WORKER_LOST, now)):
-                await discard(job_id, ctx["page_store"])  # a failed job keeps no pages
+                await _discard(job_id, ctx["page_store"])  # a failed job keeps no pages
                 counts["lost"] += 1
                 log.warning("job %s: failed, worker lost %d times", job_id, doc["attempts"])
         elif await apply(
@@ -85,9 +86,31 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
             break
         if await apply(lifecycle.ring(doc["job_id"], doc["rung_at"], now)):
             counts["rung"] += 1
+    # Output left by a job that ended without a chapter: its run died, or the page store could
+    # not be reached when it stopped. Left alone for STALE_AFTER_S, for a live run to remove.
+    leftovers = jobs().find(
+        {
+            "discard_pending": True,
+            "updated_at": {"$lt": now - timedelta(seconds=settings.stale_after_s)},
+        },
+        {"job_id": 1},
+    )
+    async for doc in leftovers:
+        if await _discard(doc["job_id"], ctx["page_store"]):
+            counts["discarded"] += 1
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts
+
+
+async def _discard(job_id: str, store: Any) -> bool:
+    """Remove a job's output; False (and the job stays ``discard_pending``) when it could not."""
+    try:
+        await discard(job_id, store)
+    except Exception as exc:
+        log.warning("job %s: output not removed (%s); tried again later", job_id, exc)
+        return False
+    return True
 
 
 SWEEP_LOCK = "sweeper"

@@ -37,7 +37,7 @@ from service.store.documents import JobDoc
 from service.store.doorbell import ring
 from service.store.failure import is_transient
 from service.store.files import BUCKET, open_file
-from service.store.job_store import apply, get_job, jobs
+from service.store.job_store import apply, discard, get_job, jobs
 from service.store.page_images import PageStore
 from worker import metrics
 from worker.heartbeat import keep_alive
@@ -110,6 +110,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     if claimed is None:
         return "not pending"  # another worker has it, or it finished or was cancelled
     run = Run(job_id, str(claimed["lease_id"]))
+    run_chapter = str(claimed["chapter_id"])
     log.info("job %s: processing %s (attempt %d)", job_id, filename, claimed.get("attempts", 1))
     heartbeat = asyncio.create_task(
         keep_alive(run, settings.heartbeat_interval_s, settings.stale_after_s)
@@ -130,13 +131,13 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail(exc.reason, exc.code)
-            await chapters.discard(job_id, ctx["page_store"])  # a failed job keeps no pages
+            await _discard(job_id, ctx["page_store"])  # a failed job keeps no pages
             log.info("job %s: failed: %s", job_id, exc.reason, extra={"error_code": exc.code})
             return f"failed: {exc.code}"
-        outcome = await _lost(job_id, ctx["page_store"])
+        outcome = await _lost(job_id, ctx["page_store"], run_chapter)
         return outcome
     except LeaseLost:
-        outcome = await _lost(job_id, ctx["page_store"])
+        outcome = await _lost(job_id, ctx["page_store"], run_chapter)
         return outcome
     except PoolClosed:
         # The worker is stopping, its render processes first: hand the job back.
@@ -156,7 +157,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail("Internal error while processing the PDF", "INTERNAL")
-            await chapters.discard(job_id, ctx["page_store"])
+            await _discard(job_id, ctx["page_store"])
         return "failed: INTERNAL"
     finally:
         metrics.RUNNING.dec()
@@ -176,20 +177,35 @@ async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception) -> str:
     return "released"
 
 
-async def _lost(job_id: str, store: PageStore) -> str:
+async def _lost(job_id: str, store: PageStore, chapter_id: str) -> str:
     """This run's lease is gone. Only a job that ends without a chapter loses its output: a
-    cancelled one (by its owner) or a failed one. A job another run holds or completed is left
-    exactly as it is."""
+    cancelled one (by its owner), a failed one, or one deleted while it ran (no chapter of it
+    exists). A job another run holds or completed is left exactly as it is."""
     job = await get_job(job_id, {"_id": 0, "status": 1})
     status = JobStatus(job["status"]) if job is not None else None
-    if status in DISCARDED:
-        await chapters.discard(job_id, store)
-        log.info("job %s: stopped: %s; its output was discarded", job_id, status)
+    deleted = (
+        job is None and await chapters.chapters().count_documents({"job_id": job_id}, limit=1) == 0
+    )
+    if status in DISCARDED or deleted:
+        await _discard(job_id, store, chapter_id)
+        log.info("job %s: stopped: %s; its output was discarded", job_id, status or "deleted")
         return "cancelled" if status is JobStatus.cancelled else "lost"
     log.warning(
         "job %s: stopped: the lease was lost (job is %s); nothing discarded", job_id, status
     )
     return "lost"
+
+
+async def _discard(job_id: str, store: PageStore, chapter_id: str | None = None) -> None:
+    """Remove the job's output; when the page store (or MongoDB) fails, the job stays
+    ``discard_pending`` and the sweeper removes it later."""
+    try:
+        await discard(job_id, store, chapter_id)
+    except Exception as exc:
+        log.warning(
+            "job %s: its output could not be removed now (%s): left to the sweeper",
+            job_id, type(exc).__name__,
+        )  # fmt: skip
 
 
 async def _run(

@@ -10,12 +10,17 @@
        │
        └── ring (sweeper: the doorbell was lost)
     pending | processing ─── cancel (the owner) ───▶ cancelled
+    failed | cancelled ─── discarded (its output removed) ───▶ the same status
 
 A **lease** is opened by every claim: a fresh ``lease_id`` stored on the job. Every later write of
 that run (advance, beat, complete, fail, release) is guarded by it, so a run whose lease is gone
 (the sweeper took the job back while the worker was paused, and another run claimed it) changes
 nothing: its write matches no document and it stops. The sweeper's own writes are guarded by the
 lease it saw *and* by the heartbeat still being stale, in the same atomic filter.
+
+A job that ends without a chapter (``fail``, ``lose``, ``cancel``) is marked ``discard_pending``
+until what it wrote (pages, images, a chapter) is gone: its run removes it when it stops, and the
+sweeper removes what a dead run or an unreachable page store left (``discarded`` clears the mark).
 
 This module is pure: it builds a ``Write`` (a filter and an update pipeline) for each transition,
 and ``service/store/job_store.py`` applies it as one atomic update. Every write that changes what
@@ -50,6 +55,7 @@ class Transition(StrEnum):
     lose = "lose"
     cancel = "cancel"
     ring = "ring"
+    discarded = "discarded"
 
 
 class Guard(StrEnum):
@@ -65,7 +71,7 @@ class Guard(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Rule:
     sources: frozenset[JobStatus]
-    target: JobStatus
+    target: JobStatus | None  # None: the job keeps its status
     guard: Guard
     visible: bool = True  # changes what a client sees: bumps version and updated_at
 
@@ -83,12 +89,21 @@ RULES: dict[Transition, Rule] = {
     Transition.lose: Rule(frozenset({R}), JobStatus.failed, Guard.stale_lease),
     Transition.cancel: Rule(frozenset({P, R}), JobStatus.cancelled, Guard.owner),
     Transition.ring: Rule(frozenset({P}), P, Guard.rung_at, visible=False),
+    # Not a change of status: the output of a job that ended without a chapter is gone.
+    Transition.discarded: Rule(
+        frozenset({JobStatus.failed, JobStatus.cancelled}), None, Guard.none, visible=False
+    ),
 }
 
 
 def allowed(transition: Transition, status: JobStatus) -> bool:
     """Whether ``transition`` may leave a job in ``status``."""
     return status in RULES[transition].sources
+
+
+def leads_to(transition: Transition, status: JobStatus) -> JobStatus:
+    """The status a job in ``status`` has after ``transition`` (which it must allow)."""
+    return RULES[transition].target or status
 
 
 # Update-pipeline expression for the next ``version`` (documents may predate the field).
@@ -128,7 +143,7 @@ def _write(
         **(guard or {}),
     }
     update: Doc = dict(fields)
-    if rule.target not in rule.sources:
+    if rule.target is not None and rule.target not in rule.sources:
         update["status"] = rule.target.value
     if rule.visible:
         update["updated_at"] = now if version is None else {"$cond": [version, now, "$updated_at"]}
@@ -237,6 +252,7 @@ def _failed(reason: str, code: str, now: datetime) -> Doc:
     """Fields of a failed job; progress stays where it stopped (seed 002). The stage under way
     is marked failed and the ones after it skipped."""
     return {
+        "discard_pending": True,
         "message": literal(FAILED_PREFIX + reason),
         "error": literal(reason),
         "error_code": literal(code),
@@ -286,6 +302,7 @@ def cancel(job_id: str, user_id: str, now: datetime) -> Write:
     """``pending|processing -> cancelled`` by its owner. The lease stays on the job, so the run
     holding it learns at its next write that *it* was cancelled, and discards its output."""
     fields = {
+        "discard_pending": True,
         "message": literal(CANCELLED_MESSAGE),
         "cancelled_at": now,
         "error_code": "CANCELLED",
@@ -303,3 +320,8 @@ def cancel(job_id: str, user_id: str, now: datetime) -> Write:
 def ring(job_id: str, rung_before: datetime, now: datetime) -> Write:
     """A pending job's doorbell rung again; matches once per ``rung_at`` the sweeper saw."""
     return _write(Transition.ring, job_id, now, {"rung_at": now}, guard={"rung_at": rung_before})
+
+
+def discarded(job_id: str, now: datetime) -> Write:
+    """``failed|cancelled``, unchanged: what the job wrote is gone (``discard_pending`` off)."""
+    return _write(Transition.discarded, job_id, now, {"discard_pending": False})

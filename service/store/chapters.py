@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 from service.domain.chapter import ContentMode, slugify, unique_slug
 from service.domain.job import new_id, utcnow
 from service.domain.page_keys import chapter_prefix
-from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
+from service.store.documents import BookChapter, DocumentChunk
 from service.store.page_images import PageStore
 
 Doc = dict[str, Any]
@@ -160,21 +160,6 @@ async def create_chapter(
             if "slug" not in (exc.details or {}).get("keyPattern", {}):
                 return  # another run of this job inserted the chapter first
             taken.add(slug)
-
-
-async def discard(job_id: str, store: PageStore) -> None:
-    """Remove what a job wrote that ends without a chapter (cancelled, failed): its chunks, its
-    chapter if it got that far, and every image under the chapter's prefix. Idempotent."""
-    job = await PdfChapterJob.get_pymongo_collection().find_one(
-        {"job_id": job_id}, {"chapter_id": 1}
-    )
-    chapter_ids = {doc["chapter_id"] async for doc in chapters().find({"job_id": job_id})}
-    if job is not None and job.get("chapter_id"):
-        chapter_ids.add(job["chapter_id"])
-    await chunks().delete_many({"job_id": job_id})
-    await chapters().delete_many({"job_id": job_id})
-    for chapter_id in chapter_ids:
-        await store.delete_prefix(chapter_prefix(chapter_id))
 
 
 async def delete_chapter(chapter_id: str, book_id: str, user_id: str, store: PageStore) -> bool:

@@ -89,6 +89,9 @@ class PdfChapterJob(Document):
     rung_at: datetime = Field(default_factory=utcnow)
     # How many times a worker has claimed the job.
     attempts: int = 0
+    # Ended without a chapter (failed, cancelled) and what it wrote is not all removed yet: its
+    # run removes it when it stops, the sweeper when the run or the page store could not.
+    discard_pending: bool = False
     # Set by POST with an Idempotency-Key header: the key and a digest of the request body.
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
@@ -120,6 +123,12 @@ class PdfChapterJob(Document):
                     ("created_at", pymongo.DESCENDING),
                 ],
                 name="user_id_file_id_created_at",
+            ),
+            # The sweeper's scan of jobs whose output is still to be removed (a few at most).
+            pymongo.IndexModel(
+                [("discard_pending", pymongo.ASCENDING), ("updated_at", pymongo.ASCENDING)],
+                name="discard_pending_updated_at",
+                partialFilterExpression={"discard_pending": True},
             ),
             # The sweeper's scan of pending and processing jobs.
             pymongo.IndexModel(

@@ -2,7 +2,7 @@
 
 ``apply`` is the only function that changes a job's state: it applies a transition built by
 ``service/domain/lifecycle.py`` as one guarded atomic update. Everything else here reads, inserts
-a new job, or deletes one.
+a new job, deletes one, or removes what a job that ended without a chapter wrote (``discard``).
 
 A job is written to MongoDB before its doorbell rings: if Redis is down the client still gets its
 job, and the sweeper rings it once Redis is back.
@@ -28,7 +28,8 @@ from service.domain.chapter import ChapterOptions
 from service.domain.errors import Conflict, InvalidRequest, NotFound, TooManyActiveJobs
 from service.domain.job import ACTIVE_STATUSES, JobStatus, utcnow
 from service.domain.lifecycle import Write
-from service.store.chapters import chapters, discard
+from service.domain.page_keys import chapter_prefix
+from service.store.chapters import chapters, chunks
 from service.store.documents import JobDoc, PdfChapterJob
 from service.store.doorbell import ring
 from service.store.files import find_owned_file
@@ -70,6 +71,27 @@ async def apply(write: Write, projection: dict[str, int] | None = None) -> JobDo
         return_document=ReturnDocument.AFTER,
     )
     return cast(JobDoc | None, doc)
+
+
+async def discard(job_id: str, store: PageStore, chapter_id: str | None = None) -> None:
+    """Remove what a job wrote that ends without a chapter (cancelled, failed): its chunks, its
+    chapter if it got that far, and every image under the chapter's prefix (``chapter_id``'s
+    too: a run knows its chapter when its job is no longer there to say). Then the job is no
+    longer ``discard_pending``. Idempotent; a page store that cannot be reached raises, and the
+    sweeper tries again later."""
+    job = await PdfChapterJob.get_pymongo_collection().find_one(
+        {"job_id": job_id}, {"chapter_id": 1}
+    )
+    chapter_ids = {doc["chapter_id"] async for doc in chapters().find({"job_id": job_id})}
+    if job is not None and job.get("chapter_id"):
+        chapter_ids.add(job["chapter_id"])
+    if chapter_id:
+        chapter_ids.add(chapter_id)
+    await chunks().delete_many({"job_id": job_id})
+    await chapters().delete_many({"job_id": job_id})
+    for each in chapter_ids:
+        await store.delete_prefix(chapter_prefix(each))
+    await apply(lifecycle.discarded(job_id, utcnow()))
 
 
 # --- Reads ---------------------------------------------------------------------------------
@@ -242,9 +264,16 @@ async def cancel_job(
 
 
 async def delete_job(job_id: str, user_id: str, store: PageStore) -> None:
-    """Cancel if still active, then remove the job (a completed job's chapter stays)."""
+    """Cancel if still active, then remove the job (a completed job's chapter stays).
+
+    A job that ended without a chapter has its output removed first: once the job is gone the
+    sweeper cannot find it. A run still writing removes what it wrote after that when it stops.
+    """
     with contextlib.suppress(Conflict):
         await cancel_job(job_id, user_id, {"_id": 0, "job_id": 1}, store)
+    job = await jobs().find_one({"job_id": job_id, "user_id": user_id}, {"discard_pending": 1})
+    if job is not None and job.get("discard_pending"):
+        await discard(job_id, store)
     result = await jobs().delete_one({"job_id": job_id, "user_id": user_id})
     if not result.deleted_count:
         raise NotFound(f"Job {job_id} not found")

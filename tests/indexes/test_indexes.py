@@ -61,6 +61,11 @@ async def test_sync_creates_the_seed_indexes_with_names(db, settings):
         "user_id_file_id_created_at",
         "status_heartbeat_at",
         "user_id_idempotency_key_unique",
+        "discard_pending_updated_at",
+    }
+    # Only the few jobs whose output is still to be removed are in it.
+    assert info["discard_pending_updated_at"]["partialFilterExpression"] == {
+        "discard_pending": True
     }
     assert info["user_id_file_id_created_at"]["key"] == [
         ("user_id", 1), ("file_id", 1), ("created_at", -1),

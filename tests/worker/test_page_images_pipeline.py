@@ -18,10 +18,15 @@ import pytest
 from PIL import Image, ImageStat
 from pydantic import SecretStr
 
-from service.domain.page_keys import chapter_prefix
+from devstack.embedded import free_port
+from service.domain import lifecycle
+from service.domain.job import utcnow
+from service.domain.page_keys import chapter_prefix, page_key
 from service.settings import Settings
 from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
+from service.store.job_store import apply
 from service.store.page_images import PageStore, create_page_store
+from service.store.s3_page_store import S3PageStore
 from tests.pdfs import (
     cjk_pdf,
     drawing_pdf,
@@ -33,6 +38,7 @@ from tests.pdfs import (
 )
 from tests.render_hook import abort_at_titled_page
 from worker.pool import RenderPool
+from worker.sweeper import sweep
 
 JOBS = "/api/v1/books/jobs"
 API_ORIGIN = "http://testserver"  # the test client's: GridFS image URLs point at the API
@@ -426,3 +432,94 @@ async def test_pdf_file_chapter_has_no_page_images_and_a_pdf_url_that_opens(
     assert response.content == data
     assert await backend.images(chapter["chapter_id"]) == 1  # the PDF, no page images
     assert await _chunks(job["job_id"]) == 3  # its text is still extracted
+
+
+# --- Output nobody removed: a dead run, an unreachable store, a job deleted while it ran -------
+
+
+async def _left_by_a_dead_run(backend: Backend, submit: Any) -> dict[str, Any]:
+    """A job claimed by a run that stored a page and its chunk, then died (its worker killed)."""
+    job = await submit(drawing_pdf(4))
+    claimed = await apply(lifecycle.claim(job["job_id"], "m", utcnow()))
+    assert claimed is not None
+    await backend.store.put(page_key(claimed["chapter_id"], 1), b"RIFF-page", "image/webp")
+    await DocumentChunk.get_pymongo_collection().insert_one(
+        {"job_id": job["job_id"], "chapter_id": claimed["chapter_id"], "chunk_index": 0}
+    )
+    return claimed
+
+
+async def _sweep_with(settings: Settings, store: PageStore, queue: Any) -> dict[str, int]:
+    swept = settings.model_copy(update={"stale_after_s": 0.001})
+    await asyncio.sleep(0.01)  # the job's last write is older than STALE_AFTER_S
+    return await sweep({"settings": swept, "redis": queue, "page_store": store})
+
+
+async def test_cancelled_job_whose_run_died_is_cleaned_by_the_sweeper(
+    backend, submit, auth_headers, settings, queue
+):
+    claimed = await _left_by_a_dead_run(backend, submit)
+
+    cancelled = await backend.api.post(
+        f"{JOBS}/{claimed['job_id']}/cancel", headers=auth_headers("alice")
+    )
+    left = await backend.images(claimed["chapter_id"])  # the run that holds it would remove it
+    swept = await _sweep_with(settings, backend.store, queue)
+
+    assert cancelled.json()["status"] == "cancelled"
+    assert left == 1
+    assert swept["discarded"] == 1
+    assert await backend.images(claimed["chapter_id"]) == 0
+    assert await _chunks(claimed["job_id"]) == 0
+    stored = await _job(claimed["job_id"])
+    assert stored["status"] == "cancelled"
+    assert stored["discard_pending"] is False
+    assert (await _sweep_with(settings, backend.store, queue))["discarded"] == 0
+
+
+async def test_output_the_page_store_could_not_remove_is_removed_once_it_is_back(
+    backend, submit, auth_headers, settings, queue
+):
+    claimed = await _left_by_a_dead_run(backend, submit)
+    await backend.api.post(f"{JOBS}/{claimed['job_id']}/cancel", headers=auth_headers("alice"))
+    unreachable = S3PageStore.from_config(
+        settings.model_copy(
+            update={
+                "s3_endpoint_url": f"http://127.0.0.1:{free_port()}",  # nothing listens
+                "s3_bucket": "page-images",
+            }
+        )
+    )
+
+    try:
+        during = await _sweep_with(settings, unreachable, queue)
+    finally:
+        await unreachable.aclose()
+    pending = (await _job(claimed["job_id"]))["discard_pending"]
+    after = await _sweep_with(settings, backend.store, queue)
+
+    assert during["discarded"] == 0  # the sweep went on; the job stays marked
+    assert pending is True
+    assert after["discarded"] == 1
+    assert await backend.images(claimed["chapter_id"]) == 0
+    assert await _chunks(claimed["job_id"]) == 0
+
+
+async def test_job_deleted_while_it_runs_leaves_no_image_and_no_page(
+    backend, submit, run_worker, auth_headers
+):
+    job = await submit(drawing_pdf(40))
+    worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
+    while await _chunks(job["job_id"]) == 0:
+        assert not worker.done(), "the job ended before any page was stored"
+        await asyncio.sleep(0.01)
+    chapter_id = (await _job(job["job_id"]))["chapter_id"]
+
+    deleted = await backend.api.delete(f"{JOBS}/{job['job_id']}", headers=auth_headers("alice"))
+    await worker
+
+    assert deleted.status_code == 204
+    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 0
+    assert await backend.images(chapter_id) == 0
+    assert await _chunks(job["job_id"]) == 0
+    assert await BookChapter.get_pymongo_collection().count_documents({}) == 0
