@@ -80,6 +80,18 @@ def memory_bomb_pdf(million_chars: int = 5) -> bytes:
     return data
 
 
+def slow_last_page_pdf(pages: int, *, words: int = 30) -> bytes:
+    """``pages`` pages: light text pages (``text_pdf``), then one ``memory_bomb_pdf(10)`` page
+    that keeps MuPDF busy far longer than any of them (about a second; JOB_MEMORY_LIMIT_MB 4096).
+    A job on it is still running while its light pages are stored: tests stop or cancel it there."""
+    doc = pymupdf.open(stream=text_pdf(pages - 1, words=words), filetype="pdf")
+    with pymupdf.open(stream=memory_bomb_pdf(10), filetype="pdf") as bomb:
+        doc.insert_pdf(bomb)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
 # Pages that look like real books: drawings, pictures, rotated, huge, CJK, scanned, damaged.
 
 

@@ -34,6 +34,9 @@ from worker.pool import PoolClosed, RenderPool
 from worker.render import ExtractionError, RenderOptions
 
 TEXT_ONLY = RenderOptions(render_images=False)
+# A bound on waits for something that takes a moment, so that a broken pool fails its test
+# instead of hanging the run (there is no pytest-timeout): generous, never a timing check.
+WAIT_LIMIT_S = 60.0
 
 
 @pytest.fixture
@@ -259,7 +262,9 @@ async def test_closing_the_pool_fails_waiting_jobs_with_pool_closed(pool_factory
     pool = await pool_factory(processes=1)
     hung = pdf("hang-at-0.pdf", text_pdf(2))
     waiting = asyncio.create_task(collect(pool, hung, indices=range(2)))
-    while not rendered(hung):  # noqa: ASYNC110 - written by the render process
+    deadline = time.monotonic() + WAIT_LIMIT_S
+    while not rendered(hung):  # polled: written by the render process
+        assert time.monotonic() < deadline, "the render process never started the hung page"
         await asyncio.sleep(0.01)
 
     await pool.aclose()
@@ -283,5 +288,7 @@ async def test_a_process_killed_while_idle_is_replaced_and_no_job_is_blamed(pool
 
 
 def _wait_until_reaped(pid: int) -> None:
+    deadline = time.monotonic() + WAIT_LIMIT_S
     while os.path.exists(f"/proc/{pid}"):
+        assert time.monotonic() < deadline, f"the killed render process {pid} was never reaped"
         time.sleep(0.01)

@@ -15,7 +15,7 @@ from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
 from service.store.doorbell import create_queue
 from service.store.page_images import create_page_store
 from tests.conftest import REPO_ROOT
-from tests.pdfs import memory_bomb_pdf, text_pdf
+from tests.pdfs import memory_bomb_pdf, slow_last_page_pdf, text_pdf
 from worker.settings import create_render_pool
 from worker.sweeper import sweep
 from worker.task import process_pdf_chapter
@@ -126,29 +126,34 @@ async def test_two_workers_twenty_jobs_each_processed_exactly_once(submit, run_w
 
 async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, settings, submit):
     pages = 3000
-    job = await submit(text_pdf(pages, words=30), content_mode="pdf_file")  # text: many pages fast
-    worker = _spawn_worker(settings)
+    # Text (many pages fast), and a slow last page: the job cannot complete before the kill.
+    job = await submit(slow_last_page_pdf(pages), content_mode="pdf_file")
+    worker = _spawn_worker(settings, JOB_MEMORY_LIMIT_MB="4096")
     try:
 
         async def midway():
             doc = await _job(job["job_id"])
-            return doc["status"] == "processing" and 30 < doc["progress"] < 70
+            return doc["status"] == "processing" and doc["progress"] > 30  # pages stored
 
-        assert await _wait_for(midway), "the worker never got halfway"
+        assert await _wait_for(midway), "the worker never stored a page"
+        # Stopped first: it writes nothing more, so the job read now is the one the kill leaves.
+        worker.send_signal(signal.SIGSTOP)
+        stuck = await _job(job["job_id"])
+        assert stuck["status"] == "processing", "the job ended before its worker was killed"
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
     finally:
         if worker.poll() is None:
             worker.kill()
-    stuck = await _job(job["job_id"])
 
     swept = await _sweep(settings, stale_after_s=0)
     # Another worker takes the released job. (Called directly: arq itself keeps the dead
     # worker's entry "in progress" until its own timeout, which a burst worker would wait out.)
-    async with create_render_pool(settings) as pool:
+    resumed = settings.model_copy(update={"job_memory_limit_mb": 4096})
+    async with create_render_pool(resumed) as pool:
         outcome = await process_pdf_chapter(
             {
-                "settings": settings,
+                "settings": resumed,
                 "render_pool": pool,
                 "page_store": app.state.services.page_store,
             },
@@ -157,7 +162,6 @@ async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, set
 
     done = await _job(job["job_id"])
     chunks = DocumentChunk.get_pymongo_collection()
-    assert stuck["status"] == "processing"
     assert swept["released"] == 1
     assert outcome == "completed"
     assert (done["status"], done["attempts"]) == ("completed", 2)
@@ -186,18 +190,20 @@ async def test_job_whose_worker_keeps_dying_fails_as_worker_lost(
 async def test_cancel_while_processing_stops_at_the_next_page(
     client, auth_headers, submit, run_worker
 ):
-    job = await submit(memory_bomb_pdf(1))
-    slow = asyncio.create_task(run_worker(job_memory_limit_mb=2048))
-    for _ in range(200):
-        if (await _job(job["job_id"]))["status"] == "processing":
-            break
-        await asyncio.sleep(0.01)
+    # Over BATCH_PAGES light pages, so some are stored, then a slow one the cancel lands in.
+    job = await submit(slow_last_page_pdf(100))
+    slow = asyncio.create_task(run_worker(job_memory_limit_mb=4096))
 
+    async def storing():
+        doc = await _job(job["job_id"])
+        return doc["status"] == "processing" and doc["progress"] > 30
+
+    assert await _wait_for(storing, 60), "the worker never stored a page of the job"
     cancelled = await client.post(f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice"))
     await slow
 
     stored = await _job(job["job_id"])
-    assert cancelled.status_code == 200
+    assert cancelled.status_code == 200, cancelled.text
     assert stored["status"] == "cancelled"
     assert stored["cancelled_at"] is not None
     assert (
@@ -246,8 +252,14 @@ async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
     The sweeper hands the job to B, which completes it; then A wakes up mid-job. A's writes carry
     a lease that is gone: it stops, and the chapter and every page are still there."""
     pages = 3000
-    job = await submit(text_pdf(pages, words=30), content_mode="pdf_file")  # text: many pages fast
-    fast = {"STALE_AFTER_S": "2", "HEARTBEAT_INTERVAL_S": "0.5", "SWEEP_INTERVAL_S": "1"}
+    # Text (many pages fast), and a slow last page: the job cannot complete before the pause.
+    job = await submit(slow_last_page_pdf(pages), content_mode="pdf_file")
+    fast = {
+        "STALE_AFTER_S": "2",
+        "HEARTBEAT_INTERVAL_S": "0.5",
+        "SWEEP_INTERVAL_S": "1",
+        "JOB_MEMORY_LIMIT_MB": "4096",
+    }
     log_a = tmp_path / "worker-a.log"
     log_file = log_a.open("wb")
     worker_a = _spawn_worker(settings, log=log_file, **fast)
@@ -256,11 +268,12 @@ async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
 
         async def midway():
             doc = await _job(job["job_id"])
-            return doc["status"] == "processing" and 30 < doc["progress"] < 60
+            return doc["status"] == "processing" and doc["progress"] > 30  # pages stored
 
-        assert await _wait_for(midway), "worker A never got going"
-        paused = await _job(job["job_id"])
+        assert await _wait_for(midway), "worker A never stored a page"
         worker_a.send_signal(signal.SIGSTOP)
+        paused = await _job(job["job_id"])  # read once A is frozen: nothing changes it now
+        assert paused["status"] == "processing", "the job ended before worker A was paused"
         worker_b = _spawn_worker(settings, **fast)
 
         async def completed_by_b():
