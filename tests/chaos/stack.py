@@ -87,6 +87,12 @@ class Process:
         assert self.popen is not None
         self.popen.send_signal(sig)
 
+    @property
+    def stopped(self) -> bool:
+        """Stopped by SIGSTOP (state T in /proc): it runs no more code until SIGCONT."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] == "T"
+
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (SIGCONT first, in case it is stopped), SIGKILL after ``timeout``; then the
         rest of its process group (a worker's PDF children, granian's workers)."""
@@ -216,6 +222,12 @@ class Stack:
         """Empty: the doorbells queued before the crash are gone."""
         assert self.redis is not None
         self.redis = start_redis(self.root / "redis", self.redis.port, persistent=False)
+
+    async def pause(self, process: Process) -> None:
+        """SIGSTOP ``process``, returning once it has stopped: ``kill`` returns before that,
+        while it may still be running on another core."""
+        process.send(signal.SIGSTOP)
+        await self.until(lambda: process.stopped, 10, f"{process.name} to stop")
 
     async def restart_api(self) -> None:
         """SIGTERM (granian drains the requests in flight), then a new API on the same port."""
