@@ -7,8 +7,8 @@ exception renders either way: its status, code and public message come from the 
 tree (``service/domain/errors.py``).
 
 An unexpected exception is logged with the request id and reaches the client as a short public
-reason plus that id, never a stack trace or an internal message. MongoDB being unreachable is a
-503, not a 500.
+reason plus that id, never a stack trace or an internal message. MongoDB or the page image store
+being unreachable is a 503, not a 500.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from service.domain.errors import (
     InvalidRequest,
     ServiceError,
 )
+from service.store.page_images import PageStoreUnavailable
 
 log = logging.getLogger("service.errors")
 
@@ -101,6 +102,8 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, ConnectionFailure):
         return _service_error(request, DependencyUnavailable("database"))
+    if isinstance(exc, PageStoreUnavailable):  # a delete that could not reach the image store
+        return _service_error(request, DependencyUnavailable("page image storage"))
     request_id = request_id_of(request)
     log.exception("unhandled error", extra={"request_id": request_id, "path": request.url.path})
     prefix = request.route_handler.opt.get("error_prefix", "Request failed")
@@ -124,5 +127,6 @@ def exception_handlers() -> dict[type[Exception] | int, Handler]:
         ServiceError: _service_error,
         HTTPException: _http_exception,
         ConnectionFailure: _unexpected,
+        PageStoreUnavailable: _unexpected,
         Exception: _unexpected,
     }

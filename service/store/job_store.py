@@ -33,7 +33,7 @@ from service.store.chapters import chapters, chunks
 from service.store.documents import JobDoc, PdfChapterJob
 from service.store.doorbell import ring
 from service.store.files import find_owned_file
-from service.store.page_images import PageStore
+from service.store.page_images import PageStore, PageStoreError
 from service.store.quota import ensure_active_slot
 from service.store.reader import JobReader
 
@@ -255,7 +255,10 @@ async def cancel_job(
     done = await apply(lifecycle.cancel(job_id, user_id, utcnow()), {**projection, "lease_id": 1})
     if done is not None:
         if done.get("lease_id") is None:
-            await discard(job_id, store)
+            try:
+                await discard(job_id, store)
+            except PageStoreError as exc:  # the job is cancelled: the sweeper cleans up later
+                log.warning("job %s: cancelled; output left to the sweeper (%s)", job_id, exc)
         return done
     current = await jobs().find_one({"job_id": job_id, "user_id": user_id}, {"status": 1})
     if current is None:

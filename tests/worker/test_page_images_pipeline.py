@@ -523,3 +523,51 @@ async def test_job_deleted_while_it_runs_leaves_no_image_and_no_page(
     assert await backend.images(chapter_id) == 0
     assert await _chunks(job["job_id"]) == 0
     assert await BookChapter.get_pymongo_collection().count_documents({}) == 0
+
+
+async def test_image_store_down_cancel_still_cancels_and_deletes_are_503_losing_nothing(
+    app, client, submit, run_worker, auth_headers, settings, other_app
+):
+    done = await submit(drawing_pdf(2))
+    await run_worker()
+    chapter_id = (await _job(done["job_id"]))["chapter_id"]
+    # A job a worker started, stored a page of, and handed back (stopping): pending, with output.
+    waiting = await submit(drawing_pdf(2))
+    claimed = await apply(lifecycle.claim(waiting["job_id"], "m", utcnow()))
+    assert claimed is not None
+    await app.state.services.page_store.put(
+        page_key(claimed["chapter_id"], 1), b"RIFF-page", "image/webp"
+    )
+    await apply(lifecycle.release(waiting["job_id"], utcnow(), lease_id=claimed["lease_id"]))
+    unreachable = settings.model_copy(
+        update={
+            "page_store": "s3",
+            "s3_endpoint_url": f"http://127.0.0.1:{free_port()}",  # nothing listens
+            "s3_bucket": "page-images",
+        }
+    )
+    headers = auth_headers("alice")
+
+    async with other_app(unreachable) as api:
+        cancelled = await api.post(f"{JOBS}/{waiting['job_id']}/cancel", headers=headers)
+        chapter_delete = await api.delete(
+            f"/api/v1/books/book_1/chapters/{chapter_id}", headers=headers
+        )
+        job_delete = await api.delete(f"{JOBS}/{waiting['job_id']}", headers=headers)
+
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert (await _job(waiting["job_id"]))["discard_pending"] is True  # for the sweeper
+    unavailable = {
+        "detail": "Service temporarily unavailable: page image storage is unreachable, retry later"
+    }
+    for refused in (chapter_delete, job_delete):
+        assert refused.status_code == 503
+        assert refused.json() == unavailable
+        assert refused.headers["retry-after"] == "5"
+    # Nothing was lost: the chapter, its pages and its images, and the job, are all still there.
+    chapter = await client.get(f"/api/v1/books/book_1/chapters/{chapter_id}", headers=headers)
+    assert chapter.status_code == 200
+    assert await app.state.services.page_store.count(chapter_prefix(chapter_id)) == 4
+    assert await _job(waiting["job_id"]) is not None
+    assert await app.state.services.page_store.count(chapter_prefix(claimed["chapter_id"])) == 1
