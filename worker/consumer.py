@@ -14,6 +14,13 @@ arq's own method and changes only what happens on a transient error (``is_transi
   Redis *answer*; a lost connection there would leak the slot for good, so it is given back.
 - ``close``: stopping while Redis is down still runs ``on_shutdown`` (hands jobs back, closes
   MongoDB) and closes the pool.
+- ``handle_sig``: SIGTERM/SIGINT stop the worker even when arq's one ``cancel()`` of its poll
+  loop is lost (``worker/cancel.py``: Python 3.11's ``wait_for``, around every command redis-py
+  sends). arq never cancels again: the loop went on starting jobs and the worker never exited
+  (``docker stop`` killed it, its job handed back only after ``STALE_AFTER_S``). The stop is
+  remembered: no job is picked after it, the next poll ends the loop, and a job the loop
+  started meanwhile (arq cancels only the jobs running at the signal) is given back to the queue
+  before it claims anything (``worker/task.py``), for another worker to run at once.
 
 A doorbell read just before an outage may be lost with it: the sweeper rings its job again.
 """
@@ -25,6 +32,7 @@ import contextlib
 import logging
 import math
 import time
+from signal import Signals
 
 from arq import Worker
 
@@ -38,6 +46,7 @@ MAX_DELAY_S = 2.0
 PING_EVERY_S = 1.0
 STARTED = "consumer_started"  # in ctx once on_startup has run: main() must not run it twice
 SHUT_DOWN = "consumer_shut_down"
+STOPPING = "consumer_stopping"  # in ctx once a stop signal came: no job starts after it
 
 
 class Consumer(Worker):
@@ -45,6 +54,7 @@ class Consumer(Worker):
 
     _delay_s = FIRST_DELAY_S
     _pinged_at = -math.inf
+    _stopping = False  # a stop signal came
 
     async def main(self) -> None:
         while True:
@@ -59,8 +69,21 @@ class Consumer(Worker):
                     raise
                 REDIS.down(exc)
 
+    def handle_sig(self, signum: Signals) -> None:
+        self._stopping = True
+        self.allow_pick_jobs = False
+        self.ctx[STOPPING] = True  # seen by a job the poll loop starts before it stops
+        super().handle_sig(signum)
+
+    def _stop_if_asked(self) -> None:
+        """End the poll loop (or the wait for Redis) after a stop signal whose cancellation of
+        this task was lost on the way: arq sends only one."""
+        if self._stopping:
+            raise asyncio.CancelledError
+
     async def _wait_for_redis(self) -> None:
         while self._pool is not None:  # arq connects by itself when it was given no pool
+            self._stop_if_asked()
             try:
                 await self._pool.ping()
             except Exception as exc:
@@ -74,6 +97,7 @@ class Consumer(Worker):
             return
 
     async def _poll_iteration(self) -> None:
+        self._stop_if_asked()
         try:
             await super()._poll_iteration()
             if time.monotonic() - self._pinged_at >= PING_EVERY_S:

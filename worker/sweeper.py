@@ -36,6 +36,7 @@ from service.store.doorbell import ring
 from service.store.failure import is_transient
 from service.store.job_store import apply, discard, jobs
 from worker import metrics
+from worker.cancel import cancel_and_wait
 from worker.dependency import MONGODB
 
 log = logging.getLogger("worker.sweeper")
@@ -150,9 +151,7 @@ async def keep_sweeping(ctx: dict[str, Any]) -> None:
 
 async def stop_sweeping(ctx: dict[str, Any], task: asyncio.Task[None]) -> None:
     """Cancel the loop and give the lock back, so another worker sweeps at its next tick."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)  # one cancel() may be lost in a Redis or MongoDB call
     holder = ctx.get("sweeper_holder")
     if holder is not None:
         with contextlib.suppress(Exception):

@@ -40,6 +40,8 @@ from service.store.files import BUCKET, open_file
 from service.store.job_store import apply, discard, get_job, jobs
 from service.store.page_images import PageStore
 from worker import metrics
+from worker.cancel import cancel_and_wait
+from worker.consumer import STOPPING
 from worker.heartbeat import keep_alive
 from worker.pages import process_pages, render_options
 from worker.pool import PoolClosed, RenderPool
@@ -84,6 +86,12 @@ async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
 
 async def _process(ctx: dict[str, Any], job_id: str) -> str:
     settings: Settings = ctx["settings"]
+    if ctx.get(STOPPING):
+        # Started after the worker was told to stop, by a poll that did not see the signal's
+        # cancellation (``worker/consumer.py``): cancelled like the jobs running then, arq keeps
+        # the doorbell for another worker.
+        log.info("job %s: not started: the worker is stopping", job_id)
+        raise asyncio.CancelledError
     # MongoDB down when the doorbell rings: wait here rather than drop the doorbell.
     patience = Patience()
     job = await patience.call(lambda: get_job(job_id, {"_id": 0, "file_id": 1}), "read the job")
@@ -163,9 +171,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         metrics.RUNNING.dec()
         metrics.JOBS_FINISHED.labels(outcome=outcome).inc()
         metrics.JOB_SECONDS.observe(time.monotonic() - started)
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+        await cancel_and_wait(heartbeat)  # one cancel() may be lost in a MongoDB call
 
 
 async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception) -> str:
