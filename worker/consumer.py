@@ -12,8 +12,9 @@ arq's own method and changes only what happens on a transient error (``is_transi
   the logs and metrics all the same.
 - ``start_jobs``: arq takes a job slot before its Redis round trips and gives it back only on a
   Redis *answer*; a lost connection there would leak the slot for good, so it is given back.
-- ``close``: stopping while Redis is down still runs ``on_shutdown`` (hands jobs back, closes
-  MongoDB) and closes the pool.
+- ``close``: stopping while Redis is down, or with a job cancelled before it started (arq's own
+  ``close`` ends at it), still waits for the jobs, runs ``on_shutdown`` (stops the render
+  processes, closes MongoDB) and closes the pool.
 - ``handle_sig``: SIGTERM/SIGINT stop the worker even when arq's one ``cancel()`` of its poll
   loop is lost (``worker/cancel.py``: Python 3.11's ``wait_for``, around every command redis-py
   sends). arq never cancels again: the loop went on starting jobs and the worker never exited
@@ -128,16 +129,30 @@ class Consumer(Worker):
     async def close(self) -> None:
         try:
             await super().close()
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this close itself is being cancelled
+            # arq gathers its job tasks without return_exceptions: a job cancelled before it
+            # ever ran (taken just as the stop signal came) ends its close there.
+            log.warning("a job cancelled before it started cut arq's close short; finishing it")
+            await self._finish_close()
         except Exception as exc:
             if not is_transient(exc):
                 raise
             log.warning("stopping while Redis is unreachable (%s)", type(exc).__name__)
-            if self.on_shutdown and not self.ctx.get(SHUT_DOWN):
-                await self.on_shutdown(self.ctx)
-            if self._pool is not None:
-                with contextlib.suppress(Exception):
-                    await self._pool.close(close_connection_pool=True)
-                self._pool = None
+            await self._finish_close()
+
+    async def _finish_close(self) -> None:
+        """What arq's ``close`` did not get to: wait for the jobs (each hands its job back),
+        run ``on_shutdown`` (the render processes, MongoDB) and close the Redis pool."""
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self.on_shutdown and not self.ctx.get(SHUT_DOWN):
+            await self.on_shutdown(self.ctx)
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.close(close_connection_pool=True)
+            self._pool = None
 
     async def _back_off(self) -> None:
         await asyncio.sleep(self._delay_s)

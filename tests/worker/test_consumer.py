@@ -19,6 +19,7 @@ from service.store.doorbell import create_queue, ring
 from tests.conftest import REPO_ROOT
 from tests.pdfs import memory_bomb_pdf, text_pdf
 from worker import metrics
+from worker.consumer import SHUT_DOWN, STARTED
 from worker.settings import create_worker
 
 
@@ -157,3 +158,30 @@ async def test_worker_started_during_a_mongodb_outage_waits_for_it(settings, tmp
     assert alive_during_outage
     assert reconnected
     assert alive_after
+
+
+async def test_close_with_a_job_cancelled_before_it_started_still_shuts_down(app, settings, queue):
+    worker = create_worker(settings, handle_signals=False, ctx={"mongo": app.state.services.mongo})
+    main = asyncio.create_task(worker.main())
+    assert await _until(lambda: worker.ctx.get(STARTED)), "the worker never started"
+    pool = worker.ctx["render_pool"]
+    renderers = [pid for pid in pool.pids if pid is not None]
+    # A job arq took just as the stop signal came, and cancelled before it ever ran.
+    never_ran = asyncio.create_task(asyncio.sleep(0))
+    never_ran.cancel()
+    worker.tasks["taken-at-the-signal"] = never_ran
+
+    main.cancel()
+    await worker.close()
+
+    assert worker.ctx.get(SHUT_DOWN) is True  # on_shutdown ran: arq's close skipped it
+    assert renderers
+    assert not [pid for pid in renderers if _alive(pid)], "render processes outlived the worker"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
