@@ -101,7 +101,7 @@ async def redis_killed(stack: Stack, load: Load) -> float:
 
 
 async def worker_killed(stack: Stack, load: Load) -> float:
-    victim, held = await holder(stack, load.ids)
+    victim, held = await stopped_holder(stack, load.ids)
     victim.kill(signal.SIGKILL)
     killed = time.monotonic()
     await stack.until(lambda: handed_back(stack, held), 120, "the job handed back")
@@ -109,8 +109,7 @@ async def worker_killed(stack: Stack, load: Load) -> float:
 
 
 async def worker_stalled(stack: Stack, load: Load) -> float:
-    victim, held = await holder(stack, load.ids)
-    victim.kill(signal.SIGSTOP)
+    victim, held = await stopped_holder(stack, load.ids)
     stopped = time.monotonic()
     await stack.until(lambda: handed_back(stack, held), 120, "the jobs handed back")
     took = time.monotonic() - stopped
@@ -125,12 +124,16 @@ async def api_restarted(stack: Stack, load: Load) -> float:
     return time.monotonic() - started
 
 
-async def holder(stack: Stack, ids: list[str]) -> tuple[Any, list[str]]:
-    docs = {d["job_id"]: d for d in await stack.jobs(ids)}
+async def stopped_holder(stack: Stack, ids: list[str]) -> tuple[Any, list[str]]:
+    """A worker SIGSTOPped while it holds running jobs, and those jobs: read once it has
+    stopped, so that none of them completes in between."""
     for worker in stack.workers:
+        await stack.pause(worker)
+        docs = {d["job_id"]: d for d in await stack.jobs(ids)}
         held = [j for j in set(stack.claims(worker)) if docs[j]["status"] == "processing"]
         if held:
             return worker, held
+        worker.send(signal.SIGCONT)
     raise RuntimeError("no worker holds a running job")
 
 
