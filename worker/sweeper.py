@@ -42,6 +42,8 @@ from worker.dependency import MONGODB
 log = logging.getLogger("worker.sweeper")
 
 WORKER_LOST = "worker lost"
+# Jobs whose output one sweep removes at most, oldest first: a sweep stays short.
+DISCARDS_PER_SWEEP = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -63,7 +65,9 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
         job_id, lease_id = doc["job_id"], doc.get("lease_id")
         if doc.get("attempts", 0) >= settings.job_max_attempts:
             if await apply(lifecycle.lose(job_id, lease_id, stale_before, WORKER_LOST, now)):
-                await _discard(job_id, ctx["page_store"])  # a failed job keeps no pages
+                # A failed job keeps no pages. Not final: its run may be paused, not dead, and
+                # write again when it wakes; the pass below removes that STALE_AFTER_S later.
+                await _discard(job_id, ctx["page_store"], final=False)
                 counts["lost"] += 1
                 log.warning("job %s: failed, worker lost %d times", job_id, doc["attempts"])
         elif await apply(
@@ -87,27 +91,34 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
             break
         if await apply(lifecycle.ring(doc["job_id"], doc["rung_at"], now)):
             counts["rung"] += 1
-    # Output left by a job that ended without a chapter: its run died, or the page store could
-    # not be reached when it stopped. Left alone for STALE_AFTER_S, for a live run to remove.
-    leftovers = jobs().find(
-        {
-            "discard_pending": True,
-            "updated_at": {"$lt": now - timedelta(seconds=settings.stale_after_s)},
-        },
-        {"job_id": 1},
+    # The last word on the output of a job that ended without a chapter, once the job has been
+    # still for STALE_AFTER_S: what its run's own discard missed (an upload committed late), or
+    # all of it (its run died, or the page store could not be reached when it stopped).
+    leftovers = (
+        jobs()
+        .find(
+            {
+                "discard_pending": True,
+                "updated_at": {"$lt": now - timedelta(seconds=settings.stale_after_s)},
+            },
+            {"job_id": 1},
+        )
+        .sort("updated_at", 1)
+        .limit(DISCARDS_PER_SWEEP)
     )
     async for doc in leftovers:
-        if await _discard(doc["job_id"], ctx["page_store"]):
-            counts["discarded"] += 1
+        if not await _discard(doc["job_id"], ctx["page_store"]):
+            break  # the page store is down: the next sweep tries again, the others wait
+        counts["discarded"] += 1
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts
 
 
-async def _discard(job_id: str, store: Any) -> bool:
+async def _discard(job_id: str, store: Any, *, final: bool = True) -> bool:
     """Remove a job's output; False (and the job stays ``discard_pending``) when it could not."""
     try:
-        await discard(job_id, store)
+        await discard(job_id, store, final=final)
     except Exception as exc:
         log.warning("job %s: output not removed (%s); tried again later", job_id, exc)
         return False

@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from service.domain import lifecycle
@@ -128,13 +129,14 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     outcome = "released"
     try:
         outcome = await _run(
-            settings, db, ctx["render_pool"], ctx["page_store"], run, dict(claimed), filename
-        )
+            settings, db, ctx["render_pool"], ctx["page_store"], run, dict(claimed), filename,
+            stopping=lambda: bool(ctx.get(STOPPING)),
+        )  # fmt: skip
         return outcome
     except ExtractionError as exc:
         if exc.code == "TIMEOUT" and run.patience.waited_s > 0:
             # The time limit ran out while this run waited for MongoDB: not the PDF's fault.
-            outcome = await _hand_back(ctx, run, exc)
+            outcome = await _hand_back(ctx, run, exc, run_chapter)
             return outcome
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
@@ -149,24 +151,26 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         return outcome
     except PoolClosed:
         # The worker is stopping, its render processes first: hand the job back.
-        with contextlib.suppress(Exception):
-            await run.release()
-        return "released"
+        outcome = await _release(ctx, run, run_chapter)
+        return outcome
     except asyncio.CancelledError:
         # The worker is shutting down: hand the job back so it resumes elsewhere, now.
         with contextlib.suppress(Exception):
-            await asyncio.shield(run.release())
+            await asyncio.shield(_release(ctx, run, run_chapter))
         raise
     except Exception as exc:
         if is_transient(exc):
             # MongoDB or Redis failed under us: not the PDF's fault. Hand the job back.
-            return await _hand_back(ctx, run, exc)
+            outcome = await _hand_back(ctx, run, exc, run_chapter)
+            return outcome
         log.exception("job %s: unexpected error", job_id)
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail("Internal error while processing the PDF", "INTERNAL")
             await _discard(job_id, ctx["page_store"])
-        return "failed: INTERNAL"
+            return "failed: INTERNAL"
+        outcome = await _lost(job_id, ctx["page_store"], run_chapter)
+        return outcome
     finally:
         metrics.RUNNING.dec()
         metrics.JOBS_FINISHED.labels(outcome=outcome).inc()
@@ -174,12 +178,24 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         await cancel_and_wait(heartbeat)  # one cancel() may be lost in a MongoDB call
 
 
-async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception) -> str:
+async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception, chapter_id: str) -> str:
     """Release the job to be resumed (now, or by the sweeper once its heartbeat is stale)."""
     log.warning("job %s: infrastructure failure (%s); handing the job back", run.job_id, exc)
-    with contextlib.suppress(Exception):
+    outcome = await _release(ctx, run, chapter_id)
+    if outcome == "released":
+        with contextlib.suppress(Exception):
+            await ring(ctx["redis"], run.job_id, f"released-{int(time.time() * 1000)}")
+    return outcome
+
+
+async def _release(ctx: dict[str, Any], run: Run, chapter_id: str) -> str:
+    """Hand the job back; a job no longer this run's (cancelled, say) is ``_lost`` instead."""
+    try:
         await run.release()
-        await ring(ctx["redis"], run.job_id, f"released-{int(time.time() * 1000)}")
+    except LeaseLost:
+        return await _lost(run.job_id, ctx["page_store"], chapter_id)
+    except Exception as exc:  # the sweeper releases it once its heartbeat is stale
+        log.warning("job %s: not handed back (%s)", run.job_id, type(exc).__name__)
     return "released"
 
 
@@ -187,10 +203,11 @@ async def _lost(job_id: str, store: PageStore, chapter_id: str) -> str:
     """This run's lease is gone. Only a job that ends without a chapter loses its output: a
     cancelled one (by its owner), a failed one, or one deleted while it ran (no chapter of it
     exists). A job another run holds or completed is left exactly as it is."""
-    job = await get_job(job_id, {"_id": 0, "status": 1})
+    patience = Patience()  # MongoDB down now: wait, or a deleted job's output is never found
+    job = await patience.call(lambda: get_job(job_id, {"_id": 0, "status": 1}), "read the job")
     status = JobStatus(job["status"]) if job is not None else None
-    deleted = (
-        job is None and await chapters.chapters().count_documents({"job_id": job_id}, limit=1) == 0
+    deleted = job is None and not await patience.call(
+        lambda: chapters.chapters().find_one({"job_id": job_id}, {"_id": 1}), "read the chapter"
     )
     if status in DISCARDED or deleted:
         await _discard(job_id, store, chapter_id)
@@ -203,10 +220,11 @@ async def _lost(job_id: str, store: PageStore, chapter_id: str) -> str:
 
 
 async def _discard(job_id: str, store: PageStore, chapter_id: str | None = None) -> None:
-    """Remove the job's output; when the page store (or MongoDB) fails, the job stays
-    ``discard_pending`` and the sweeper removes it later."""
+    """Remove the job's output now. It stays ``discard_pending`` either way: the sweeper's pass
+    removes whatever this run's discard missed (its page store down, an upload that landed
+    late)."""
     try:
-        await discard(job_id, store, chapter_id)
+        await discard(job_id, store, chapter_id, final=False)
     except Exception as exc:
         log.warning(
             "job %s: its output could not be removed now (%s): left to the sweeper",
@@ -222,6 +240,7 @@ async def _run(
     run: Run,
     job: dict[str, Any],
     filename: str,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> str:
     writer = ProgressWriter(run, interval_s=settings.progress_interval_s)
     chapter_id = str(job["chapter_id"])
@@ -253,6 +272,10 @@ async def _run(
                     batch: list[StoredPage], problems: list[dict[str, Any]]
                 ) -> None:
                     nonlocal done
+                    if stopping():
+                        # The worker is stopping and this job's cancellation was lost on the
+                        # way (worker/cancel.py): hand the job back now, not once it is done.
+                        raise asyncio.CancelledError
                     await run.patience.call(
                         lambda: chapters.write_pages(job, chapter_id, filename, total, batch),
                         "write pages",

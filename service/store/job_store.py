@@ -32,6 +32,7 @@ from service.domain.page_keys import chapter_prefix
 from service.store.chapters import chapters, chunks
 from service.store.documents import JobDoc, PdfChapterJob
 from service.store.doorbell import ring
+from service.store.failure import is_transient
 from service.store.files import find_owned_file
 from service.store.page_images import PageStore, PageStoreError
 from service.store.quota import ensure_active_slot
@@ -73,12 +74,19 @@ async def apply(write: Write, projection: dict[str, int] | None = None) -> JobDo
     return cast(JobDoc | None, doc)
 
 
-async def discard(job_id: str, store: PageStore, chapter_id: str | None = None) -> None:
-    """Remove what a job wrote that ends without a chapter (cancelled, failed): its chunks, its
-    chapter if it got that far, and every image under the chapter's prefix (``chapter_id``'s
-    too: a run knows its chapter when its job is no longer there to say). Then the job is no
-    longer ``discard_pending``. Idempotent; a page store that cannot be reached raises, and the
-    sweeper tries again later."""
+async def discard(
+    job_id: str, store: PageStore, chapter_id: str | None = None, *, final: bool = True
+) -> None:
+    """Remove what a job wrote that ends without a chapter (cancelled, failed): every image under
+    its chapter's prefix (``chapter_id``'s too: a run knows its chapter when its job is no longer
+    there to say), then its chunks and its chapter if it got that far. Idempotent; a page store
+    that cannot be reached raises, before anything else is removed.
+
+    ``final`` clears ``discard_pending``: for the sweeper and the API, which discard once no run
+    writes any more. A run's own discard is not final: an upload the store committed after the
+    run gave up on it, or a page it wrote after another discard, is removed by the sweeper's
+    pass once the job has been still for ``STALE_AFTER_S``.
+    """
     job = await PdfChapterJob.get_pymongo_collection().find_one(
         {"job_id": job_id}, {"chapter_id": 1}
     )
@@ -87,11 +95,12 @@ async def discard(job_id: str, store: PageStore, chapter_id: str | None = None) 
         chapter_ids.add(job["chapter_id"])
     if chapter_id:
         chapter_ids.add(chapter_id)
-    await chunks().delete_many({"job_id": job_id})
-    await chapters().delete_many({"job_id": job_id})
     for each in chapter_ids:
         await store.delete_prefix(chapter_prefix(each))
-    await apply(lifecycle.discarded(job_id, utcnow()))
+    await chunks().delete_many({"job_id": job_id})
+    await chapters().delete_many({"job_id": job_id})
+    if final:
+        await apply(lifecycle.discarded(job_id, utcnow()))
 
 
 # --- Reads ---------------------------------------------------------------------------------
@@ -257,7 +266,9 @@ async def cancel_job(
         if done.get("lease_id") is None:
             try:
                 await discard(job_id, store)
-            except PageStoreError as exc:  # the job is cancelled: the sweeper cleans up later
+            except Exception as exc:  # the job is cancelled: the sweeper cleans up later
+                if not (isinstance(exc, PageStoreError) or is_transient(exc)):
+                    raise
                 log.warning("job %s: cancelled; output left to the sweeper (%s)", job_id, exc)
         return done
     current = await jobs().find_one({"job_id": job_id, "user_id": user_id}, {"status": 1})

@@ -571,3 +571,35 @@ async def test_image_store_down_cancel_still_cancels_and_deletes_are_503_losing_
     assert await app.state.services.page_store.count(chapter_prefix(chapter_id)) == 4
     assert await _job(waiting["job_id"]) is not None
     assert await app.state.services.page_store.count(chapter_prefix(claimed["chapter_id"])) == 1
+
+
+async def test_upload_landing_after_the_run_gave_up_is_removed_by_the_sweeper(
+    backend, submit, run_worker, auth_headers, settings, queue, monkeypatch
+):
+    stores: list[SentPutsLand] = []
+
+    def landing_store(worker_settings: Settings, db: Any) -> SentPutsLand:
+        stores.append(SentPutsLand(create_page_store(worker_settings, db), delay_s=0.2))
+        return stores[-1]
+
+    monkeypatch.setattr("worker.settings.create_page_store", landing_store)
+    monkeypatch.setattr("worker.pages.SETTLE_S", 0)  # the run gives up on its uploads at once
+    job = await submit(drawing_pdf(40))
+    worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
+    while await _chunks(job["job_id"]) == 0:
+        assert not worker.done(), "the job ended before any page was stored"
+        await asyncio.sleep(0.01)
+
+    await backend.api.post(f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice"))
+    await worker
+    await asyncio.gather(*stores[0].sent)  # they landed after the run's own discard
+    chapter_id = (await _job(job["job_id"]))["chapter_id"]
+    landed_late = await backend.images(chapter_id)
+    marked = (await _job(job["job_id"]))["discard_pending"]
+    swept = await _sweep_with(settings, backend.store, queue)
+
+    assert landed_late > 0
+    assert marked is True  # a run's discard is not the last word
+    assert swept["discarded"] == 1
+    assert await backend.images(chapter_id) == 0
+    assert (await _job(job["job_id"]))["discard_pending"] is False
