@@ -72,6 +72,8 @@ CLAIMED_FIELDS = {
         1,
     ),
 }  # fmt: skip
+# How long a run whose lease is gone waits for MongoDB to learn what became of its job.
+LOST_PATIENCE_S = 30.0
 # A job whose run lost its lease to one of these ends up without a chapter: its output goes.
 DISCARDED = frozenset({JobStatus.cancelled, JobStatus.failed})
 
@@ -203,7 +205,9 @@ async def _lost(job_id: str, store: PageStore, chapter_id: str) -> str:
     """This run's lease is gone. Only a job that ends without a chapter loses its output: a
     cancelled one (by its owner), a failed one, or one deleted while it ran (no chapter of it
     exists). A job another run holds or completed is left exactly as it is."""
-    patience = Patience()  # MongoDB down now: wait, or a deleted job's output is never found
+    # MongoDB down now: wait (a deleted job's output is found now or never), but not forever: a
+    # stopping worker comes here too.
+    patience = Patience(give_up_after_s=LOST_PATIENCE_S)
     job = await patience.call(lambda: get_job(job_id, {"_id": 0, "status": 1}), "read the job")
     status = JobStatus(job["status"]) if job is not None else None
     deleted = job is None and not await patience.call(
