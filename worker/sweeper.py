@@ -34,7 +34,7 @@ from service.settings import Settings
 from service.store import lock
 from service.store.doorbell import ring
 from service.store.failure import is_transient
-from service.store.job_store import apply, discard, jobs
+from service.store.job_store import apply, discard_or_leave, jobs
 from worker import metrics
 from worker.cancel import cancel_and_wait
 from worker.dependency import MONGODB
@@ -67,7 +67,7 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
             if await apply(lifecycle.lose(job_id, lease_id, stale_before, WORKER_LOST, now)):
                 # A failed job keeps no pages. Not final: its run may be paused, not dead, and
                 # write again when it wakes; the pass below removes that STALE_AFTER_S later.
-                await _discard(job_id, ctx["page_store"], final=False)
+                await discard_or_leave(job_id, ctx["page_store"], final=False)
                 counts["lost"] += 1
                 log.warning("job %s: failed, worker lost %d times", job_id, doc["attempts"])
         elif await apply(
@@ -107,22 +107,12 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
         .limit(DISCARDS_PER_SWEEP)
     )
     async for doc in leftovers:
-        if not await _discard(doc["job_id"], ctx["page_store"]):
+        if not await discard_or_leave(doc["job_id"], ctx["page_store"]):
             break  # the page store is down: the next sweep tries again, the others wait
         counts["discarded"] += 1
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts
-
-
-async def _discard(job_id: str, store: Any, *, final: bool = True) -> bool:
-    """Remove a job's output; False (and the job stays ``discard_pending``) when it could not."""
-    try:
-        await discard(job_id, store, final=final)
-    except Exception as exc:
-        log.warning("job %s: output not removed (%s); tried again later", job_id, exc)
-        return False
-    return True
 
 
 SWEEP_LOCK = "sweeper"

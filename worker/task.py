@@ -38,7 +38,7 @@ from service.store.documents import JobDoc
 from service.store.doorbell import ring
 from service.store.failure import is_transient
 from service.store.files import BUCKET, open_file
-from service.store.job_store import apply, discard, get_job, jobs
+from service.store.job_store import apply, discard_or_leave, get_job, jobs
 from service.store.page_images import PageStore
 from worker import metrics
 from worker.cancel import cancel_and_wait
@@ -143,7 +143,8 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail(exc.reason, exc.code)
-            await _discard(job_id, ctx["page_store"])  # a failed job keeps no pages
+            # A failed job keeps no pages; not final: the sweeper's pass removes what lands late.
+            await discard_or_leave(job_id, ctx["page_store"], final=False)
             log.info("job %s: failed: %s", job_id, exc.reason, extra={"error_code": exc.code})
             return f"failed: {exc.code}"
         outcome = await _lost(job_id, ctx["page_store"], run_chapter)
@@ -169,7 +170,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail("Internal error while processing the PDF", "INTERNAL")
-            await _discard(job_id, ctx["page_store"])
+            await discard_or_leave(job_id, ctx["page_store"], final=False)
             return "failed: INTERNAL"
         outcome = await _lost(job_id, ctx["page_store"], run_chapter)
         return outcome
@@ -214,26 +215,13 @@ async def _lost(job_id: str, store: PageStore, chapter_id: str) -> str:
         lambda: chapters.chapters().find_one({"job_id": job_id}, {"_id": 1}), "read the chapter"
     )
     if status in DISCARDED or deleted:
-        await _discard(job_id, store, chapter_id)
+        await discard_or_leave(job_id, store, chapter_id, final=False)
         log.info("job %s: stopped: %s; its output was discarded", job_id, status or "deleted")
         return "cancelled" if status is JobStatus.cancelled else "lost"
     log.warning(
         "job %s: stopped: the lease was lost (job is %s); nothing discarded", job_id, status
     )
     return "lost"
-
-
-async def _discard(job_id: str, store: PageStore, chapter_id: str | None = None) -> None:
-    """Remove the job's output now. It stays ``discard_pending`` either way: the sweeper's pass
-    removes whatever this run's discard missed (its page store down, an upload that landed
-    late)."""
-    try:
-        await discard(job_id, store, chapter_id, final=False)
-    except Exception as exc:
-        log.warning(
-            "job %s: its output could not be removed now (%s): left to the sweeper",
-            job_id, type(exc).__name__,
-        )  # fmt: skip
 
 
 async def _run(

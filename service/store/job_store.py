@@ -103,6 +103,22 @@ async def discard(
         await apply(lifecycle.discarded(job_id, utcnow()))
 
 
+async def discard_or_leave(
+    job_id: str, store: PageStore, chapter_id: str | None = None, *, final: bool = True
+) -> bool:
+    """``discard``, for a worker that must go on whatever happens: False (logged) when it
+    failed, the job then still ``discard_pending`` for the sweeper's next pass."""
+    try:
+        await discard(job_id, store, chapter_id, final=final)
+    except Exception as exc:
+        log.warning(
+            "job %s: its output could not be removed now (%s): the sweeper tries again",
+            job_id, type(exc).__name__,
+        )  # fmt: skip
+        return False
+    return True
+
+
 # --- Reads ---------------------------------------------------------------------------------
 
 

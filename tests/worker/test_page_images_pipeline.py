@@ -135,6 +135,13 @@ async def _chunks(job_id: str) -> int:
     return await DocumentChunk.get_pymongo_collection().count_documents({"job_id": job_id})
 
 
+async def _until_a_page_is_stored(job_id: str, worker: asyncio.Task[Any]) -> None:
+    """Wait until the running job has stored a page; fails if its worker ended first."""
+    while await _chunks(job_id) == 0:
+        assert not worker.done(), "the job ended before any page was stored"
+        await asyncio.sleep(0.01)
+
+
 async def _chapter(backend, auth_headers, chapter_id, book_id="book_1") -> httpx.Response:
     return await backend.api.get(
         f"/api/v1/books/{book_id}/chapters/{chapter_id}", headers=auth_headers("alice")
@@ -228,9 +235,7 @@ async def test_cancel_mid_render_removes_every_image_and_chunk(
 ):
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
-    while await _chunks(job["job_id"]) == 0:
-        assert not worker.done(), "the job ended before any page was stored"
-        await asyncio.sleep(0.01)
+    await _until_a_page_is_stored(job["job_id"], worker)
 
     cancelled = await backend.api.post(
         f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice")
@@ -281,9 +286,7 @@ async def test_cancel_leaves_no_image_from_puts_in_flight(
     monkeypatch.setattr("worker.settings.create_page_store", landing_store)
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
-    while await _chunks(job["job_id"]) == 0:
-        assert not worker.done(), "the job ended before any page was stored"
-        await asyncio.sleep(0.01)
+    await _until_a_page_is_stored(job["job_id"], worker)
 
     cancelled = await backend.api.post(
         f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice")
@@ -510,9 +513,7 @@ async def test_job_deleted_while_it_runs_leaves_no_image_and_no_page(
 ):
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
-    while await _chunks(job["job_id"]) == 0:
-        assert not worker.done(), "the job ended before any page was stored"
-        await asyncio.sleep(0.01)
+    await _until_a_page_is_stored(job["job_id"], worker)
     chapter_id = (await _job(job["job_id"]))["chapter_id"]
 
     deleted = await backend.api.delete(f"{JOBS}/{job['job_id']}", headers=auth_headers("alice"))
@@ -586,9 +587,7 @@ async def test_upload_landing_after_the_run_gave_up_is_removed_by_the_sweeper(
     monkeypatch.setattr("worker.pages.SETTLE_S", 0)  # the run gives up on its uploads at once
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
-    while await _chunks(job["job_id"]) == 0:
-        assert not worker.done(), "the job ended before any page was stored"
-        await asyncio.sleep(0.01)
+    await _until_a_page_is_stored(job["job_id"], worker)
 
     await backend.api.post(f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice"))
     await worker

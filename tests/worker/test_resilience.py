@@ -27,6 +27,12 @@ async def _job(job_id):
     return await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job_id})
 
 
+async def _storing_pages(job_id):
+    """Whether the job is processing with pages stored (past 30 %, the first page's progress)."""
+    doc = await _job(job_id)
+    return doc["status"] == "processing" and doc["progress"] > 30
+
+
 async def _sweep(settings, **overrides):
     queue = create_queue(settings)
     try:
@@ -130,12 +136,9 @@ async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(app, set
     job = await submit(slow_last_page_pdf(pages), content_mode="pdf_file")
     worker = _spawn_worker(settings, JOB_MEMORY_LIMIT_MB="4096")
     try:
-
-        async def midway():
-            doc = await _job(job["job_id"])
-            return doc["status"] == "processing" and doc["progress"] > 30  # pages stored
-
-        assert await _wait_for(midway), "the worker never stored a page"
+        assert await _wait_for(lambda: _storing_pages(job["job_id"])), (
+            "the worker never stored a page"
+        )
         # Stopped first: it writes nothing more, so the job read now is the one the kill leaves.
         worker.send_signal(signal.SIGSTOP)
         stuck = await _job(job["job_id"])
@@ -265,12 +268,9 @@ async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
     worker_a = _spawn_worker(settings, log=log_file, **fast)
     worker_b = None
     try:
-
-        async def midway():
-            doc = await _job(job["job_id"])
-            return doc["status"] == "processing" and doc["progress"] > 30  # pages stored
-
-        assert await _wait_for(midway), "worker A never stored a page"
+        assert await _wait_for(lambda: _storing_pages(job["job_id"])), (
+            "worker A never stored a page"
+        )
         worker_a.send_signal(signal.SIGSTOP)
         paused = await _job(job["job_id"])  # read once A is frozen: nothing changes it now
         assert paused["status"] == "processing", "the job ended before worker A was paused"
