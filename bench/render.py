@@ -5,7 +5,7 @@
    - raw: PyMuPDF pixmap -> Pillow WebP q85 method 2 + thumbnail + text, in this process;
    - original: the original product's path, pixmap.tobytes("png") -> PIL.Image.open -> WebP q85
      method 4, in this process;
-   - pool(1), pool(2): worker/pool.py with 1 and 2 render processes, same settings as raw.
+   - pool(1), pool(2): worker/rendering/pool.py with 1 and 2 render processes, same settings as raw.
    Targets on 2 cores: pool(1)/raw >= 0.85, pool(2)/pool(1) >= 1.7, pool(2)/original >= 4.
    CPU ms a page (this process, or the pool's processes plus this one) are printed too: they
    hold still when other work shares the machine, where pages/s do not.
@@ -48,8 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.render_worker import WorkerFigures, worker_figures  # noqa: E402
 from tests.pdfs import drawing_pdf, figure_heavy_pdf  # noqa: E402
-from worker.pool import RenderPool  # noqa: E402
-from worker.render import RenderOptions, quiet_mupdf  # noqa: E402
+from worker.rendering.page import RenderOptions, quiet_mupdf  # noqa: E402
+from worker.rendering.pool import RenderPool  # noqa: E402
 
 OPTIONS = RenderOptions()  # 150 DPI, WebP q85 method 2, 240 px thumbnails
 PGF_MANUALS = [

@@ -249,8 +249,8 @@ class Settings(BaseSettings):
                 )
         return self
 
-    # Page rendering (issue 11; worker/render.py, worker/pool.py). Each worker runs
-    # RENDER_PROCESSES render processes shared by its jobs, each under JOB_MEMORY_LIMIT_MB.
+    # Page rendering (worker/rendering/). Each worker runs RENDER_PROCESSES render processes
+    # shared by its jobs, each under JOB_MEMORY_LIMIT_MB.
     render_processes: int = Field(
         default_factory=lambda: len(os.sched_getaffinity(0)), ge=1, le=256
     )

@@ -223,7 +223,7 @@ async def queue(app: Litestar) -> AsyncIterator[Any]:
 def run_worker(app: Litestar, settings: Settings, queue: Any) -> Callable[..., Any]:
     """Run an arq worker (burst: until the queue is empty) in this event loop."""
     from service.store.doorbell import create_queue
-    from worker.settings import create_worker
+    from worker.wiring import create_worker
 
     async def run(**overrides: Any) -> Any:
         worker_settings = settings.model_copy(update=overrides)

@@ -7,7 +7,7 @@ import sys
 from service.logs import configure_logging
 from service.settings import Settings
 from worker.metrics import serve as serve_metrics
-from worker.settings import create_worker
+from worker.wiring import create_worker
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ arq's own method and changes only what happens on a transient error (``is_transi
   (``docker stop`` killed it, its job handed back only after ``STALE_AFTER_S``). The stop is
   remembered: no job is picked after it, the next poll ends the loop, and a job the loop
   started meanwhile (arq cancels only the jobs running at the signal) is given back to the queue
-  before it claims anything (``worker/task.py``), for another worker to run at once.
+  before it claims anything (``worker/run/task.py``), for another worker to run at once.
 
 A doorbell read just before an outage may be lost with it: the sweeper rings its job again.
 """

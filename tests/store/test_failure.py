@@ -27,7 +27,7 @@ from devstack.embedded import free_port, remove_tree, start_mongod, start_redis
 from service.store.failure import is_transient
 from service.store.gridfs_page_store import GridFSPageStore
 from service.store.page_images import PageStoreError
-from worker.render import ExtractionError
+from worker.rendering.page import ExtractionError
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from tests.conftest import REPO_ROOT
 from tests.pdfs import memory_bomb_pdf, text_pdf
 from worker import metrics
 from worker.consumer import SHUT_DOWN, STARTED
-from worker.settings import create_worker
+from worker.wiring import create_worker
 
 
 async def _job(job_id):

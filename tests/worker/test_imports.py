@@ -13,7 +13,7 @@ from tests.conftest import REPO_ROOT
 
 def test_the_worker_process_loads_neither_litestar_nor_firebase_admin():
     probe = (
-        "import json, sys, worker.__main__, worker.settings, worker.task, worker.sweeper;"
+        "import json, sys, worker.__main__, worker.wiring, worker.run.task, worker.sweeper;"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('litestar', 'firebase_admin') or m.startswith('service.api'))))"
     )

@@ -37,7 +37,7 @@ from tests.pdfs import (
     text_pdf,
 )
 from tests.render_hook import abort_at_titled_page
-from worker.pool import RenderPool
+from worker.rendering.pool import RenderPool
 from worker.sweeper import sweep
 
 JOBS = "/api/v1/books/jobs"
@@ -283,7 +283,7 @@ async def test_cancel_leaves_no_image_from_puts_in_flight(
         stores.append(SentPutsLand(create_page_store(worker_settings, db), delay_s=0.05))
         return stores[-1]
 
-    monkeypatch.setattr("worker.settings.create_page_store", landing_store)
+    monkeypatch.setattr("worker.wiring.create_page_store", landing_store)
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
     await _until_a_page_is_stored(job["job_id"], worker)
@@ -333,8 +333,8 @@ async def test_cancel_with_the_page_store_hung_still_ends_the_run(
         stores.append(HungAfterPage(create_page_store(worker_settings, db), last=3))
         return stores[-1]
 
-    monkeypatch.setattr("worker.settings.create_page_store", hanging_store)
-    monkeypatch.setattr("worker.pages.SETTLE_S", 0.2)
+    monkeypatch.setattr("worker.wiring.create_page_store", hanging_store)
+    monkeypatch.setattr("worker.run.pages.SETTLE_S", 0.2)
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(progress_interval_s=0))
     while not stores or not stores[0].hung:
@@ -367,7 +367,7 @@ async def test_render_crash_fails_the_job_and_leaves_no_images(
             page_hook=abort_at_titled_page,
         )
 
-    monkeypatch.setattr("worker.settings.create_render_pool", pool_with_hook)
+    monkeypatch.setattr("worker.wiring.create_render_pool", pool_with_hook)
     job = await submit(titled(drawing_pdf(6), "abort-at-4"))
 
     await run_worker(**backend.overrides)
@@ -583,8 +583,8 @@ async def test_upload_landing_after_the_run_gave_up_is_removed_by_the_sweeper(
         stores.append(SentPutsLand(create_page_store(worker_settings, db), delay_s=0.2))
         return stores[-1]
 
-    monkeypatch.setattr("worker.settings.create_page_store", landing_store)
-    monkeypatch.setattr("worker.pages.SETTLE_S", 0)  # the run gives up on its uploads at once
+    monkeypatch.setattr("worker.wiring.create_page_store", landing_store)
+    monkeypatch.setattr("worker.run.pages.SETTLE_S", 0)  # the run gives up on its uploads at once
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
     await _until_a_page_is_stored(job["job_id"], worker)

@@ -1,4 +1,4 @@
-"""worker/pool.py: render processes shared by jobs, each failure confined to the job that caused it.
+"""worker/rendering/pool.py: render processes shared by jobs, each failure confined to the job that caused it.
 
 Real processes rendering real (generated) PDFs. ``tests/render_hook.py`` runs in each render
 process before a page: it logs which process rendered which page, and crashes, kills or hangs
@@ -30,8 +30,8 @@ from tests.pdfs import (
     zero_page_pdf,
 )
 from tests.render_hook import misbehave, page_log, rendered
-from worker.pool import PoolClosed, RenderPool
-from worker.render import ExtractionError, RenderOptions
+from worker.rendering.page import ExtractionError, RenderOptions
+from worker.rendering.pool import PoolClosed, RenderPool
 
 TEXT_ONLY = RenderOptions(render_images=False)
 # A bound on waits for something that takes a moment, so that a broken pool fails its test

@@ -1,4 +1,4 @@
-"""worker/progress.py: a run's throttled progress writes and the lease they carry."""
+"""worker/run/lease.py: a run's throttled progress writes and the lease they carry."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from service.domain.job import JobStatus
 from service.logs import JsonFormatter, current_job_id
 from service.store.documents import PdfChapterJob
-from worker.progress import LeaseLost, ProgressWriter, Run
+from worker.run.lease import LeaseLost, ProgressWriter, Run
 
 LEASE = "lease-1"
 
@@ -79,7 +79,7 @@ def test_log_lines_of_a_job_carry_its_id():
     token = current_job_id.set("job-42")
     try:
         line = JsonFormatter().format(
-            logging.LogRecord("worker.task", logging.INFO, __file__, 1, "page %d", (3,), None)
+            logging.LogRecord("worker.run.task", logging.INFO, __file__, 1, "page %d", (3,), None)
         )
     finally:
         current_job_id.reset(token)

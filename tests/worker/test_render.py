@@ -1,4 +1,4 @@
-"""worker/render.py on generated PDFs: images at the right size that decode and show the page,
+"""worker/rendering/page.py on generated PDFs: images at the right size that decode and show the page,
 text exactly as PyMuPDF reads it, every warning of a damaged file, and clear errors."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.pdfs import (
     truncated_tail_pdf,
     zero_page_pdf,
 )
-from worker.render import (
+from worker.rendering.page import (
     DocumentInfo,
     ExtractionError,
     RenderedPage,

@@ -1,4 +1,4 @@
-"""The render process itself (``worker.renderer.serve``), spoken to over its socket."""
+"""The render process itself (``worker.rendering.process.serve``), spoken to over its socket."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 import msgspec
 
 from tests.pdfs import text_pdf
-from worker.renderer import HEADER, Open, serve
+from worker.rendering.process import HEADER, Open, serve
 
 MB = 1024 * 1024
 

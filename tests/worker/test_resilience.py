@@ -16,9 +16,9 @@ from service.store.doorbell import create_queue
 from service.store.page_images import create_page_store
 from tests.conftest import REPO_ROOT
 from tests.pdfs import memory_bomb_pdf, slow_last_page_pdf, text_pdf
-from worker.settings import create_render_pool
+from worker.run.task import process_pdf_chapter
 from worker.sweeper import sweep
-from worker.task import process_pdf_chapter
+from worker.wiring import create_render_pool
 
 JOBS = "/api/v1/books/jobs"
 

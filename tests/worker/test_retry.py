@@ -14,7 +14,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 from devstack.embedded import free_port, remove_tree, start_mongod
 from worker import metrics
 from worker.dependency import Dependency
-from worker.retry import Patience
+from worker.run.patience import Patience
 
 
 def _gauge(name: str) -> float:

@@ -20,11 +20,11 @@ from service.store.page_images import create_page_store
 from worker import metrics
 from worker.consumer import SHUT_DOWN, STARTED, Consumer
 from worker.dependency import MONGODB
-from worker.pool import RenderPool
+from worker.rendering.pool import RenderPool
+from worker.run.task import process_pdf_chapter
 from worker.sweeper import keep_sweeping, stop_sweeping
-from worker.task import process_pdf_chapter
 
-log = logging.getLogger("worker.settings")
+log = logging.getLogger("worker.wiring")
 
 
 def create_render_pool(settings: Settings) -> RenderPool:

@@ -43,14 +43,14 @@ from service.store.page_images import PageStore
 from worker import metrics
 from worker.cancel import cancel_and_wait
 from worker.consumer import STOPPING
-from worker.heartbeat import keep_alive
-from worker.pages import process_pages, render_options
-from worker.pool import PoolClosed, RenderPool
-from worker.progress import LeaseLost, ProgressWriter, Run
-from worker.render import ExtractionError
-from worker.retry import Patience
+from worker.rendering.page import ExtractionError
+from worker.rendering.pool import PoolClosed, RenderPool
+from worker.run.heartbeat import keep_alive
+from worker.run.lease import LeaseLost, ProgressWriter, Run
+from worker.run.pages import process_pages, render_options
+from worker.run.patience import Patience
 
-log = logging.getLogger("worker.task")
+log = logging.getLogger("worker.run.task")
 
 Doc = dict[str, Any]
 

@@ -14,9 +14,9 @@ import time
 
 from service.store.failure import is_transient
 from worker import metrics
-from worker.progress import LeaseLost, Run
+from worker.run.lease import LeaseLost, Run
 
-log = logging.getLogger("worker.heartbeat")
+log = logging.getLogger("worker.run.heartbeat")
 
 FIRST_RETRY_S = 0.25
 

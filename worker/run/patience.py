@@ -21,7 +21,7 @@ from typing import TypeVar
 from service.store.failure import is_transient
 from worker.dependency import MONGODB, Dependency
 
-log = logging.getLogger("worker.retry")
+log = logging.getLogger("worker.run.patience")
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ so one job's pages spread over every process. A job has at most ``read_ahead`` p
 not yet taken by its consumer (back-pressure: pages are produced about as fast as they are
 stored). A consumer that stops iterating drops its queued pages; its in-flight ones are discarded.
 
-The render process itself, and the protocol on its socket, are ``worker/renderer.py``.
+The render process itself, and the protocol on its socket, are ``worker/rendering/process.py``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,14 @@ from multiprocessing.process import BaseProcess
 
 import msgspec
 
-from worker.render import OUT_OF_MEMORY, DocumentInfo, ExtractionError, RenderedPage, RenderOptions
-from worker.renderer import (
+from worker.rendering.page import (
+    OUT_OF_MEMORY,
+    DocumentInfo,
+    ExtractionError,
+    RenderedPage,
+    RenderOptions,
+)
+from worker.rendering.process import (
     HEADER,
     MAX_FRAME,
     Failed,
@@ -51,11 +57,11 @@ from worker.renderer import (
     serve,
 )
 
-log = logging.getLogger("worker.pool")
+log = logging.getLogger("worker.rendering.pool")
 
 _context = multiprocessing.get_context("forkserver")
 # The render processes' module: the forkserver imports PyMuPDF and Pillow once, for all of them.
-_context.set_forkserver_preload(["worker.renderer"])
+_context.set_forkserver_preload(["worker.rendering.process"])
 
 
 class PoolClosed(Exception):

@@ -16,7 +16,7 @@ from service.domain import lifecycle
 from service.domain.job import JobStatus, utcnow
 from service.store.documents import JobDoc
 from service.store.job_store import APPLIED_FIELDS, apply, get_job
-from worker.retry import Patience
+from worker.run.patience import Patience
 
 Doc = dict[str, Any]
 
@@ -35,8 +35,8 @@ class Run:
     job_id: str
     lease_id: str
 
-    # Waits out MongoDB outages (worker/retry.py); how long it waited tells a time limit spent
-    # on the PDF from one spent waiting.
+    # Waits out MongoDB outages (worker/run/patience.py); how long it waited tells a time limit
+    # spent on the PDF from one spent waiting.
     patience: Patience = field(default_factory=Patience, compare=False)
 
     async def advance(

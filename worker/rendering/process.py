@@ -21,7 +21,7 @@ from typing import BinaryIO
 import msgspec
 import pymupdf
 
-from worker.render import (
+from worker.rendering.page import (
     OUT_OF_MEMORY,
     DocumentInfo,
     ExtractionError,

@@ -1,7 +1,8 @@
 """One PDF page: its text, every MuPDF warning it raised, and its image. Pure and synchronous.
 
-No database and no event loop: this runs inside a render process (``worker/pool.py``), because
-PyMuPDF is not thread-safe and MuPDF can crash, hang or allocate without bound on hostile input.
+No database and no event loop: this runs inside a render process (``worker/rendering/pool.py``),
+because PyMuPDF is not thread-safe and MuPDF can crash, hang or allocate without bound on hostile
+input.
 
     doc, info = open_document(path)            # DocumentInfo, or ExtractionError saying why not
     page = render_page(doc, index, options)    # RenderedPage: text, warnings, image, thumbnail

@@ -19,9 +19,9 @@ from service.domain.page_keys import page_key, thumbnail_key
 from service.settings import Settings
 from service.store.chapters import StoredPage
 from service.store.page_images import PageStore
-from worker.pool import RenderPool
-from worker.render import PageImage, RenderedPage, RenderOptions
-from worker.retry import Patience
+from worker.rendering.page import PageImage, RenderedPage, RenderOptions
+from worker.rendering.pool import RenderPool
+from worker.run.patience import Patience
 
 # Chunks are written in batches: at most this many pages, or what was stored within this long.
 BATCH_PAGES = 64
