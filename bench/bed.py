@@ -15,6 +15,7 @@ database and Firebase project; ``connected`` opens this process's clients on it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import tempfile
@@ -31,9 +32,11 @@ from arq.connections import ArqRedis
 from devstack.embedded import Server, free_port, remove_tree, start_mongod, start_redis
 from indexes.spec import specification
 from indexes.sync import sync
+from service.domain.chapter import ChapterOptions
 from service.settings import Settings
-from service.store.doorbell import create_queue
-from service.store.mongo import Mongo, connect
+from service.store.database import Store, open_store
+from service.store.documents import PdfChapterJob
+from service.store.doorbell import create_queue, ring
 
 DB = "pcj_bench"
 PROJECT = "demo-bench"
@@ -55,7 +58,7 @@ class Clients(NamedTuple):
     """This process's settings and clients on a bed, from ``connected``."""
 
     settings: Settings
-    mongo: Mongo
+    store: Store
     queue: ArqRedis
 
 
@@ -136,25 +139,25 @@ def bench_settings(bed: Servers) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[Mongo]:
-    """Connected to ``settings``' MongoDB with the service's indexes in place (what the worker and
+async def database(settings: Settings) -> AsyncIterator[Store]:
+    """The store on ``settings``' MongoDB with the service's indexes in place (what the worker and
     the API expect to find); closed on exit."""
-    mongo = await connect(settings)
+    store = await open_store(settings)
     try:
-        await sync(mongo.db, specification(settings))
-        yield mongo
+        await sync(store.collections.db, specification(settings))
+        yield store
     finally:
-        await mongo.close()
+        await store.aclose()
 
 
 @contextlib.asynccontextmanager
 async def connected(bed: Servers) -> AsyncIterator[Clients]:
     """``bench_settings(bed)``, MongoDB (``database``) and the arq queue; closed on exit."""
     settings = bench_settings(bed)
-    async with database(settings) as mongo:
+    async with database(settings) as store:
         queue = create_queue(settings)
         try:
-            yield Clients(settings, mongo, queue)
+            yield Clients(settings, store, queue)
         finally:
             await queue.aclose(close_connection_pool=True)
 
@@ -170,3 +173,40 @@ def wait_http(port: int, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"the API on port {port} did not answer /health within {timeout:.0f} s")
+
+
+async def upload(store: Store, data: bytes, name: str, user_id: str = "bench") -> str:
+    """Store ``data`` as an uploaded PDF of ``user_id``; its file id."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for offset in range(0, len(data), 256 * 1024):
+            yield data[offset : offset + 256 * 1024]
+
+    stored = await store.files.store_pdf(
+        user_id=user_id, filename=name, content_type="application/pdf",
+        chunks=chunks(), max_bytes=1 << 31,
+    )  # fmt: skip
+    return stored.file_id
+
+
+async def enqueue(
+    store: Store, queue: ArqRedis, file_id: str, options: ChapterOptions | None = None
+) -> str:
+    """A pending job of an uploaded file, its doorbell rung (what the API's create does, without
+    HTTP and the caller's limits); its id."""
+    job = PdfChapterJob(
+        user_id="bench",
+        book_id="b",
+        file_id=file_id,
+        **dataclasses.asdict(options or ChapterOptions()),
+    )
+    await store.jobs.insert(job.model_dump())
+    await ring(queue, job.job_id)
+    return job.job_id
+
+
+async def submit(
+    store: Store, queue: ArqRedis, data: bytes, name: str, options: ChapterOptions | None = None
+) -> str:
+    """Upload ``data`` and create its job (``options``: every page rendered to images)."""
+    return await enqueue(store, queue, await upload(store, data, name), options)

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.chaos.stack import Stack  # noqa: E402
-from tests.pdfs import book_pdf  # noqa: E402
+from tests.support.pdfs import book_pdf  # noqa: E402
 
 
 @dataclass

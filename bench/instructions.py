@@ -82,7 +82,7 @@ async def _measured(mode: str, requests: int, mongodb_url: str, redis_url: str) 
             }  # fmt: skip
             await app(scope, receive, send)  # type: ignore[arg-type]
 
-        jobs = app.state.services.mongo.db["pdf_chapter_jobs"]
+        jobs = app.state.services.store.collections.db["pdf_chapter_jobs"]
         for job_id, user in pairs:  # warm: every token verified and cached, pools filled
             await poll(job_id, user)
             await jobs.find_one({"job_id": job_id}, {"_id": 0})

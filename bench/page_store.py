@@ -28,9 +28,9 @@ from bench.bed import database, servers  # noqa: E402
 from service.domain.page_keys import page_key  # noqa: E402
 from service.domain.signing import expires_at, sign  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.store.gridfs_page_store import BUCKET  # noqa: E402
 from service.store.page_images import PageStore, create_page_store  # noqa: E402
-from tests.seaweed import running_seaweedfs, weed_binary  # noqa: E402
+from service.store.page_images.gridfs_store import BUCKET  # noqa: E402
+from tests.support.seaweed import running_seaweedfs, weed_binary  # noqa: E402
 
 IMAGES = 300
 SIZE = 150_000
@@ -73,20 +73,22 @@ async def main() -> int:
     with servers("pcj-bench-pages-", redis=False) as bed:
         images = [os.urandom(SIZE) for _ in range(IMAGES)]
         settings = Settings(mongodb_url=bed.mongod.url, mongodb_db="pcj_bench_pages")
-        async with database(settings) as mongo:
+        async with database(settings) as store:
             print(f"{IMAGES} images of {SIZE // 1000} KB, {TASKS} concurrent tasks")
             print("1. GridFS")
             await store_figures(
-                "gridfs (one transaction per put)", create_page_store(settings, mongo.db), images
+                "gridfs (one transaction per put)",
+                create_page_store(settings, store.collections.db),
+                images,
             )
-            driver = AsyncGridFSBucket(mongo.db, bucket_name="driver_baseline")
+            driver = AsyncGridFSBucket(store.collections.db, bucket_name="driver_baseline")
             baseline = await rate(
                 IMAGES, lambda i: driver.upload_from_stream_with_id(f"k{i}", f"k{i}", images[i])
             )
             print(
                 f"   PyMongo's GridFS writer, no transaction, no overwrite: put {baseline:,.0f}/s"
             )
-            await mongo.db[f"{BUCKET}.files"].drop()
+            await store.collections.db[f"{BUCKET}.files"].drop()
 
             print("2. S3 (SeaweedFS weed mini, obstore)")
             binary = weed_binary()
@@ -100,7 +102,7 @@ async def main() -> int:
                         page_store="s3", s3_endpoint_url=weed.endpoint, s3_bucket=weed.bucket,
                         s3_access_key_id=weed.access_key_id, s3_secret_access_key=weed.secret_access_key,
                     )  # fmt: skip
-                    s3_store = create_page_store(s3_settings, mongo.db)
+                    s3_store = create_page_store(s3_settings, store.collections.db)
                     await store_figures("s3", s3_store, images)
                     start = time.perf_counter()
                     for i in range(2000):

@@ -29,13 +29,11 @@ import pymupdf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bed import bench_env, connected, servers  # noqa: E402
+from bench.bed import bench_env, connected, servers, submit  # noqa: E402
 from devstack.embedded import stop  # noqa: E402
 from service.domain.chapter import ChapterOptions, ContentMode  # noqa: E402
-from service.store.documents import PdfChapterJob  # noqa: E402
-from service.store.files import store_pdf  # noqa: E402
-from service.store.job_store import create_job  # noqa: E402
-from tests.pdfs import text_pdf  # noqa: E402
+from service.store.database import Store  # noqa: E402
+from tests.support.pdfs import text_pdf  # noqa: E402
 
 # A printed book page holds 250-400 words.
 BOOK_PAGE_WORDS = 300
@@ -77,32 +75,8 @@ def tree_rss_kb(pid: int) -> int:
     return total
 
 
-async def submit(
-    queue: Any, db: Any, data: bytes, name: str, options: ChapterOptions | None = None
-) -> str:
-    """Upload ``data`` and create its job (``options``: every page rendered to images)."""
-
-    async def chunks() -> Any:
-        for offset in range(0, len(data), 256 * 1024):
-            yield data[offset : offset + 256 * 1024]
-
-    stored = await store_pdf(
-        db, user_id="bench", filename=name, content_type="application/pdf",
-        chunks=chunks(), max_bytes=1 << 31,
-    )  # fmt: skip
-    doc = await create_job(
-        queue,
-        db,
-        user_id="bench",
-        book_id="b",
-        file_id=stored.file_id,
-        options=options or ChapterOptions(),
-    )
-    return str(doc["job_id"])
-
-
-async def wait_done(job_id: str, limit_s: float = 600) -> dict[str, Any]:
-    jobs = PdfChapterJob.get_pymongo_collection()
+async def wait_done(store: Store, job_id: str, limit_s: float = 600) -> dict[str, Any]:
+    jobs = store.collections.jobs
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         doc = await jobs.find_one({"job_id": job_id})
@@ -121,12 +95,14 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return worker
 
 
-async def run_job_measuring_rss(queue: Any, db: Any, env: dict[str, str], data: bytes, name: str):
+async def run_job_measuring_rss(
+    queue: Any, store: Store, env: dict[str, str], data: bytes, name: str
+):
     worker = start_worker(env)
     try:
         peak = tree_rss_kb(worker.pid)
-        job_id = await submit(queue, db, data, name, TEXT_ONLY)
-        jobs = PdfChapterJob.get_pymongo_collection()
+        job_id = await submit(store, queue, data, name, TEXT_ONLY)
+        jobs = store.collections.jobs
         while True:
             peak = max(peak, tree_rss_kb(worker.pid))
             doc = await jobs.find_one(
@@ -144,7 +120,7 @@ async def run_job_measuring_rss(queue: Any, db: Any, env: dict[str, str], data: 
 async def main() -> int:
     with servers("pcj-bench-") as bed:
         env = bench_env(bed)
-        async with connected(bed) as (settings, mongo, queue):
+        async with connected(bed) as (settings, store, queue):
             print("1. throughput: worker end to end vs raw PyMuPDF get_text(), same file, same run")
             worker = start_worker(env)
             try:
@@ -153,9 +129,10 @@ async def main() -> int:
                     raw = raw_pages_per_second(data)
                     elapsed_runs = []
                     for attempt in range(REPEATS):
-                        doc = await wait_done(
-                            await submit(queue, mongo.db, data, f"{pages}-{attempt}.pdf", TEXT_ONLY)
+                        job_id = await submit(
+                            store, queue, data, f"{pages}-{attempt}.pdf", TEXT_ONLY
                         )
+                        doc = await wait_done(store, job_id)
                         elapsed_runs.append(
                             (doc["completed_at"] - doc["started_at"]).total_seconds()
                         )
@@ -169,10 +146,10 @@ async def main() -> int:
 
             print("2. peak RSS of the worker's process tree (fresh worker per job)")
             _, small = await run_job_measuring_rss(
-                queue, mongo.db, env, text_pdf(20, words=BOOK_PAGE_WORDS), "20.pdf"
+                queue, store, env, text_pdf(20, words=BOOK_PAGE_WORDS), "20.pdf"
             )
             _, large = await run_job_measuring_rss(
-                queue, mongo.db, env, text_pdf(2000, words=BOOK_PAGE_WORDS), "2000.pdf"
+                queue, store, env, text_pdf(2000, words=BOOK_PAGE_WORDS), "2000.pdf"
             )
             print(f"   20 pages: {small / 1024:.0f} MB, 2000 pages: {large / 1024:.0f} MB, "
                   f"ratio {large / small:.2f} (target <= 1.3)")  # fmt: skip
@@ -185,8 +162,8 @@ async def main() -> int:
                 latencies = []
                 small_pdf = text_pdf(1)
                 for index in range(30):
-                    job_id = await submit(queue, mongo.db, small_pdf, f"l{index}.pdf", TEXT_ONLY)
-                    doc = await wait_done(job_id)
+                    job_id = await submit(store, queue, small_pdf, f"l{index}.pdf", TEXT_ONLY)
+                    doc = await wait_done(store, job_id)
                     latencies.append((doc["started_at"] - doc["created_at"]).total_seconds() * 1000)
             finally:
                 stop(worker)

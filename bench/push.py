@@ -247,7 +247,8 @@ async def seed(url: str, db_name: str) -> list[tuple[str, str]]:
 class Writer:
     """``lifecycle.advance`` applied through the store's ``apply``, to the jobs in turn."""
 
-    def __init__(self, job_ids: list[str], rate: float) -> None:
+    def __init__(self, jobs: Any, job_ids: list[str], rate: float) -> None:
+        self.jobs = jobs  # a JobStore
         self.job_ids = job_ids
         self.rate = rate
         self.writes = 0
@@ -256,7 +257,6 @@ class Writer:
     async def run(self, stop: asyncio.Event) -> None:
         from service.domain import lifecycle
         from service.domain.job import utcnow
-        from service.store.job_store import apply
 
         gate = asyncio.Semaphore(64)
         started = time.perf_counter()
@@ -268,7 +268,7 @@ class Writer:
                 change = lifecycle.advance(
                     job_id, LEASE, 50, message, utcnow(), {"pages_processed": index}
                 )
-                if await apply(change) is None:
+                if await self.jobs.apply(change) is None:
                     self.failures += 1
                 self.writes += 1
 
@@ -318,7 +318,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def phase(
-    api_pid: int, port: int, mode: str, count: int, pairs: list[tuple[str, str]], args: Any
+    jobs: Any,
+    api_pid: int,
+    port: int,
+    mode: str,
+    count: int,
+    pairs: list[tuple[str, str]],
+    args: Any,
 ) -> dict[str, Any]:
     targets = [pairs[index % len(pairs)] for index in range(count)]
     rss_before = rss_bytes(api_pid)
@@ -329,7 +335,7 @@ async def phase(
     held = sum(r["open"] for r in ready)
     await asyncio.sleep(1.0)
     rss_open = rss_bytes(api_pid)
-    writer, stop = Writer([job for job, _ in pairs], args.rate), asyncio.Event()
+    writer, stop = Writer(jobs, [job for job, _ in pairs], args.rate), asyncio.Event()
     writing = asyncio.create_task(writer.run(stop))
     await asyncio.sleep(1.0)  # the writer up to speed
     await tell(clients, b"go\n")
@@ -380,12 +386,12 @@ def stop_api(api: subprocess.Popen[bytes]) -> None:
 
 
 async def main(args: Any) -> None:
-    from beanie import init_beanie
     from pymongo import AsyncMongoClient
 
     from bench.bed import bench_env, servers, wait_http
     from devstack.embedded import free_port
-    from service.store.documents import DOCUMENT_MODELS
+    from service.store.collections import Collections
+    from service.store.jobs import JobStore
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the API and clients
@@ -395,9 +401,7 @@ async def main(args: Any) -> None:
         bed = cleanup.enter_context(servers("pcj-push-"))
         pairs = await seed(bed.mongod.url, db_name)
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bed.mongod.url, tz_aware=True)
-        await init_beanie(
-            database=client[db_name], document_models=DOCUMENT_MODELS, skip_indexes=True
-        )
+        jobs = JobStore(Collections.of(client[db_name]))
         port = free_port()
         env = bench_env(
             bed, MONGODB_DB=db_name, LOG_LEVEL="WARNING",
@@ -409,7 +413,7 @@ async def main(args: Any) -> None:
         rows = []
         for mode in ("stream", "poll"):
             for count in args.clients:
-                row = await phase(api.pid, port, mode, count, pairs, args)
+                row = await phase(jobs, api.pid, port, mode, count, pairs, args)
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
         report(rows, args)

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.render_worker import WorkerFigures, worker_figures  # noqa: E402
-from tests.pdfs import drawing_pdf, figure_heavy_pdf  # noqa: E402
+from tests.support.pdfs import drawing_pdf, figure_heavy_pdf  # noqa: E402
 from worker.rendering.page import RenderOptions, quiet_mupdf  # noqa: E402
 from worker.rendering.pool import RenderPool  # noqa: E402
 

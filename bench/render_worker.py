@@ -5,7 +5,7 @@ redis-server, rendering every page to WebP into GridFS (``PAGE_STORE=gridfs``).
    and ``=2``, on the PDF ``bench/render.py`` measured raw (median of ``REPEATS`` jobs);
 2. peak RSS of the worker's process tree (worker, forkserver, render processes), a fresh
    ``RENDER_PROCESSES=2`` worker per job, 2,000 pages against 20;
-3. enqueue -> first page image fetchable: from ``create_job`` until page 1's image is listed on
+3. enqueue -> first page image fetchable: from the enqueue until page 1's image is listed on
    its chunk and reads whole from the page store (what ``GET /api/v1/page-images/...`` streams),
    over ``SAMPLES`` jobs on one idle worker.
 
@@ -17,19 +17,14 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from bench.bed import bench_env, connected, servers
-from bench.pipeline import start_worker, submit, tree_rss_kb, wait_done
+from bench.bed import bench_env, connected, enqueue, servers, submit, upload
+from bench.pipeline import start_worker, tree_rss_kb, wait_done
 from devstack.embedded import stop
-from service.domain.chapter import ChapterOptions
-from service.store.documents import DocumentChunk, PdfChapterJob
-from service.store.files import store_pdf
-from service.store.gridfs_page_store import GridFSPageStore
-from service.store.job_store import create_job
-from tests.pdfs import drawing_pdf, figure_heavy_pdf
+from service.store.database import Store
+from tests.support.pdfs import drawing_pdf, figure_heavy_pdf
 
 REPEATS = 2
 SAMPLES = 10
@@ -46,14 +41,15 @@ class WorkerFigures:
 
 
 async def _rate(
-    queue: Any, db: Any, env: dict[str, str], data: bytes, pages: int, processes: int
+    queue: Any, store: Store, env: dict[str, str], data: bytes, pages: int, processes: int
 ) -> float:
     worker = start_worker({**env, "RENDER_PROCESSES": str(processes)})
     try:
-        await wait_done(await submit(queue, db, figure_heavy_pdf(2), "warm.pdf"))
+        await wait_done(store, await submit(store, queue, figure_heavy_pdf(2), "warm.pdf"))
         seconds = []
         for attempt in range(REPEATS):
-            doc = await wait_done(await submit(queue, db, data, f"r{processes}-{attempt}.pdf"))
+            job_id = await submit(store, queue, data, f"r{processes}-{attempt}.pdf")
+            doc = await wait_done(store, job_id)
             assert doc["status"] == "completed", doc.get("error")
             seconds.append((doc["completed_at"] - doc["started_at"]).total_seconds())
         return float(pages / statistics.median(seconds))
@@ -61,12 +57,14 @@ async def _rate(
         stop(worker)
 
 
-async def _peak_rss_mb(queue: Any, db: Any, env: dict[str, str], data: bytes, name: str) -> float:
+async def _peak_rss_mb(
+    queue: Any, store: Store, env: dict[str, str], data: bytes, name: str
+) -> float:
     worker = start_worker({**env, "RENDER_PROCESSES": "2"})
     try:
         peak = tree_rss_kb(worker.pid)
-        job_id = await submit(queue, db, data, name)
-        jobs = PdfChapterJob.get_pymongo_collection()
+        job_id = await submit(store, queue, data, name)
+        jobs = store.collections.jobs
         while ((await jobs.find_one({"job_id": job_id}, {"status": 1})) or {}).get(
             "status"
         ) not in (
@@ -80,55 +78,40 @@ async def _peak_rss_mb(queue: Any, db: Any, env: dict[str, str], data: bytes, na
         stop(worker)
 
 
-async def _first_image_ms(queue: Any, db: Any, env: dict[str, str]) -> list[float]:
-    store = GridFSPageStore(db)
-    chunks = DocumentChunk.get_pymongo_collection()
+async def _first_image_ms(queue: Any, store: Store, env: dict[str, str]) -> list[float]:
+    chunks = store.collections.chunks
     worker = start_worker({**env, "RENDER_PROCESSES": "2"})
     samples = []
     try:
-        await wait_done(await submit(queue, db, figure_heavy_pdf(2), "warm.pdf"))
+        await wait_done(store, await submit(store, queue, figure_heavy_pdf(2), "warm.pdf"))
         data = figure_heavy_pdf(20)
         for index in range(SAMPLES):
-            # The upload is not part of it: the clock starts at create_job (the enqueue).
-            file_id = await _upload(db, data, f"first-{index}.pdf")
+            # The upload is not part of it: the clock starts at the enqueue.
+            file_id = await upload(store, data, f"first-{index}.pdf")
             start = time.perf_counter()
-            job = await create_job(
-                queue, db, user_id="bench", book_id="b", file_id=file_id, options=ChapterOptions()
-            )
-            job_id = str(job["job_id"])
+            job_id = await enqueue(store, queue, file_id)
             while True:
                 chunk = await chunks.find_one({"job_id": job_id, "chunk_index": 0}, {"image": 1})
                 if chunk and chunk.get("image"):
-                    image = await store.open(chunk["image"]["key"])
+                    image = await store.images.open(chunk["image"]["key"])
                     if image is not None and await image.read():
                         break
                 await asyncio.sleep(0.005)
             samples.append(1000 * (time.perf_counter() - start))
-            await wait_done(job_id)
+            await wait_done(store, job_id)
     finally:
         stop(worker)
     return samples
-
-
-async def _upload(db: Any, data: bytes, name: str) -> str:
-    async def chunks() -> AsyncIterator[bytes]:
-        yield data
-
-    stored = await store_pdf(
-        db, user_id="bench", filename=name, content_type="application/pdf",
-        chunks=chunks(), max_bytes=1 << 31,
-    )  # fmt: skip
-    return stored.file_id
 
 
 async def worker_figures(pages: int, rss_pages: int) -> WorkerFigures:
     """Every figure above, on a fresh mongod and redis-server in a temporary directory."""
     with servers("pcj-bench-") as bed:
         env = bench_env(bed, PAGE_STORE="gridfs", WORKER_CONCURRENCY="1")
-        async with connected(bed) as (_, mongo, queue):
+        async with connected(bed) as (_, store, queue):
             data = figure_heavy_pdf(pages)
-            rate = {n: await _rate(queue, mongo.db, env, data, pages, n) for n in (1, 2)}
-            small = await _peak_rss_mb(queue, mongo.db, env, drawing_pdf(20), "20.pdf")
-            large = await _peak_rss_mb(queue, mongo.db, env, drawing_pdf(rss_pages), "long.pdf")
-            first = await _first_image_ms(queue, mongo.db, env)
+            rate = {n: await _rate(queue, store, env, data, pages, n) for n in (1, 2)}
+            small = await _peak_rss_mb(queue, store, env, drawing_pdf(20), "20.pdf")
+            large = await _peak_rss_mb(queue, store, env, drawing_pdf(rss_pages), "long.pdf")
+            first = await _first_image_ms(queue, store, env)
             return WorkerFigures(rate, small, large, first)

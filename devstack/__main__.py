@@ -12,16 +12,16 @@ from service.settings import Settings
 
 
 async def _create_job(user_id: str, book_id: str, file_id: str) -> str:
+    from service.store.database import open_store
     from service.store.documents import PdfChapterJob
-    from service.store.mongo import connect
 
-    mongo = await connect(Settings())
+    store = await open_store(Settings())
     try:
         job = PdfChapterJob(user_id=user_id, book_id=book_id, file_id=file_id)
-        await job.insert()
+        await store.jobs.insert(job.model_dump())
         return job.job_id
     finally:
-        await mongo.close()
+        await store.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,9 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from devstack.embedded import stop
+from service.backoff import Backoff
 
-FIRST_DELAY_S = 1.0
-MAX_DELAY_S = 30.0
+# A child that keeps crashing is started again after 1, 2, 4 ... 30 s.
+RESTARTS = Backoff(first_s=1.0, max_s=30.0)
+FIRST_DELAY_S = RESTARTS.first_s
+MAX_DELAY_S = RESTARTS.max_s
 STABLE_S = 60.0  # a child that ran this long before exiting is restarted after FIRST_DELAY_S
 
 Spawn = Callable[[list[str], dict[str, str]], "subprocess.Popen[bytes]"]
@@ -72,7 +75,7 @@ class Child:
                 file=sys.stderr,
                 flush=True,
             )
-            self.delay_s = min(self.delay_s * 2, MAX_DELAY_S)
+            self.delay_s = RESTARTS.after(self.delay_s)
         elif now >= self._due_at:
             self.restarts += 1
             self.start()

@@ -19,7 +19,6 @@ import httpx
 import pymongo
 import pytest
 from asgi_lifespan import LifespanManager
-from beanie import init_beanie
 from litestar import Litestar
 
 from devstack.embedded import Server, free_port, remove_tree, start_mongod, start_redis
@@ -28,8 +27,10 @@ from indexes.sync import sync
 from service.api.app import create_app
 from service.domain.job import utcnow
 from service.settings import Settings
-from service.store.documents import DOCUMENT_MODELS, PdfChapterJob
-from tests.firebase_certs import CertServer
+from service.store.collections import Collections
+from service.store.database import Store
+from service.store.documents import PdfChapterJob
+from tests.support.firebase_certs import CertServer
 
 PROJECT_ID = "pcj-test-project"
 # Every secret production requires, each valid: a test about one of them passes the others.
@@ -39,7 +40,7 @@ PRODUCTION_SECRETS = {
     "stream_token_secret": "s" * 64,
 }
 # The session's SeaweedFS (S3) server fixture, for the page store's S3 backend.
-pytest_plugins = ["tests.seaweed"]
+pytest_plugins = ["tests.support.seaweed"]
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.pop("FIREBASE_AUTH_EMULATOR_HOST", None)
 
@@ -115,23 +116,13 @@ async def serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def other_app(app: Litestar) -> Callable[[Settings], Any]:
-    """Serve a second app with other settings; afterwards Beanie is bound to the session's DB again.
-
-    (Beanie binds document classes process-wide, to the database of the last ``init_beanie``.)
-    """
+def other_app() -> Callable[[Settings], Any]:
+    """Serve a second app with other settings, for the block."""
 
     @asynccontextmanager
     async def run(other_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-        try:
-            async with serve(create_app(other_settings)) as other_client:
-                yield other_client
-        finally:
-            await init_beanie(
-                database=app.state.services.mongo.db,
-                document_models=DOCUMENT_MODELS,
-                skip_indexes=True,
-            )
+        async with serve(create_app(other_settings)) as other_client:
+            yield other_client
 
     return run
 
@@ -141,7 +132,7 @@ async def app(settings: Settings) -> AsyncIterator[Litestar]:
     application = create_app(settings)
     async with serve(application) as client:
         # The indexes the product relies on (unique chunks per job, idempotency keys).
-        await sync(application.state.services.mongo.db, specification(settings))
+        await sync(application.state.services.store.collections.db, specification(settings))
         application.state.test_client = client
         yield application
 
@@ -152,11 +143,30 @@ async def client(app: Litestar) -> httpx.AsyncClient:
     return test_client
 
 
+@pytest.fixture(scope="session")
+def store(app: Litestar) -> Store:
+    """The app's store: every collection, repository and the page store."""
+    services_store: Store = app.state.services.store
+    return services_store
+
+
+@pytest.fixture(scope="session")
+def apply(store: Store) -> Any:
+    """The job store's one writer of job state: ``await apply(lifecycle.advance(...))``."""
+    return store.jobs.apply
+
+
+@pytest.fixture(scope="session")
+def collections(store: Store) -> Collections:
+    """The app's collections, for tests that look at documents directly."""
+    return store.collections
+
+
 @pytest.fixture(autouse=True)
 async def _clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     yield
     if "app" in request.fixturenames:
-        db = PdfChapterJob.get_pymongo_collection().database
+        db = request.getfixturevalue("app").state.services.store.collections.db
         # A synchronous test (the browser tests) blocks this session's event loop for its whole
         # run, so the client's server monitor misses its heartbeat deadline. When the loop runs
         # again it may mark the server unknown and interrupt what is in flight, this clean-up
@@ -184,7 +194,7 @@ def auth_headers(cert_server: CertServer) -> Callable[..., dict[str, str]]:
 
 
 @pytest.fixture
-def job_factory(app: Litestar) -> Callable[..., Any]:
+def job_factory(collections: Collections) -> Callable[..., Any]:
     """Insert a job document in any state, as the worker would have left it."""
 
     async def make(user_id: str = "alice", **fields: Any) -> PdfChapterJob:
@@ -197,7 +207,7 @@ def job_factory(app: Litestar) -> Callable[..., Any]:
             file_id=fields.pop("file_id", "file_122e249f76bf"),
             **fields,
         )
-        await job.insert()
+        await collections.jobs.insert_one(job.model_dump())
         return job
 
     return make
@@ -233,7 +243,7 @@ def run_worker(app: Litestar, settings: Settings, queue: Any) -> Callable[..., A
             poll_delay=0,
             redis_pool=create_queue(worker_settings),  # arq closes it when done
             handle_signals=False,
-            ctx={"mongo": app.state.services.mongo},
+            ctx={"mongo_client": app.state.services.store.client},
         )
         try:
             await worker.main()

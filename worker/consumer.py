@@ -37,13 +37,14 @@ from signal import Signals
 
 from arq import Worker
 
+from service.backoff import Backoff, pause
 from service.store.failure import is_transient
 from worker.dependency import REDIS
 
 log = logging.getLogger("worker.consumer")
 
-FIRST_DELAY_S = 0.1
-MAX_DELAY_S = 2.0
+# Redis is asked again at most 2 s after it is back.
+BACKOFF = Backoff(first_s=0.1, max_s=2.0)
 PING_EVERY_S = 1.0
 STARTED = "consumer_started"  # in ctx once on_startup has run: main() must not run it twice
 SHUT_DOWN = "consumer_shut_down"
@@ -53,7 +54,7 @@ STOPPING = "consumer_stopping"  # in ctx once a stop signal came: no job starts 
 class Consumer(Worker):
     """An arq worker whose poll loop waits out Redis outages of any length."""
 
-    _delay_s = FIRST_DELAY_S
+    _delay_s: float | None = None  # the last wait for Redis; None: Redis answered
     _pinged_at = -math.inf
     _stopping = False  # a stop signal came
 
@@ -94,7 +95,7 @@ class Consumer(Worker):
                 await self._back_off()
                 continue
             REDIS.up()
-            self._delay_s = FIRST_DELAY_S
+            self._delay_s = None
             return
 
     async def _poll_iteration(self) -> None:
@@ -111,7 +112,7 @@ class Consumer(Worker):
             await self._back_off()
             return
         REDIS.up()
-        self._delay_s = FIRST_DELAY_S
+        self._delay_s = None
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         for job_id in job_ids:
@@ -155,5 +156,5 @@ class Consumer(Worker):
             self._pool = None
 
     async def _back_off(self) -> None:
-        await asyncio.sleep(self._delay_s)
-        self._delay_s = min(self._delay_s * 2, MAX_DELAY_S)
+        self._delay_s = BACKOFF.after(self._delay_s)
+        await pause(self._delay_s)

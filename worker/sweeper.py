@@ -12,7 +12,7 @@
   Redis is down nothing is recorded, so the first sweep after it is back rings.
 
 ``keep_sweeping`` runs in every worker as a task of its own, every ``SWEEP_INTERVAL_S``, whatever
-its job slots are doing; a lock in MongoDB (``service/store/lock.py``) lets one sweep run at a
+its job slots are doing; a lock in MongoDB (``service/store/locks.py``) lets one sweep run at a
 time across workers. After an outage of MongoDB heartbeats are judged only once it has been back
 for ``STALE_AFTER_S``: the workers could not beat while nobody could reach it.
 """
@@ -29,12 +29,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.domain import lifecycle
-from service.domain.job import JobStatus, new_id, utcnow
+from service.domain.job import new_id, utcnow
 from service.settings import Settings
-from service.store import lock
+from service.store.database import Store
+from service.store.discard import discard_or_leave
 from service.store.doorbell import ring
 from service.store.failure import is_transient
-from service.store.job_store import apply, discard_or_leave, jobs
 from worker import metrics
 from worker.cancel import cancel_and_wait
 from worker.dependency import MONGODB
@@ -50,6 +50,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[str, int]:
     """One pass; returns counts of what it did. ``judge_heartbeats`` False skips stale jobs."""
     settings: Settings = ctx["settings"]
+    store: Store = ctx["store"]
     queue = ctx["redis"]
     now = utcnow()
     stale_before = now - timedelta(seconds=settings.stale_after_s)
@@ -57,57 +58,37 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
         stale_before = EPOCH  # no heartbeat is older: the stale pass finds nothing
     counts = {"released": 0, "lost": 0, "rung": 0, "discarded": 0}
 
-    stale = jobs().find(
-        {"status": JobStatus.processing.value, "heartbeat_at": {"$lt": stale_before}},
-        {"job_id": 1, "lease_id": 1, "attempts": 1},
-    )
-    async for doc in stale:
+    async for doc in store.jobs.stale(stale_before):
         job_id, lease_id = doc["job_id"], doc.get("lease_id")
         if doc.get("attempts", 0) >= settings.job_max_attempts:
-            if await apply(lifecycle.lose(job_id, lease_id, stale_before, WORKER_LOST, now)):
+            if await store.jobs.apply(
+                lifecycle.lose(job_id, lease_id, stale_before, WORKER_LOST, now)
+            ):
                 # A failed job keeps no pages. Not final: its run may be paused, not dead, and
                 # write again when it wakes; the pass below removes that STALE_AFTER_S later.
-                await discard_or_leave(job_id, ctx["page_store"], final=False)
+                await discard_or_leave(store, job_id, final=False)
                 counts["lost"] += 1
                 log.warning("job %s: failed, worker lost %d times", job_id, doc["attempts"])
-        elif await apply(
+        elif await store.jobs.apply(
             lifecycle.release(job_id, now, lease_id=lease_id, stale_before=stale_before)
         ):
             counts["released"] += 1
             log.warning("job %s: worker lost, released to be resumed", job_id)
             await ring(queue, job_id, f"released-{doc.get('attempts', 0)}")
 
-    forgotten = jobs().find(
-        {
-            "status": JobStatus.pending.value,
-            "rung_at": {"$lt": now - timedelta(seconds=settings.pending_grace_s)},
-        },
-        {"job_id": 1, "rung_at": 1},
-    )
-    async for doc in forgotten:
+    async for doc in store.jobs.forgotten(now - timedelta(seconds=settings.pending_grace_s)):
         # Ring first, then record it: a ring that fails (Redis down) leaves the job as it was,
         # to be rung by the next sweep.
         if not await ring(queue, doc["job_id"], f"swept-{int(now.timestamp() * 1000)}"):
             break
-        if await apply(lifecycle.ring(doc["job_id"], doc["rung_at"], now)):
+        if await store.jobs.apply(lifecycle.ring(doc["job_id"], doc["rung_at"], now)):
             counts["rung"] += 1
     # The last word on the output of a job that ended without a chapter, once the job has been
     # still for STALE_AFTER_S: what its run's own discard missed (an upload committed late), or
     # all of it (its run died, or the page store could not be reached when it stopped).
-    leftovers = (
-        jobs()
-        .find(
-            {
-                "discard_pending": True,
-                "updated_at": {"$lt": now - timedelta(seconds=settings.stale_after_s)},
-            },
-            {"job_id": 1},
-        )
-        .sort("updated_at", 1)
-        .limit(DISCARDS_PER_SWEEP)
-    )
-    async for doc in leftovers:
-        if not await discard_or_leave(doc["job_id"], ctx["page_store"]):
+    still_since = now - timedelta(seconds=settings.stale_after_s)
+    async for doc in store.jobs.discard_pending(still_since, DISCARDS_PER_SWEEP):
+        if not await discard_or_leave(store, doc["job_id"]):
             break  # the page store is down: the next sweep tries again, the others wait
         counts["discarded"] += 1
     if any(counts.values()):
@@ -126,13 +107,13 @@ async def keep_sweeping(ctx: dict[str, Any]) -> None:
     A failed sweep (MongoDB down) is tried again at the next tick; nothing ends the loop.
     """
     settings: Settings = ctx["settings"]
-    db = ctx["mongo"].db
+    locks = ctx["store"].locks
     interval = float(settings.sweep_interval_s)
     holder = ctx["sweeper_holder"] = f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
     while True:
         started = time.monotonic()
         try:
-            if await lock.acquire(db, SWEEP_LOCK, holder, 2 * interval):
+            if await locks.acquire(SWEEP_LOCK, holder, 2 * interval):
                 back_for = MONGODB.up_for_s()
                 judge = back_for >= settings.stale_after_s
                 if not judge:
@@ -157,4 +138,4 @@ async def stop_sweeping(ctx: dict[str, Any], task: asyncio.Task[None]) -> None:
     if holder is not None:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
-                await lock.release(ctx["mongo"].db, SWEEP_LOCK, holder)
+                await ctx["store"].locks.release(SWEEP_LOCK, holder)

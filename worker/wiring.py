@@ -1,4 +1,4 @@
-"""The arq worker, built from our settings (``create_worker(settings)``).
+"""Start-up wiring: the arq worker, built from our settings (``create_worker(settings)``).
 
 It outlives Redis outages (``worker/consumer.py``), waits for MongoDB at start-up for as long as
 it takes, and runs the sweeper as a task of its own (``worker/sweeper.py``), not in a job slot.
@@ -12,10 +12,14 @@ from typing import Any
 
 from arq import Worker, func
 from arq.connections import ArqRedis
+from pymongo import AsyncMongoClient
 
+from service.backoff import Backoff, pause
+from service.domain.errors import MongoUnavailable
 from service.settings import Settings
+from service.store.database import Store
 from service.store.doorbell import PROCESS_FUNCTION, create_queue
-from service.store.mongo import Mongo, MongoUnavailable, connect
+from service.store.mongo import Doc, connect
 from service.store.page_images import create_page_store
 from worker import metrics
 from worker.consumer import SHUT_DOWN, STARTED, Consumer
@@ -25,6 +29,9 @@ from worker.run.task import process_pdf_chapter
 from worker.sweeper import keep_sweeping, stop_sweeping
 
 log = logging.getLogger("worker.wiring")
+# How often a worker started during a MongoDB outage asks again (each ask waits
+# MONGODB_STARTUP_WAIT_S itself).
+MONGODB_BACKOFF = Backoff(first_s=1.0, max_s=5.0)
 
 
 def create_render_pool(settings: Settings) -> RenderPool:
@@ -42,27 +49,31 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["render_pool"] = pool = create_render_pool(ctx["settings"])
     await pool.start()
     metrics.HEARTBEAT.set_to_current_time()
-    if "mongo" not in ctx:  # tests hand in the connection their app already holds
-        ctx["mongo"] = await _connect(ctx["settings"])
-        ctx["owns_mongo"] = True
-    ctx["page_store"] = create_page_store(ctx["settings"], ctx["mongo"].db)
+    settings: Settings = ctx["settings"]
+    client = ctx.get("mongo_client")  # tests hand in the client their app already holds
+    if client is None:
+        client = await _connect(settings)
+        ctx["owns_mongo_client"] = True
+    db = client[settings.mongodb_db]
+    ctx["store"] = Store.of(client, settings, create_page_store(settings, db))
     if ctx.get("sweeper_enabled"):  # after the page store: a sweep may discard a lost job's
         ctx["sweeper"] = asyncio.create_task(keep_sweeping(ctx), name="sweeper")
     ctx[STARTED] = True
 
 
-async def _connect(settings: Settings) -> Mongo:
+async def _connect(settings: Settings) -> AsyncMongoClient[Doc]:
     """MongoDB, however long it takes to come up: a worker started during an outage waits."""
+    delays = MONGODB_BACKOFF.delays()
     while True:
         try:
-            mongo = await connect(settings)
+            client = await connect(settings)
         except MongoUnavailable as exc:
             MONGODB.down(exc)
             log.warning("still waiting for MongoDB; jobs start once it answers")
-            await asyncio.sleep(1.0)
+            await pause(next(delays))
             continue
         MONGODB.up()
-        return mongo
+        return client
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -72,10 +83,11 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     # A startup that failed part way (MongoDB down, bad S3 settings) has not made them all.
     if "render_pool" in ctx:
         await ctx["render_pool"].aclose()
-    if "page_store" in ctx:
-        await ctx["page_store"].aclose()
-    if ctx.get("owns_mongo"):
-        await ctx["mongo"].close()
+    if "store" in ctx:
+        store: Store = ctx["store"]
+        await store.images.aclose()
+        if ctx.get("owns_mongo_client"):
+            await store.client.close()
 
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:

@@ -18,31 +18,34 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from service import __doc__ as service_doc
-from service.api.auth import TokenVerifier
-from service.api.book_jobs import JOB_STATUS_FIELDS, BookJobController
-from service.api.chapters import ChapterController
-from service.api.chunks import ChunkController
-from service.api.dependencies import provide_principal, provide_services
-from service.api.errors import exception_handlers
-from service.api.events import JobEventController, create_feed
-from service.api.files import FileController
-from service.api.ingestion import INGESTION_FIELDS, ingestion_job_status
-from service.api.job_router import JOB_DETAIL_FIELDS, JobRouterController
-from service.api.metrics import JOB_READS, metrics, observe_request
-from service.api.middleware import request_id_middleware
-from service.api.openapi import document_request_bodies
-from service.api.ops import health, ready
-from service.api.page_images import PageImageController
-from service.api.rate_limit import RateLimiter
-from service.api.state import JobReaders, Services
-from service.api.stream_token import StreamTokens
-from service.api.web_page import web_page_controller
+from service.api.http.dependencies import provide_principal, provide_services
+from service.api.http.errors import exception_handlers
+from service.api.http.middleware import request_id_middleware
+from service.api.http.openapi import document_request_bodies
+from service.api.routes.book_jobs import BookJobController
+from service.api.routes.chapters import ChapterController
+from service.api.routes.chunks import ChunkController
+from service.api.routes.events import JobEventController, create_feed
+from service.api.routes.files import FileController
+from service.api.routes.ingestion import ingestion_job_status
+from service.api.routes.job_router import JobRouterController
+from service.api.routes.metrics import JOB_READS, metrics, observe_request
+from service.api.routes.ops import health, ready
+from service.api.routes.page_images import PageImageController
+from service.api.routes.web_page import web_page_controller
+from service.api.schemas.ingestion import INGESTION_FIELDS
+from service.api.schemas.job_detail import JOB_DETAIL_FIELDS
+from service.api.schemas.jobs import JOB_STATUS_FIELDS
+from service.api.services import JobReaders, Services
+from service.auth.stream_tokens import StreamTokens
+from service.auth.tokens import TokenVerifier
+from service.limits.rate_limit import RateLimiter
 from service.logs import configure_logging
 from service.settings import Settings
-from service.store.documents import PdfChapterJob
+from service.store.collections import Collections
+from service.store.database import open_store
 from service.store.doorbell import create_queue
-from service.store.mongo import connect, socket_timeout_ms
-from service.store.page_images import create_page_store
+from service.store.mongo import socket_timeout_ms
 from service.store.reader import JobReader
 
 log = logging.getLogger("service.app")
@@ -84,10 +87,10 @@ async def _close_within(name: str, closing: Coroutine[Any, Any, Any]) -> None:
         log.warning("shutdown: closing %s failed: %s", name, type(task.exception()).__name__)
 
 
-def _readers(settings: Settings) -> JobReaders:
+def _readers(settings: Settings, collections: Collections) -> JobReaders:
     def reader(fields: dict[str, int]) -> JobReader:
         return JobReader(
-            PdfChapterJob.get_pymongo_collection,
+            lambda: collections.jobs,
             fields,
             max_batch=settings.poll_read_batch,
             timeout_s=socket_timeout_ms(settings) / 1000,
@@ -106,19 +109,18 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        mongo = await connect(settings)
+        store = await open_store(settings)
         verifier = TokenVerifier(settings)
         queue = create_queue(settings)
-        feed = create_feed(settings)
+        feed = create_feed(settings, store.collections)
         await feed.start(wait_s=settings.mongodb_timeout_ms / 1000 * 2)
-        app.state.services = Services(
+        app.state.services = services = Services(
             settings=settings,
-            mongo=mongo,
+            store=store,
             verifier=verifier,
             queue=queue,
             limiter=RateLimiter(queue),
-            readers=_readers(settings),
-            page_store=create_page_store(settings, mongo.db),
+            readers=_readers(settings, store.collections),
             feed=feed,
             stream_tokens=StreamTokens.from_settings(settings),
         )
@@ -135,10 +137,9 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             for name, closing in (
                 ("change feed", feed.aclose()),
-                ("readers", app.state.services.readers.aclose()),
-                ("page store", app.state.services.page_store.aclose()),
+                ("readers", services.readers.aclose()),
                 ("redis", queue.aclose(close_connection_pool=True)),
-                ("mongodb", mongo.close()),
+                ("page store and mongodb", store.aclose()),
             ):
                 await _close_within(name, closing)
             verifier.close()

@@ -1,4 +1,4 @@
-"""The job: its statuses, ids and clock, and seed 002's progress phases.
+"""The job: its statuses, ids and clock, and the progress phases of the book-jobs contract.
 
 0       PDF chapter creation job enqueued
 10      Downloading PDF: <filename>
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 ENQUEUED_MESSAGE = "PDF chapter creation job enqueued"
 FAILED_PREFIX = "PDF processing failed: "
@@ -29,6 +29,14 @@ def utcnow() -> datetime:
 def new_id() -> str:
     """A fresh UUID4 as a string: the public id of jobs, chapters, chunks and leases."""
     return str(uuid4())
+
+
+def canonical_id(raw: str) -> str | None:
+    """The canonical form of a UUID id (a job's, a chunk's), or None when it is not one."""
+    try:
+        return str(UUID(raw))
+    except ValueError:
+        return None
 
 
 class JobStatus(StrEnum):
@@ -49,7 +57,7 @@ TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.pending, JobStatus.processing})
 
 
-# --- Seed 002's phases: what the progress bar shows -------------------------------------------
+# --- The book-jobs contract's phases: what the progress bar shows ---------------------------
 
 Phase = tuple[int, str]
 

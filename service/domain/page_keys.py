@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from service.domain.errors import InvalidKey
+
 ImageFormat = Literal["webp", "jpeg"]
 ImageKind = Literal["page", "thumb"]
 
@@ -29,10 +31,6 @@ MAX_KEY_LENGTH = 512
 # One path segment: URL-safe and starting with a letter or digit (so never "." or "..").
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CHAPTER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
-
-
-class InvalidKey(ValueError):
-    """A key or prefix that no page image can have."""
 
 
 def chapter_prefix(chapter_id: str) -> str:

@@ -1,10 +1,18 @@
-"""The collections and their indexes, declared as Beanie documents, and the stored job's shape.
+"""The documents the service stores, and every collection's indexes.
 
-``pdf_chapter_jobs`` holds one document per job. Every public contract (seed documents 000-004)
-is a representation of it (``service/api/``). Its state is written only by
-``service/store/job_store.py``, as guarded atomic partial updates built by
-``service/domain/lifecycle.py`` (``doc.save()`` would replace the whole document and race with the
-worker). ``JobDoc`` types the raw documents the store reads, for the mappers.
+``pdf_chapter_jobs`` holds one document per job. Every public contract (the five specification
+documents in ``docs/seeds/``) is a representation of it (``service/api/schemas/``). Its state is
+written only by ``service/store/jobs.py``, as guarded atomic partial updates built by
+``service/domain/lifecycle.py``. ``JobDoc`` types the raw documents the store reads.
+
+The models are plain pydantic: they give a new document its defaults and its shape (a job,
+a chapter, a page), nothing more. Reads and writes go through the collections of
+``service/store/collections.py`` with explicit projections and guarded updates; an ODM
+(Beanie, formerly) added a process-wide binding of classes to one database and a server round
+trip at start-up, and offered ``save()``, which would replace a whole job and race the worker.
+
+``INDEXES`` declares every collection's indexes by name; ``python -m indexes sync`` applies them
+(``indexes/spec.py`` adds the settings-driven TTL).
 """
 
 from __future__ import annotations
@@ -13,12 +21,19 @@ from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
 import pymongo
-from beanie import Document
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo import IndexModel
 
 from service.domain.chapter import ContentMode
 from service.domain.job import ENQUEUED_MESSAGE, JobStatus, new_id, utcnow
 from service.domain.stages import initial_stages
+from service.store.collections import (
+    CHAPTERS,
+    CHUNKS,
+    JOBS,
+    PAGE_IMAGES_BUCKET,
+    UPLOADS_BUCKET,
+)
 
 
 class JobResult(BaseModel):
@@ -36,7 +51,7 @@ class PageError(BaseModel):
     timestamp: datetime | None = None
 
 
-class PdfChapterJob(Document):
+class PdfChapterJob(BaseModel):
     """A request to turn one uploaded PDF into one book chapter."""
 
     job_id: str = Field(default_factory=new_id)
@@ -65,7 +80,7 @@ class PdfChapterJob(Document):
     error_code: str | None = None
     # Pages whose text could not be extracted; the job goes on without them.
     page_errors: list[PageError] = Field(default_factory=list)
-    # Per-stage status, percent and times, kept by the worker (service/stages.py).
+    # Per-stage status, percent and times, kept by the worker (service/domain/stages.py).
     stages: dict[str, Any] = Field(default_factory=initial_stages)
     pages_total: int | None = None
     pages_processed: int = 0
@@ -95,53 +110,6 @@ class PdfChapterJob(Document):
     # Set by POST with an Idempotency-Key header: the key and a digest of the request body.
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
-
-    class Settings:
-        name = "pdf_chapter_jobs"
-        # The TTL index on created_at depends on JOB_TTL_DAYS and is added by indexes/spec.py.
-        indexes = [  # noqa: RUF012 - Beanie reads a plain class attribute
-            pymongo.IndexModel([("job_id", pymongo.ASCENDING)], name="job_id_unique", unique=True),
-            pymongo.IndexModel(
-                [("user_id", pymongo.ASCENDING), ("status", pymongo.ASCENDING)],
-                name="user_id_status",
-            ),
-            pymongo.IndexModel([("updated_at", pymongo.ASCENDING)], name="updated_at"),
-            # The caller's jobs, newest first (GET /api/v1/books/jobs, cursor pagination).
-            pymongo.IndexModel(
-                [
-                    ("user_id", pymongo.ASCENDING),
-                    ("created_at", pymongo.DESCENDING),
-                    ("job_id", pymongo.DESCENDING),
-                ],
-                name="user_id_created_at",
-            ),
-            # One uploaded file's jobs, newest first (seed 000: /api/v1/jobs/document/{id}).
-            pymongo.IndexModel(
-                [
-                    ("user_id", pymongo.ASCENDING),
-                    ("file_id", pymongo.ASCENDING),
-                    ("created_at", pymongo.DESCENDING),
-                ],
-                name="user_id_file_id_created_at",
-            ),
-            # The sweeper's scan of jobs whose output is still to be removed (a few at most).
-            pymongo.IndexModel(
-                [("discard_pending", pymongo.ASCENDING), ("updated_at", pymongo.ASCENDING)],
-                name="discard_pending_updated_at",
-                partialFilterExpression={"discard_pending": True},
-            ),
-            # The sweeper's scan of pending and processing jobs.
-            pymongo.IndexModel(
-                [("status", pymongo.ASCENDING), ("heartbeat_at", pymongo.ASCENDING)],
-                name="status_heartbeat_at",
-            ),
-            pymongo.IndexModel(
-                [("user_id", pymongo.ASCENDING), ("idempotency_key", pymongo.ASCENDING)],
-                name="user_id_idempotency_key_unique",
-                unique=True,
-                partialFilterExpression={"idempotency_key": {"$type": "string"}},
-            ),
-        ]
 
 
 class StageDoc(TypedDict):
@@ -206,7 +174,7 @@ class JobDoc(TypedDict, total=False):
     request_fingerprint: str | None
 
 
-class BookChapter(Document):
+class BookChapter(BaseModel):
     """The chapter a completed job made: one per job. Its pages (text, image keys, sizes) are in
     ``document_chunks``; image URLs are made when the chapter is read, never stored."""
 
@@ -230,31 +198,6 @@ class BookChapter(Document):
     # The PDF itself in the page store (content mode pdf_file).
     pdf_key: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
-
-    class Settings:
-        name = "book_chapters"
-        indexes = [  # noqa: RUF012
-            pymongo.IndexModel(
-                [("chapter_id", pymongo.ASCENDING)], name="chapter_id_unique", unique=True
-            ),
-            # One chapter per job, even when a retried job finishes twice.
-            pymongo.IndexModel([("job_id", pymongo.ASCENDING)], name="job_id_unique", unique=True),
-            pymongo.IndexModel(
-                [("user_id", pymongo.ASCENDING), ("book_id", pymongo.ASCENDING)],
-                name="user_id_book_id",
-            ),
-            # A slug names one chapter of a book.
-            pymongo.IndexModel(
-                [
-                    ("user_id", pymongo.ASCENDING),
-                    ("book_id", pymongo.ASCENDING),
-                    ("slug", pymongo.ASCENDING),
-                ],
-                name="user_id_book_id_slug_unique",
-                unique=True,
-                partialFilterExpression={"slug": {"$type": "string"}},
-            ),
-        ]
 
 
 class ImageRef(BaseModel):
@@ -280,12 +223,14 @@ class ChunkMetadata(BaseModel):
     total_pages: int
 
 
-class DocumentChunk(Document):
+class DocumentChunk(BaseModel):
     """One page of a chapter: its text (for search) and, rendered, its image and thumbnail.
     Its public ``id`` (a UUID) is the MongoDB ``_id``. Written once the page's images are
     stored, so a chunk that exists is a page that can be shown."""
 
-    id: str = Field(default_factory=new_id)  # type: ignore[assignment]
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(default_factory=new_id, alias="_id")
     job_id: str
     chapter_id: str
     user_id: str
@@ -300,20 +245,107 @@ class DocumentChunk(Document):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
-    class Settings:
-        name = "document_chunks"
-        indexes = [  # noqa: RUF012
-            # A retried job upserts the same pages: never a duplicate.
-            pymongo.IndexModel(
-                [("job_id", pymongo.ASCENDING), ("chunk_index", pymongo.ASCENDING)],
-                name="job_id_chunk_index_unique",
-                unique=True,
-            ),
-            pymongo.IndexModel(
-                [("chapter_id", pymongo.ASCENDING), ("chunk_index", pymongo.ASCENDING)],
-                name="chapter_id_chunk_index",
-            ),
-        ]
 
+# --- Indexes, by collection (``python -m indexes sync`` applies them) ---------------------------
 
-DOCUMENT_MODELS: list[type[Document]] = [PdfChapterJob, BookChapter, DocumentChunk]
+# The TTL index on created_at depends on JOB_TTL_DAYS and is added by indexes/spec.py.
+JOB_INDEXES = [
+    IndexModel([("job_id", pymongo.ASCENDING)], name="job_id_unique", unique=True),
+    IndexModel(
+        [("user_id", pymongo.ASCENDING), ("status", pymongo.ASCENDING)],
+        name="user_id_status",
+    ),
+    IndexModel([("updated_at", pymongo.ASCENDING)], name="updated_at"),
+    # The caller's jobs, newest first (GET /api/v1/books/jobs, cursor pagination).
+    IndexModel(
+        [
+            ("user_id", pymongo.ASCENDING),
+            ("created_at", pymongo.DESCENDING),
+            ("job_id", pymongo.DESCENDING),
+        ],
+        name="user_id_created_at",
+    ),
+    # One uploaded file's jobs, newest first (seed 000: /api/v1/jobs/document/{id}).
+    IndexModel(
+        [
+            ("user_id", pymongo.ASCENDING),
+            ("file_id", pymongo.ASCENDING),
+            ("created_at", pymongo.DESCENDING),
+        ],
+        name="user_id_file_id_created_at",
+    ),
+    # The sweeper's scan of jobs whose output is still to be removed (a few at most).
+    IndexModel(
+        [("discard_pending", pymongo.ASCENDING), ("updated_at", pymongo.ASCENDING)],
+        name="discard_pending_updated_at",
+        partialFilterExpression={"discard_pending": True},
+    ),
+    # The sweeper's scan of pending and processing jobs.
+    IndexModel(
+        [("status", pymongo.ASCENDING), ("heartbeat_at", pymongo.ASCENDING)],
+        name="status_heartbeat_at",
+    ),
+    IndexModel(
+        [("user_id", pymongo.ASCENDING), ("idempotency_key", pymongo.ASCENDING)],
+        name="user_id_idempotency_key_unique",
+        unique=True,
+        partialFilterExpression={"idempotency_key": {"$type": "string"}},
+    ),
+]
+
+CHAPTER_INDEXES = [
+    IndexModel([("chapter_id", pymongo.ASCENDING)], name="chapter_id_unique", unique=True),
+    # One chapter per job, even when a retried job finishes twice.
+    IndexModel([("job_id", pymongo.ASCENDING)], name="job_id_unique", unique=True),
+    IndexModel(
+        [("user_id", pymongo.ASCENDING), ("book_id", pymongo.ASCENDING)],
+        name="user_id_book_id",
+    ),
+    # A slug names one chapter of a book.
+    IndexModel(
+        [
+            ("user_id", pymongo.ASCENDING),
+            ("book_id", pymongo.ASCENDING),
+            ("slug", pymongo.ASCENDING),
+        ],
+        name="user_id_book_id_slug_unique",
+        unique=True,
+        partialFilterExpression={"slug": {"$type": "string"}},
+    ),
+]
+
+CHUNK_INDEXES = [
+    # A retried job upserts the same pages: never a duplicate.
+    IndexModel(
+        [("job_id", pymongo.ASCENDING), ("chunk_index", pymongo.ASCENDING)],
+        name="job_id_chunk_index_unique",
+        unique=True,
+    ),
+    IndexModel(
+        [("chapter_id", pymongo.ASCENDING), ("chunk_index", pymongo.ASCENDING)],
+        name="chapter_id_chunk_index",
+    ),
+]
+
+# Per-user byte sums over GridFS files read these indexes alone (covered queries).
+QUOTA_INDEX = IndexModel(
+    [("metadata.user_id", pymongo.ASCENDING), ("length", pymongo.ASCENDING)],
+    name="metadata_user_id_length",
+)
+# The indexes every GridFS reader relies on, with the driver's names. The unique (files_id, n)
+# also stops a retried insert from duplicating a chunk. Our files are written chunk by chunk, not
+# by the GridFS driver (which would create these itself), so they are ours to keep.
+GRIDFS_CHUNKS_INDEX = IndexModel([("files_id", 1), ("n", 1)], unique=True, name="files_id_1_n_1")
+GRIDFS_FILES_INDEX = IndexModel(
+    [("filename", 1), ("uploadDate", 1)], name="filename_1_uploadDate_1"
+)
+
+INDEXES: dict[str, list[IndexModel]] = {
+    JOBS: JOB_INDEXES,
+    CHAPTERS: CHAPTER_INDEXES,
+    CHUNKS: CHUNK_INDEXES,
+    f"{UPLOADS_BUCKET}.files": [QUOTA_INDEX, GRIDFS_FILES_INDEX],
+    f"{UPLOADS_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
+    f"{PAGE_IMAGES_BUCKET}.files": [QUOTA_INDEX],
+    f"{PAGE_IMAGES_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
+}

@@ -15,15 +15,18 @@ or a problem with the PDF itself, and is treated as such by the caller.
       or carrying a retryable error label
     redis ConnectionError (incl. BusyLoadingError),  redis ResponseError (WRONGTYPE, a
       TimeoutError, ReadOnlyError (failover),        bad script), DataError
-      OutOfMemoryError, TryAgainError, cluster down
+      OutOfMemoryError, TryAgainError, cluster down,
+      and the same refusals met inside a script
+      (a ResponseError quoting READONLY, OOM, ...)
     OSError of a socket (refused, reset, broken      anything else: ValueError, KeyError,
       pipe), TimeoutError                            an ExtractionError about the PDF,
     PageStoreUnavailable (GridFS's MongoDB away,     PageStoreError (credentials, a
       S3 still failing after obstore's retries)      missing bucket)
     any of the above as the cause of another error
 
-The worker's retries, its heartbeat, its hand-back and its sweeper, and the doorbell, all ask
-``is_transient``: one answer to "may waiting fix this?".
+The worker's retries, its heartbeat, its hand-back and its sweeper, the doorbell, the rate
+limiter and the upload slots (``service/limits/fail_open.py``) all ask ``is_transient``: one
+answer to "may waiting fix this?".
 """
 
 from __future__ import annotations
@@ -35,12 +38,12 @@ from pymongo.errors import (
     PyMongoError,
     WriteConcernError,
 )
-from redis.exceptions import ClusterDownError, ReadOnlyError, TryAgainError
+from redis.exceptions import ClusterDownError, ReadOnlyError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.store.page_images import PageStoreUnavailable
+from service.domain.errors import PageStoreUnavailable
 
 # MongoDB server error codes a retry can outlive (the driver's own retryable set, spelled out
 # so that a driver upgrade cannot silently change what fails a job):
@@ -67,6 +70,9 @@ REDIS_TRANSIENT = (
     TryAgainError,
     ClusterDownError,
 )
+# Inside a Lua script Redis reports the same refusals as a ResponseError quoting their code:
+# "Error running script (...): -READONLY You can't write against a read only replica."
+REDIS_TRANSIENT_CODES = ("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "OOM", "CLUSTERDOWN")
 SOCKET_ERRORS = (ConnectionError, TimeoutError)  # refused, reset, aborted, broken pipe, timed out
 # The page store's own word for "unreachable or timed out: the same call may succeed later".
 STORE_TRANSIENT = (PageStoreUnavailable,)
@@ -88,6 +94,11 @@ def is_transient(exc: BaseException) -> bool:
 def _is_transient_itself(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionFailure, *REDIS_TRANSIENT, *SOCKET_ERRORS, *STORE_TRANSIENT)):
         return True
+    if isinstance(exc, ResponseError):
+        message = str(exc)
+        return any(
+            f"-{code} " in message or message.startswith(code) for code in REDIS_TRANSIENT_CODES
+        )
     if isinstance(exc, PyMongoError) and any(exc.has_error_label(x) for x in TRANSIENT_LABELS):
         return True
     if isinstance(exc, BulkWriteError):

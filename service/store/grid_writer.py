@@ -12,8 +12,8 @@ so ``AsyncGridFSBucket`` reads, streams and deletes them as usual. The files doc
 last: until ``close`` a reader cannot find the file, and ``abort`` removes the chunks written.
 
 The driver creates a bucket's indexes on its first write; chunks written here never pass through
-it, so ``bucket_indexes`` are kept by ``python -m indexes sync`` instead (the API creates no index
-at run time).
+it, so those indexes are declared in ``service/store/documents.py`` and kept by
+``python -m indexes sync`` instead (the API creates no index at run time).
 """
 
 from __future__ import annotations
@@ -22,20 +22,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from bson import Binary, Int64
-from pymongo import IndexModel
-from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.asynchronous.collection import AsyncCollection
 
 from service.domain.job import utcnow
-
-# The indexes every GridFS reader relies on, with the driver's names. The unique (files_id, n)
-# also stops a retried insert from duplicating a chunk.
-CHUNKS_INDEX = IndexModel([("files_id", 1), ("n", 1)], unique=True, name="files_id_1_n_1")
-FILES_INDEX = IndexModel([("filename", 1), ("uploadDate", 1)], name="filename_1_uploadDate_1")
-
-
-def bucket_indexes(bucket: str) -> dict[str, list[IndexModel]]:
-    """The indexes of GridFS bucket ``bucket``, by collection."""
-    return {f"{bucket}.chunks": [CHUNKS_INDEX], f"{bucket}.files": [FILES_INDEX]}
 
 
 class GridWriter:
@@ -43,16 +32,16 @@ class GridWriter:
 
     def __init__(
         self,
-        db: AsyncDatabase[Any],
-        bucket: str,
+        files: AsyncCollection[Any],
+        chunks: AsyncCollection[Any],
         *,
         file_id: str,
         filename: str,
         metadata: Mapping[str, Any],
         chunk_size: int,
     ) -> None:
-        self._files = db[f"{bucket}.files"]
-        self._chunks = db[f"{bucket}.chunks"]
+        self._files = files
+        self._chunks = chunks
         self._file_id = file_id
         self._filename = filename
         self._metadata = dict(metadata)

@@ -1,6 +1,7 @@
 """Polling reads, coalesced: the polls one API process has in flight share MongoDB queries.
 
-Used by every job status endpoint clients poll (seeds 002, 000/003 and 001), one reader each.
+Used by every job status endpoint clients poll (the book-jobs poll, the job detail, the ingestion
+status), one reader each.
 
 Browsers poll each job every couple of seconds, so a busy API process always has many polls
 waiting on MongoDB at once. Each ``find_one`` costs the driver several times more CPU than it

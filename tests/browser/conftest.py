@@ -22,7 +22,7 @@ from devstack.embedded import free_port
 from devstack.token import emulator_token
 from service.settings import Settings
 from tests.conftest import PROJECT_ID, REPO_ROOT
-from tests.server import granian_api
+from tests.support.server import granian_api
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -16,7 +16,7 @@ from tests.browser.steps import (
     visible,
     wait,
 )
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 
 def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(

@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 
 from tests.browser.steps import displayed, listed_job_id, sign_in, text_of, upload, visible, wait
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 BOOK = "my-book"  # the page's default book
 

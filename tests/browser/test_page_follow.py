@@ -17,7 +17,7 @@ from tests.browser.steps import (
     visible,
     wait,
 )
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 RECORD_ROW = """
 window.rowSeen = [];

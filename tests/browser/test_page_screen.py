@@ -10,8 +10,8 @@ from selenium.webdriver.common.by import By
 
 from tests.browser.steps import displayed, sign_in, text_of, upload, visible, wait
 from tests.conftest import PROJECT_ID
-from tests.pdfs import text_pdf
-from tests.server import granian_api
+from tests.support.pdfs import text_pdf
+from tests.support.server import granian_api
 
 SHOWN_BUT_HIDDEN = """
 return [...document.querySelectorAll('[hidden]')]

@@ -16,7 +16,7 @@ from tests.browser.steps import (
     visible,
     wait,
 )
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 TERMINAL = {"completed", "failed", "cancelled"}
 

@@ -20,7 +20,7 @@ import pytest
 
 from service.domain.job import creating_chapter
 from tests.chaos.stack import IMAGES, TEXT, Stack, Verdict, Worker
-from tests.pdfs import book_pdf
+from tests.support.pdfs import book_pdf
 
 PAGES = 1200  # text only: the PDF itself is the chapter (content_mode pdf_file)
 JOBS = 6

@@ -45,8 +45,8 @@ from service.store.documents import (
 )
 from service.store.files import BUCKET
 from tests.conftest import PROJECT_ID
-from tests.pdfs import text_pdf
-from tests.server import granian_api
+from tests.support.pdfs import text_pdf
+from tests.support.server import granian_api
 
 USER = "fuzzer"
 # The seeded data's ids, fixed at collection time so that the schema's dictionaries name them.

@@ -16,7 +16,7 @@ import pytest
 
 from service.domain.job import JobStatus
 from service.store.documents import JobResult
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 SEEDS = Path(__file__).resolve().parents[2] / "docs" / "seeds"
 JSON_BLOCK = re.compile(r"```json\n(.*?)```", re.DOTALL)
@@ -105,7 +105,9 @@ async def test_seed_002_status_examples_are_answered_exactly(
     assert response.json() == example
 
 
-async def test_seed_002_error_examples_are_answered_exactly(client, job_factory, auth_headers):
+async def test_seed_002_error_examples_are_answered_exactly(
+    collections, client, job_factory, auth_headers
+):
     not_found, denied, unauthenticated, failed = [e for e in examples("002") if "detail" in e]
     job_id = not_found["detail"].split()[1]
     url = f"/api/v1/books/jobs/{job_id}"
@@ -114,9 +116,7 @@ async def test_seed_002_error_examples_are_answered_exactly(client, job_factory,
     forbidden = await client.get(url, headers=auth_headers("alice"))
     anonymous = await client.get(url)
     broken = await job_factory(user_id="alice")
-    await broken.get_pymongo_collection().update_one(
-        {"job_id": broken.job_id}, {"$set": {"status": "exploded"}}
-    )
+    await collections.jobs.update_one({"job_id": broken.job_id}, {"$set": {"status": "exploded"}})
 
     crashed = await client.get(f"/api/v1/books/jobs/{broken.job_id}", headers=auth_headers("alice"))
 

@@ -13,15 +13,14 @@ import pytest
 from indexes.spec import specification
 from indexes.sync import compare, sync
 from service.domain.job import utcnow
-from service.store.documents import PdfChapterJob
 from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture
 async def db(app):
-    database = app.state.services.mongo.client["pcj_indexes_test"]
+    database = app.state.services.store.client["pcj_indexes_test"]
     yield database
-    await app.state.services.mongo.client.drop_database("pcj_indexes_test")
+    await app.state.services.store.client.drop_database("pcj_indexes_test")
 
 
 def _cli(command: str, settings, db_name: str) -> subprocess.CompletedProcess[str]:
@@ -147,11 +146,13 @@ async def test_check_cli_passes_after_sync_cli(db, settings):
     assert "indexes OK on pcj_indexes_test" in checked.stdout
 
 
-async def test_expired_job_is_removed_by_the_ttl_index(app, settings, job_factory, ttl_monitor):
-    await sync(PdfChapterJob.get_pymongo_collection().database, specification(settings))
+async def test_expired_job_is_removed_by_the_ttl_index(
+    collections, app, settings, job_factory, ttl_monitor
+):
+    await sync(collections.jobs.database, specification(settings))
     old = await job_factory(created_at=utcnow() - timedelta(days=settings.job_ttl_days, minutes=1))
     fresh = await job_factory()
-    collection = PdfChapterJob.get_pymongo_collection()
+    collection = collections.jobs
 
     for _ in range(120):  # the TTL monitor runs every second in the test mongod
         if await collection.count_documents({"job_id": old.job_id}) == 0:

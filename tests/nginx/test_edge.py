@@ -18,11 +18,11 @@ import pytest
 from devstack.embedded import free_port
 from devstack.nginx import render
 from devstack.token import emulator_token
-from service.api.page_images import page_image_url
+from service.api.http.image_urls import page_image_url
 from service.domain.page_keys import page_key
 from tests.conftest import PROJECT_ID
-from tests.pdfs import text_pdf
-from tests.server import granian_api, wait_port
+from tests.support.pdfs import text_pdf
+from tests.support.server import granian_api, wait_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(
@@ -301,7 +301,7 @@ async def test_page_images_pass_through_with_their_caching_headers_and_a_304(edg
     services = app.state.services
     key = page_key(str(uuid.uuid4()), 1)
     data = os.urandom(200_000)
-    await services.page_store.put(key, data, "image/webp")
+    await services.store.images.put(key, data, "image/webp")
     base, _ = edge
     url = await page_image_url(services, key, origin=base)  # no Authorization: the URL is it
 

@@ -15,11 +15,10 @@ from devstack.token import emulator_token
 from service.domain import lifecycle
 from service.domain.job import JobStatus, utcnow
 from service.settings import Settings
-from service.store.job_store import apply
 from tests.conftest import PROJECT_ID
 from tests.nginx.test_edge import ALLOWED, NGINX, _start_nginx
-from tests.server import granian_api
-from tests.sse import WAIT_S, EventReader
+from tests.support.server import granian_api
+from tests.support.sse import WAIT_S, EventReader
 
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (apt-get install nginx; .ci/run installs it)"
@@ -64,7 +63,9 @@ async def _running(job_factory):
     )
 
 
-async def test_events_pass_through_nginx_as_they_are_written_with_cors(stream_edge, job_factory):
+async def test_events_pass_through_nginx_as_they_are_written_with_cors(
+    apply, stream_edge, job_factory
+):
     job = await _running(job_factory)
 
     async with (

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from service.api.breaker import Breaker, DependencyFailed
+from service.auth.breaker import Breaker, DependencyFailed
 from service.domain.errors import DependencyUnavailable
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from service.store.documents import ChunkMetadata, DocumentChunk
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 BASE = datetime(2026, 3, 1, 9, 0, 0, 0, tzinfo=UTC)
 
@@ -19,7 +19,7 @@ def _url(job_id):
 
 
 @pytest.fixture
-def chunks_of(job_factory):
+def chunks_of(job_factory, collections):
     """``await chunks_of(n)``: a job of alice's with n chunks whose times run against their order.
 
     Chunk i was created at BASE + (n - i) s (so created_at order is the reverse of chunk_index)
@@ -29,7 +29,7 @@ def chunks_of(job_factory):
     async def make(count, user_id="alice", content="x"):
         job = await job_factory(user_id=user_id)
         for index in range(count):
-            await DocumentChunk(
+            chunk = DocumentChunk(
                 job_id=job.job_id,
                 chapter_id="chapter-1",
                 user_id=user_id,
@@ -40,7 +40,8 @@ def chunks_of(job_factory):
                 ),
                 created_at=BASE + timedelta(seconds=count - index),
                 updated_at=BASE + timedelta(minutes=(index * 7) % count),
-            ).insert()
+            )
+            await collections.chunks.insert_one(chunk.model_dump(by_alias=True))
         return job
 
     return make
@@ -51,7 +52,7 @@ async def _list(client, auth_headers, job_id, user_id="alice", **params):
 
 
 async def test_list_has_seed_004_envelope_with_content_cut_to_500(
-    client, auth_headers, submit, run_worker
+    collections, client, auth_headers, submit, run_worker
 ):
     job = await submit(text_pdf(3, words=200), filename="long.pdf")
     await run_worker()
@@ -72,7 +73,7 @@ async def test_list_has_seed_004_envelope_with_content_cut_to_500(
     }  # fmt: skip
     assert first["job_id"] == job["job_id"]
     assert first["metadata"] == {"source_file": "long.pdf", "page_number": 1, "total_pages": 3}
-    stored = await DocumentChunk.get_pymongo_collection().find_one({"_id": first["id"]})
+    stored = await collections.chunks.find_one({"_id": first["id"]})
     assert len(stored["content"]) > 500
     assert first["content"] == stored["content"][:500]
     assert "embedding" not in first
@@ -188,7 +189,7 @@ async def test_malformed_job_id_is_400_validation_error(client, auth_headers):
 
 @pytest.mark.parametrize("owner", ["nobody", "bob"])
 async def test_unknown_or_other_users_job_is_404_job_not_found(
-    client, auth_headers, chunks_of, owner
+    collections, client, auth_headers, chunks_of, owner
 ):
     job_id = (await chunks_of(2, user_id="bob")).job_id if owner == "bob" else str(uuid.uuid4())
 
@@ -200,9 +201,7 @@ async def test_unknown_or_other_users_job_is_404_job_not_found(
         "data": None,
         "error": {"code": "JOB_NOT_FOUND", "message": f"Job with ID {job_id} not found"},
     }
-    assert await DocumentChunk.get_pymongo_collection().count_documents({}) == (
-        2 if owner == "bob" else 0
-    )
+    assert await collections.chunks.count_documents({}) == (2 if owner == "bob" else 0)
 
 
 async def test_missing_token_is_401_in_the_envelope(client, chunks_of):
@@ -275,9 +274,9 @@ async def test_limit_is_not_enforced_while_redis_is_down(
     assert "ratelimit-limit" not in response.headers
 
 
-async def test_chunk_detail_is_the_whole_chunk(client, auth_headers, chunks_of):
+async def test_chunk_detail_is_the_whole_chunk(collections, client, auth_headers, chunks_of):
     job = await chunks_of(1, content="y" * 2000)
-    chunk = await DocumentChunk.get_pymongo_collection().find_one({"job_id": job.job_id})
+    chunk = await collections.chunks.find_one({"job_id": job.job_id})
 
     response = await client.get(f"/api/v1/chunks/{chunk['_id']}", headers=auth_headers("alice"))
 
@@ -305,9 +304,11 @@ async def test_chunk_detail_of_a_malformed_id_is_400(client, auth_headers):
     }
 
 
-async def test_chunk_detail_of_another_users_chunk_is_404(client, auth_headers, chunks_of):
+async def test_chunk_detail_of_another_users_chunk_is_404(
+    collections, client, auth_headers, chunks_of
+):
     job = await chunks_of(1, user_id="bob")
-    bobs = await DocumentChunk.get_pymongo_collection().find_one({"job_id": job.job_id})
+    bobs = await collections.chunks.find_one({"job_id": job.job_id})
 
     response = await client.get(f"/api/v1/chunks/{bobs['_id']}", headers=auth_headers("alice"))
 
@@ -320,10 +321,10 @@ async def test_chunk_detail_of_another_users_chunk_is_404(client, auth_headers, 
 
 
 async def test_corrupt_chunk_is_500_in_the_envelope_without_internals(
-    client, auth_headers, chunks_of
+    collections, client, auth_headers, chunks_of
 ):
     job = await chunks_of(1)
-    await DocumentChunk.get_pymongo_collection().update_many({}, {"$unset": {"metadata": ""}})
+    await collections.chunks.update_many({}, {"$unset": {"metadata": ""}})
 
     response = await client.get(
         _url(job.job_id), headers={**auth_headers("alice"), "X-Request-ID": "req-9"}

@@ -5,15 +5,9 @@ from __future__ import annotations
 import pytest
 
 from service.domain.job import JobStatus
-from service.store.documents import PdfChapterJob
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 JOBS = "/api/v1/books/jobs"
-
-
-@pytest.fixture
-async def file_id(upload):
-    return (await upload(text_pdf(2))).json()["file_id"]
 
 
 async def test_create_job_is_202_pending_with_location(client, auth_headers, file_id, queue):
@@ -33,14 +27,14 @@ async def test_create_job_is_202_pending_with_location(client, auth_headers, fil
     assert await queue.zcard("arq:queue") == 1
 
 
-async def test_create_job_for_a_missing_file_is_404(client, auth_headers):
+async def test_create_job_for_a_missing_file_is_404(collections, client, auth_headers):
     response = await client.post(
         JOBS, json={"book_id": "b", "file_id": "nope"}, headers=auth_headers("alice")
     )
 
     assert response.status_code == 404
     assert response.json() == {"detail": "File nope not found"}
-    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 0
+    assert await collections.jobs.count_documents({}) == 0
 
 
 async def test_create_job_for_another_users_file_is_404(client, auth_headers, file_id):
@@ -81,7 +75,7 @@ async def test_create_job_with_broken_json_is_422(client, auth_headers):
     assert response.json()["detail"] == "Request body must be JSON"
 
 
-async def test_idempotency_key_replays_the_original_job(client, auth_headers, file_id):
+async def test_idempotency_key_replays_the_original_job(collections, client, auth_headers, file_id):
     headers = {**auth_headers("alice"), "Idempotency-Key": "k-1"}
     body = {"book_id": "b", "file_id": file_id}
 
@@ -90,10 +84,10 @@ async def test_idempotency_key_replays_the_original_job(client, auth_headers, fi
 
     assert first.status_code == second.status_code == 202
     assert second.json()["job_id"] == first.json()["job_id"]
-    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 1
+    assert await collections.jobs.count_documents({}) == 1
 
 
-async def test_idempotency_key_with_another_body_is_422(client, auth_headers, file_id):
+async def test_idempotency_key_with_another_body_is_422(collections, client, auth_headers, file_id):
     headers = {**auth_headers("alice"), "Idempotency-Key": "k-2"}
     await client.post(JOBS, json={"book_id": "b", "file_id": file_id}, headers=headers)
 
@@ -106,10 +100,12 @@ async def test_idempotency_key_with_another_body_is_422(client, auth_headers, fi
         response.json()["detail"]
         == "Idempotency-Key was already used with a different request body"
     )
-    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 1
+    assert await collections.jobs.count_documents({}) == 1
 
 
-async def test_multipart_create_uploads_and_creates_in_one_request(client, auth_headers):
+async def test_multipart_create_uploads_and_creates_in_one_request(
+    collections, client, auth_headers
+):
     response = await client.post(
         JOBS,
         data={"book_id": "book_9"},
@@ -118,13 +114,13 @@ async def test_multipart_create_uploads_and_creates_in_one_request(client, auth_
     )
 
     assert response.status_code == 202
-    job = await PdfChapterJob.get_pymongo_collection().find_one(
-        {"job_id": response.json()["job_id"]}
-    )
+    job = await collections.jobs.find_one({"job_id": response.json()["job_id"]})
     assert job["book_id"] == "book_9"
 
 
-async def test_create_job_with_redis_down_is_still_202(settings, other_app, cert_server, file_id):
+async def test_create_job_with_redis_down_is_still_202(
+    collections, settings, other_app, cert_server, file_id
+):
     no_redis = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     headers = {"Authorization": f"Bearer {cert_server.token('alice')}"}
 
@@ -134,9 +130,7 @@ async def test_create_job_with_redis_down_is_still_202(settings, other_app, cert
         )
 
     assert response.status_code == 202
-    stored = await PdfChapterJob.get_pymongo_collection().find_one(
-        {"job_id": response.json()["job_id"]}
-    )
+    stored = await collections.jobs.find_one({"job_id": response.json()["job_id"]})
     assert stored["status"] == "pending"
 
 
@@ -206,15 +200,13 @@ async def test_cancel_finished_job_is_409(client, auth_headers, job_factory):
     }
 
 
-async def test_cancel_another_users_job_is_403(client, auth_headers, job_factory):
+async def test_cancel_another_users_job_is_403(collections, client, auth_headers, job_factory):
     job = await job_factory(user_id="alice")
 
     response = await client.post(f"{JOBS}/{job.job_id}/cancel", headers=auth_headers("bob"))
 
     assert response.status_code == 403
-    assert (await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job.job_id}))[
-        "status"
-    ] == "pending"
+    assert (await collections.jobs.find_one({"job_id": job.job_id}))["status"] == "pending"
 
 
 async def test_delete_job_is_204_then_404(client, auth_headers, job_factory):
@@ -238,5 +230,7 @@ async def test_multipart_create_without_book_id_is_422_and_keeps_no_upload(
 
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["book_id"]
-    assert await app.state.services.mongo.db["pdf_files.files"].count_documents({}) == 0
-    assert await app.state.services.mongo.db["pdf_files.chunks"].count_documents({}) == 0
+    assert await app.state.services.store.collections.db["pdf_files.files"].count_documents({}) == 0
+    assert (
+        await app.state.services.store.collections.db["pdf_files.chunks"].count_documents({}) == 0
+    )

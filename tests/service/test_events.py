@@ -23,16 +23,14 @@ from pymongo import AsyncMongoClient
 
 from devstack.embedded import free_port, remove_tree, start_mongod
 from devstack.token import emulator_token
-from service.api.stream_token import StreamTokens
+from service.auth.stream_tokens import StreamTokens
 from service.domain import lifecycle
 from service.domain.job import JobStatus, utcnow
 from service.domain.page_keys import chapter_prefix, page_key, thumbnail_key
-from service.store import chapters
-from service.store.documents import PdfChapterJob
-from service.store.job_store import apply
+from service.store.chapters import StoredPage
 from tests.conftest import PROJECT_ID
-from tests.server import granian_api
-from tests.sse import WAIT_S, EventReader
+from tests.support.server import granian_api
+from tests.support.sse import WAIT_S, EventReader
 
 SECRET = "test-stream-secret-0123456789-abcdef"
 LEASE = "lease-1"
@@ -83,14 +81,14 @@ async def _running(job_factory, user_id="alice", **fields):
     )  # fmt: skip
 
 
-async def _advance(job_id, progress):
+async def _advance(apply, job_id, progress):
     return await apply(
         lifecycle.advance(job_id, LEASE, progress, f"Processed {progress}...", utcnow()),
         {"_id": 0, "version": 1},
     )
 
 
-async def _complete(job_id, pages=3):
+async def _complete(apply, job_id, pages=3):
     result = {"chapter_id": "3939f17c-a8ea-4000-be89-9e7e6f5ca4e9", "total_pages": pages}
     message = f"Chapter created successfully with {pages} pages"
     return await apply(lifecycle.complete(job_id, LEASE, result, message, utcnow()))
@@ -125,15 +123,15 @@ async def test_first_event_is_the_polled_json_with_its_version_as_id(http, job_f
 
 
 async def test_changes_arrive_in_order_and_the_stream_ends_after_the_terminal_state(
-    http, job_factory
+    apply, http, job_factory
 ):
     job = await _running(job_factory)
 
     async with watching(http, job.job_id) as (_, reader):
         first = await reader.next()
         for progress in (40, 50, 60):
-            await _advance(job.job_id, progress)
-        done = await _complete(job.job_id)
+            await _advance(apply, job.job_id, progress)
+        done = await _complete(apply, job.job_id)
         rest = await reader.rest()  # returns only when the server ends the stream
 
     ids = [int(event.id) for event in [first, *rest]]
@@ -151,14 +149,14 @@ async def test_changes_arrive_in_order_and_the_stream_ends_after_the_terminal_st
     }
 
 
-async def test_each_change_written_apart_is_its_own_event(http, job_factory):
+async def test_each_change_written_apart_is_its_own_event(apply, http, job_factory):
     job = await _running(job_factory)
 
     async with watching(http, job.job_id) as (_, reader):
         await reader.next()
         seen = []
         for progress in (40, 50, 60):
-            written = await _advance(job.job_id, progress)
+            written = await _advance(apply, job.job_id, progress)
             event = await reader.next()
             seen.append((int(event.id), event.json()["progress"]))
             assert int(event.id) == written["version"]
@@ -166,18 +164,20 @@ async def test_each_change_written_apart_is_its_own_event(http, job_factory):
     assert [p for _, p in seen] == [40, 50, 60]
 
 
-async def test_pages_stored_become_page_events_and_a_new_stream_catches_up(http, job_factory):
+async def test_pages_stored_become_page_events_and_a_new_stream_catches_up(
+    store, http, job_factory
+):
     job = await _running(job_factory)
     doc = {"job_id": job.job_id, "user_id": "alice"}
 
     async with watching(http, job.job_id) as (_, reader):
         await reader.next()
-        await chapters.write_pages(
+        await store.chapters.write_pages(
             doc,
             "chapter-1",
             "a.pdf",
             3,
-            [chapters.StoredPage(0, "one"), chapters.StoredPage(1, "two")],
+            [StoredPage(0, "one"), StoredPage(1, "two")],
         )
         pages = [await reader.next(), await reader.next()]
     async with watching(http, job.job_id) as (_, later):
@@ -206,17 +206,19 @@ async def test_page_events_carry_image_urls_that_open_with_no_credentials(
 ):
     job = await _running(job_factory)
     chapter_id = "5b1f0c1e-7d1a-4c55-9a57-3d2f0f6a4c11"
-    store = app.state.services.page_store
+    images = app.state.services.store.images
     page_image = {"key": page_key(chapter_id, 1), "width": 120, "height": 160}
     thumb = {"key": thumbnail_key(chapter_id, 1), "width": 30, "height": 40}
-    await store.put(page_image["key"], _webp(120, 160), "image/webp")
-    await store.put(thumb["key"], _webp(30, 40), "image/webp")
-    stored = chapters.StoredPage(0, "", has_text=False, image=page_image, thumbnail=thumb)
+    await images.put(page_image["key"], _webp(120, 160), "image/webp")
+    await images.put(thumb["key"], _webp(30, 40), "image/webp")
+    stored = StoredPage(0, "", has_text=False, image=page_image, thumbnail=thumb)
     doc = {"job_id": job.job_id, "user_id": "alice"}
     try:
         async with watching(http, job.job_id) as (_, reader):
             await reader.next()
-            await chapters.write_pages(doc, chapter_id, "a.pdf", 2, [stored])
+            await app.state.services.store.chapters.write_pages(
+                doc, chapter_id, "a.pdf", 2, [stored]
+            )
             live = (await reader.next()).json()
         async with watching(http, job.job_id) as (_, later):
             await later.next()
@@ -228,7 +230,7 @@ async def test_page_events_carry_image_urls_that_open_with_no_credentials(
                 opened[name] = (response.status_code, response.headers["content-type"],
                                 Image.open(io.BytesIO(response.content)).size)  # fmt: skip
     finally:
-        await store.delete_prefix(chapter_prefix(chapter_id))
+        await images.delete_prefix(chapter_prefix(chapter_id))
 
     assert {k: live[k] for k in ("page_number", "total_pages", "width", "height", "has_text")} == {
         "page_number": 1, "total_pages": 2, "width": 120, "height": 160, "has_text": False,
@@ -267,7 +269,9 @@ async def test_a_finished_job_gets_its_state_and_the_stream_ends(http, job_facto
 # --- Resuming with Last-Event-ID ---------------------------------------------------------------
 
 
-async def test_last_event_id_of_the_current_version_resumes_without_the_state(http, job_factory):
+async def test_last_event_id_of_the_current_version_resumes_without_the_state(
+    apply, http, job_factory
+):
     job = await _running(job_factory, version=5)
 
     async with watching(http, job.job_id, headers=_headers(**{"Last-Event-ID": "5"})) as (
@@ -275,7 +279,7 @@ async def test_last_event_id_of_the_current_version_resumes_without_the_state(ht
         reader,
     ):
         # The state is not sent again: the next event is the next change.
-        await _advance(job.job_id, 55)
+        await _advance(apply, job.job_id, 55)
         event = await reader.next()
 
     assert (event.id, event.json()["progress"]) == ("6", 55)
@@ -545,10 +549,12 @@ def _read_to_the_end(sock):
     return bytes(received)
 
 
-async def test_a_client_that_does_not_read_is_dropped_and_others_go_on(http, base_url, job_factory):
+async def test_a_client_that_does_not_read_is_dropped_and_others_go_on(
+    collections, http, base_url, job_factory
+):
     job = await _running(job_factory, user_id="erin")
     slow = _open_unread_stream(int(base_url.rsplit(":", 1)[1]), job.job_id)
-    jobs = PdfChapterJob.get_pymongo_collection()
+    jobs = collections.jobs
     big = "x" * 100_000  # each event ~100 KB: a few dozen fill the socket buffers
 
     async with watching(http, job.job_id, headers=_headers("erin")) as (_, reader):

@@ -6,15 +6,9 @@ from __future__ import annotations
 import pytest
 
 from service.domain.job import JobStatus
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 FILES = "/api/v1/files"
-
-
-@pytest.fixture
-def gridfs(app):
-    db = app.state.services.mongo.db
-    return db["pdf_files.files"], db["pdf_files.chunks"]
 
 
 async def _chunks_of(gridfs, file_id):

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
-
-from tests.pdfs import text_pdf
-
-
-@pytest.fixture
-def gridfs(app):
-    db = app.state.services.mongo.db
-    return db["pdf_files.files"], db["pdf_files.chunks"]
+from tests.support.pdfs import text_pdf
 
 
 async def _stored_counts(gridfs):
@@ -81,7 +73,7 @@ async def test_upload_over_the_limit_is_413_and_nothing_is_kept(
             "/api/v1/files", files={"file": ("big.pdf", data, "application/pdf")}, headers=headers
         )
 
-    db = app.state.services.mongo.db
+    db = app.state.services.store.collections.db
     assert response.status_code == 413
     assert response.json() == {"detail": "File exceeds the 1 MB upload limit"}
     assert await db["pdf_files.files"].count_documents({}) == 0

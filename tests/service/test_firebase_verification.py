@@ -1,6 +1,6 @@
 """Firebase verification that holds up in production: a slow or dead Google, clock drift, tenants,
 sign-in providers, and a logged reason for every rejection. RS256 tokens signed here, checked by
-firebase-admin against a local certificate server (tests/firebase_certs.py)."""
+firebase-admin against a local certificate server (tests/support/firebase_certs.py)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import pydantic
 import pytest
 
 from devstack.embedded import free_port
-from service.api.auth import TokenVerifier
+from service.auth.tokens import TokenVerifier
 from service.domain.errors import DependencyUnavailable, NotAuthenticated
 from service.logs import JsonFormatter
 from service.settings import Settings
 from tests.conftest import PROJECT_ID
-from tests.firebase_certs import CertServer
 from tests.service.test_auth import _bad_tokens
+from tests.support.firebase_certs import CertServer
 
 URL = "/api/v1/books/jobs/{}"
 UNAUTHORIZED = {"detail": "Could not validate credentials"}

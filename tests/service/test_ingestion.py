@@ -8,8 +8,7 @@ import uuid
 import pytest
 
 from service.domain.job import JobStatus
-from service.store.documents import PdfChapterJob
-from tests.pdfs import encrypted_pdf, text_pdf
+from tests.support.pdfs import encrypted_pdf, text_pdf
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -87,9 +86,11 @@ async def test_failed_job_lists_its_error_with_the_stage(client, auth_headers, s
     assert body["completed_at"] == error["timestamp"]
 
 
-async def test_unreadable_pages_are_listed_in_both_error_lists(client, job_factory, auth_headers):
+async def test_unreadable_pages_are_listed_in_both_error_lists(
+    collections, client, job_factory, auth_headers
+):
     job = await job_factory(status=JobStatus.processing, progress=50)
-    await PdfChapterJob.get_pymongo_collection().update_one(
+    await collections.jobs.update_one(
         {"job_id": job.job_id},
         {"$set": {"page_errors": [{"page_number": 3, "error": "bad font"}]}},
     )

@@ -115,7 +115,7 @@ async def test_overflowing_cursor_is_400_naming_the_field(client, auth_headers):
 
 
 @pytest.fixture
-async def chapter(app):
+async def chapter(collections):
     doc = BookChapter(
         book_id="book_1",
         user_id="alice",
@@ -125,7 +125,7 @@ async def chapter(app):
         source_file_id="f",
         source_filename="f.pdf",
     )
-    await doc.insert()
+    await collections.chapters.insert_one(doc.model_dump())
     return doc
 
 

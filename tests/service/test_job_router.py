@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from service.domain.job import JobStatus
-from service.store.documents import DocumentChunk, JobResult, PdfChapterJob
-from tests.pdfs import encrypted_pdf, text_pdf
+from service.store.documents import JobResult
+from tests.support.pdfs import encrypted_pdf, text_pdf
 
 JOBS = "/api/v1/jobs"
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -63,14 +63,16 @@ async def test_create_answers_201_with_the_pending_job(create):
     assert ISO_MS_Z.match(body["createdAt"])
 
 
-async def test_created_job_is_the_same_job_seed_002_polls(create, client, auth_headers):
+async def test_created_job_is_the_same_job_seed_002_polls(
+    collections, create, client, auth_headers
+):
     created = (await create(text_pdf(1))).json()
 
     polled = await client.get(f"/api/v1/books/jobs/{created['id']}", headers=auth_headers("alice"))
 
     assert polled.status_code == 200
     assert polled.json()["status"] == "pending"
-    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 1
+    assert await collections.jobs.count_documents({}) == 1
 
 
 @pytest.mark.parametrize(
@@ -105,13 +107,13 @@ async def test_created_job_is_the_same_job_seed_002_polls(create, client, auth_h
     ],
 )
 async def test_create_with_a_bad_payload_is_422_naming_each_field(
-    client, auth_headers, body, problems
+    collections, client, auth_headers, body, problems
 ):
     response = await client.post(JOBS, json=body, headers=auth_headers("alice"))
 
     assert response.status_code == 422
     assert response.json() == {"detail": "Invalid request body", "errors": problems}
-    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 0
+    assert await collections.jobs.count_documents({}) == 0
 
 
 async def test_create_for_another_users_file_is_404(client, auth_headers, upload):
@@ -127,7 +129,7 @@ async def test_create_for_another_users_file_is_404(client, auth_headers, upload
     assert response.json() == {"detail": f"File {file_id} not found"}
 
 
-async def test_create_is_idempotent_with_the_same_key(create, client, auth_headers):
+async def test_create_is_idempotent_with_the_same_key(collections, create, client, auth_headers):
     first = await create(text_pdf(1), **{"Idempotency-Key": "k-1"})
     body = {
         "title": "Chapter 1",
@@ -146,7 +148,7 @@ async def test_create_is_idempotent_with_the_same_key(create, client, auth_heade
     assert again.status_code == 201
     assert again.json()["id"] == first.json()["id"]
     assert other_title.status_code == 422
-    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 1
+    assert await collections.jobs.count_documents({}) == 1
 
 
 async def test_list_returns_only_the_callers_jobs_newest_first(client, job_factory, auth_headers):
@@ -236,7 +238,7 @@ async def test_cancelled_job_shows_cancelled_code_and_stages(create, client, aut
 
 
 async def test_get_of_a_job_stored_before_stages_existed_shows_them_pending(
-    client, job_factory, auth_headers
+    collections, client, job_factory, auth_headers
 ):
     job = await job_factory(
         status=JobStatus.completed,
@@ -244,9 +246,7 @@ async def test_get_of_a_job_stored_before_stages_existed_shows_them_pending(
         result=JobResult(chapter_id="c", total_pages=1),
         completed_at=CREATED,
     )
-    await PdfChapterJob.get_pymongo_collection().update_one(
-        {"job_id": job.job_id}, {"$unset": {"stages": ""}}
-    )
+    await collections.jobs.update_one({"job_id": job.job_id}, {"$unset": {"stages": ""}})
 
     body = (await client.get(f"{JOBS}/{job.job_id}", headers=auth_headers("alice"))).json()
 
@@ -262,7 +262,9 @@ async def test_get_of_a_missing_job_is_404(client, auth_headers, job_id):
     assert response.json() == {"detail": f"Job {job_id} not found"}
 
 
-async def test_another_users_job_is_404_for_get_and_delete(client, job_factory, auth_headers):
+async def test_another_users_job_is_404_for_get_and_delete(
+    collections, client, job_factory, auth_headers
+):
     job = await job_factory(user_id="alice")
 
     got = await client.get(f"{JOBS}/{job.job_id}", headers=auth_headers("bob"))
@@ -272,10 +274,10 @@ async def test_another_users_job_is_404_for_get_and_delete(client, job_factory, 
     assert got.json() == {"detail": f"Job {job.job_id} not found"}
     assert deleted.status_code == 404
     assert deleted.json() == {"detail": f"Job {job.job_id} not found"}
-    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 1
+    assert await collections.jobs.count_documents({}) == 1
 
 
-async def test_every_endpoint_requires_a_token(client, job_factory):
+async def test_every_endpoint_requires_a_token(collections, client, job_factory):
     job = await job_factory()
 
     answers = [
@@ -288,11 +290,11 @@ async def test_every_endpoint_requires_a_token(client, job_factory):
 
     assert [a.status_code for a in answers] == [401] * 5
     assert {a.json()["detail"] for a in answers} == {"Could not validate credentials"}
-    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 1
+    assert await collections.jobs.count_documents({}) == 1
 
 
 async def test_delete_removes_the_job_and_keeps_its_chapter(
-    create, client, auth_headers, run_worker
+    collections, create, client, auth_headers, run_worker
 ):
     job_id = (await create(text_pdf(2))).json()["id"]
     await run_worker()
@@ -303,7 +305,7 @@ async def test_delete_removes_the_job_and_keeps_its_chapter(
     assert deleted.status_code == 204
     assert deleted.content == b""
     assert again.status_code == 404
-    assert await DocumentChunk.get_pymongo_collection().count_documents({"job_id": job_id}) == 2
+    assert await collections.chunks.count_documents({"job_id": job_id}) == 2
 
 
 async def test_document_lists_its_jobs_newest_first_with_a_limit(create, client, auth_headers):
@@ -338,12 +340,10 @@ async def test_document_of_another_user_or_unknown_is_404(create, client, auth_h
 
 
 async def test_corrupt_job_is_500_with_a_request_id_and_no_internals(
-    client, job_factory, auth_headers
+    collections, client, job_factory, auth_headers
 ):
     job = await job_factory()
-    await PdfChapterJob.get_pymongo_collection().update_one(
-        {"job_id": job.job_id}, {"$set": {"status": "exploded"}}
-    )
+    await collections.jobs.update_one({"job_id": job.job_id}, {"$set": {"status": "exploded"}})
 
     response = await client.get(
         f"{JOBS}/{job.job_id}", headers={**auth_headers("alice"), "X-Request-ID": "req-7"}
@@ -382,7 +382,7 @@ async def test_corrupt_job_is_500_with_a_request_id_and_no_internals(
     ],
 )
 async def test_create_with_a_bad_body_or_key_is_422_and_stores_nothing(
-    client, auth_headers, content, headers, detail, problems
+    collections, client, auth_headers, content, headers, detail, problems
 ):
     response = await client.post(
         JOBS,
@@ -392,4 +392,4 @@ async def test_create_with_a_bad_body_or_key_is_422_and_stores_nothing(
 
     assert response.status_code == 422
     assert response.json() == {"detail": detail, "errors": problems}
-    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 0
+    assert await collections.jobs.count_documents({}) == 0

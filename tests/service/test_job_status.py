@@ -176,10 +176,10 @@ async def test_get_job_accepts_uppercase_uuid(client, job_factory, auth_headers)
 
 
 async def test_get_corrupt_job_is_500_with_request_id_and_no_internals(
-    client, job_factory, auth_headers
+    collections, client, job_factory, auth_headers
 ):
     job = await job_factory()
-    collection = job.get_pymongo_collection()
+    collection = collections.jobs
     await collection.update_one({"job_id": job.job_id}, {"$unset": {"created_at": ""}})
 
     response = await client.get(
@@ -222,10 +222,12 @@ async def test_get_job_with_matching_etag_is_304_without_body(client, job_factor
     assert second.headers["Retry-After"] == "2"
 
 
-async def test_get_job_after_a_write_is_200_with_new_etag(client, job_factory, auth_headers):
+async def test_get_job_after_a_write_is_200_with_new_etag(
+    collections, client, job_factory, auth_headers
+):
     job = await job_factory(status=JobStatus.processing, progress=30)
     first = await client.get(URL.format(job.job_id), headers=auth_headers("alice"))
-    await job.get_pymongo_collection().update_one(
+    await collections.jobs.update_one(
         {"job_id": job.job_id}, {"$set": {"progress": 40}, "$inc": {"version": 1}}
     )
 

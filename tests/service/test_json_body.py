@@ -11,8 +11,6 @@ import json
 
 import pytest
 
-from tests.pdfs import text_pdf
-
 KB = 1024
 SEED_002 = "/api/v1/books/jobs"
 SEED_003 = "/api/v1/jobs"
@@ -43,13 +41,7 @@ class Feed:
 
 @pytest.fixture
 def jobs(app):
-    return app.state.services.mongo.db["pdf_chapter_jobs"]
-
-
-@pytest.fixture
-async def file_id(upload):
-    response = await upload(text_pdf(1))
-    return response.json()["file_id"]
+    return app.state.services.store.collections.db["pdf_chapter_jobs"]
 
 
 @pytest.mark.parametrize("path", [SEED_002, SEED_003])
@@ -177,7 +169,7 @@ async def test_json_body_that_stalls_is_408(settings, other_app, cert_server, ap
             path, content=Feed(total=4 * KB, piece=KB, stall_after=KB), headers=headers
         )
 
-    jobs = app.state.services.mongo.db["pdf_chapter_jobs"]
+    jobs = app.state.services.store.collections.db["pdf_chapter_jobs"]
     assert response.status_code == 408
     assert response.json() == {"detail": "Request body timed out: nothing received for 0.2 s"}
     assert await jobs.count_documents({}) == 0

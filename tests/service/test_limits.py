@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from service.domain.job import JobStatus
-from service.store.quota import used_bytes
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 BOOK_JOBS = "/api/v1/books/jobs"
 MB = 1024 * 1024
@@ -20,11 +17,6 @@ MB = 1024 * 1024
 def _blob(size: int) -> bytes:
     """Bytes an upload accepts (the PDF header, then filler): storage is what is measured."""
     return b"%PDF-1.7\n" + b"x" * (size - 9)
-
-
-@pytest.fixture
-def db(app):
-    return app.state.services.mongo.db
 
 
 async def _jobs(db, **query):
@@ -196,7 +188,7 @@ async def test_job_creation_goes_on_while_redis_is_down(other_app, settings, aut
 # --- Stored bytes ----------------------------------------------------------------------------
 
 
-async def test_used_bytes_sums_uploads_and_page_images_of_one_user(upload, db):
+async def test_used_bytes_sums_uploads_and_page_images_of_one_user(store, upload, db):
     first = text_pdf(2)
     second = text_pdf(5)
     await upload(first)
@@ -209,7 +201,7 @@ async def test_used_bytes_sums_uploads_and_page_images_of_one_user(upload, db):
         ]
     )
 
-    assert await used_bytes(db, "alice") == len(first) + len(second) + 1000
+    assert await store.usage.stored_bytes("alice") == len(first) + len(second) + 1000
 
 
 async def test_upload_that_does_not_fit_is_413_and_stores_nothing(
@@ -250,7 +242,7 @@ async def test_full_quota_refuses_before_the_body_and_counts_page_images(
 
 
 async def test_quota_holds_when_uploads_race_in_two_api_processes(
-    client, other_app, settings, auth_headers, db
+    store, client, other_app, settings, auth_headers, db
 ):
     # Room for four uploads at once: the quota, not the upload slots, is what is tested.
     one_mb = settings.model_copy(
@@ -271,7 +263,7 @@ async def test_quota_holds_when_uploads_race_in_two_api_processes(
     kept = statuses.count(201)
     assert set(statuses) <= {201, 413}
     assert kept <= 1
-    assert await used_bytes(db, "alice") == kept * 600 * 1024
+    assert await store.usage.stored_bytes("alice") == kept * 600 * 1024
     # Undone uploads leave no chunks: only the kept file's.
     chunks = await db["pdf_files.chunks"].count_documents({})
     assert chunks == kept * 3  # 600 KB in 255 KB chunks

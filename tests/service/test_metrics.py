@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from service.domain.job import JobStatus
 from service.settings import Settings
 from tests.conftest import PRODUCTION_SECRETS
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 
 async def test_metrics_count_jobs_by_status_and_queue_depth(client, job_factory, queue, submit):
@@ -89,7 +89,7 @@ async def test_worker_counts_pages_and_jobs(submit, run_worker):
 def test_http_metrics_histogram_buckets_are_cumulative_and_inclusive():
     from prometheus_client import CollectorRegistry
 
-    from service.api.metrics import HttpMetrics
+    from service.api.routes.metrics import HttpMetrics
 
     metrics, registry = HttpMetrics(), CollectorRegistry()
     registry.register(metrics)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pdfs import text_pdf
-
 BOUNDARY = "pcj-test-boundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 
@@ -29,12 +27,6 @@ def closing() -> bytes:
 
 
 @pytest.fixture
-def gridfs(app):
-    db = app.state.services.mongo.db
-    return db["pdf_files.files"], db["pdf_files.chunks"]
-
-
-@pytest.fixture
 def post_form(client, auth_headers):
     async def send(body: bytes, content_type: str = CONTENT_TYPE, path: str = "/api/v1/files"):
         headers = {**auth_headers("alice"), "Content-Type": content_type}
@@ -46,14 +38,6 @@ def post_form(client, auth_headers):
 async def stored_counts(gridfs):
     files, chunks = gridfs
     return await files.count_documents({}), await chunks.count_documents({})
-
-
-@pytest.fixture(scope="module")
-def pdf():
-    """A PDF padded with a comment to 2 MB: eight GridFS chunks, so a cut-off upload has
-    written several before it fails."""
-    data = text_pdf(3)
-    return data + b"%" + b"x" * (2 * 1024 * 1024 - len(data) - 1)
 
 
 async def test_complete_hand_built_form_is_stored(post_form, gridfs, pdf):
@@ -190,7 +174,7 @@ async def test_seed_002_form_cut_off_is_400_and_creates_nothing(post_form, gridf
 
     response = await post_form(body[:-10], path="/api/v1/books/jobs")
 
-    jobs = app.state.services.mongo.db["pdf_chapter_jobs"]
+    jobs = app.state.services.store.collections.db["pdf_chapter_jobs"]
     assert response.status_code == 400
     assert response.json() == {"detail": "Multipart body ended before its closing boundary"}
     assert await stored_counts(gridfs) == (0, 0)
@@ -204,7 +188,7 @@ async def test_seed_002_form_book_id_after_a_cut_file_is_400(post_form, gridfs, 
 
     response = await post_form(cut, path="/api/v1/books/jobs")
 
-    jobs = app.state.services.mongo.db["pdf_chapter_jobs"]
+    jobs = app.state.services.store.collections.db["pdf_chapter_jobs"]
     assert response.status_code == 400
     assert await stored_counts(gridfs) == (0, 0)
     assert await jobs.count_documents({}) == 0

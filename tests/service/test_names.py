@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 BOUNDARY = "pcj-names"
 
@@ -26,11 +26,6 @@ def form(filename: str, book_id: str | None = None) -> bytes:
         f'filename="{filename}"\r\nContent-Type: application/pdf\r\n\r\n'
     ).encode() + text_pdf(1)
     return body + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-@pytest.fixture
-def db(app):
-    return app.state.services.mongo.db
 
 
 @pytest.fixture
@@ -60,11 +55,6 @@ async def test_uploaded_file_name_loses_escape_sequences(send, db, filename, exp
     assert response.json()["filename"] == expected
     stored = await db["pdf_files.files"].find_one({"_id": response.json()["file_id"]})
     assert stored["filename"] == expected
-
-
-@pytest.fixture
-async def file_id(upload):
-    return (await upload(text_pdf(1))).json()["file_id"]
 
 
 BAD_BOOK_IDS = [

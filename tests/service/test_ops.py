@@ -46,6 +46,8 @@ def own_mongod(tmp_path):
 
 
 async def test_mongodb_down_is_503_then_recovers(settings, own_mongod, other_app, cert_server):
+    from pymongo import AsyncMongoClient
+
     from service.store.documents import PdfChapterJob
 
     servers, dbpath, port = own_mongod
@@ -54,7 +56,11 @@ async def test_mongodb_down_is_503_then_recovers(settings, own_mongod, other_app
 
     async with other_app(own) as client:
         job = PdfChapterJob(user_id="alice", book_id="b", file_id="f")
-        await job.insert()
+        mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(servers[0].url)
+        try:
+            await mongo["pcj_outage"]["pdf_chapter_jobs"].insert_one(job.model_dump())
+        finally:
+            await mongo.close()
         url = f"/api/v1/books/jobs/{job.job_id}"
         assert (await client.get(url, headers=headers)).status_code == 200
 

@@ -14,12 +14,13 @@ import httpx
 import pydantic
 import pytest
 
-from service.api.page_images import PAGE_IMAGES_PATH, api_origin, page_image_url
+from service.api.http.image_urls import PAGE_IMAGES_PATH, api_origin, page_image_url
 from service.domain.page_keys import chapter_prefix, page_key
 from service.domain.signing import sign
 from service.settings import Settings
-from service.store.gridfs_page_store import GridFSPageStore
+from service.store.database import Store
 from service.store.page_images import create_page_store
+from service.store.page_images.gridfs_store import GridFSPageStore
 from tests.store.conftest import s3_settings, unreachable_mongo
 
 ORIGIN = "http://testserver"
@@ -36,7 +37,7 @@ async def stored(services):
     """A page image in GridFS: (key, bytes)."""
     key = page_key(str(uuid.uuid4()), 1)
     data = os.urandom(300_000)  # two GridFS chunks
-    await services.page_store.put(key, data, "image/webp")
+    await services.store.images.put(key, data, "image/webp")
     return key, data
 
 
@@ -97,7 +98,7 @@ async def test_a_stale_etag_gets_the_new_image(client, services, stored):
     url = await signed_url(services, key)
     old_etag = (await client.get(url)).headers["etag"]
     replacement = os.urandom(1000)
-    await services.page_store.put(key, replacement, "image/webp")
+    await services.store.images.put(key, replacement, "image/webp")
 
     response = await client.get(url, headers={"If-None-Match": old_etag})
 
@@ -107,7 +108,7 @@ async def test_a_stale_etag_gets_the_new_image(client, services, stored):
 
 async def test_a_jpeg_image_is_served_as_jpeg(client, services):
     key = page_key(str(uuid.uuid4()), 4, "jpeg")
-    await services.page_store.put(key, b"\xff\xd8\xff" + os.urandom(100), "image/jpeg")
+    await services.store.images.put(key, b"\xff\xd8\xff" + os.urandom(100), "image/jpeg")
 
     response = await client.get(await signed_url(services, key))
 
@@ -138,7 +139,7 @@ async def test_a_tampered_or_unsigned_url_is_403_json_and_the_image_stays(
 ):
     key, data = stored
     # Another image the tampered key could point at, so that a 403 is not a 404 in disguise.
-    await services.page_store.put(key.replace("page-1", "page-2"), data, "image/webp")
+    await services.store.images.put(key.replace("page-1", "page-2"), data, "image/webp")
     url = tamper(await signed_url(services, key))
 
     response = await client.get(url)
@@ -146,7 +147,7 @@ async def test_a_tampered_or_unsigned_url_is_403_json_and_the_image_stays(
     assert response.status_code == 403
     assert response.json() == {"detail": detail}
     assert response.headers["cache-control"] == "no-store"
-    assert await (await services.page_store.open(key)).read() == data
+    assert await (await services.store.images.open(key)).read() == data
 
 
 async def test_an_expired_url_is_403_json(client, services, stored):
@@ -181,7 +182,7 @@ async def test_an_image_deleted_with_its_chapter_is_404(client, services, stored
     key, _ = stored
     url = await signed_url(services, key)
 
-    await services.page_store.delete_prefix(chapter_prefix(key.split("/")[1]))
+    await services.store.images.delete_prefix(chapter_prefix(key.split("/")[1]))
     response = await client.get(url)
 
     assert response.status_code == 404
@@ -199,12 +200,12 @@ async def test_a_signed_url_of_a_key_no_image_can_have_is_404(client, services):
 
 @asynccontextmanager
 async def page_store_swapped(services, store):
-    original = services.page_store
-    services.page_store = store
+    original = services.store
+    services.store = Store.of(original.client, services.settings, images=store)
     try:
         yield
     finally:
-        services.page_store = original
+        services.store = original
 
 
 async def test_storage_down_is_503_json_with_retry_after(client, services, stored, tmp_path):
@@ -225,8 +226,10 @@ async def test_storage_down_is_503_json_with_retry_after(client, services, store
 
 
 async def test_with_s3_urls_are_the_stores_own_and_open_in_a_browser(services, seaweedfs):
-    store = create_page_store(s3_settings(seaweedfs), services.mongo.db)
-    s3_services = dataclasses.replace(services, page_store=store)
+    store = create_page_store(s3_settings(seaweedfs), services.store.collections.db)
+    s3_services = dataclasses.replace(
+        services, store=Store.of(services.store.client, services.settings, images=store)
+    )
     key = page_key(str(uuid.uuid4()), 1)
     data = os.urandom(2000)
     await store.put(key, data, "image/webp")
@@ -245,7 +248,7 @@ async def test_with_s3_urls_are_the_stores_own_and_open_in_a_browser(services, s
 async def test_with_s3_the_api_route_serves_nothing(client, services, seaweedfs):
     key = page_key(str(uuid.uuid4()), 1)
     secret = services.settings.page_url_secret.get_secret_value()
-    store = create_page_store(s3_settings(seaweedfs), services.mongo.db)
+    store = create_page_store(s3_settings(seaweedfs), services.store.collections.db)
 
     async with page_store_swapped(services, store):
         response = await client.get(url_with(key, int(time.time()) + 60, secret))

@@ -1,8 +1,9 @@
-"""service/api/rate_limit.py on a real redis-server: the moving window, and every way Redis fails."""
+"""service/limits/rate_limit.py on a real redis-server: the moving window, and every way Redis fails."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 
@@ -10,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from devstack.embedded import free_port, start_redis
-from service.api.rate_limit import RateLimited, RateLimiter
+from service.limits.rate_limit import RateLimited, RateLimiter
 
 KEY = "list_chunks:alice"
 
@@ -66,14 +67,22 @@ async def test_each_key_has_its_own_window(redis):
 
 
 class Blackhole:
-    """A TCP server that accepts connections and never answers; counts the bytes it gets."""
+    """A TCP server that accepts connections and never answers; counts the bytes it gets.
+
+    Closing it stops accepting (a shutdown wakes the blocked accept), then closes every
+    connection it accepted and waits for its threads: nothing is left for the garbage collector
+    to find (a socket it closes later warns in whichever test is running then).
+    """
 
     def __init__(self) -> None:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.received = 0
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._connections: list[socket.socket] = []
+        self._threads: list[threading.Thread] = [threading.Thread(target=self._serve, daemon=True)]
+        self._threads[0].start()
 
     def _serve(self) -> None:
         while True:
@@ -81,8 +90,14 @@ class Blackhole:
                 conn, _ = self.server.accept()
             except OSError:
                 return
-            self.connections.append(conn)
-            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+            with self._lock:
+                if self._closed:  # accepted as close() began: close it here
+                    conn.close()
+                    return
+                self._connections.append(conn)
+                drain = threading.Thread(target=self._drain, args=(conn,), daemon=True)
+                self._threads.append(drain)
+            drain.start()
 
     def _drain(self, conn: socket.socket) -> None:
         while True:
@@ -95,9 +110,18 @@ class Blackhole:
             self.received += len(data)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, threads = list(self._connections), list(self._threads)
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
-        for conn in self.connections:
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
+        for thread in threads:
+            thread.join(timeout=5)
 
 
 async def test_a_hung_redis_is_not_asked_again_for_a_while():

@@ -1,4 +1,4 @@
-"""Coalesced polling reads (service/reads.py) on the real mongod: each caller gets its own job,
+"""Coalesced polling reads (service/store/reader.py) on the real mongod: each caller gets its own job,
 never a staler one than its own find_one would have read, and errors reach every caller."""
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from devstack.embedded import free_port
-from service.api.book_jobs import JOB_STATUS_FIELDS
-from service.api.metrics import JOB_READS
+from service.api.routes.metrics import JOB_READS
+from service.api.schemas.jobs import JOB_STATUS_FIELDS
 from service.domain.errors import DependencyUnavailable
 from service.logs import current_request_id
-from service.store.documents import PdfChapterJob
 from service.store.reader import JobReader
 
 URL = "/api/v1/books/jobs/{}"
@@ -26,8 +25,18 @@ def within(awaitable: Any) -> Any:
     return asyncio.wait_for(awaitable, timeout=10)
 
 
+# The session app's jobs collection, set by the autouse fixture below: HeldQueries stands in for
+# it where the reader looks it up.
+_JOBS: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _jobs_collection(collections):
+    _JOBS[:] = [collections.jobs]
+
+
 def jobs_collection() -> Any:
-    return PdfChapterJob.get_pymongo_collection()
+    return _JOBS[0]
 
 
 class HeldQueries:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 HIDDEN = [
     ("GET", "/api/v1/jobs/{job_id}"),
@@ -44,7 +44,7 @@ async def alices(submit, run_worker, client, auth_headers):
 
 
 async def _forget_everything(app):
-    db = app.state.services.mongo.db
+    db = app.state.services.store.collections.db
     for name in await db.list_collection_names():
         await db[name].delete_many({})
     await app.state.services.queue.flushall()  # rate-limit counters too

@@ -1,4 +1,4 @@
-"""service/api/stream_token.py: one job, one user, a few minutes; and the secret production needs."""
+"""service/auth/stream_tokens.py: one job, one user, a few minutes; and the secret production needs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pydantic
 import pytest
 
-from service.api.stream_token import StreamTokenRejected, StreamTokens
+from service.auth.stream_tokens import StreamTokenRejected, StreamTokens
 from service.domain.errors import AccessDenied
 from service.settings import Settings
 from tests.conftest import PRODUCTION_SECRETS

@@ -13,8 +13,7 @@ import logging
 import pytest
 
 from devstack.embedded import free_port
-from service.api.upload_slot import key_of
-from tests.pdfs import text_pdf
+from service.limits.upload_slots import key_of
 
 BOUNDARY = "pcj-held"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -46,11 +45,6 @@ class HeldUpload:
 
 
 @pytest.fixture
-def db(app):
-    return app.state.services.mongo.db
-
-
-@pytest.fixture
 def redis(app):
     return app.state.services.queue
 
@@ -60,14 +54,6 @@ async def stored_counts(db):
         await db["pdf_files.files"].count_documents({}),
         await db["pdf_files.chunks"].count_documents({}),
     )
-
-
-@pytest.fixture(scope="module")
-def pdf():
-    """A PDF padded with a comment to 2 MB: eight GridFS chunks, so a cut-off upload has
-    written several before it fails."""
-    data = text_pdf(3)
-    return data + b"%" + b"x" * (2 * 1024 * 1024 - len(data) - 1)
 
 
 def post(client, headers, body):

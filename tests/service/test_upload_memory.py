@@ -21,8 +21,8 @@ import pytest
 from devstack.token import emulator_token
 from service.store.files import CHUNK_SIZE
 from tests.conftest import PROJECT_ID
-from tests.pdfs import text_pdf
-from tests.server import granian_api
+from tests.support.pdfs import text_pdf
+from tests.support.server import granian_api
 
 UPLOADS = 8
 SENT_BYTES = 12 * 1024 * 1024  # per upload, before it stalls
@@ -101,7 +101,7 @@ async def stalled_upload(port: int, user_id: str, data: bytes) -> tuple[int, dic
 
 
 async def test_stalled_uploads_hold_little_memory_and_leave_nothing(api, app):
-    db = app.state.services.mongo.db
+    db = app.state.services.store.collections.db
     data = pdf_of(SENT_BYTES)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api}") as client:
         # Warm up: one whole upload of the same size, so pools, caches and indexes exist.

@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 from service.api.app import create_app
-from service.api.web_page import WEB_DIR, content_security_policy, page_config
+from service.api.routes.web_page import WEB_DIR, content_security_policy, page_config
 from service.settings import Settings
 
 from ..conftest import PROJECT_ID

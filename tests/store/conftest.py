@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 
 from service.settings import Settings
 from service.store.page_images import PageStore, create_page_store
-from tests.seaweed import SeaweedFS
+from tests.support.seaweed import SeaweedFS
 
 
 def s3_settings(seaweedfs: SeaweedFS, **overrides: Any) -> Settings:
@@ -45,7 +45,7 @@ def unreachable_mongo(directory: Path) -> AsyncMongoClient[dict[str, Any]]:
 @pytest.fixture(params=["gridfs", "s3"])
 async def page_store(request: pytest.FixtureRequest, app: Any) -> AsyncIterator[PageStore]:
     """A page store of each backend, empty at the start of the test."""
-    db = app.state.services.mongo.db
+    db = app.state.services.store.collections.db
     if request.param == "gridfs":
         store = create_page_store(Settings(page_store="gridfs"), db)
     else:

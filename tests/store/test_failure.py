@@ -24,9 +24,9 @@ from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from devstack.embedded import free_port, remove_tree, start_mongod, start_redis
+from service.domain.errors import PageStoreError
 from service.store.failure import is_transient
-from service.store.gridfs_page_store import GridFSPageStore
-from service.store.page_images import PageStoreError
+from service.store.page_images.gridfs_store import GridFSPageStore
 from worker.rendering.page import ExtractionError
 
 

@@ -14,10 +14,8 @@ from pymongo import AsyncMongoClient
 from devstack.embedded import free_port, remove_tree, start_mongod
 from service.domain import lifecycle
 from service.domain.job import JobStatus, utcnow
-from service.store import chapters
-from service.store.documents import DocumentChunk, PdfChapterJob
+from service.store.chapters import StoredPage
 from service.store.feed import Closed, JobFeed, Kind
-from service.store.job_store import apply
 
 LEASE = "lease-1"
 WAIT_S = 20  # a bound on waiting for an event, so a missing one fails the test instead of hanging
@@ -51,10 +49,8 @@ async def running(feed):
 
 
 @pytest.fixture
-async def feed(app):
-    async with running(
-        _feed(PdfChapterJob.get_pymongo_collection(), DocumentChunk.get_pymongo_collection())
-    ) as started:
+async def feed(collections, app):
+    async with running(_feed(collections.jobs, collections.chunks)) as started:
         yield started
 
 
@@ -79,17 +75,17 @@ async def _running(job_factory, user_id="alice"):
     )
 
 
-async def _advance(job_id, progress):
+async def _advance(apply, job_id, progress):
     return await apply(lifecycle.advance(job_id, LEASE, progress, f"at {progress}", utcnow()))
 
 
-async def test_changes_reach_each_subscriber_of_their_job_only(feed, job_factory):
+async def test_changes_reach_each_subscriber_of_their_job_only(apply, feed, job_factory):
     job_a, job_b = await _running(job_factory), await _running(job_factory)
     first, second = feed.subscribe(job_a.job_id, "alice"), feed.subscribe(job_a.job_id, "alice")
     other = feed.subscribe(job_b.job_id, "alice")
 
-    await _advance(job_a.job_id, 40)
-    await _advance(job_b.job_id, 50)
+    await _advance(apply, job_a.job_id, 40)
+    await _advance(apply, job_b.job_id, 50)
 
     assert await _states(first, 1) == [{"v": 2, "progress": 40, "status": "processing"}]
     assert await _states(second, 1) == [{"v": 2, "progress": 40, "status": "processing"}]
@@ -97,12 +93,12 @@ async def test_changes_reach_each_subscriber_of_their_job_only(feed, job_factory
     assert feed.mode == "change streams"
 
 
-async def test_versions_only_increase_and_a_heartbeat_is_no_event(feed, job_factory):
+async def test_versions_only_increase_and_a_heartbeat_is_no_event(apply, feed, job_factory):
     job = await _running(job_factory)
     subscription = feed.subscribe(job.job_id, "alice")
 
     for progress in (35, 40, 45):
-        await _advance(job.job_id, progress)
+        await _advance(apply, job.job_id, progress)
     await apply(lifecycle.beat(job.job_id, LEASE, utcnow()))
     done = await apply(
         lifecycle.complete(job.job_id, LEASE, {"chapter_id": "c", "total_pages": 1}, "ok", utcnow())
@@ -118,7 +114,7 @@ async def test_versions_only_increase_and_a_heartbeat_is_no_event(feed, job_fact
     assert len(seen) <= 4
 
 
-async def test_terminal_state_is_marked_terminal(feed, job_factory):
+async def test_terminal_state_is_marked_terminal(apply, feed, job_factory):
     job = await _running(job_factory)
     subscription = feed.subscribe(job.job_id, "alice")
 
@@ -128,22 +124,22 @@ async def test_terminal_state_is_marked_terminal(feed, job_factory):
     assert [(e.kind, e.terminal) for e in events] == [(Kind.state, True)]
 
 
-async def test_pages_stored_become_page_events_in_order(feed, job_factory):
+async def test_pages_stored_become_page_events_in_order(store, feed, job_factory):
     job = await _running(job_factory)
     subscription = feed.subscribe(job.job_id, "alice")
     doc = {"job_id": job.job_id, "user_id": "alice"}
 
-    await chapters.write_pages(
+    await store.chapters.write_pages(
         doc,
         "chapter-1",
         "a.pdf",
         5,
-        [chapters.StoredPage(0, "one"), chapters.StoredPage(1, "two"), chapters.StoredPage(2, "3")],
+        [StoredPage(0, "one"), StoredPage(1, "two"), StoredPage(2, "3")],
     )
-    await chapters.write_pages(
-        doc, "chapter-1", "a.pdf", 5, [chapters.StoredPage(0, "again")]
+    await store.chapters.write_pages(
+        doc, "chapter-1", "a.pdf", 5, [StoredPage(0, "again")]
     )  # an update: no event
-    await chapters.write_pages(doc, "chapter-1", "a.pdf", 5, [chapters.StoredPage(3, "four")])
+    await store.chapters.write_pages(doc, "chapter-1", "a.pdf", 5, [StoredPage(3, "four")])
     pages = []
     while len(pages) < 4:
         pages += [(e.page, json.loads(e.data)) for e in await _next(subscription)]
@@ -152,9 +148,11 @@ async def test_pages_stored_become_page_events_in_order(feed, job_factory):
     assert [e.page for e in await feed.stored_pages(job.job_id)] == [0, 1, 2, 3]
 
 
-async def test_a_subscriber_that_does_not_read_is_dropped_and_others_go_on(job_factory, app):
+async def test_a_subscriber_that_does_not_read_is_dropped_and_others_go_on(
+    apply, collections, job_factory, app
+):
     small = _feed(
-        PdfChapterJob.get_pymongo_collection(), DocumentChunk.get_pymongo_collection(),
+        collections.jobs, collections.chunks,
         queue_limit=3,
     )  # fmt: skip
     async with running(small) as feed:
@@ -166,7 +164,7 @@ async def test_a_subscriber_that_does_not_read_is_dropped_and_others_go_on(job_f
 
         seen = []
         for progress in range(31, 36):
-            await _advance(job.job_id, progress)
+            await _advance(apply, job.job_id, progress)
             seen += await _states(reader, 1)  # reads every event as it comes
 
         assert slow.closed is Closed.slow
@@ -190,9 +188,9 @@ async def test_closing_a_subscription_forgets_it(feed, job_factory):
     assert await subscription.take() == []
 
 
-async def test_keepalive_reaches_every_subscriber(job_factory, app):
+async def test_keepalive_reaches_every_subscriber(collections, job_factory, app):
     ticking = _feed(
-        PdfChapterJob.get_pymongo_collection(), DocumentChunk.get_pymongo_collection(),
+        collections.jobs, collections.chunks,
         keepalive_s=0.05,
     )  # fmt: skip
     async with running(ticking) as feed:
@@ -205,8 +203,8 @@ async def test_keepalive_reaches_every_subscriber(job_factory, app):
     assert events[0].data == b": k\n\n"
 
 
-async def test_feed_closing_ends_every_subscription(job_factory, app):
-    feed = _feed(PdfChapterJob.get_pymongo_collection(), DocumentChunk.get_pymongo_collection())
+async def test_feed_closing_ends_every_subscription(collections, job_factory, app):
+    feed = _feed(collections.jobs, collections.chunks)
     await feed.start()
     job = await _running(job_factory)
     subscription = feed.subscribe(job.job_id, "alice")

@@ -1,4 +1,4 @@
-"""service/store/job_store.py: every transition applied as one atomic, guarded update, on a real
+"""service/store/jobs.py: every transition applied as one atomic, guarded update, on a real
 mongod: what each writes, and that a refused one writes nothing."""
 
 from __future__ import annotations
@@ -11,23 +11,27 @@ import pytest
 from service.domain import lifecycle
 from service.domain.job import JobStatus, utcnow
 from service.domain.lifecycle import Transition, allowed
-from service.store.documents import PdfChapterJob
-from service.store.job_store import apply
 
 LEASE = "lease-1"
 EVERYTHING = {"_id": 0}
 
 
 @pytest.fixture
-def jobs(app):
-    return PdfChapterJob.get_pymongo_collection()
+def jobs(collections):
+    return collections.jobs
+
+
+@pytest.fixture
+def apply(store):
+    """The job store's one writer of job state."""
+    return store.jobs.apply
 
 
 async def _load(jobs, job_id):
     return await jobs.find_one({"job_id": job_id})
 
 
-async def _claim(job_id, message="m"):
+async def _claim(apply, job_id, message="m"):
     return await apply(lifecycle.claim(job_id, message, utcnow()), EVERYTHING)
 
 
@@ -60,7 +64,7 @@ def _write_for(transition, job, now):
 @pytest.mark.parametrize("transition", list(Transition))
 @pytest.mark.parametrize("status", list(JobStatus))
 async def test_each_transition_applies_exactly_from_the_statuses_the_table_allows(
-    jobs, job_factory, transition, status
+    apply, jobs, job_factory, transition, status
 ):
     now = utcnow()
     job = await job_factory(
@@ -92,7 +96,7 @@ async def test_each_transition_applies_exactly_from_the_statuses_the_table_allow
         lambda j, now: lifecycle.release(j, now, lease_id="another-lease"),
     ],
 )
-async def test_a_run_whose_lease_is_gone_writes_nothing(jobs, job_factory, make):
+async def test_a_run_whose_lease_is_gone_writes_nothing(apply, jobs, job_factory, make):
     job = await _running(job_factory, progress=50)
     before = await _load(jobs, job.job_id)
 
@@ -102,7 +106,7 @@ async def test_a_run_whose_lease_is_gone_writes_nothing(jobs, job_factory, make)
     assert await _load(jobs, job.job_id) == before
 
 
-async def test_the_sweeper_cannot_release_a_job_whose_heartbeat_is_fresh(jobs, job_factory):
+async def test_the_sweeper_cannot_release_a_job_whose_heartbeat_is_fresh(apply, jobs, job_factory):
     job = await _running(job_factory)
     stale_before = utcnow() - timedelta(seconds=60)
 
@@ -116,7 +120,7 @@ async def test_the_sweeper_cannot_release_a_job_whose_heartbeat_is_fresh(jobs, j
     assert (await _load(jobs, job.job_id))["status"] == "processing"
 
 
-async def test_the_sweeper_releases_a_stale_lease_and_closes_it(jobs, job_factory):
+async def test_the_sweeper_releases_a_stale_lease_and_closes_it(apply, jobs, job_factory):
     job = await job_factory(
         status=JobStatus.processing, lease_id=LEASE, heartbeat_at=utcnow() - timedelta(minutes=5)
     )
@@ -132,7 +136,7 @@ async def test_the_sweeper_releases_a_stale_lease_and_closes_it(jobs, job_factor
     assert released["lease_id"] is None
 
 
-async def test_only_the_owner_can_cancel(jobs, job_factory):
+async def test_only_the_owner_can_cancel(apply, jobs, job_factory):
     job = await job_factory(user_id="alice")
 
     by_bob = await apply(lifecycle.cancel(job.job_id, "bob", utcnow()))
@@ -142,11 +146,11 @@ async def test_only_the_owner_can_cancel(jobs, job_factory):
     assert by_alice["status"] == "cancelled"
 
 
-async def test_claim_moves_pending_to_processing_once_with_a_lease(jobs, job_factory):
+async def test_claim_moves_pending_to_processing_once_with_a_lease(apply, jobs, job_factory):
     job = await job_factory()
 
-    first = await _claim(job.job_id)
-    second = await _claim(job.job_id)
+    first = await _claim(apply, job.job_id)
+    second = await _claim(apply, job.job_id)
 
     assert first["status"] == "processing"
     assert first["attempts"] == 1
@@ -157,27 +161,27 @@ async def test_claim_moves_pending_to_processing_once_with_a_lease(jobs, job_fac
     assert second is None
 
 
-async def test_the_chapter_id_is_fixed_at_the_first_claim(jobs, job_factory):
+async def test_the_chapter_id_is_fixed_at_the_first_claim(apply, jobs, job_factory):
     job = await job_factory()
-    first = await _claim(job.job_id)
+    first = await _claim(apply, job.job_id)
     await apply(lifecycle.release(job.job_id, utcnow(), lease_id=first["lease_id"]))
 
-    second = await _claim(job.job_id)
+    second = await _claim(apply, job.job_id)
 
     assert second["chapter_id"] == first["chapter_id"]
     assert second["lease_id"] != first["lease_id"]
 
 
-async def test_concurrent_claims_have_exactly_one_winner(jobs, job_factory):
+async def test_concurrent_claims_have_exactly_one_winner(apply, jobs, job_factory):
     job = await job_factory()
 
-    results = await asyncio.gather(*(_claim(job.job_id) for _ in range(20)))
+    results = await asyncio.gather(*(_claim(apply, job.job_id) for _ in range(20)))
 
     assert sum(result is not None for result in results) == 1
     assert (await _load(jobs, job.job_id))["attempts"] == 1
 
 
-async def test_advance_never_moves_progress_backwards(jobs, job_factory):
+async def test_advance_never_moves_progress_backwards(apply, jobs, job_factory):
     job = await _running(job_factory, progress=50)
 
     applied = await apply(
@@ -190,7 +194,7 @@ async def test_advance_never_moves_progress_backwards(jobs, job_factory):
     assert doc["version"] == 1
 
 
-async def test_advance_on_a_cancelled_job_writes_nothing(jobs, job_factory):
+async def test_advance_on_a_cancelled_job_writes_nothing(apply, jobs, job_factory):
     job = await job_factory(status=JobStatus.cancelled, progress=30, lease_id=LEASE)
 
     applied = await apply(
@@ -202,7 +206,7 @@ async def test_advance_on_a_cancelled_job_writes_nothing(jobs, job_factory):
     assert (doc["status"], doc["progress"], doc["version"]) == ("cancelled", 30, 1)
 
 
-async def test_complete_sets_result_and_completed_at(jobs, job_factory):
+async def test_complete_sets_result_and_completed_at(apply, jobs, job_factory):
     job = await _running(job_factory, progress=70)
 
     done = await apply(
@@ -221,7 +225,7 @@ async def test_complete_sets_result_and_completed_at(jobs, job_factory):
     assert doc["version"] == 2
 
 
-async def test_fail_keeps_progress_and_records_the_reason(jobs, job_factory):
+async def test_fail_keeps_progress_and_records_the_reason(apply, jobs, job_factory):
     job = await _running(job_factory, progress=35)
 
     failed = await apply(
@@ -242,10 +246,10 @@ def _stage_statuses(doc):
     return {name: state["status"] for name, state in doc["stages"].items()}
 
 
-async def test_claim_starts_the_stages_over_with_the_download(jobs, job_factory):
+async def test_claim_starts_the_stages_over_with_the_download(apply, jobs, job_factory):
     job = await job_factory()
 
-    claimed = await _claim(job.job_id)
+    claimed = await _claim(apply, job.job_id)
 
     assert _stage_statuses(claimed) == {
         "download_pdf": "processing", "extract_pages": "pending", "create_chapter": "pending",
@@ -253,9 +257,9 @@ async def test_claim_starts_the_stages_over_with_the_download(jobs, job_factory)
     assert claimed["stages"]["download_pdf"]["started_at"] == claimed["started_at"]
 
 
-async def test_fail_marks_the_running_stage_failed_and_later_ones_skipped(jobs, job_factory):
+async def test_fail_marks_the_running_stage_failed_and_later_ones_skipped(apply, jobs, job_factory):
     job = await job_factory()
-    lease = (await _claim(job.job_id))["lease_id"]
+    lease = (await _claim(apply, job.job_id))["lease_id"]
     await apply(
         lifecycle.advance(
             job.job_id, lease, 10, "m", utcnow(), {"stages.download_pdf.status": "completed"}
@@ -282,9 +286,9 @@ async def test_fail_marks_the_running_stage_failed_and_later_ones_skipped(jobs, 
     assert doc["error_code"] == "PDF_CORRUPT"
 
 
-async def test_release_puts_the_running_stage_back_to_pending(jobs, job_factory):
+async def test_release_puts_the_running_stage_back_to_pending(apply, jobs, job_factory):
     job = await job_factory()
-    lease = (await _claim(job.job_id))["lease_id"]
+    lease = (await _claim(apply, job.job_id))["lease_id"]
 
     released = await apply(lifecycle.release(job.job_id, utcnow(), lease_id=lease))
 
@@ -295,9 +299,9 @@ async def test_release_puts_the_running_stage_back_to_pending(jobs, job_factory)
     assert set(_stage_statuses(doc).values()) == {"pending"}
 
 
-async def test_page_errors_are_stamped_and_not_listed_twice(jobs, job_factory):
+async def test_page_errors_are_stamped_and_not_listed_twice(apply, jobs, job_factory):
     job = await job_factory()
-    lease = (await _claim(job.job_id))["lease_id"]
+    lease = (await _claim(apply, job.job_id))["lease_id"]
 
     await apply(
         lifecycle.advance(
@@ -324,16 +328,16 @@ async def test_page_errors_are_stamped_and_not_listed_twice(jobs, job_factory):
     assert doc["version"] == 4
 
 
-async def test_resumed_job_records_its_stages_while_progress_stays_ahead(jobs, job_factory):
+async def test_resumed_job_records_its_stages_while_progress_stays_ahead(apply, jobs, job_factory):
     job = await job_factory()
-    lease = (await _claim(job.job_id))["lease_id"]
+    lease = (await _claim(apply, job.job_id))["lease_id"]
     await apply(
         lifecycle.advance(
             job.job_id, lease, 55, "Processed 50/100 pages...", utcnow(), {"pages_processed": 50}
         )
     )
     await apply(lifecycle.release(job.job_id, utcnow(), lease_id=lease))
-    lease = (await _claim(job.job_id, "Downloading PDF: a.pdf"))["lease_id"]
+    lease = (await _claim(apply, job.job_id, "Downloading PDF: a.pdf"))["lease_id"]
 
     applied = await apply(
         lifecycle.advance(
@@ -356,7 +360,7 @@ async def test_resumed_job_records_its_stages_while_progress_stays_ahead(jobs, j
     assert (doc["progress"], doc["message"]) == (60, "Processed 60/100 pages...")
 
 
-async def test_ending_a_job_stored_before_stages_existed_fills_them_in(jobs, job_factory):
+async def test_ending_a_job_stored_before_stages_existed_fills_them_in(apply, jobs, job_factory):
     job = await _running(job_factory)
     await jobs.update_one({"job_id": job.job_id}, {"$unset": {"stages": ""}})
 

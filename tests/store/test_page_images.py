@@ -10,9 +10,10 @@ import uuid
 import pytest
 
 from devstack.embedded import free_port
+from service.domain.errors import PageStoreError, PageStoreUnavailable
 from service.domain.page_keys import InvalidKey, chapter_prefix, page_key, thumbnail_key
-from service.store.gridfs_page_store import BUCKET, CHUNK_SIZE, GridFSPageStore
-from service.store.page_images import PageStoreError, PageStoreUnavailable, create_page_store
+from service.store.page_images import create_page_store
+from service.store.page_images.gridfs_store import BUCKET, CHUNK_SIZE, GridFSPageStore
 from tests.store.conftest import s3_settings, unreachable_mongo
 
 # Bigger than one GridFS chunk, so that replacing an image replaces several chunks.
@@ -154,7 +155,7 @@ async def test_an_unreachable_store_raises_unavailable(page_store, app, request,
         seaweedfs = request.getfixturevalue("seaweedfs")
         dead_port = free_port()  # nothing listens there
         settings = s3_settings(seaweedfs, s3_endpoint_url=f"http://127.0.0.1:{dead_port}")
-        store = create_page_store(settings, app.state.services.mongo.db)
+        store = create_page_store(settings, app.state.services.store.collections.db)
 
     try:
         with pytest.raises(PageStoreUnavailable):
@@ -169,7 +170,7 @@ async def test_an_unreachable_store_raises_unavailable(page_store, app, request,
 
 
 async def test_gridfs_counts_and_deletes_chunks_left_without_their_file(app):
-    db = app.state.services.mongo.db
+    db = app.state.services.store.collections.db
     store = GridFSPageStore(db)
     chapter_id = chapter()
     await store.put(page_key(chapter_id, 1), image(LARGE), "image/webp")
@@ -185,7 +186,7 @@ async def test_gridfs_counts_and_deletes_chunks_left_without_their_file(app):
 
 
 async def test_gridfs_keeps_one_files_document_and_exact_chunks_per_key(app):
-    db = app.state.services.mongo.db
+    db = app.state.services.store.collections.db
     store = GridFSPageStore(db)
     key = page_key(chapter(), 1)
 
@@ -202,7 +203,7 @@ async def test_gridfs_keeps_one_files_document_and_exact_chunks_per_key(app):
 
 
 async def test_gridfs_images_are_plain_gridfs_files(app):
-    db = app.state.services.mongo.db
+    db = app.state.services.store.collections.db
     key = page_key(chapter(), 2)
     data = image(LARGE)
     await GridFSPageStore(db).put(key, data, "image/webp")
@@ -216,12 +217,15 @@ async def test_gridfs_images_are_plain_gridfs_files(app):
 
 
 async def test_gridfs_has_no_url_of_its_own(app):
-    assert await GridFSPageStore(app.state.services.mongo.db).url(page_key("a", 1), 60) is None
+    assert (
+        await GridFSPageStore(app.state.services.store.collections.db).url(page_key("a", 1), 60)
+        is None
+    )
 
 
 async def test_s3_with_wrong_credentials_is_an_error_not_unavailability(app, seaweedfs):
     settings = s3_settings(seaweedfs, s3_secret_access_key="not-the-secret")
-    store = create_page_store(settings, app.state.services.mongo.db)
+    store = create_page_store(settings, app.state.services.store.collections.db)
 
     with pytest.raises(PageStoreError) as raised:
         await store.put(page_key(chapter(), 1), image(), "image/webp")

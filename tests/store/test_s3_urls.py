@@ -17,7 +17,7 @@ from tests.store.conftest import s3_settings
 
 @pytest.fixture
 async def s3_store(app, seaweedfs):
-    store = create_page_store(s3_settings(seaweedfs), app.state.services.mongo.db)
+    store = create_page_store(s3_settings(seaweedfs), app.state.services.store.collections.db)
     yield store
     await store.delete_prefix("chapters/")
 
@@ -80,7 +80,7 @@ async def test_an_expired_presigned_url_is_refused_by_the_store(s3_store, stored
 
 async def test_a_public_base_url_gives_plain_unsigned_urls(app, seaweedfs):
     settings = s3_settings(seaweedfs, page_public_base_url="https://cdn.example.com/pages/")
-    store = create_page_store(settings, app.state.services.mongo.db)
+    store = create_page_store(settings, app.state.services.store.collections.db)
 
     url = await store.url("chapters/abc/page-1.webp", 600)
 

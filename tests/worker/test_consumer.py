@@ -14,17 +14,16 @@ import sys
 import httpx
 
 from devstack.embedded import free_port, remove_tree, start_mongod, start_redis
-from service.store.documents import DocumentChunk, PdfChapterJob
 from service.store.doorbell import create_queue, ring
 from tests.conftest import REPO_ROOT
-from tests.pdfs import memory_bomb_pdf, text_pdf
+from tests.support.pdfs import memory_bomb_pdf, text_pdf
 from worker import metrics
 from worker.consumer import SHUT_DOWN, STARTED
 from worker.wiring import create_worker
 
 
-async def _job(job_id):
-    return await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job_id})
+async def _job(collections, job_id):
+    return await collections.jobs.find_one({"job_id": job_id})
 
 
 async def _until(predicate, seconds=60.0):
@@ -44,7 +43,7 @@ def _redis_up() -> float:
 
 
 async def test_worker_lives_through_redis_killed_and_restarted_empty(
-    app, settings, submit, queue, tmp_path
+    collections, app, settings, submit, queue, tmp_path
 ):
     redis = start_redis(tmp_path, free_port(), persistent=False)
     # One job slot, and the running job holds it all along: arq itself then asks Redis nothing.
@@ -61,13 +60,15 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
     await queue.flushall()  # the session's Redis: these jobs are rung on the worker's own
     doorbell = create_queue(own)
     await ring(doorbell, running["job_id"])
-    worker = create_worker(own, handle_signals=False, ctx={"mongo": app.state.services.mongo})
+    worker = create_worker(
+        own, handle_signals=False, ctx={"mongo_client": app.state.services.store.client}
+    )
     main = asyncio.create_task(worker.main())
     renderers: list[int] = []
     try:
 
         async def midway():
-            doc = await _job(running["job_id"])
+            doc = await _job(collections, running["job_id"])
             return doc["status"] == "processing" and doc["progress"] >= 30  # extracting
 
         assert await _until(midway), "the job never got going"
@@ -80,7 +81,7 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
         redis.process.wait(10)
         assert await _until(lambda: _redis_up() == 0, 10), "the outage was not seen"
         outage_seen = _redis_up()
-        still_running = (await _job(running["job_id"]))["status"] == "processing"
+        still_running = (await _job(collections, running["job_id"]))["status"] == "processing"
         worker_alive = not main.done()
         redis = await asyncio.to_thread(start_redis, tmp_path, redis.port, persistent=False)
         assert await _until(lambda: _redis_up() == 1, 10), "the reconnect was not seen"
@@ -89,7 +90,7 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
         await ring(doorbell, after["job_id"])  # a new job, on the Redis that came back empty
 
         async def both_completed():
-            docs = [await _job(job["job_id"]) for job in (running, after)]
+            docs = [await _job(collections, job["job_id"]) for job in (running, after)]
             return all(doc["status"] == "completed" for doc in docs)
 
         completed = await _until(both_completed)
@@ -102,12 +103,12 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
         await doorbell.aclose(close_connection_pool=True)
         redis.stop()
 
-    chunks = DocumentChunk.get_pymongo_collection()
+    chunks = collections.chunks
     assert outage_seen == 0
     assert still_running  # seen while the only slot was busy, not when it freed up
     assert worker_alive
     assert completed
-    assert (await _job(running["job_id"]))["attempts"] == 1  # kept its job all along
+    assert (await _job(collections, running["job_id"]))["attempts"] == 1  # kept its job all along
     assert await chunks.count_documents({"job_id": running["job_id"]}) == 1
     assert await chunks.count_documents({"job_id": after["job_id"]}) == 3
 
@@ -161,7 +162,9 @@ async def test_worker_started_during_a_mongodb_outage_waits_for_it(settings, tmp
 
 
 async def test_close_with_a_job_cancelled_before_it_started_still_shuts_down(app, settings, queue):
-    worker = create_worker(settings, handle_signals=False, ctx={"mongo": app.state.services.mongo})
+    worker = create_worker(
+        settings, handle_signals=False, ctx={"mongo_client": app.state.services.store.client}
+    )
     main = asyncio.create_task(worker.main())
     assert await _until(lambda: worker.ctx.get(STARTED)), "the worker never started"
     pool = worker.ctx["render_pool"]

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from service.store.documents import DocumentChunk, PdfChapterJob
-from tests.pdfs import cut_pdf
+from tests.support.pdfs import cut_pdf
 
 
-async def test_cut_off_pdf_completes_with_every_page_warning_recorded(submit, run_worker):
+async def test_cut_off_pdf_completes_with_every_page_warning_recorded(
+    collections, submit, run_worker
+):
     job = await submit(cut_pdf(0.5))
 
     await run_worker()
 
-    stored = await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job["job_id"]})
-    chunks = DocumentChunk.get_pymongo_collection()
+    stored = await collections.jobs.find_one({"job_id": job["job_id"]})
+    chunks = collections.chunks
     assert stored["status"] == "completed"
     assert await chunks.count_documents({"job_id": job["job_id"]}) == 5  # none lost
     errors = {error["page_number"]: error["error"] for error in stored["page_errors"]}

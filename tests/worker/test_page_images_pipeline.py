@@ -23,11 +23,11 @@ from service.domain import lifecycle
 from service.domain.job import utcnow
 from service.domain.page_keys import chapter_prefix, page_key
 from service.settings import Settings
-from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
-from service.store.job_store import apply
+from service.store.collections import Collections
+from service.store.database import Store
 from service.store.page_images import PageStore, create_page_store
-from service.store.s3_page_store import S3PageStore
-from tests.pdfs import (
+from service.store.page_images.s3_store import S3PageStore
+from tests.support.pdfs import (
     cjk_pdf,
     drawing_pdf,
     huge_page_pdf,
@@ -36,7 +36,7 @@ from tests.pdfs import (
     scanned_pdf,
     text_pdf,
 )
-from tests.render_hook import abort_at_titled_page
+from tests.support.render_hook import abort_at_titled_page
 from worker.rendering.pool import RenderPool
 from worker.sweeper import sweep
 
@@ -58,6 +58,7 @@ class Backend:
     overrides: dict[str, Any]  # worker settings
     api: httpx.AsyncClient  # an API whose settings name this store
     store: PageStore  # for counting what is left
+    data: Store  # MongoDB's collections with this page store, as the worker's sweeper has them
 
     async def images(self, chapter_id: str) -> int:
         return await self.store.count(chapter_prefix(chapter_id))
@@ -66,7 +67,9 @@ class Backend:
 @pytest.fixture(params=["gridfs", "s3"])
 async def backend(request, app, client, settings, other_app) -> AsyncIterator[Backend]:
     if request.param == "gridfs":
-        yield Backend("gridfs", {}, client, app.state.services.page_store)
+        yield Backend(
+            "gridfs", {}, client, app.state.services.store.images, app.state.services.store
+        )
         return
     seaweedfs = request.getfixturevalue("seaweedfs")
     fields = {
@@ -79,10 +82,11 @@ async def backend(request, app, client, settings, other_app) -> AsyncIterator[Ba
         "s3_secret_access_key": SecretStr(seaweedfs.secret_access_key),
     }
     s3 = Settings(**{**settings.model_dump(), **fields})
-    store = create_page_store(s3, app.state.services.mongo.db)
+    store = create_page_store(s3, app.state.services.store.collections.db)
     try:
         async with other_app(s3) as api:
-            yield Backend("s3", fields, api, store)
+            data = Store.of(app.state.services.store.client, s3, images=store)
+            yield Backend("s3", fields, api, store, data)
     finally:
         await store.delete_prefix("chapters/")
         await store.aclose()
@@ -125,19 +129,21 @@ async def open_image(backend: Backend, url: str) -> Image.Image:
     return image
 
 
-async def _job(job_id: str) -> dict[str, Any]:
-    found = await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job_id})
+async def _job(collections: Collections, job_id: str) -> dict[str, Any]:
+    found = await collections.jobs.find_one({"job_id": job_id})
     assert found is not None
     return found
 
 
-async def _chunks(job_id: str) -> int:
-    return await DocumentChunk.get_pymongo_collection().count_documents({"job_id": job_id})
+async def _chunks(collections: Collections, job_id: str) -> int:
+    return await collections.chunks.count_documents({"job_id": job_id})
 
 
-async def _until_a_page_is_stored(job_id: str, worker: asyncio.Task[Any]) -> None:
+async def _until_a_page_is_stored(
+    collections: Collections, job_id: str, worker: asyncio.Task[Any]
+) -> None:
     """Wait until the running job has stored a page; fails if its worker ended first."""
-    while await _chunks(job_id) == 0:
+    while await _chunks(collections, job_id) == 0:
         assert not worker.done(), "the job ended before any page was stored"
         await asyncio.sleep(0.01)
 
@@ -157,7 +163,7 @@ async def _completed(backend, auth_headers, job_id) -> dict[str, Any]:
 
 
 async def test_every_page_of_a_book_opens_as_an_image_of_its_size(
-    backend, submit, run_worker, auth_headers
+    collections, backend, submit, run_worker, auth_headers
 ):
     data = book_pdf()
     job = await submit(data)
@@ -192,12 +198,7 @@ async def test_every_page_of_a_book_opens_as_an_image_of_its_size(
     assert pages[SCANNED]["has_text"] is False
     assert ImageStat.Stat(images[SCANNED].convert("L")).stddev[0] > 20
     assert [page["has_text"] for page in pages] == [True, True, True, True, False, True]
-    chunks = (
-        await DocumentChunk.get_pymongo_collection()
-        .find({"job_id": job["job_id"]})
-        .sort("chunk_index")
-        .to_list()
-    )
+    chunks = await collections.chunks.find({"job_id": job["job_id"]}).sort("chunk_index").to_list()
     assert [chunk["content"] for chunk in chunks] == [page.get_text() for page in source]
     assert "汉字" in chunks[CJK]["content"]
     assert await backend.images(chapter["chapter_id"]) == 2 * 6  # page and thumbnail each
@@ -231,11 +232,11 @@ async def test_job_pages_are_listed_while_the_job_runs_and_after(
 
 
 async def test_cancel_mid_render_removes_every_image_and_chunk(
-    backend, submit, run_worker, auth_headers
+    collections, backend, submit, run_worker, auth_headers
 ):
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
-    await _until_a_page_is_stored(job["job_id"], worker)
+    await _until_a_page_is_stored(collections, job["job_id"], worker)
 
     cancelled = await backend.api.post(
         f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice")
@@ -244,11 +245,11 @@ async def test_cancel_mid_render_removes_every_image_and_chunk(
 
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
-    stored = await _job(job["job_id"])
+    stored = await _job(collections, job["job_id"])
     assert stored["status"] == "cancelled"
     assert await backend.images(stored["chapter_id"]) == 0
-    assert await _chunks(job["job_id"]) == 0
-    assert await BookChapter.get_pymongo_collection().count_documents({}) == 0
+    assert await _chunks(collections, job["job_id"]) == 0
+    assert await collections.chapters.count_documents({}) == 0
 
 
 class SentPutsLand:
@@ -275,7 +276,7 @@ class SentPutsLand:
 
 
 async def test_cancel_leaves_no_image_from_puts_in_flight(
-    backend, submit, run_worker, auth_headers, monkeypatch
+    collections, backend, submit, run_worker, auth_headers, monkeypatch
 ):
     stores: list[SentPutsLand] = []
 
@@ -286,7 +287,7 @@ async def test_cancel_leaves_no_image_from_puts_in_flight(
     monkeypatch.setattr("worker.wiring.create_page_store", landing_store)
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
-    await _until_a_page_is_stored(job["job_id"], worker)
+    await _until_a_page_is_stored(collections, job["job_id"], worker)
 
     cancelled = await backend.api.post(
         f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice")
@@ -295,11 +296,11 @@ async def test_cancel_leaves_no_image_from_puts_in_flight(
     await asyncio.gather(*stores[0].sent)  # every put the worker sent has landed
 
     assert cancelled.json()["status"] == "cancelled"
-    stored = await _job(job["job_id"])
+    stored = await _job(collections, job["job_id"])
     assert stored["status"] == "cancelled"
     assert len(stores[0].sent) > 0
     assert await backend.images(stored["chapter_id"]) == 0
-    assert await _chunks(job["job_id"]) == 0
+    assert await _chunks(collections, job["job_id"]) == 0
 
 
 class HungAfterPage:
@@ -325,7 +326,7 @@ class HungAfterPage:
 
 
 async def test_cancel_with_the_page_store_hung_still_ends_the_run(
-    app, client, submit, run_worker, auth_headers, monkeypatch
+    collections, app, client, submit, run_worker, auth_headers, monkeypatch
 ):
     stores: list[HungAfterPage] = []
 
@@ -349,15 +350,15 @@ async def test_cancel_with_the_page_store_hung_still_ends_the_run(
     await asyncio.wait_for(worker, timeout=60)
 
     assert cancelled.json()["status"] == "cancelled"
-    stored = await _job(job["job_id"])
+    stored = await _job(collections, job["job_id"])
     assert stored["status"] == "cancelled"
-    store = app.state.services.page_store
+    store = app.state.services.store.images
     assert await store.count(chapter_prefix(stored["chapter_id"])) == 0
-    assert await _chunks(job["job_id"]) == 0
+    assert await _chunks(collections, job["job_id"]) == 0
 
 
 async def test_render_crash_fails_the_job_and_leaves_no_images(
-    backend, submit, run_worker, settings, monkeypatch
+    collections, backend, submit, run_worker, settings, monkeypatch
 ):
     def pool_with_hook(worker_settings: Settings) -> RenderPool:
         return RenderPool(
@@ -372,16 +373,16 @@ async def test_render_crash_fails_the_job_and_leaves_no_images(
 
     await run_worker(**backend.overrides)
 
-    stored = await _job(job["job_id"])
+    stored = await _job(collections, job["job_id"])
     assert stored["status"] == "failed"
     assert stored["error_code"] == "PDF_CRASHED"
     assert await backend.images(stored["chapter_id"]) == 0
-    assert await _chunks(job["job_id"]) == 0
-    assert await BookChapter.get_pymongo_collection().count_documents({}) == 0
+    assert await _chunks(collections, job["job_id"]) == 0
+    assert await collections.chapters.count_documents({}) == 0
 
 
 async def test_too_many_pages_fails_clearly_and_leaves_no_images(
-    backend, submit, run_worker, auth_headers
+    collections, backend, submit, run_worker, auth_headers
 ):
     job = await submit(drawing_pdf(5))
 
@@ -390,14 +391,14 @@ async def test_too_many_pages_fails_clearly_and_leaves_no_images(
     body = (await backend.api.get(f"{JOBS}/{job['job_id']}", headers=auth_headers("alice"))).json()
     assert body["status"] == "failed"
     assert body["error"] == "PDF has 5 pages; at most 3 are allowed (MAX_PAGES)"
-    stored = await _job(job["job_id"])
+    stored = await _job(collections, job["job_id"])
     assert stored["error_code"] == "PDF_TOO_MANY_PAGES"
     assert await backend.images(stored["chapter_id"]) == 0
-    assert await _chunks(job["job_id"]) == 0
+    assert await _chunks(collections, job["job_id"]) == 0
 
 
 async def test_delete_chapter_leaves_no_images_chunks_or_chapter(
-    backend, submit, run_worker, auth_headers
+    collections, backend, submit, run_worker, auth_headers
 ):
     job = await submit(drawing_pdf(2))
     await run_worker(**backend.overrides)
@@ -411,20 +412,22 @@ async def test_delete_chapter_leaves_no_images_chunks_or_chapter(
 
     assert deleted.status_code == 204
     assert await backend.images(chapter_id) == 0
-    assert await _chunks(job["job_id"]) == 0
+    assert await _chunks(collections, job["job_id"]) == 0
     assert (await _chapter(backend, auth_headers, chapter_id)).status_code == 404
     assert (await get(backend, chapter["pages"][0]["background_url"])).status_code in (403, 404)
 
 
 async def test_pdf_file_chapter_has_no_page_images_and_a_pdf_url_that_opens(
-    client, submit, run_worker, auth_headers, app
+    collections, client, submit, run_worker, auth_headers, app
 ):
     data = text_pdf(3)
     job = await submit(data, content_mode="pdf_file")
 
     await run_worker()
 
-    backend = Backend("gridfs", {}, client, app.state.services.page_store)
+    backend = Backend(
+        "gridfs", {}, client, app.state.services.store.images, app.state.services.store
+    )
     chapter = await _completed(backend, auth_headers, job["job_id"])
     assert chapter["content_mode"] == "pdf_file"
     assert [page["background_url"] for page in chapter["pages"]] == [None] * 3
@@ -434,32 +437,33 @@ async def test_pdf_file_chapter_has_no_page_images_and_a_pdf_url_that_opens(
     assert response.headers["content-type"] == "application/pdf"
     assert response.content == data
     assert await backend.images(chapter["chapter_id"]) == 1  # the PDF, no page images
-    assert await _chunks(job["job_id"]) == 3  # its text is still extracted
+    assert await _chunks(collections, job["job_id"]) == 3  # its text is still extracted
 
 
 # --- Output nobody removed: a dead run, an unreachable store, a job deleted while it ran -------
 
 
 async def _left_by_a_dead_run(backend: Backend, submit: Any) -> dict[str, Any]:
+    apply, collections = backend.data.jobs.apply, backend.data.collections
     """A job claimed by a run that stored a page and its chunk, then died (its worker killed)."""
     job = await submit(drawing_pdf(4))
     claimed = await apply(lifecycle.claim(job["job_id"], "m", utcnow()))
     assert claimed is not None
     await backend.store.put(page_key(claimed["chapter_id"], 1), b"RIFF-page", "image/webp")
-    await DocumentChunk.get_pymongo_collection().insert_one(
+    await collections.chunks.insert_one(
         {"job_id": job["job_id"], "chapter_id": claimed["chapter_id"], "chunk_index": 0}
     )
     return claimed
 
 
-async def _sweep_with(settings: Settings, store: PageStore, queue: Any) -> dict[str, int]:
+async def _sweep_with(settings: Settings, data: Store, queue: Any) -> dict[str, int]:
     swept = settings.model_copy(update={"stale_after_s": 0.001})
     await asyncio.sleep(0.01)  # the job's last write is older than STALE_AFTER_S
-    return await sweep({"settings": swept, "redis": queue, "page_store": store})
+    return await sweep({"settings": swept, "redis": queue, "store": data})
 
 
 async def test_cancelled_job_whose_run_died_is_cleaned_by_the_sweeper(
-    backend, submit, auth_headers, settings, queue
+    collections, backend, submit, auth_headers, settings, queue
 ):
     claimed = await _left_by_a_dead_run(backend, submit)
 
@@ -467,21 +471,21 @@ async def test_cancelled_job_whose_run_died_is_cleaned_by_the_sweeper(
         f"{JOBS}/{claimed['job_id']}/cancel", headers=auth_headers("alice")
     )
     left = await backend.images(claimed["chapter_id"])  # the run that holds it would remove it
-    swept = await _sweep_with(settings, backend.store, queue)
+    swept = await _sweep_with(settings, backend.data, queue)
 
     assert cancelled.json()["status"] == "cancelled"
     assert left == 1
     assert swept["discarded"] == 1
     assert await backend.images(claimed["chapter_id"]) == 0
-    assert await _chunks(claimed["job_id"]) == 0
-    stored = await _job(claimed["job_id"])
+    assert await _chunks(collections, claimed["job_id"]) == 0
+    stored = await _job(collections, claimed["job_id"])
     assert stored["status"] == "cancelled"
     assert stored["discard_pending"] is False
-    assert (await _sweep_with(settings, backend.store, queue))["discarded"] == 0
+    assert (await _sweep_with(settings, backend.data, queue))["discarded"] == 0
 
 
 async def test_output_the_page_store_could_not_remove_is_removed_once_it_is_back(
-    backend, submit, auth_headers, settings, queue
+    collections, backend, submit, auth_headers, settings, queue
 ):
     claimed = await _left_by_a_dead_run(backend, submit)
     await backend.api.post(f"{JOBS}/{claimed['job_id']}/cancel", headers=auth_headers("alice"))
@@ -495,48 +499,50 @@ async def test_output_the_page_store_could_not_remove_is_removed_once_it_is_back
     )
 
     try:
-        during = await _sweep_with(settings, unreachable, queue)
+        during = await _sweep_with(
+            settings, Store.of(backend.data.client, settings, images=unreachable), queue
+        )
     finally:
         await unreachable.aclose()
-    pending = (await _job(claimed["job_id"]))["discard_pending"]
-    after = await _sweep_with(settings, backend.store, queue)
+    pending = (await _job(collections, claimed["job_id"]))["discard_pending"]
+    after = await _sweep_with(settings, backend.data, queue)
 
     assert during["discarded"] == 0  # the sweep went on; the job stays marked
     assert pending is True
     assert after["discarded"] == 1
     assert await backend.images(claimed["chapter_id"]) == 0
-    assert await _chunks(claimed["job_id"]) == 0
+    assert await _chunks(collections, claimed["job_id"]) == 0
 
 
 async def test_job_deleted_while_it_runs_leaves_no_image_and_no_page(
-    backend, submit, run_worker, auth_headers
+    collections, backend, submit, run_worker, auth_headers
 ):
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
-    await _until_a_page_is_stored(job["job_id"], worker)
-    chapter_id = (await _job(job["job_id"]))["chapter_id"]
+    await _until_a_page_is_stored(collections, job["job_id"], worker)
+    chapter_id = (await _job(collections, job["job_id"]))["chapter_id"]
 
     deleted = await backend.api.delete(f"{JOBS}/{job['job_id']}", headers=auth_headers("alice"))
     await worker
 
     assert deleted.status_code == 204
-    assert await PdfChapterJob.get_pymongo_collection().count_documents({}) == 0
+    assert await collections.jobs.count_documents({}) == 0
     assert await backend.images(chapter_id) == 0
-    assert await _chunks(job["job_id"]) == 0
-    assert await BookChapter.get_pymongo_collection().count_documents({}) == 0
+    assert await _chunks(collections, job["job_id"]) == 0
+    assert await collections.chapters.count_documents({}) == 0
 
 
 async def test_image_store_down_cancel_still_cancels_and_deletes_are_503_losing_nothing(
-    app, client, submit, run_worker, auth_headers, settings, other_app
+    collections, apply, app, client, submit, run_worker, auth_headers, settings, other_app
 ):
     done = await submit(drawing_pdf(2))
     await run_worker()
-    chapter_id = (await _job(done["job_id"]))["chapter_id"]
+    chapter_id = (await _job(collections, done["job_id"]))["chapter_id"]
     # A job a worker started, stored a page of, and handed back (stopping): pending, with output.
     waiting = await submit(drawing_pdf(2))
     claimed = await apply(lifecycle.claim(waiting["job_id"], "m", utcnow()))
     assert claimed is not None
-    await app.state.services.page_store.put(
+    await app.state.services.store.images.put(
         page_key(claimed["chapter_id"], 1), b"RIFF-page", "image/webp"
     )
     await apply(lifecycle.release(waiting["job_id"], utcnow(), lease_id=claimed["lease_id"]))
@@ -558,7 +564,9 @@ async def test_image_store_down_cancel_still_cancels_and_deletes_are_503_losing_
 
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
-    assert (await _job(waiting["job_id"]))["discard_pending"] is True  # for the sweeper
+    assert (await _job(collections, waiting["job_id"]))[
+        "discard_pending"
+    ] is True  # for the sweeper
     unavailable = {
         "detail": "Service temporarily unavailable: page image storage is unreachable, retry later"
     }
@@ -569,13 +577,13 @@ async def test_image_store_down_cancel_still_cancels_and_deletes_are_503_losing_
     # Nothing was lost: the chapter, its pages and its images, and the job, are all still there.
     chapter = await client.get(f"/api/v1/books/book_1/chapters/{chapter_id}", headers=headers)
     assert chapter.status_code == 200
-    assert await app.state.services.page_store.count(chapter_prefix(chapter_id)) == 4
-    assert await _job(waiting["job_id"]) is not None
-    assert await app.state.services.page_store.count(chapter_prefix(claimed["chapter_id"])) == 1
+    assert await app.state.services.store.images.count(chapter_prefix(chapter_id)) == 4
+    assert await _job(collections, waiting["job_id"]) is not None
+    assert await app.state.services.store.images.count(chapter_prefix(claimed["chapter_id"])) == 1
 
 
 async def test_upload_landing_after_the_run_gave_up_is_removed_by_the_sweeper(
-    backend, submit, run_worker, auth_headers, settings, queue, monkeypatch
+    collections, backend, submit, run_worker, auth_headers, settings, queue, monkeypatch
 ):
     stores: list[SentPutsLand] = []
 
@@ -587,18 +595,18 @@ async def test_upload_landing_after_the_run_gave_up_is_removed_by_the_sweeper(
     monkeypatch.setattr("worker.run.pages.SETTLE_S", 0)  # the run gives up on its uploads at once
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
-    await _until_a_page_is_stored(job["job_id"], worker)
+    await _until_a_page_is_stored(collections, job["job_id"], worker)
 
     await backend.api.post(f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice"))
     await worker
     await asyncio.gather(*stores[0].sent)  # they landed after the run's own discard
-    chapter_id = (await _job(job["job_id"]))["chapter_id"]
+    chapter_id = (await _job(collections, job["job_id"]))["chapter_id"]
     landed_late = await backend.images(chapter_id)
-    marked = (await _job(job["job_id"]))["discard_pending"]
-    swept = await _sweep_with(settings, backend.store, queue)
+    marked = (await _job(collections, job["job_id"]))["discard_pending"]
+    swept = await _sweep_with(settings, backend.data, queue)
 
     assert landed_late > 0
     assert marked is True  # a run's discard is not the last word
     assert swept["discarded"] == 1
     assert await backend.images(chapter_id) == 0
-    assert (await _job(job["job_id"]))["discard_pending"] is False
+    assert (await _job(collections, job["job_id"]))["discard_pending"] is False

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pymupdf
 import pytest
 
-from service.store.documents import BookChapter, DocumentChunk, PdfChapterJob
-from tests.pdfs import (
+from tests.support.pdfs import (
     encrypted_pdf,
     garbage_after_header,
     memory_bomb_pdf,
@@ -18,8 +17,8 @@ from tests.pdfs import (
 JOBS = "/api/v1/books/jobs"
 
 
-async def _job(job_id):
-    return await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job_id})
+async def _job(collections, job_id):
+    return await collections.jobs.find_one({"job_id": job_id})
 
 
 async def _poll(client, auth_headers, job_id, user_id="alice"):
@@ -28,7 +27,9 @@ async def _poll(client, auth_headers, job_id, user_id="alice"):
     return response.json()
 
 
-async def test_job_runs_to_completed_with_its_chapter(client, auth_headers, submit, run_worker):
+async def test_job_runs_to_completed_with_its_chapter(
+    collections, client, auth_headers, submit, run_worker
+):
     job = await submit(text_pdf(12, title="The Sea"), filename="sea.pdf")
 
     await run_worker()
@@ -40,31 +41,22 @@ async def test_job_runs_to_completed_with_its_chapter(client, auth_headers, subm
     assert body["result"]["total_pages"] == 12
     assert body["completed_at"].endswith("Z")
     assert "error" not in body
-    chapter = await BookChapter.get_pymongo_collection().find_one(
-        {"chapter_id": body["result"]["chapter_id"]}
-    )
+    chapter = await collections.chapters.find_one({"chapter_id": body["result"]["chapter_id"]})
     assert chapter["title"] == "The Sea"
     assert chapter["book_id"] == "book_1"
-    chunks = (
-        await DocumentChunk.get_pymongo_collection()
-        .find({"job_id": job["job_id"]})
-        .sort("chunk_index")
-        .to_list()
-    )
+    chunks = await collections.chunks.find({"job_id": job["job_id"]}).sort("chunk_index").to_list()
     assert [c["chunk_index"] for c in chunks] == list(range(12))
     assert "Page 3 of 12" in chunks[2]["content"]
     assert chunks[2]["metadata"] == {"source_file": "sea.pdf", "page_number": 3, "total_pages": 12}
 
 
-async def test_title_falls_back_to_the_file_name(submit, run_worker):
+async def test_title_falls_back_to_the_file_name(collections, submit, run_worker):
     job = await submit(text_pdf(1), filename="Chapter One.pdf")
 
     await run_worker()
 
-    stored = await _job(job["job_id"])
-    chapter = await BookChapter.get_pymongo_collection().find_one(
-        {"chapter_id": stored["result"]["chapter_id"]}
-    )
+    stored = await _job(collections, job["job_id"])
+    chapter = await collections.chapters.find_one({"chapter_id": stored["result"]["chapter_id"]})
     assert chapter["title"] == "Chapter One"
 
 
@@ -78,7 +70,7 @@ async def test_title_falls_back_to_the_file_name(submit, run_worker):
     ],
 )
 async def test_bad_pdf_fails_clearly_and_the_worker_goes_on(
-    client, auth_headers, submit, run_worker, make, code, reason
+    collections, client, auth_headers, submit, run_worker, make, code, reason
 ):
     bad = await submit(make())
     good = await submit(text_pdf(3))
@@ -90,7 +82,7 @@ async def test_bad_pdf_fails_clearly_and_the_worker_goes_on(
     assert failed["error"] == reason
     assert failed["message"] == f"PDF processing failed: {reason}"
     assert failed["failed_at"].endswith("Z")
-    assert (await _job(bad["job_id"]))["error_code"] == code
+    assert (await _job(collections, bad["job_id"]))["error_code"] == code
     assert (await _poll(client, auth_headers, good["job_id"]))["status"] == "completed"
 
 
@@ -103,14 +95,14 @@ def _pdf_with_unreadable_page() -> bytes:
 
 
 async def test_unreadable_page_is_recorded_and_the_job_goes_on(
-    client, auth_headers, submit, run_worker
+    collections, client, auth_headers, submit, run_worker
 ):
     job = await submit(_pdf_with_unreadable_page())
 
     await run_worker()
 
     body = await _poll(client, auth_headers, job["job_id"])
-    stored = await _job(job["job_id"])
+    stored = await _job(collections, job["job_id"])
     assert body["status"] == "completed"
     assert body["result"]["total_pages"] == 3
     assert [e["page_number"] for e in stored["page_errors"]] == [2]
@@ -118,14 +110,11 @@ async def test_unreadable_page_is_recorded_and_the_job_goes_on(
 
 
 async def test_file_deleted_before_processing_fails_clearly(
-    client, auth_headers, submit, run_worker, app
+    collections, client, auth_headers, submit, run_worker, app
 ):
     job = await submit(text_pdf(2))
-    from service.store.files import delete_file
-
-    await delete_file(
-        app.state.services.mongo.db, job_file := (await _job(job["job_id"]))["file_id"]
-    )
+    job_file = (await _job(collections, job["job_id"]))["file_id"]
+    await app.state.services.store.files.delete(job_file)
     await run_worker()
 
     body = await _poll(client, auth_headers, job["job_id"])
@@ -134,7 +123,9 @@ async def test_file_deleted_before_processing_fails_clearly(
     assert body["error"] == "PDF file not found"
 
 
-async def test_memory_blow_up_fails_with_out_of_memory(client, auth_headers, submit, run_worker):
+async def test_memory_blow_up_fails_with_out_of_memory(
+    collections, client, auth_headers, submit, run_worker
+):
     bad = await submit(memory_bomb_pdf())
     # Text only: under a 32 MB cap a render process has no room for a 150 DPI page image.
     good_after = await submit(text_pdf(2), content_mode="pdf_file")
@@ -145,11 +136,13 @@ async def test_memory_blow_up_fails_with_out_of_memory(client, auth_headers, sub
     assert body["status"] == "failed"
     assert body["error"] == "Out of memory"
     assert body["message"] == "PDF processing failed: Out of memory"
-    assert (await _job(bad["job_id"]))["error_code"] == "OUT_OF_MEMORY"
+    assert (await _job(collections, bad["job_id"]))["error_code"] == "OUT_OF_MEMORY"
     assert (await _poll(client, auth_headers, good_after["job_id"]))["status"] == "completed"
 
 
-async def test_time_limit_fails_with_a_clear_timeout(client, auth_headers, submit, run_worker):
+async def test_time_limit_fails_with_a_clear_timeout(
+    collections, client, auth_headers, submit, run_worker
+):
     job = await submit(memory_bomb_pdf())  # about a second of MuPDF work, with memory to spare
 
     await run_worker(job_time_limit_s=0.3, job_memory_limit_mb=2048)
@@ -158,16 +151,16 @@ async def test_time_limit_fails_with_a_clear_timeout(client, auth_headers, submi
     assert body["status"] == "failed"
     assert body["error"] == "PDF processing timed out after 0.3 s"
     assert 0 <= body["progress"] < 100
-    assert (await _job(job["job_id"]))["error_code"] == "TIMEOUT"
+    assert (await _job(collections, job["job_id"]))["error_code"] == "TIMEOUT"
 
 
-async def test_progress_is_written_a_few_times_not_per_page(submit, run_worker):
+async def test_progress_is_written_a_few_times_not_per_page(collections, submit, run_worker):
     job = await submit(text_pdf(300, words=5), content_mode="pdf_file")
 
     # However long rendering takes here, the throttle allows no write but the forced ones.
     await run_worker(progress_interval_s=3600)
 
-    stored = await _job(job["job_id"])
+    stored = await _job(collections, job["job_id"])
     assert stored["status"] == "completed"
     assert stored["pages_processed"] == 300
     # claim, download (10), opened (30), first batch, the last flush, 70, 100

@@ -1,6 +1,6 @@
 """worker/rendering/pool.py: render processes shared by jobs, each failure confined to the job that caused it.
 
-Real processes rendering real (generated) PDFs. ``tests/render_hook.py`` runs in each render
+Real processes rendering real (generated) PDFs. ``tests/support/render_hook.py`` runs in each render
 process before a page: it logs which process rendered which page, and crashes, kills or hangs
 the process on the page a file's name asks for.
 """
@@ -18,7 +18,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from tests.pdfs import (
+from tests.support.pdfs import (
     drawing_pdf,
     encrypted_pdf,
     figure_heavy_pdf,
@@ -29,7 +29,7 @@ from tests.pdfs import (
     truncated_tail_pdf,
     zero_page_pdf,
 )
-from tests.render_hook import misbehave, page_log, rendered
+from tests.support.render_hook import misbehave, page_log, rendered
 from worker.rendering.page import ExtractionError, RenderOptions
 from worker.rendering.pool import PoolClosed, RenderPool
 

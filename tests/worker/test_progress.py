@@ -9,21 +9,22 @@ import pytest
 
 from service.domain.job import JobStatus
 from service.logs import JsonFormatter, current_job_id
-from service.store.documents import PdfChapterJob
 from worker.run.lease import LeaseLost, ProgressWriter, Run
 
 LEASE = "lease-1"
 
 
 @pytest.fixture
-def jobs(app):
-    return PdfChapterJob.get_pymongo_collection()
+def jobs(collections, app):
+    return collections.jobs
 
 
-async def test_progress_writer_throttles_and_always_writes_the_last(jobs, job_factory):
+async def test_progress_writer_throttles_and_always_writes_the_last(store, jobs, job_factory):
     job = await job_factory(status=JobStatus.processing, progress=30, lease_id=LEASE)
     now = [0.0]
-    writer = ProgressWriter(Run(job.job_id, LEASE), interval_s=0.25, clock=lambda: now[0])
+    writer = ProgressWriter(
+        Run(job.job_id, LEASE, store.jobs), interval_s=0.25, clock=lambda: now[0]
+    )
 
     for page in range(1, 101):  # 100 pages within 0.099 s of clock time
         now[0] = page / 1000
@@ -37,9 +38,9 @@ async def test_progress_writer_throttles_and_always_writes_the_last(jobs, job_fa
     assert doc["version"] == 3
 
 
-async def test_page_errors_are_written_at_once_whatever_the_throttle(jobs, job_factory):
+async def test_page_errors_are_written_at_once_whatever_the_throttle(store, jobs, job_factory):
     job = await job_factory(status=JobStatus.processing, progress=30, lease_id=LEASE)
-    writer = ProgressWriter(Run(job.job_id, LEASE), interval_s=3600, clock=lambda: 0.0)
+    writer = ProgressWriter(Run(job.job_id, LEASE, store.jobs), interval_s=3600, clock=lambda: 0.0)
     await writer.report(31, "Processed 1/10 pages...")
 
     await writer.report(
@@ -52,18 +53,18 @@ async def test_page_errors_are_written_at_once_whatever_the_throttle(jobs, job_f
     assert doc["progress"] == 32
 
 
-async def test_a_cancelled_run_learns_it_at_its_next_write(jobs, job_factory):
+async def test_a_cancelled_run_learns_it_at_its_next_write(store, jobs, job_factory):
     job = await job_factory(status=JobStatus.processing, progress=30, lease_id=LEASE)
-    writer = ProgressWriter(Run(job.job_id, LEASE))
+    writer = ProgressWriter(Run(job.job_id, LEASE, store.jobs))
     await jobs.update_one({"job_id": job.job_id}, {"$set": {"status": "cancelled"}})
 
     with pytest.raises(LeaseLost):
         await writer.report(40, "Processed 3/10 pages...", force=True)
 
 
-async def test_a_run_whose_job_was_taken_over_writes_nothing(jobs, job_factory):
+async def test_a_run_whose_job_was_taken_over_writes_nothing(store, jobs, job_factory):
     job = await job_factory(status=JobStatus.processing, progress=30, lease_id="another-run")
-    run = Run(job.job_id, LEASE)
+    run = Run(job.job_id, LEASE, store.jobs)
     before = await jobs.find_one({"job_id": job.job_id})
 
     for attempt in (run.beat, lambda: run.advance(60, "m"), run.release,

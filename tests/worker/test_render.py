@@ -9,7 +9,7 @@ import pymupdf
 import pytest
 from PIL import Image, ImageStat
 
-from tests.pdfs import (
+from tests.support.pdfs import (
     A4,
     CJK_TEXT,
     RASTER_RECT,

@@ -7,7 +7,7 @@ import socket
 
 import msgspec
 
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 from worker.rendering.process import HEADER, Open, serve
 
 MB = 1024 * 1024

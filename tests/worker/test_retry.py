@@ -12,6 +12,7 @@ from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from devstack.embedded import free_port, remove_tree, start_mongod
+from service import backoff
 from worker import metrics
 from worker.dependency import Dependency
 from worker.run.patience import Patience
@@ -113,3 +114,23 @@ def test_dependency_counts_an_outage_once_and_knows_how_long_it_has_been_back():
     assert dependency.up_for_s() == 2.5
     assert _outages("clock-test") == 1
     assert _gauge("clock-test") == 1
+
+
+async def test_transient_failures_are_retried_on_the_backoff_policy():
+    failures = [ConnectionResetError("reset")] * 4
+    calls = []
+
+    async def flaky():
+        calls.append(1)
+        if failures:
+            raise failures.pop()
+        return "stored"
+
+    patience = Patience(dependency=Dependency("mongodb-flaky-test"))
+    with backoff.instant():  # the policy's delays, counted but not waited
+        result = await patience.call(flaky, "write a page")
+
+    assert result == "stored"
+    assert len(calls) == 5
+    assert patience.waited_s == pytest.approx(0.1 + 0.2 + 0.4 + 0.8)
+    assert _gauge("mongodb-flaky-test") == 1

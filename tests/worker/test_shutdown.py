@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 from devstack.embedded import free_port, start_redis
-from service.store.documents import PdfChapterJob
 from service.store.doorbell import create_queue, ring
 from tests.conftest import REPO_ROOT
-from tests.pdfs import text_pdf
+from tests.support.pdfs import text_pdf
 
 # ``python -m worker``, with SIGTERM sent from inside the first WATCH the poll loop sends (arq's
 # start_jobs, taking the doorbell). redis-py sends it in a task that ``wait_for`` waits on; with
@@ -73,7 +72,7 @@ def _wait(process: subprocess.Popen[bytes], seconds: float) -> int | None:
 
 
 async def test_sigterm_as_the_poll_loop_takes_a_doorbell_stops_the_worker(
-    settings, submit, tmp_path
+    collections, settings, submit, tmp_path
 ):
     redis = start_redis(tmp_path / "redis", free_port(), persistent=False)
     job = await submit(text_pdf(3), content_mode="pdf_file")
@@ -110,7 +109,7 @@ async def test_sigterm_as_the_poll_loop_takes_a_doorbell_stops_the_worker(
     if sys.version_info < (3, 12):  # the cancellation was lost: the loop went on to start it
         assert "not started: the worker is stopping" in text, tail
     # Never run by the stopping worker: untouched, its doorbell kept for another worker.
-    stored = await PdfChapterJob.get_pymongo_collection().find_one({"job_id": job["job_id"]})
+    stored = await collections.jobs.find_one({"job_id": job["job_id"]})
     assert stored["status"] == "pending"
     assert stored.get("attempts", 0) == 0
     assert queued == 1

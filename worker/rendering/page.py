@@ -22,15 +22,7 @@ import msgspec
 import pymupdf
 from PIL import Image
 
-
-class ExtractionError(Exception):
-    """A document that cannot be processed, with a stable code and a public reason."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
+from service.domain.errors import ExtractionError
 
 OUT_OF_MEMORY = ExtractionError("OUT_OF_MEMORY", "Out of memory")
 CORRUPT = ExtractionError("PDF_CORRUPT", "PDF is corrupt or truncated")

@@ -36,13 +36,8 @@ from multiprocessing.process import BaseProcess
 
 import msgspec
 
-from worker.rendering.page import (
-    OUT_OF_MEMORY,
-    DocumentInfo,
-    ExtractionError,
-    RenderedPage,
-    RenderOptions,
-)
+from service.domain.errors import ExtractionError, PoolClosed
+from worker.rendering.page import OUT_OF_MEMORY, DocumentInfo, RenderedPage, RenderOptions
 from worker.rendering.process import (
     HEADER,
     MAX_FRAME,
@@ -62,10 +57,6 @@ log = logging.getLogger("worker.rendering.pool")
 _context = multiprocessing.get_context("forkserver")
 # The render processes' module: the forkserver imports PyMuPDF and Pillow once, for all of them.
 _context.set_forkserver_preload(["worker.rendering.process"])
-
-
-class PoolClosed(Exception):
-    """The pool was closed while a job still waited for it (the worker is stopping)."""
 
 
 class _Lost(Exception):

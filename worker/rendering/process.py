@@ -21,10 +21,10 @@ from typing import BinaryIO
 import msgspec
 import pymupdf
 
+from service.domain.errors import ExtractionError
 from worker.rendering.page import (
     OUT_OF_MEMORY,
     DocumentInfo,
-    ExtractionError,
     RenderedPage,
     RenderOptions,
     is_allocation_failure,

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from service.backoff import Backoff, pause
 from service.store.failure import is_transient
 from worker import metrics
 from worker.run.lease import LeaseLost, Run
@@ -23,12 +24,16 @@ FIRST_RETRY_S = 0.25
 
 async def keep_alive(run: Run, interval_s: float, stale_after_s: float) -> None:
     """Beat every ``interval_s`` until cancelled or the lease is lost."""
+    retries = Backoff(first_s=min(FIRST_RETRY_S, interval_s), max_s=interval_s)
     last_beat = time.monotonic()
     delay = interval_s
     backoff: float | None = None  # set while beats fail: FIRST_RETRY_S, doubling to interval_s
     warned_stale = False
     while True:
-        await asyncio.sleep(delay)
+        if backoff is None:
+            await asyncio.sleep(delay)
+        else:
+            await pause(delay)
         try:
             await run.beat()
         except LeaseLost:
@@ -38,8 +43,7 @@ async def keep_alive(run: Run, interval_s: float, stale_after_s: float) -> None:
             if not is_transient(exc):
                 log.exception("job %s: heartbeat failed unexpectedly; retrying", run.job_id)
             silent_s = time.monotonic() - last_beat
-            backoff = FIRST_RETRY_S if backoff is None else min(backoff * 2, interval_s)
-            delay = backoff
+            delay = backoff = retries.after(backoff)
             if silent_s + delay >= stale_after_s and not warned_stale:
                 warned_stale = True
                 log.error(

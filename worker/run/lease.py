@@ -1,6 +1,6 @@
 """One run of one job: the lease it holds, and its writes, throttled.
 
-Every write goes through ``service.store.job_store.apply`` guarded by the run's lease. A write
+Every write goes through ``service.store.jobs.JobStore.apply`` guarded by the run's lease. A write
 that matches nothing means the run has lost the job (cancelled by its owner, or taken back by
 the sweeper while this worker was paused and perhaps finished by another run): ``LeaseLost``.
 """
@@ -13,19 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.domain import lifecycle
+from service.domain.errors import LeaseLost
 from service.domain.job import JobStatus, utcnow
 from service.store.documents import JobDoc
-from service.store.job_store import APPLIED_FIELDS, apply, get_job
+from service.store.jobs import APPLIED_FIELDS, JobStore
 from worker.run.patience import Patience
+
+__all__ = ["LeaseLost", "ProgressWriter", "Run"]
 
 Doc = dict[str, Any]
 
-
 RELEASE_PATIENCE_S = 5.0
-
-
-class LeaseLost(Exception):
-    """A write of this run was refused: the job is no longer this run's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +32,7 @@ class Run:
 
     job_id: str
     lease_id: str
+    jobs: JobStore = field(compare=False)
 
     # Waits out MongoDB outages (worker/run/patience.py); how long it waited tells a time limit
     # spent on the PDF from one spent waiting.
@@ -87,7 +86,7 @@ class Run:
     ) -> JobDoc:
         # Built again for each attempt: a retried write carries the time it is made, so the
         # heartbeat it sets never goes back.
-        doc = await (patience or self.patience).call(lambda: apply(build()), what)
+        doc = await (patience or self.patience).call(lambda: self.jobs.apply(build()), what)
         if doc is None:
             doc = await self._landed(build().transition)
         if doc is None:
@@ -97,7 +96,7 @@ class Run:
     async def _landed(self, transition: lifecycle.Transition) -> JobDoc | None:
         """The job, if an earlier attempt of this write reached MongoDB before its answer was
         lost (a retried ``complete`` then finds the job completed under this run's lease)."""
-        doc = await get_job(self.job_id, APPLIED_FIELDS)
+        doc = await self.jobs.get(self.job_id, APPLIED_FIELDS)
         target = lifecycle.leads_to(transition, JobStatus.processing).value
         if doc is not None and doc.get("lease_id") == self.lease_id and doc["status"] == target:
             return doc

@@ -11,13 +11,13 @@ time limit spent waiting for MongoDB from one spent on the PDF.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from service.backoff import Backoff, pause
 from service.store.failure import is_transient
 from worker.dependency import MONGODB, Dependency
 
@@ -25,8 +25,8 @@ log = logging.getLogger("worker.run.patience")
 
 T = TypeVar("T")
 
-FIRST_DELAY_S = 0.1
-MAX_DELAY_S = 2.0  # how late a run notices that MongoDB is back, at worst
+# At worst a run notices that MongoDB is back 2 s late.
+BACKOFF = Backoff(first_s=0.1, max_s=2.0)
 
 
 @dataclass
@@ -43,7 +43,8 @@ class Patience:
         otherwise, or has waited ``give_up_after_s`` (then the last error is raised)."""
         limit = self.give_up_after_s
         started = time.monotonic()
-        delay = FIRST_DELAY_S
+        delays = BACKOFF.delays()
+        delay = next(delays)
         attempt = 0
         while True:
             try:
@@ -58,9 +59,9 @@ class Patience:
                 attempt += 1
                 if attempt == 1:
                     log.warning("waiting to %s: %s", what, type(exc).__name__)
-                await asyncio.sleep(delay)
+                await pause(delay)
                 self.waited_s += delay
-                delay = min(delay * 2, MAX_DELAY_S)
+                delay = next(delays)
                 continue
             self.dependency.up()
             if attempt:

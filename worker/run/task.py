@@ -19,6 +19,7 @@ from typing import Any
 
 from service.domain import lifecycle
 from service.domain.chapter import ContentMode, chapter_title
+from service.domain.errors import ExtractionError, LeaseLost, PoolClosed
 from service.domain.job import (
     JobStatus,
     chapter_created,
@@ -32,21 +33,18 @@ from service.domain.page_keys import source_key
 from service.domain.stages import Stage, StageStatus, stage_fields, stage_percent
 from service.logs import current_job_id
 from service.settings import Settings
-from service.store import chapters
 from service.store.chapters import StoredPage
+from service.store.database import Store
+from service.store.discard import discard_or_leave
 from service.store.documents import JobDoc
 from service.store.doorbell import ring
 from service.store.failure import is_transient
-from service.store.files import BUCKET, open_file
-from service.store.job_store import apply, discard_or_leave, get_job, jobs
-from service.store.page_images import PageStore
 from worker import metrics
 from worker.cancel import cancel_and_wait
 from worker.consumer import STOPPING
-from worker.rendering.page import ExtractionError
-from worker.rendering.pool import PoolClosed, RenderPool
+from worker.rendering.pool import RenderPool
 from worker.run.heartbeat import keep_alive
-from worker.run.lease import LeaseLost, ProgressWriter, Run
+from worker.run.lease import ProgressWriter, Run
 from worker.run.pages import process_pages, render_options
 from worker.run.patience import Patience
 
@@ -95,32 +93,30 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         # the doorbell for another worker.
         log.info("job %s: not started: the worker is stopping", job_id)
         raise asyncio.CancelledError
+    store: Store = ctx["store"]
     # MongoDB down when the doorbell rings: wait here rather than drop the doorbell.
     patience = Patience()
-    job = await patience.call(lambda: get_job(job_id, {"_id": 0, "file_id": 1}), "read the job")
+    job = await patience.call(
+        lambda: store.jobs.get(job_id, {"_id": 0, "file_id": 1}), "read the job"
+    )
     if job is None:
         return "gone"
-    db = jobs().database
-    file_doc = await patience.call(
-        lambda: db[f"{BUCKET}.files"].find_one({"_id": job["file_id"]}, {"filename": 1}),
-        "read the file",
-    )
-    filename = (file_doc or {}).get("filename") or "document.pdf"
+    filename = await patience.call(lambda: store.files.filename_of(job["file_id"]), "read the file")
     claims: list[lifecycle.Write] = []
 
     async def claim() -> JobDoc | None:
         claims.append(lifecycle.claim(job_id, downloading(filename)[1], utcnow()))
-        return await apply(claims[-1], CLAIMED_FIELDS)
+        return await store.jobs.apply(claims[-1], CLAIMED_FIELDS)
 
     claimed = await patience.call(claim, "claim the job")
     if claimed is None and len(claims) > 1:
         # An earlier attempt may have landed before its answer was lost: then the job is ours.
-        landed = await patience.call(lambda: get_job(job_id, CLAIMED_FIELDS), "read the job")
+        landed = await patience.call(lambda: store.jobs.get(job_id, CLAIMED_FIELDS), "read the job")
         if landed is not None and landed.get("lease_id") in {c.lease_id for c in claims}:
             claimed = landed
     if claimed is None:
         return "not pending"  # another worker has it, or it finished or was cancelled
-    run = Run(job_id, str(claimed["lease_id"]))
+    run = Run(job_id, str(claimed["lease_id"]), store.jobs)
     run_chapter = str(claimed["chapter_id"])
     log.info("job %s: processing %s (attempt %d)", job_id, filename, claimed.get("attempts", 1))
     heartbeat = asyncio.create_task(
@@ -131,7 +127,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     outcome = "released"
     try:
         outcome = await _run(
-            settings, db, ctx["render_pool"], ctx["page_store"], run, dict(claimed), filename,
+            settings, store, ctx["render_pool"], run, dict(claimed), filename,
             stopping=lambda: bool(ctx.get(STOPPING)),
         )  # fmt: skip
         return outcome
@@ -144,13 +140,13 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         with contextlib.suppress(LeaseLost):
             await run.fail(exc.reason, exc.code)
             # A failed job keeps no pages; not final: the sweeper's pass removes what lands late.
-            await discard_or_leave(job_id, ctx["page_store"], final=False)
+            await discard_or_leave(store, job_id, final=False)
             log.info("job %s: failed: %s", job_id, exc.reason, extra={"error_code": exc.code})
             return f"failed: {exc.code}"
-        outcome = await _lost(job_id, ctx["page_store"], run_chapter)
+        outcome = await _lost(store, job_id, run_chapter)
         return outcome
     except LeaseLost:
-        outcome = await _lost(job_id, ctx["page_store"], run_chapter)
+        outcome = await _lost(store, job_id, run_chapter)
         return outcome
     except PoolClosed:
         # The worker is stopping, its render processes first: hand the job back.
@@ -170,9 +166,9 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         outcome = "failed"
         with contextlib.suppress(LeaseLost):
             await run.fail("Internal error while processing the PDF", "INTERNAL")
-            await discard_or_leave(job_id, ctx["page_store"], final=False)
+            await discard_or_leave(store, job_id, final=False)
             return "failed: INTERNAL"
-        outcome = await _lost(job_id, ctx["page_store"], run_chapter)
+        outcome = await _lost(store, job_id, run_chapter)
         return outcome
     finally:
         metrics.RUNNING.dec()
@@ -196,26 +192,28 @@ async def _release(ctx: dict[str, Any], run: Run, chapter_id: str) -> str:
     try:
         await run.release()
     except LeaseLost:
-        return await _lost(run.job_id, ctx["page_store"], chapter_id)
+        return await _lost(ctx["store"], run.job_id, chapter_id)
     except Exception as exc:  # the sweeper releases it once its heartbeat is stale
         log.warning("job %s: not handed back (%s)", run.job_id, type(exc).__name__)
     return "released"
 
 
-async def _lost(job_id: str, store: PageStore, chapter_id: str) -> str:
+async def _lost(store: Store, job_id: str, chapter_id: str) -> str:
     """This run's lease is gone. Only a job that ends without a chapter loses its output: a
     cancelled one (by its owner), a failed one, or one deleted while it ran (no chapter of it
     exists). A job another run holds or completed is left exactly as it is."""
     # MongoDB down now: wait (a deleted job's output is found now or never), but not forever: a
     # stopping worker comes here too.
     patience = Patience(give_up_after_s=LOST_PATIENCE_S)
-    job = await patience.call(lambda: get_job(job_id, {"_id": 0, "status": 1}), "read the job")
+    job = await patience.call(
+        lambda: store.jobs.get(job_id, {"_id": 0, "status": 1}), "read the job"
+    )
     status = JobStatus(job["status"]) if job is not None else None
     deleted = job is None and not await patience.call(
-        lambda: chapters.chapters().find_one({"job_id": job_id}, {"_id": 1}), "read the chapter"
+        lambda: store.chapters.of_job(job_id), "read the chapter"
     )
     if status in DISCARDED or deleted:
-        await discard_or_leave(job_id, store, chapter_id, final=False)
+        await discard_or_leave(store, job_id, chapter_id, final=False)
         log.info("job %s: stopped: %s; its output was discarded", job_id, status or "deleted")
         return "cancelled" if status is JobStatus.cancelled else "lost"
     log.warning(
@@ -226,9 +224,8 @@ async def _lost(job_id: str, store: PageStore, chapter_id: str) -> str:
 
 async def _run(
     settings: Settings,
-    db: Any,
+    store: Store,
     pool: RenderPool,
-    store: PageStore,
     run: Run,
     job: dict[str, Any],
     filename: str,
@@ -240,7 +237,7 @@ async def _run(
     options = render_options(settings, images=mode is ContentMode.pdf_pages)
     with tempfile.TemporaryDirectory(prefix="pcj-") as workdir:
         path = os.path.join(workdir, "source.pdf")
-        await run.patience.call(lambda: _download(db, job["file_id"], path), "download the PDF")
+        await run.patience.call(lambda: _download(store, job["file_id"], path), "download the PDF")
         now = utcnow()
         downloaded = {
             **stage_fields(Stage.download_pdf, StageStatus.completed, now, 100),
@@ -269,7 +266,7 @@ async def _run(
                         # way (worker/cancel.py): hand the job back now, not once it is done.
                         raise asyncio.CancelledError
                     await run.patience.call(
-                        lambda: chapters.write_pages(job, chapter_id, filename, total, batch),
+                        lambda: store.chapters.write_pages(job, chapter_id, filename, total, batch),
                         "write pages",
                     )
                     done += len(batch)
@@ -284,7 +281,7 @@ async def _run(
                     )
 
                 await process_pages(
-                    pool, store, path, total, chapter_id, options, on_stored, run.patience
+                    pool, store.images, path, total, chapter_id, options, on_stored, run.patience
                 )
         except TimeoutError:
             if not deadline.expired():
@@ -300,7 +297,7 @@ async def _run(
                 data = source.read()
             key = pdf_key
             await run.patience.call(
-                lambda: store.put(key, data, "application/pdf"), "store the PDF"
+                lambda: store.images.put(key, data, "application/pdf"), "store the PDF"
             )
     await writer.flush()
     now = utcnow()
@@ -313,7 +310,7 @@ async def _run(
     await run.advance(*creating_chapter(total), extracted)
     title = chapter_title(job.get("title"), info.title, filename)
     await run.patience.call(
-        lambda: chapters.create_chapter(
+        lambda: store.chapters.create_chapter(
             job, chapter_id, title, total, filename, repaired=info.repaired, pdf_key=pdf_key
         ),
         "create the chapter",
@@ -325,9 +322,9 @@ async def _run(
     return "completed"
 
 
-async def _download(db: Any, file_id: str, path: str) -> None:
+async def _download(store: Store, file_id: str, path: str) -> None:
     """Stream the PDF from GridFS to a local file, chunk by chunk."""
-    grid_out = await open_file(db, file_id)
+    grid_out = await store.files.open(file_id)
     if grid_out is None:
         raise FILE_MISSING
     with open(path, "wb") as out:  # noqa: ASYNC230 - local temp file, chunk-sized writes

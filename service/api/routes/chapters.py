@@ -1,0 +1,114 @@
+"""The chapters jobs made: ``/api/v1/books/{book_id}/chapters/{chapter_id}``, its pages, their
+image URLs (made when the chapter is read, never stored: ``service/api/http/image_urls.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, delete, get
+from litestar.params import FromPath, QueryParameter
+
+from service.api.http.dependencies import PrincipalDep, ServicesDep
+from service.api.http.image_urls import ImageUrls
+from service.api.schemas.chapters import MAX_OFFSET, ChapterOut, PageListOut, PageOut
+from service.api.schemas.common import OWNER_HIDDEN_ERRORS, error, iso_z
+from service.domain.chapter import ContentMode
+from service.jobs.chapters import chapter_pages, delete_chapter, get_chapter
+from service.store.chapters import page_entry
+
+NOT_FOUND = {
+    **OWNER_HIDDEN_ERRORS,
+    404: error("No such chapter of the caller's"),
+}
+
+
+class ChapterController(Controller):
+    """Chapters and their pages, owner-only."""
+
+    path = "/api/v1/books/{book_id:str}/chapters"
+    tags = ["chapters"]  # noqa: RUF012
+    security = [{"BearerToken": []}]  # noqa: RUF012
+
+    @get(
+        "/{chapter_id:str}",
+        summary="A chapter, every page with its image URLs",
+        responses=NOT_FOUND,
+    )
+    async def get_chapter(
+        self,
+        request: Request[Any, Any, Any],
+        book_id: FromPath[str],
+        chapter_id: FromPath[str],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> ChapterOut:
+        doc = await get_chapter(services, book_id, chapter_id, principal.user_id)
+        urls = ImageUrls(request, services)
+        return ChapterOut(
+            chapter_id=doc["chapter_id"],
+            book_id=doc["book_id"],
+            job_id=doc["job_id"],
+            title=doc["title"],
+            slug=doc.get("slug"),
+            order_index=doc.get("order_index"),
+            parent_id=doc.get("parent_id"),
+            is_published=bool(doc.get("is_published")),
+            is_preview_free=bool(doc.get("is_preview_free")),
+            content_mode=ContentMode(doc.get("content_mode") or ContentMode.pdf_pages),
+            total_pages=doc["total_pages"],
+            source_file_id=doc["source_file_id"],
+            source_filename=doc["source_filename"],
+            repaired=bool(doc.get("repaired")),
+            created_at=iso_z(doc["created_at"]),
+            pages=[await urls.page(entry) for entry in doc.get("pages") or []],
+            pdf_url=await urls.of({"key": doc["pdf_key"]}) if doc.get("pdf_key") else None,
+        )
+
+    @get("/{chapter_id:str}/pages", summary="A chapter's pages, in order", responses=NOT_FOUND)
+    async def list_pages(
+        self,
+        request: Request[Any, Any, Any],
+        book_id: FromPath[str],
+        chapter_id: FromPath[str],
+        principal: PrincipalDep,
+        services: ServicesDep,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    ) -> PageListOut:
+        docs, total = await chapter_pages(
+            services, book_id, chapter_id, principal.user_id, offset=offset, limit=limit
+        )
+        urls = ImageUrls(request, services)
+        items = []
+        for doc in docs:
+            page = await urls.page(page_entry(doc))
+            items.append(
+                PageOut(
+                    id=doc["_id"],
+                    chunk_index=doc["chunk_index"],
+                    page_number=page.page_number,
+                    content=doc["content"],
+                    background_url=page.background_url,
+                    thumbnail_url=page.thumbnail_url,
+                    width=page.width,
+                    height=page.height,
+                    has_text=page.has_text,
+                )
+            )
+        return PageListOut(items=items, total=total, offset=offset, limit=limit)
+
+    @delete(
+        "/{chapter_id:str}",
+        summary="Delete a chapter, its pages and its images",
+        status_code=204,
+        opt={"error_prefix": "Failed to delete chapter"},
+        responses=NOT_FOUND,
+    )
+    async def remove(
+        self,
+        book_id: FromPath[str],
+        chapter_id: FromPath[str],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> None:
+        await delete_chapter(services, book_id, chapter_id, principal.user_id)

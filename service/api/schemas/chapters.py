@@ -1,0 +1,103 @@
+"""Chapters and their pages: the shapes a chapter, its page list and its pages are shown in, and
+the request shape of a chapter's options."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from service.api.schemas.common import Timestamp
+from service.domain.chapter import SLUG_MAX, SLUG_PATTERN, ChapterOptions, ContentMode
+
+
+class ChapterPageOut(msgspec.Struct, kw_only=True):
+    """One page as the book editor shows it: its image is the page's background, ``elements``
+    are what the editor adds on top (none yet). ``has_text: false`` is an image-only (scanned)
+    page. URLs are null for a ``pdf_file`` chapter, which has no page images."""
+
+    page_number: int
+    background_url: str | None
+    thumbnail_url: str | None
+    width: int | None
+    height: int | None
+    has_text: bool
+    elements: list[Any] = msgspec.field(default_factory=list)
+
+
+class ChapterOut(msgspec.Struct, kw_only=True):
+    """A chapter made from a PDF."""
+
+    chapter_id: str
+    book_id: str
+    job_id: str
+    title: str
+    slug: str | None
+    order_index: int | None
+    parent_id: str | None
+    is_published: bool
+    is_preview_free: bool
+    content_mode: ContentMode
+    total_pages: int
+    source_file_id: str
+    source_filename: str
+    # MuPDF had to rebuild a damaged file to read it: some pages may be blank or partial.
+    repaired: bool
+    created_at: Timestamp
+    pages: list[ChapterPageOut]
+    pdf_url: str | None  # content mode pdf_file: the PDF itself
+
+
+class PageOut(msgspec.Struct, kw_only=True):
+    """One page of a chapter: its text, and its images."""
+
+    id: str
+    chunk_index: int
+    page_number: int
+    content: str
+    background_url: str | None = None
+    thumbnail_url: str | None = None
+    width: int | None = None
+    height: int | None = None
+    has_text: bool = True
+
+
+class PageListOut(msgspec.Struct, kw_only=True):
+    items: list[PageOut]
+    total: int
+    offset: int
+    limit: int
+
+
+# A chapter has at most MAX_PAGES pages; an unbounded offset reached MongoDB's skip as an
+# int64 overflow (a 500).
+MAX_OFFSET = 1_000_000
+
+
+class ChapterOptionsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The chapter a job makes, as the create request may shape it (all optional).
+
+    ``title``: else the PDF's metadata title, else the file name. ``slug``: unique in the book,
+    made from the title when absent. ``content_mode``: ``pdf_pages`` renders every page to an
+    image; ``pdf_file`` keeps the PDF itself (the chapter carries ``pdf_url``).
+    """
+
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    slug: Annotated[str, msgspec.Meta(max_length=SLUG_MAX, pattern=SLUG_PATTERN)] | None = None
+    order_index: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    parent_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    is_published: bool = False
+    is_preview_free: bool = False
+    content_mode: ContentMode = ContentMode.pdf_pages
+
+    def options(self, title: str | None = None) -> ChapterOptions:
+        """The domain's view; seed 003 names the title outside the payload."""
+        return ChapterOptions(
+            title=title or self.title,
+            slug=self.slug,
+            order_index=self.order_index,
+            parent_id=self.parent_id,
+            is_published=self.is_published,
+            is_preview_free=self.is_preview_free,
+            content_mode=self.content_mode,
+        )

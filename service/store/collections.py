@@ -1,0 +1,52 @@
+"""Every collection the service reads or writes, reached one way: ``store.collections.jobs``.
+
+One ``Collections`` is made per process from its database (``service/store/database.py``) and
+handed to each part of the store; nothing looks a collection up by name anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+Doc = dict[str, Any]
+
+JOBS = "pdf_chapter_jobs"
+CHAPTERS = "book_chapters"
+CHUNKS = "document_chunks"
+LOCKS = "locks"
+# GridFS buckets: uploaded PDFs, and page images when PAGE_STORE=gridfs.
+UPLOADS_BUCKET = "pdf_files"
+PAGE_IMAGES_BUCKET = "page_images"
+
+
+@dataclass(frozen=True, slots=True)
+class Collections:
+    """The service's database and its collections."""
+
+    db: AsyncDatabase[Doc]
+    jobs: AsyncCollection[Doc]
+    chapters: AsyncCollection[Doc]
+    chunks: AsyncCollection[Doc]
+    locks: AsyncCollection[Doc]
+    upload_files: AsyncCollection[Doc]
+    upload_chunks: AsyncCollection[Doc]
+    image_files: AsyncCollection[Doc]
+    image_chunks: AsyncCollection[Doc]
+
+    @classmethod
+    def of(cls, db: AsyncDatabase[Doc]) -> Collections:
+        return cls(
+            db=db,
+            jobs=db[JOBS],
+            chapters=db[CHAPTERS],
+            chunks=db[CHUNKS],
+            locks=db[LOCKS],
+            upload_files=db[f"{UPLOADS_BUCKET}.files"],
+            upload_chunks=db[f"{UPLOADS_BUCKET}.chunks"],
+            image_files=db[f"{PAGE_IMAGES_BUCKET}.files"],
+            image_chunks=db[f"{PAGE_IMAGES_BUCKET}.chunks"],
+        )
