@@ -7,7 +7,7 @@ judged by a few percent. The HTTP server (granian) and the kernel are not in the
 the Python side of one ``GET /api/v1/books/jobs/{id}`` (Litestar, auth cache, MongoDB read,
 encoding), called as an ASGI app, against one ``AsyncMongoClient.find_one`` of the same job.
 Both are counted one request at a time (a poll's own cost: its read is never shared) and 32 at a
-time (as under load, where polls in flight together share MongoDB queries, service/reads.py).
+time (as under load, where polls in flight together share MongoDB queries, service/store/reader.py).
 
     python bench/instructions.py            # ~8 minutes
     python bench/instructions.py --requests 200

@@ -4,7 +4,7 @@ Seeds 10,000 jobs in an embedded mongod, serves the API with granian (one proces
 with wrk (32 connections, 10 s, a valid token per request), and measures raw
 ``AsyncMongoClient.find_one`` with 32 concurrent tasks for 10 s in the same run, on uvloop like
 the API. The API is measured twice: as deployed, where the polls in flight together share
-MongoDB queries (service/reads.py), and with ``POLL_READ_BATCH=1``, one ``find_one`` per poll.
+MongoDB queries (service/store/reader.py), and with ``POLL_READ_BATCH=1``, one ``find_one`` per poll.
 The machine's speed drifts by 10-20% from minute to minute here, so the three measurements are
 interleaved over ``--rounds`` rounds and each ratio is the median of the rounds' ratios. Prints
 req/s, p50/p99 latency, polls per MongoDB query and the ratio API/raw. Needs `wrk`

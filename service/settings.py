@@ -30,7 +30,7 @@ class AppEnv(StrEnum):
 
 
 class Settings(BaseSettings):
-    """The service's configuration. Every field is documented in the README's table."""
+    """The service's configuration. Every field is documented in docs/configuration.md."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
@@ -52,12 +52,13 @@ class Settings(BaseSettings):
     # Seconds a polling client is told to wait between polls of a job that is not finished.
     poll_retry_after_s: int = Field(default=2, ge=1, le=60)
     # Polls of different jobs in flight together are read in one MongoDB query of up to this
-    # many jobs (service/reads.py); 1 reads each poll with its own find_one.
+    # many jobs (service/store/reader.py); 1 reads each poll with its own find_one.
     poll_read_batch: int = Field(default=100, ge=1, le=1000)
     # Verified Firebase claims kept in memory, per token, until the token's exp.
     auth_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
 
-    # Seed 004: requests a minute per user to GET /api/v1/jobs/{job_id}/chunks, counted in Redis.
+    # The chunk listing: requests a minute per user to GET /api/v1/jobs/{job_id}/chunks, counted
+    # in Redis.
     chunks_rate_limit_per_minute: int = Field(default=100, ge=1, le=1_000_000)
 
     # Uploads and the PDF pipeline.
@@ -93,7 +94,7 @@ class Settings(BaseSettings):
     # Where `python -m worker` serves its Prometheus metrics (0: not at all).
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
-    # Request bodies and uploads (issue 13): what one client can make an API process hold.
+    # Request bodies and uploads: what one client can make an API process hold.
     # A JSON body larger than this is refused (413) before it is read whole.
     max_json_body_kb: int = Field(default=64, ge=1, le=10_240)
     # An upload or JSON body that sends nothing for this long is answered 408 and kept nowhere.
@@ -138,7 +139,7 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
 
-    # Firebase ID-token verification in production (README "Authentication").
+    # Firebase ID-token verification in production (docs/operations.md, "Authentication").
     # Timeout of each call to Google (certificates; user lookups with FIREBASE_CHECK_REVOKED).
     firebase_http_timeout_s: float = Field(default=5.0, gt=0, le=120)
     # Tolerated drift between our clock and Google's for a token's iat (firebase-admin's limit: 60).
@@ -164,7 +165,7 @@ class Settings(BaseSettings):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
 
-    # --- Limits and quotas per user, and the metrics token (issue 13) ---
+    # --- Limits and quotas per user, and the metrics token ---
     # Pending plus processing jobs a user may have at once (429 past it), counted in MongoDB.
     max_active_jobs_per_user: int = Field(default=10, ge=1, le=100_000)
     # Job creations a user may make in any 60 s (429 past it), counted in Redis.
@@ -195,7 +196,7 @@ class Settings(BaseSettings):
     def storage_quota_bytes(self) -> int:
         return self.storage_quota_mb * 1024 * 1024
 
-    # Page images (issue 11): where rendered pages are stored and how browsers reach them.
+    # Page images: where rendered pages are stored and how browsers reach them.
     page_store: Literal["gridfs", "s3"] = "gridfs"
     s3_endpoint_url: str | None = None  # unset: AWS itself
     s3_bucket: str | None = None
@@ -261,7 +262,8 @@ class Settings(BaseSettings):
     page_max_pixels: int = Field(default=12_000_000, ge=100_000, le=200_000_000)
     # A render process still on one page after this long is killed, and the page's job fails.
     page_time_limit_s: float = Field(default=120.0, gt=0, le=86_400)
-    # --- Progress pushed over SSE: GET /api/v1/books/jobs/{job_id}/events (service/api/events.py)
+    # --- Progress pushed over SSE: GET /api/v1/books/jobs/{job_id}/events
+    # (service/api/routes/events.py).
     # A comment line this often keeps a quiet stream open through proxies. nginx closes a stream
     # silent for 60 s (nginx/nginx.conf.template), so at most 15 s: three heartbeats fit in it.
     stream_heartbeat_s: float = Field(default=15.0, gt=0, le=15)
@@ -294,7 +296,7 @@ class Settings(BaseSettings):
             )
         return self
 
-    # --- The browser page at / (service/web/, service/api/web_page.py) ---
+    # --- The browser page at / (service/web/, service/api/routes/web_page.py) ---
     # The Firebase Web SDK's config for the page's sign-in in production. Public values: every
     # browser that opens the page receives them (GET /config.json). Unset API key: the page says
     # sign-in is not configured (in development it offers a development sign-in instead).

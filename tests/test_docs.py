@@ -5,8 +5,8 @@
 - Every repository path and every dotted module of ours named in a document, a comment or a
   docstring exists. A path is a token that starts with one of the repository's top-level
   folders (``worker/run/task.py``, ``tests/chaos``); a dotted reference is one of our packages
-  in backticks or in a docstring (``service.store.job_store.apply``: the longest prefix that is
-  a module, then at most one name that module defines). Placeholders (``{id}``, ``<name>``,
+  in backticks or in a docstring (``service.store.jobs.JobStore.apply``: the longest prefix that is
+  a module, then a name that module defines or one of its classes' members). Placeholders (``{id}``, ``<name>``,
   ``*``) match any one path segment, a name cut short (``docs/seeds/002_…``) stands for the
   paths it begins, and a path git ignores is an output location and passes. ``docs/seeds/``
   holds other systems' documents, copied verbatim, and is not checked. Documents and Python
@@ -124,12 +124,25 @@ def path_exists(token: str, *, prefix: bool = False) -> bool:
 
 @cache
 def names_defined(module_file: str) -> frozenset[str]:
-    """What a module defines at its top level: functions, classes, assignments, imports."""
+    """What a module defines at its top level (functions, classes, assignments, imports), and
+    what its classes define (``Class.method``)."""
     tree = ast.parse((REPO_ROOT / module_file).read_text())
     names: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
+        if isinstance(node, ast.ClassDef):
+            for member in node.body:
+                if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef):
+                    names.add(f"{node.name}.{member.name}")
+                elif isinstance(member, ast.AnnAssign | ast.Assign):
+                    targets = member.targets if isinstance(member, ast.Assign) else [member.target]
+                    names.update(
+                        f"{node.name}.{n.id}"
+                        for t in targets
+                        for n in ast.walk(t)
+                        if isinstance(n, ast.Name)
+                    )
         elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
@@ -139,7 +152,8 @@ def names_defined(module_file: str) -> frozenset[str]:
 
 
 def module_exists(reference: str) -> bool:
-    """The longest prefix that is a module or package, then at most one name it defines."""
+    """The longest prefix that is a module or package, then a name it defines (``apply``) or a
+    class's member (``JobStore.apply``)."""
     parts = reference.split(".")
     files = repository_files()
     for end in range(len(parts), 0, -1):
@@ -148,7 +162,7 @@ def module_exists(reference: str) -> bool:
         if module is None:
             continue
         rest = parts[end:]
-        return not rest or (len(rest) == 1 and rest[0] in names_defined(module))
+        return not rest or (len(rest) <= 2 and ".".join(rest) in names_defined(module))
     return False
 
 

@@ -6,7 +6,7 @@ fetch certificates over the network, so it runs in a worker thread, never on the
 browser polls every two seconds with the same token: verified claims are kept in a bounded LRU
 cache until the token's ``exp``, so each token is verified once.
 
-Production hardening (README "Authentication"): Google is asked with a short timeout
+Production hardening (docs/operations.md, "Authentication"): Google is asked with a short timeout
 (``FIREBASE_HTTP_TIMEOUT_S``), one verification at a time and never again for a few seconds after
 a failure (``service.auth.breaker``), so a hung certificate endpoint costs a 503 within the timeout
 instead of a queue of threads; ``iat`` tolerates ``FIREBASE_CLOCK_SKEW_S`` of clock drift; the

@@ -1,4 +1,4 @@
-"""Seed 002's list cursor: an opaque position in a user's jobs, newest first.
+"""The book-jobs list cursor: an opaque position in a user's jobs, newest first.
 
 A cursor is the URL-safe base64 (unpadded) of ``<created_at in ms>|<job_id>``. Decoding accepts
 exactly what encoding makes, with bounds: anything else, whatever its bytes, is an

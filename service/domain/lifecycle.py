@@ -23,7 +23,7 @@ until what it wrote (pages, images, a chapter) is gone: its run removes it when 
 sweeper removes what a dead run or an unreachable page store left (``discarded`` clears the mark).
 
 This module is pure: it builds a ``Write`` (a filter and an update pipeline) for each transition,
-and ``service/store/job_store.py`` applies it as one atomic update. Every write that changes what
+and ``service/store/jobs.py`` applies it as one atomic update. Every write that changes what
 a client sees bumps ``version`` (the polling ETag) and ``updated_at`` here, one way.
 """
 
@@ -249,8 +249,8 @@ def complete(
 
 
 def _failed(reason: str, code: str, now: datetime) -> Doc:
-    """Fields of a failed job; progress stays where it stopped (seed 002). The stage under way
-    is marked failed and the ones after it skipped."""
+    """Fields of a failed job; progress stays where it stopped (the book-jobs contract). The
+    stage under way is marked failed and the ones after it skipped."""
     return {
         "discard_pending": True,
         "message": literal(FAILED_PREFIX + reason),

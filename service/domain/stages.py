@@ -4,8 +4,8 @@
 
 Each stage has a status (pending | processing | completed | failed | skipped | cancelled), a percent
 and start/finish times, stored under ``stages.<name>`` so a progress write is one ``$set``. The
-stages describe the current attempt: a claim starts them again. Seed 000 shows them as a list,
-seed 001 turns their times into ``stats``.
+stages describe the current attempt: a claim starts them again. The job detail shows them as a list,
+the ingestion status turns their times into ``stats``.
 
 When a job ends early (failed, cancelled), ``finish_stages`` is the aggregation expression that
 closes its open stages in the same atomic update that ends the job.

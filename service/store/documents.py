@@ -58,7 +58,8 @@ class PdfChapterJob(BaseModel):
     user_id: str
     book_id: str
     file_id: str
-    # The chapter's title as asked (seed 003's job title too); else the PDF's, else the file name.
+    # The chapter's title as asked (the job router's job title too); else the PDF's, else the
+    # file name.
     title: str | None = None
     # How the chapter is made and where it sits in its book (the create request's options).
     content_mode: ContentMode = ContentMode.pdf_pages
@@ -265,7 +266,7 @@ JOB_INDEXES = [
         ],
         name="user_id_created_at",
     ),
-    # One uploaded file's jobs, newest first (seed 000: /api/v1/jobs/document/{id}).
+    # One uploaded file's jobs, newest first (/api/v1/jobs/document/{id}).
     IndexModel(
         [
             ("user_id", pymongo.ASCENDING),

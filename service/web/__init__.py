@@ -1,2 +1,2 @@
 """The browser page's static files (index.html, its ES modules and style.css), served by
-``service/api/web_page.py``. Plain HTML, CSS and JavaScript: nothing to build."""
+``service/api/routes/web_page.py``. Plain HTML, CSS and JavaScript: nothing to build."""

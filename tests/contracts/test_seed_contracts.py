@@ -159,7 +159,7 @@ async def test_seed_001_status_has_the_examples_shape(client, job_factory, auth_
     body = response.json()
     assert body["status"] == example["status"] == "running"
     # progress counts pages and chunks here, papers and PDFs there; stats is free-form in the
-    # seed (an empty object) and holds attempts and stage timings here (README: differences).
+    # seed (an empty object) and holds attempts and stage timings here (docs/api.md: where we differ).
     assert_same_shape(body, example, extra={"repaired"}, free={"$.progress", "$.stats"})
     assert all(json_type(value) == "number" for value in body["stats"].values())
     assert set(body["progress"]) == {"pages_total", "pages_processed", "chunks_created", "errors"}

@@ -1,4 +1,4 @@
-"""service/store/feed.py on real mongods: change streams fanned out by job id, in order; pages;
+"""service/store/feed/ on real mongods: change streams fanned out by job id, in order; pages;
 slow subscribers dropped; a restart of MongoDB survived without losing a page; and the polling
 fallback on a standalone server, which has no change streams."""
 

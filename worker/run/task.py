@@ -1,4 +1,5 @@
-"""The job function: one PDF becomes one chapter, with live progress in seed 002's phases.
+"""The job function: one PDF becomes one chapter, with live progress in the book-jobs contract's
+phases.
 
 Whatever happens inside, the job leaves ``processing`` or is left to the sweeper: completed;
 failed with a reason when the PDF cannot be processed; handed back to ``pending`` when the worker

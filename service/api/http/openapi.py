@@ -1,6 +1,6 @@
 """Request bodies in the OpenAPI document for the handlers that read their body themselves.
 
-Job creation reads the raw body so that every bad field is named in one 422 (seed 003), and
+Job creation reads the raw body so that every bad field is named in one 422, and
 uploads stream multipart bodies into GridFS; Litestar cannot infer either from a signature, so
 their bodies are described here, once the app exists, from the same msgspec schemas.
 """

@@ -154,7 +154,7 @@ class JobEventController(Controller):
         "/{job_id:str}/events",
         summary="Watch a job: its progress and pages pushed as server-sent events",
         description=(
-            "`text/event-stream`: the job's current state (seed 002's JSON, `id:` its version), "
+            "`text/event-stream`: the job's current state (the poll's JSON, `id:` its version), "
             "its pages stored so far, then a `progress` event per change and a `page` event per "
             "page stored, until the terminal state. Send `Last-Event-ID` to resume. "
             "Authenticate with the Authorization header or `?token=` (see stream-token)."

@@ -54,7 +54,7 @@ class PageConfig(msgspec.Struct, kw_only=True):
     firebase_project_id: str
     # Null when FIREBASE_WEB_API_KEY is unset: no production sign-in.
     firebase: FirebaseWebConfig | None
-    # Seed 002's polling interval, used when the event stream cannot be held.
+    # The book-jobs poll's interval, used when the event stream cannot be held.
     poll_interval_s: int
 
 

@@ -91,7 +91,7 @@ class ChapterOptionsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     content_mode: ContentMode = ContentMode.pdf_pages
 
     def options(self, title: str | None = None) -> ChapterOptions:
-        """The domain's view; seed 003 names the title outside the payload."""
+        """The domain's view; the job router names the title outside the payload."""
         return ChapterOptions(
             title=title or self.title,
             slug=self.slug,

@@ -52,7 +52,8 @@ class ChunkPageOut(msgspec.Struct, kw_only=True):
 
 
 class ApiErrorOut(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Seed 004's error: a stable ``code``, a message, and for bad input ``{field, value}``."""
+    """The chunk-listing contract's error: a stable ``code``, a message, and for bad input
+    ``{field, value}``."""
 
     code: str
     message: str
