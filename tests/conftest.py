@@ -7,6 +7,7 @@ empty collections.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -160,6 +161,17 @@ def apply(store: Store) -> Any:
 def collections(store: Store) -> Collections:
     """The app's collections, for tests that look at documents directly."""
     return store.collections
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """With ``PCJ_GC_EACH_TEST=1``, collect garbage as each test ends: an object it leaked (an
+    unclosed socket, say) then warns in that test, not in whichever test the collector happens
+    to run in later. Off by default (it costs a collection per test); run with it and
+    ``PYTHONTRACEMALLOC=20`` to see where a leaked object was made."""
+    yield
+    if os.environ.get("PCJ_GC_EACH_TEST"):
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)
