@@ -3,10 +3,15 @@ what it did not write, and is a fraction of the JSON a naive form would take."""
 
 from __future__ import annotations
 
+import json
+
+import pymupdf
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.scans import prose
+from worker.rendering.page import RenderOptions, render_page
 from worker.rendering.words import Word, decode_words, encode_words, normalise, text_of
 
 WORDS = [
@@ -83,3 +88,38 @@ def test_a_corrupt_count_is_refused_without_allocating_it():
 def test_a_box_that_is_not_one_is_refused():
     with pytest.raises(ValueError):
         encode_words([Word(10, 10, 5, 20, "back", 0, 0)])
+
+
+def dense_page() -> bytes:
+    """A page of about 600 words of 8.5 pt prose, as a dense book page has."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    left = page.insert_textbox(pymupdf.Rect(50, 50, 545, 800), prose(600, 7), fontsize=8.5)
+    assert left >= 0
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def test_a_dense_page_is_a_fraction_of_its_json(capsys):
+    with pymupdf.open(stream=dense_page(), filetype="pdf") as doc:
+        page = render_page(doc, 0, RenderOptions(render_images=False, ocr="off"))
+    words = decode_words(page.words)
+    as_dicts = json.dumps(
+        [
+            {"x0": w.x0, "y0": w.y0, "x1": w.x1, "y1": w.y1, "text": w.text}
+            | {"block": w.block, "line": w.line}
+            for w in words
+        ]
+    ).encode()
+    as_lists = json.dumps([list(w) for w in words]).encode()
+
+    with capsys.disabled():
+        print(
+            f"\n{len(words)} words: compact {len(page.words)} B "
+            f"({len(page.words) / len(words):.1f} B/word), JSON dicts {len(as_dicts)} B, "
+            f"JSON lists {len(as_lists)} B"
+        )
+    assert len(words) >= 580
+    assert [w.text for w in words] == page.text.split()
+    assert len(page.words) < len(as_lists) / 3 < len(as_dicts) / 6
