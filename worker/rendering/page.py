@@ -386,6 +386,12 @@ def _ocr(
         )
         gray = _Gray(pix.samples, pix.width, pix.height)
         del pix
+    with Image.frombuffer("L", (gray.width, gray.height), gray.data, "raw", "L", 0, 1) as grey:
+        low, high = grey.getextrema()
+    if low == high:
+        # A blank page (one shade all over, as MuPDF draws an empty page): nothing to read, and
+        # Tesseract's layout pass would take 0.1 s to find that out (3 ms here).
+        return None
     try:
         reading = ocr.read(
             gray.data,
