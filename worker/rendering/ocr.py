@@ -49,7 +49,7 @@ import pymupdf
 from worker.rendering.words import Word, normalise
 
 # A pass whose words average less than this is tried again upside down (upright pages measured
-# 95-97, even the 150 DPI noisy JPEG scan; pages read the wrong way round 34-38).
+# 94-97, the 150 DPI noisy JPEG scan included; pages read the wrong way round 34-38).
 RETRY_BELOW = 60.0
 # ... and the retry is kept only when it reads that much better.
 RETRY_MARGIN = 10.0
