@@ -262,6 +262,33 @@ def test_a_page_whose_ocr_times_out_keeps_its_image_and_gets_a_warning():
     assert [word.text for word in decode_words(page.words)] == [scans.PAGE_NUMBER]
 
 
+def test_tesseracts_own_deadline_stops_it_after_its_layout_pass():
+    """What the OCR time limit rests on: MuPDF's Tesseract stops at the deadline of its monitor
+    (the check before each word), so a page it cannot finish does not hold the process. A 1 ms
+    deadline has passed once the layout of a dense page is done, whatever the machine."""
+    with pymupdf.open(stream=scans.clean_scan().pdf, filetype="pdf") as doc:
+        pix = doc[0].get_pixmap(dpi=300, colorspace=pymupdf.csGRAY)
+    lib = ocr._library()
+    engine = ocr._engine("eng", ocr.default_tessdata())
+
+    def recognise(deadline_ms: int) -> tuple[int, int]:
+        lib.TessBaseAPISetImage(engine._api, pix.samples, pix.width, pix.height, 1, pix.stride)
+        lib.TessBaseAPISetSourceResolution(engine._api, 300)
+        monitor = lib.TessMonitorCreate()
+        lib.TessMonitorSetDeadlineMSecs(monitor, deadline_ms)
+        try:
+            code = lib.TessBaseAPIRecognize(engine._api, monitor)
+            return code, len(engine._results(pix.width, pix.height).words)
+        finally:
+            lib.TessMonitorDelete(monitor)
+            lib.TessBaseAPIClear(engine._api)
+
+    assert recognise(1) == (-1, 0)  # stopped before its first word
+    code, words = recognise(600_000)
+    assert code == 0
+    assert words > 300
+
+
 def test_a_missing_language_is_a_warning_and_the_page_keeps_its_image(tmp_path):
     page = render(scans.clean_scan(words=60).pdf, ocr_languages="eng+xyz")
 

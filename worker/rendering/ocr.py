@@ -193,7 +193,7 @@ class _Engine:
 
     def recognise(self, gray: bytes, width: int, height: int, dpi: float, deadline: float) -> _Pass:
         lib, api = self._lib, self._api
-        remaining_ms = math.floor((deadline - time.monotonic()) * 1000)
+        remaining_ms = min(math.floor((deadline - time.monotonic()) * 1000), 2**31 - 1)
         if remaining_ms < 1:
             return _Pass([], 0.0, False, timed_out=True)
         lib.TessBaseAPISetImage(api, gray, width, height, 1, width)  # Tesseract copies it
