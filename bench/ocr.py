@@ -83,9 +83,9 @@ def raw(path: str) -> tuple[float, float]:
 
 
 async def pooled(path: str, processes: int, warm: str) -> tuple[float, float, list[str]]:
-    """Pages/s, CPU ms a page (render processes plus this one) and the text sources, after
-    each process has OCRed one page of ``warm`` (Tesseract started, as in a running worker).
-    Prints each process's share of the CPU: both work at once, whatever the machine gives."""
+    """Pages/s, CPU ms a page (render processes plus this one) and the text sources (with,
+    for a pool of several, each process's share of the CPU), after each process has OCRed one
+    page of ``warm`` (Tesseract started, as in a running worker)."""
     async with RenderPool(processes, 2048 * 1024 * 1024, 600) as pool:
         await asyncio.gather(*(_drain(pool, warm, [i], OPTIONS) for i in range(processes)))
         count = (await pool.open(path)).page_count
@@ -96,10 +96,8 @@ async def pooled(path: str, processes: int, warm: str) -> tuple[float, float, li
         wall = time.perf_counter() - wall
         each = [_cpu_seconds([pid]) - was for pid, was in zip(pool.pids, each, strict=True)]
         cpu = sum(each) + time.process_time() - before
-    if processes > 1:
-        shares = ", ".join(f"{part / sum(each):.0%}" for part in each)
-        print(f"  pool({processes}) CPU split between its processes: {shares}")
-    return count / wall, 1000 * cpu / count, sources
+    shares = "/".join(f"{part / sum(each):.0%}" for part in each)
+    return count / wall, 1000 * cpu / count, [*sources, f"CPU split {shares}"]
 
 
 async def _drain(
@@ -212,7 +210,7 @@ def pixels_once_or_twice(path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scans", type=int, default=6, help="scanned pages OCRed per run")
+    parser.add_argument("--scans", type=int, default=8, help="scanned pages OCRed per run")
     parser.add_argument("--text-pages", type=int, default=60, help="text pages for auto vs off")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds, auto vs off")
     args = parser.parse_args()
@@ -229,14 +227,14 @@ def main() -> None:
         )
         raw_rate, raw_cpu = raw(scans)
         one, one_cpu, sources = asyncio.run(pooled(scans, 1, warm))
-        two, two_cpu, _ = asyncio.run(pooled(scans, 2, warm))
+        two, two_cpu, split = asyncio.run(pooled(scans, 2, warm))
         print(f"  raw get_textpage_ocr {raw_rate:6.2f} pages/s  {raw_cpu:6.0f} CPU ms/page")
         # Cores busy = CPU ms a page x pages/s: pool(2) can only scale as far as the machine
         # leaves it a second core (it is shared: see the load average).
         print(
-            f"  pool(1)              {one:6.2f} pages/s  {one_cpu:6.0f} CPU ms/page  {sorted(set(sources))}"
+            f"  pool(1)              {one:6.2f} pages/s  {one_cpu:6.0f} CPU ms/page  {sorted(set(sources[:-1]))}"
         )
-        print(f"  pool(2)              {two:6.2f} pages/s  {two_cpu:6.0f} CPU ms/page")
+        print(f"  pool(2)              {two:6.2f} pages/s  {two_cpu:6.0f} CPU ms/page  {split[-1]}")
         print(
             f"  cores busy: pool(1) {one * one_cpu / 1000:.2f}, pool(2) {two * two_cpu / 1000:.2f}"
         )
@@ -258,7 +256,7 @@ def main() -> None:
         print("\n2. orientation, pool(1):")
         print(f"  upright     {up:6.2f} pages/s  {up_cpu:6.0f} CPU ms/page")
         print(
-            f"  upside down {down:6.2f} pages/s  {down_cpu:6.0f} CPU ms/page  {sorted(set(sources))}"
+            f"  upside down {down:6.2f} pages/s  {down_cpu:6.0f} CPU ms/page  {sorted(set(sources[:-1]))}"
         )
         print(f"  upside down costs {down_cpu / up_cpu:.2f}x an upright page (CPU)")
 
