@@ -294,3 +294,33 @@ def book_pdf(pages: int, *, lines: int = 30) -> bytes:
     data: bytes = doc.tobytes(deflate=True)
     doc.close()
     return data
+
+
+# Pages whose words have a known order and place (worker/rendering/page.py's positioned words).
+
+LEFT_COLUMN = "The left column opens the page and is read first, from its top to its foot."
+RIGHT_COLUMN = "The right column follows it, read only once the whole left column is done."
+
+
+def two_column_pdf() -> bytes:
+    """One page of two text columns side by side, each wrapped over several lines."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(60, 80, 280, 300), LEFT_COLUMN, fontsize=14)
+    page.insert_textbox(pymupdf.Rect(320, 80, 540, 300), RIGHT_COLUMN, fontsize=14)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def cropped_pdf() -> bytes:
+    """A page whose crop box starts 100 pt right of and 150 pt below its media box's corner, with
+    a line of text inside the crop box and one outside it (not on the page as displayed)."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((150, 260), "Inside the crop box", fontsize=16)
+    page.insert_text((20, 40), "Cropped away", fontsize=16)
+    page.set_cropbox(pymupdf.Rect(100, 150, 500, 700))
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data

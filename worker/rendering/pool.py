@@ -11,7 +11,9 @@ hostile input. Each process is forked from a forkserver with PyMuPDF and Pillow 
 under an address-space cap (RLIMIT_AS), renders one page at a time and keeps a few documents open
 so a job's pages do not reopen its file. A process that crashes, is killed (the OOM killer), runs
 out of memory or overruns the per-page time limit is replaced, and only the job whose page it
-was rendering fails; other jobs' pages go on.
+was rendering fails; other jobs' pages go on. OCR stops itself within its own time limit, kept
+below the page's (``within_page_limit``): a page OCR cannot read in time comes back with its
+image and a warning, and its job goes on.
 
 Scheduling: every ``open``/``render`` call is a job with a queue of requests. Idle processes take
 the next request round robin between jobs (a 3-page job is not stuck behind a 3,000-page one),
@@ -57,6 +59,21 @@ log = logging.getLogger("worker.rendering.pool")
 _context = multiprocessing.get_context("forkserver")
 # The render processes' module: the forkserver imports PyMuPDF and Pillow once, for all of them.
 _context.set_forkserver_preload(["worker.rendering.process"])
+
+
+# The share of the page time limit a page's OCR may take: the rest is for what OCR's deadline
+# does not cover (rendering, Tesseract's layout pass: 0.3 s on a 300 DPI text page, 2.1 s on one
+# of pure noise, encoding), so a page OCR cannot read in time gets a warning, not a killed
+# process and a failed job.
+OCR_SHARE_OF_PAGE_LIMIT = 0.5
+
+
+def within_page_limit(options: RenderOptions, page_time_limit_s: float) -> RenderOptions:
+    """``options`` with an OCR time limit of at most ``OCR_SHARE_OF_PAGE_LIMIT`` of the page's."""
+    budget = page_time_limit_s * OCR_SHARE_OF_PAGE_LIMIT
+    if options.ocr_time_limit_s <= budget:
+        return options
+    return msgspec.structs.replace(options, ocr_time_limit_s=budget)
 
 
 class _Lost(Exception):
@@ -269,6 +286,7 @@ class RenderPool:
         Raises ``ExtractionError`` when a page fails its job (crash, memory, time). Close the
         iterator (``contextlib.aclosing``) to stop early: queued pages are dropped then.
         """
+        options = within_page_limit(options, self._page_time_limit_s)
         requests = [Render(path, index, options) for index in indices]
         job = self._submit(requests, window=self._read_ahead)
         try:
