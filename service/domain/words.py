@@ -21,7 +21,7 @@ The compact form, version 1 (every integer an unsigned LEB128 varint; "signed" o
 the previous line's first ``x0`` for a line's first word; ``dy`` is ``y0`` less the previous
 word's ``y0`` (0 along a line). So a box costs about 4-5 bytes instead of 16.
 
-Measured (``bench/ocr.py``, ``tests/worker/test_words.py``) on a dense page of 600 words of
+Measured (``bench/ocr.py``, ``tests/domain/test_words.py``) on a dense page of 600 words of
 English at the 150 DPI grid: 6,104 bytes (10.2 a word), against 52,223 as a JSON list of dicts
 (8.6x) and 22,823 as a JSON list of lists (3.7x). zlib would halve it again (2,955 bytes, the
 text mostly); that is left to the store's and the HTTP layer's compression, so the form stays a

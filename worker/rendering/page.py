@@ -59,7 +59,7 @@ IMAGE_COVERAGE_MIN = 0.5
 # OCR whose words average less than this read nothing worth keeping (text read the wrong way
 # round measured 34-38; real text 95-97, clean or noisy, and Vietnamese read as English 80):
 # the page keeps what its PDF had. Tesseract returns no words at all for noise, gradients or
-# tests/pdfs.py's word-shaped rectangles.
+# tests/support/pdfs.py's word-shaped rectangles.
 MIN_OCR_CONFIDENCE = 40.0
 
 
