@@ -7,7 +7,7 @@
     embedder.py   text to vectors with onnxruntime (loaded in the embedding process) Embedder
     protocol.py   the embedding process's loop and the messages on its socket
     process.py    the async client of the embedding process                         EmbeddingProcess
-    ranking.py    exact top-k, reciprocal rank fusion, vectors in BSON, a matrix cache (pure)
+    ranking.py    exact top-k, hybrid fusion (weighted RRF), BSON vectors, a matrix cache   hybrid
 
 No web framework, no queue, no database client here: the worker, the store and the API wire
 these in. Importing anything but ``embedder`` (and ``protocol.serve``, in the child) leaves

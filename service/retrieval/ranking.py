@@ -1,13 +1,20 @@
 """Ranking for hybrid search: exact top-k by inner product, reciprocal rank fusion, vectors in
 BSON, and a bounded cache of the matrices searched. Pure (numpy and bson, no I/O).
 
-Exact search, not an index: measured on 2 cores (bench/index.py), top-10 over 100,000 x 384
-float32 takes ~8-9 ms a query and over 10,000 ~0.7 ms, while HNSW builds (usearch, faiss) took
-minutes for 100k and recalled 0.7-0.95. One user's chapters are far below 100k passages.
+Exact search, not an index: top-10 over 10,000 x 384 float32 takes 0.35-0.7 ms a query, over
+100,000 8-9 ms on a quiet 2-core machine (NOTES.md) and 23-36 ms on this one under a load
+average of 3-7 (bench/index.py), while HNSW builds (usearch, faiss) took minutes for 100k and
+recalled 0.7-0.95. One user's library is far below 100k passages (407 pages made 1,894).
 
 Hybrid: the keyword list (MongoDB ``$text``, by ``textScore``) and the vector list (``top_k``)
-are fused by ``rrf``: a passage's score is the sum of ``1 / (k + rank)`` over the lists it is
-in. Ranks, not scores, so the two scales never need calibrating.
+are fused by ranks (``rrf``), so the two scales never need calibrating. ``hybrid`` weights them
+as measured by bench/index.py on bench/eval/retrieval.json (77 questions in other words than
+their pages; MRR@10, 160-token passages): keyword search alone is weak on paraphrases (0.38,
+vector 0.56), and textbook RRF (k=60, equal weights, top 50 of each) gains little (0.58; with
+210-token passages it lost to vector alone, 0.55 against 0.57, and lost hit@5). A smaller k
+(10), the keyword list at half weight and only its first 10 give 0.63 (hit@1 0.55 against
+0.44), on both halves of the questions (0.66 and 0.61), and their neighbours (k 5-20, weight
+0.5-1, depth 10-50) score 0.61-0.63: a plateau, not a lucky point.
 """
 
 from __future__ import annotations
@@ -25,7 +32,12 @@ from bson.binary import Binary, BinaryVectorDtype
 Id = TypeVar("Id", bound=Hashable)
 Matrix = npt.NDArray[np.float32]
 
-RRF_K = 60  # the constant of Cormack et al. (2009); bench/index.py tried others
+RRF_K = 60  # the constant of Cormack et al. (2009)
+# hybrid(): measured (see the module docstring).
+HYBRID_K = 10
+KEYWORD_WEIGHT = 0.5
+KEYWORD_DEPTH = 10
+VECTOR_DEPTH = 50
 _VECTOR_SUBTYPE = 9
 _FLOAT32_HEADER = bytes([BinaryVectorDtype.FLOAT32.value[0], 0])  # dtype 0x27, padding 0
 
@@ -42,14 +54,30 @@ def top_k(matrix: Matrix, query: Matrix, k: int) -> tuple[npt.NDArray[np.intp], 
     return rows, scores[rows]
 
 
-def rrf(rankings: Sequence[Sequence[Id]], k: int = RRF_K) -> list[tuple[Id, float]]:
-    """Reciprocal rank fusion: each id scored ``sum(1 / (k + rank))`` (ranks from 1) over the
-    rankings it appears in, best first; ties keep the order in which ids were first seen."""
+def rrf(
+    rankings: Sequence[Sequence[Id]], k: int = RRF_K, weights: Sequence[float] | None = None
+) -> list[tuple[Id, float]]:
+    """Reciprocal rank fusion: each id scored ``sum(weight / (k + rank))`` (ranks from 1) over
+    the rankings it appears in, best first; ties keep the order in which ids were first seen."""
     scores: dict[Id, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda entry: -entry[1])  # sorted() is stable
+
+
+def hybrid(
+    keyword: Sequence[Id],
+    vector: Sequence[Id],
+    *,
+    k: int = HYBRID_K,
+    keyword_weight: float = KEYWORD_WEIGHT,
+    keyword_depth: int = KEYWORD_DEPTH,
+    vector_depth: int = VECTOR_DEPTH,
+) -> list[tuple[Id, float]]:
+    """The hybrid ranking: ``keyword`` (``$text`` by ``textScore``) and ``vector`` (``top_k``)
+    ids, best first each, fused by ``rrf`` with the measured weights and depths."""
+    return rrf([vector[:vector_depth], keyword[:keyword_depth]], k=k, weights=[1.0, keyword_weight])
 
 
 def vector_to_bson(vector: Matrix) -> Binary:

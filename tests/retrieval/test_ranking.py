@@ -13,6 +13,7 @@ from bson.binary import Binary, BinaryVectorDtype
 from service.retrieval.ranking import (
     Scope,
     ScopeCache,
+    hybrid,
     rrf,
     top_k,
     vector_to_bson,
@@ -71,6 +72,26 @@ def test_rrf_matches_brute_force_on_random_rankings():
 
 def test_rrf_ties_keep_first_seen_order():
     assert [item for item, _ in rrf([["x"], ["y"]])] == ["x", "y"]
+
+
+def test_rrf_weights_scale_each_ranking():
+    fused = dict(rrf([["a", "b"], ["b", "a"]], k=10, weights=[1.0, 0.5]))
+
+    assert fused["a"] == pytest.approx(1 / 11 + 0.5 / 12)
+    assert fused["b"] == pytest.approx(1 / 12 + 0.5 / 11)
+
+
+def test_hybrid_fuses_the_vector_top_50_with_the_keyword_top_10_at_half_weight():
+    vector = [f"v{i}" for i in range(60)]
+    keyword = ["k0", "v55", "v1", *[f"k{i}" for i in range(1, 30)]]
+
+    fused = dict(hybrid(keyword, vector))
+
+    assert set(fused) == set(vector[:50]) | set(keyword[:10])
+    assert fused["v0"] == pytest.approx(1 / 11)  # vector rank 1
+    assert fused["k0"] == pytest.approx(0.5 / 11)  # keyword rank 1, half weight
+    assert fused["v55"] == pytest.approx(0.5 / 12)  # past the vector depth: keyword only
+    assert fused["v1"] == pytest.approx(1 / 12 + 0.5 / 13)  # in both
 
 
 def test_bson_vectors_round_trip_bit_for_bit():
