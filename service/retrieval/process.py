@@ -217,9 +217,14 @@ class EmbeddingProcess:
             raise ValueError(f"kind must be 'passage' or 'query', not {kind!r}")
         self._ensure_runner()
         out = np.empty((len(texts), self.spec.dimensions), dtype=np.float32)
+        # Requests of texts of about one length: the process pads each batch to its longest text,
+        # and requests of 16 texts in their callers' order cost up to ~10% more CPU a passage
+        # than the in-process embedder, which sorts a whole call (bench/index.py, part 1).
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         step = self._texts_per_request
         for start in range(0, len(texts), step):
-            part = [text[: self._max_chars] for text in texts[start : start + step]]
+            rows = order[start : start + step]
+            part = [texts[row][: self._max_chars] for row in rows]
             request = _Request(_ENCODER.encode(Embed(part, kind)), len(part))
             try:
                 self._queue.put_nowait(request)
@@ -227,7 +232,7 @@ class EmbeddingProcess:
                 raise EmbeddingBusy(
                     f"{self._queue.maxsize} embedding requests are already waiting"
                 ) from None
-            out[start : start + len(part)] = await request.reply
+            out[rows] = await request.reply
         return out
 
     def memory(self) -> dict[str, int]:
