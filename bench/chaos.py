@@ -56,7 +56,7 @@ Fault = Callable[[Stack, Load], Awaitable[float]]
 
 
 async def pages_written(stack: Stack) -> int:
-    return int(await stack.db.document_chunks.estimated_document_count())
+    return int(await stack.db.chapter_pages.estimated_document_count())
 
 
 async def rung_since(stack: Stack, job_ids: list[str], since: datetime) -> bool:

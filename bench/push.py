@@ -239,7 +239,7 @@ async def seed(url: str, db_name: str) -> list[tuple[str, str]]:
     collection = client[db_name]["pdf_chapter_jobs"]
     await collection.insert_many(docs)
     await collection.create_index("job_id", unique=True)
-    await client[db_name]["document_chunks"].create_index([("job_id", 1), ("chunk_index", 1)])
+    await client[db_name]["chapter_pages"].create_index([("job_id", 1), ("page_index", 1)])
     await client.close()
     return pairs
 

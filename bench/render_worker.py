@@ -79,7 +79,7 @@ async def _peak_rss_mb(
 
 
 async def _first_image_ms(queue: Any, store: Store, env: dict[str, str]) -> list[float]:
-    chunks = store.collections.chunks
+    chunks = store.collections.pages
     worker = start_worker({**env, "RENDER_PROCESSES": "2"})
     samples = []
     try:
@@ -91,7 +91,7 @@ async def _first_image_ms(queue: Any, store: Store, env: dict[str, str]) -> list
             start = time.perf_counter()
             job_id = await enqueue(store, queue, file_id)
             while True:
-                chunk = await chunks.find_one({"job_id": job_id, "chunk_index": 0}, {"image": 1})
+                chunk = await chunks.find_one({"job_id": job_id, "page_index": 0}, {"image": 1})
                 if chunk and chunk.get("image"):
                     image = await store.images.open(chunk["image"]["key"])
                     if image is not None and await image.read():

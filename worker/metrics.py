@@ -24,6 +24,8 @@ DEPENDENCY_UP = Gauge(
     ["dependency"],
 )
 OUTAGES = Counter("pcj_worker_dependency_outages", "Outages this worker saw begin", ["dependency"])
+# Search indexing (worker/indexing/): passages embedded and written.
+CHUNKS_INDEXED = Counter("pcj_worker_chunks_indexed", "Retrieval chunks embedded and stored")
 LAST_SWEEP = Gauge("pcj_worker_last_sweep_timestamp_seconds", "When this worker last swept")
 
 

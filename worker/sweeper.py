@@ -7,6 +7,8 @@
   finds its lease gone and changes nothing.
 - ``failed`` or ``cancelled`` and still ``discard_pending`` after ``STALE_AFTER_S``: its run died
   before removing what it wrote, or the page store was down. Remove it (``discard``) now.
+- a chapter whose index is ``indexing`` with a heartbeat older than ``STALE_AFTER_S``: its
+  worker's indexer died. Hand it back to be indexed (``service/domain/indexing.py``).
 - ``pending`` not started within ``PENDING_GRACE_S`` of its last ring: the doorbell was lost
   (Redis down at creation, Redis flushed). Ring it again (``ring``, once per sweeper); while
   Redis is down nothing is recorded, so the first sweep after it is back rings.
@@ -28,7 +30,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from service.domain import lifecycle
+from service.domain import indexing, lifecycle
 from service.domain.job import new_id, utcnow
 from service.settings import Settings
 from service.store.database import Store
@@ -56,7 +58,7 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
     stale_before = now - timedelta(seconds=settings.stale_after_s)
     if not judge_heartbeats:
         stale_before = EPOCH  # no heartbeat is older: the stale pass finds nothing
-    counts = {"released": 0, "lost": 0, "rung": 0, "discarded": 0}
+    counts = {"released": 0, "lost": 0, "rung": 0, "discarded": 0, "reindexed": 0}
 
     async for doc in store.jobs.stale(stale_before):
         job_id, lease_id = doc["job_id"], doc.get("lease_id")
@@ -91,6 +93,14 @@ async def sweep(ctx: dict[str, Any], *, judge_heartbeats: bool = True) -> dict[s
         if not await discard_or_leave(store, doc["job_id"]):
             break  # the page store is down: the next sweep tries again, the others wait
         counts["discarded"] += 1
+    # A chapter whose indexer died mid-way goes back to be indexed (its next claim counts an
+    # attempt; the indexer gives up on one that keeps failing).
+    async for doc in store.chapters.stale_indexing(stale_before):
+        lease_id = (doc.get("search") or {}).get("lease_id")
+        write = indexing.release(doc["chapter_id"], lease_id, stale_before=stale_before)
+        if await store.chapters.apply_index(write):
+            counts["reindexed"] += 1
+            log.warning("chapter %s: its indexer was lost; handed back", doc["chapter_id"])
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts

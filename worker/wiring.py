@@ -16,14 +16,18 @@ from pymongo import AsyncMongoClient
 
 from service.backoff import Backoff, pause
 from service.domain.errors import MongoUnavailable
+from service.retrieval.model import load_model_spec
 from service.settings import Settings
 from service.store.database import Store
 from service.store.doorbell import PROCESS_FUNCTION, create_queue
 from service.store.mongo import Doc, connect
 from service.store.page_images import create_page_store
 from worker import metrics
+from worker.cancel import cancel_and_wait
 from worker.consumer import SHUT_DOWN, STARTED, Consumer
 from worker.dependency import MONGODB
+from worker.indexing.indexer import Indexer, embedding_process
+from worker.rendering import ocr
 from worker.rendering.pool import RenderPool
 from worker.run.task import process_pdf_chapter
 from worker.sweeper import keep_sweeping, stop_sweeping
@@ -45,19 +49,29 @@ def create_render_pool(settings: Settings) -> RenderPool:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    if settings.ocr != "off":
+        # A language missing from the tessdata directory is a setting to fix, not a page warning
+        # on every scan: the worker says so and refuses to start.
+        ocr.check(settings.ocr_languages, settings.ocr_tessdata)
+    # The embedding model is checked (files, sha256) now; its process starts with the first
+    # chapter to index.
+    spec = load_model_spec(settings.embedding_model_dir)
     # Started now, not inside the first job: the forkserver's start imports PyMuPDF.
-    ctx["render_pool"] = pool = create_render_pool(ctx["settings"])
+    ctx["render_pool"] = pool = create_render_pool(settings)
     await pool.start()
     metrics.HEARTBEAT.set_to_current_time()
-    settings: Settings = ctx["settings"]
     client = ctx.get("mongo_client")  # tests hand in the client their app already holds
     if client is None:
         client = await _connect(settings)
         ctx["owns_mongo_client"] = True
     db = client[settings.mongodb_db]
-    ctx["store"] = Store.of(client, settings, create_page_store(settings, db))
+    ctx["store"] = store = Store.of(client, settings, create_page_store(settings, db))
+    ctx["embeddings"] = embeddings = embedding_process(settings, spec)
+    ctx["indexer"] = indexer = Indexer(store, settings, spec, embeddings)
     if ctx.get("sweeper_enabled"):  # after the page store: a sweep may discard a lost job's
         ctx["sweeper"] = asyncio.create_task(keep_sweeping(ctx), name="sweeper")
+        ctx["indexing"] = asyncio.create_task(indexer.run(), name="indexer")
     ctx[STARTED] = True
 
 
@@ -80,6 +94,10 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     ctx[SHUT_DOWN] = True
     if "sweeper" in ctx:
         await stop_sweeping(ctx, ctx.pop("sweeper"))
+    if "indexing" in ctx:
+        await cancel_and_wait(ctx.pop("indexing"))  # it hands its chapter back on the way
+    if "embeddings" in ctx:
+        await ctx.pop("embeddings").aclose()
     # A startup that failed part way (MongoDB down, bad S3 settings) has not made them all.
     if "render_pool" in ctx:
         await ctx["render_pool"].aclose()
@@ -93,7 +111,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
     """An arq worker for the PDF pipeline; tests pass ``burst=True, redis_pool=...``.
 
-    A burst worker (tests, one-off runs) does not sweep.
+    A burst worker (tests, one-off runs) neither sweeps nor indexes.
     """
     options: dict[str, Any] = {
         "functions": [

@@ -32,6 +32,7 @@ from service.api.routes.job_router import JobRouterController
 from service.api.routes.metrics import JOB_READS, metrics, observe_request
 from service.api.routes.ops import health, ready
 from service.api.routes.page_images import PageImageController
+from service.api.routes.search import SearchController
 from service.api.routes.web_page import web_page_controller
 from service.api.schemas.ingestion import INGESTION_FIELDS
 from service.api.schemas.job_detail import JOB_DETAIL_FIELDS
@@ -41,6 +42,9 @@ from service.auth.stream_tokens import StreamTokens
 from service.auth.tokens import TokenVerifier
 from service.limits.rate_limit import RateLimiter
 from service.logs import configure_logging
+from service.retrieval.model import load_model_spec
+from service.retrieval.process import EmbeddingProcess
+from service.retrieval.ranking import ScopeCache
 from service.settings import Settings
 from service.store.collections import Collections
 from service.store.database import open_store
@@ -73,6 +77,10 @@ ALLOWED_HEADERS = [
 
 
 CLOSE_TIMEOUT_S = 5.0
+# A query is one short text: a few ms once the model is loaded. Past these, search answers 503
+# rather than queue behind a stuck process.
+QUERY_TIME_LIMIT_S = 10.0
+QUERIES_QUEUED = 64
 
 
 async def _close_within(name: str, closing: Coroutine[Any, Any, Any]) -> None:
@@ -110,6 +118,17 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store = await open_store(settings)
+        # The embedding model is checked now (files, sha256); its process starts with the
+        # first search, so an API that nobody searches does not hold a model in memory.
+        model = load_model_spec(settings.embedding_model_dir)
+        embeddings = EmbeddingProcess(
+            model,
+            threads=settings.embedding_threads,
+            memory_limit_bytes=settings.embedding_memory_limit_mb * 1024 * 1024,
+            time_limit_s=QUERY_TIME_LIMIT_S,
+            max_queued=QUERIES_QUEUED,
+            texts_per_request=1,
+        )
         verifier = TokenVerifier(settings)
         queue = create_queue(settings)
         feed = create_feed(settings, store.collections)
@@ -123,6 +142,9 @@ def create_app(settings: Settings) -> Litestar:
             readers=_readers(settings, store.collections),
             feed=feed,
             stream_tokens=StreamTokens.from_settings(settings),
+            model=model,
+            embeddings=embeddings,
+            vectors=ScopeCache(settings.search_cache_mb * 1024 * 1024),
         )
         # Move everything built at startup out of the collector's sight, and collect the young
         # generation less often: requests allocate many short-lived objects and few cycles.
@@ -138,6 +160,7 @@ def create_app(settings: Settings) -> Litestar:
             for name, closing in (
                 ("change feed", feed.aclose()),
                 ("readers", services.readers.aclose()),
+                ("embedding process", embeddings.aclose()),
                 ("redis", queue.aclose(close_connection_pool=True)),
                 ("page store and mongodb", store.aclose()),
             ):
@@ -153,6 +176,7 @@ def create_app(settings: Settings) -> Litestar:
             ChapterController,
             JobRouterController,
             ChunkController,
+            SearchController,
             ingestion_job_status,
             health,
             ready,

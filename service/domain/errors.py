@@ -21,6 +21,7 @@ endpoint.
     ├── RequestTimeout              (408) REQUEST_TIMEOUT: a body idle for UPLOAD_IDLE_TIMEOUT_S
     ├── Conflict                    (409) CONFLICT: a transition the job's state forbids
     ├── InvalidRequest              (422) VALIDATION_ERROR: a body that fails validation
+    │   └── InvalidSearch           (400) VALIDATION_ERROR: a search whose body fails it
     ├── RateLimited                 (429) RATE_LIMITED; Retry-After and RateLimit-* headers
     ├── TooManyActiveJobs           (429) TOO_MANY_ACTIVE_JOBS: MAX_ACTIVE_JOBS_PER_USER
     ├── TooManyUploads              (429) TOO_MANY_UPLOADS: MAX_CONCURRENT_UPLOADS_PER_USER
@@ -43,7 +44,15 @@ retry.
     ├── PageStoreError              the page store refused an operation
     │   └── PageStoreUnavailable    ... or could not be reached in time (retry later)
     ├── MongoUnavailable            MongoDB did not answer within the start-up wait
-    └── InvalidKey (ValueError)     a page image key or prefix no image can have
+    ├── InvalidKey (ValueError)     a page image key or prefix no image can have
+    ├── OcrError                    OCR cannot run here (no language data, no memory left)
+    ├── ModelError                  the embedding model directory cannot be used
+    └── EmbeddingError              embedding failed:
+        ├── EmbeddingUnavailable    ... the embedding process could not start (permanent or not)
+        ├── EmbeddingCrashed        ... it died answering this request
+        ├── EmbeddingTimeout        ... this request overran its time limit
+        ├── EmbeddingBusy           ... too many requests wait already (a 503 for a search)
+        └── EmbeddingClosed         ... the client was closed
 """
 
 from __future__ import annotations
@@ -202,6 +211,13 @@ class InvalidRequest(ServiceError):
         self.errors = errors or []
 
 
+class InvalidSearch(InvalidRequest):
+    """A search request that fails validation: a 400, each bad field named, like a bad query
+    string (a search is a read, and its body is its query)."""
+
+    status_code = 400
+
+
 class RateLimited(ServiceError):
     """Past a per-user request limit; ``headers`` carry where the caller stands (RateLimit-*)."""
 
@@ -336,3 +352,43 @@ class MongoUnavailable(RuntimeError):
 
 class InvalidKey(ValueError):
     """A page image key or prefix that no image can have."""
+
+
+class OcrError(Exception):
+    """OCR cannot run here: no language data, no Tesseract, or not enough memory left."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ModelError(Exception):
+    """The model directory cannot be used: a missing or malformed file, or a sha256 mismatch."""
+
+
+class EmbeddingError(Exception):
+    """Embedding failed (``service/retrieval/process.py`` says when each kind happens)."""
+
+
+class EmbeddingUnavailable(EmbeddingError):
+    """The embedding process could not start; ``permanent`` when trying again cannot help."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+class EmbeddingCrashed(EmbeddingError):
+    """The embedding process died (or ran out of memory) answering this request."""
+
+
+class EmbeddingTimeout(EmbeddingError):
+    """The request overran its time limit; the embedding process was killed."""
+
+
+class EmbeddingBusy(EmbeddingError):
+    """Too many embedding requests wait already."""
+
+
+class EmbeddingClosed(EmbeddingError):
+    """The embedding client was closed."""

@@ -11,6 +11,7 @@
        └── ring (sweeper: the doorbell was lost)
     pending | processing ─── cancel (the owner) ───▶ cancelled
     failed | cancelled ─── discarded (its output removed) ───▶ the same status
+    completed ─── indexed (its chapter's search index moved on) ───▶ completed
 
 A **lease** is opened by every claim: a fresh ``lease_id`` stored on the job. Every later write of
 that run (advance, beat, complete, fail, release) is guarded by it, so a run whose lease is gone
@@ -40,7 +41,13 @@ from service.domain.job import (
     JobStatus,
     new_id,
 )
-from service.domain.stages import StageStatus, finish_stages, started_stages
+from service.domain.stages import (
+    Stage,
+    StageStatus,
+    finish_stages,
+    stage_fields,
+    started_stages,
+)
 
 Doc = dict[str, Any]
 
@@ -56,6 +63,7 @@ class Transition(StrEnum):
     cancel = "cancel"
     ring = "ring"
     discarded = "discarded"
+    indexed = "indexed"
 
 
 class Guard(StrEnum):
@@ -93,6 +101,9 @@ RULES: dict[Transition, Rule] = {
     Transition.discarded: Rule(
         frozenset({JobStatus.failed, JobStatus.cancelled}), None, Guard.none, visible=False
     ),
+    # Not a change of status either: the index_vectors stage of a completed job moved on. The
+    # book-jobs view does not show stages, so its version (the ETag) stays.
+    Transition.indexed: Rule(frozenset({JobStatus.completed}), None, Guard.none, visible=False),
 }
 
 
@@ -325,3 +336,22 @@ def ring(job_id: str, rung_before: datetime, now: datetime) -> Write:
 def discarded(job_id: str, now: datetime) -> Write:
     """``failed|cancelled``, unchanged: what the job wrote is gone (``discard_pending`` off)."""
     return _write(Transition.discarded, job_id, now, {"discard_pending": False})
+
+
+def index_stage(status: StageStatus, percent: int, now: datetime) -> Doc:
+    """The fields of the ``index_vectors`` stage at ``status`` and ``percent``: its start time
+    when it starts (percent 0), its finish time when it ends, the percent alone in between."""
+    if status is StageStatus.processing and percent > 0:
+        prefix = f"stages.{Stage.index_vectors.value}."
+        return {prefix + "status": status.value, prefix + "percent": percent}
+    return stage_fields(Stage.index_vectors, status, now, percent)
+
+
+def indexed(job_id: str, status: StageStatus, percent: int, now: datetime) -> Write:
+    """``completed``, unchanged: its ``index_vectors`` stage is now ``status`` at ``percent``."""
+    return _write(
+        Transition.indexed,
+        job_id,
+        now,
+        {name: literal(value) for name, value in index_stage(status, percent, now).items()},
+    )

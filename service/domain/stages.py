@@ -1,6 +1,11 @@
-"""The three stages of a PDF chapter job, as the worker records them on the job document.
+"""The stages of a PDF chapter job, as the worker records them on the job document.
 
-    download_pdf   -> extract_pages -> create_chapter
+    download_pdf   -> extract_pages -> create_chapter -> index_vectors
+
+The job completes when its chapter is created: the reader never waits for the search index.
+``index_vectors`` goes on after that, on the chapter's own schedule (its indexer's progress,
+``service/domain/indexing.py``), so a completed job may show it pending or processing; a job that
+fails or is cancelled shows it skipped or cancelled.
 
 Each stage has a status (pending | processing | completed | failed | skipped | cancelled), a percent
 and start/finish times, stored under ``stages.<name>`` so a progress write is one ``$set``. The
@@ -25,6 +30,7 @@ class Stage(StrEnum):
     download_pdf = "download_pdf"
     extract_pages = "extract_pages"
     create_chapter = "create_chapter"
+    index_vectors = "index_vectors"
 
 
 STAGES: tuple[Stage, ...] = tuple(Stage)

@@ -4,14 +4,19 @@ deleting a chapter. Someone else's chapter is "not found", as if it did not exis
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from service.domain.errors import NotFound
+from service.domain.words import Word, decode_words
 from service.jobs.access import Others, caller_job
 from service.jobs.context import Context
 from service.store.documents import JobDoc
 
 Doc = dict[str, Any]
+# A page number past any chapter's last page (MAX_PAGES is at most 50,000).
+MAX_PAGE_NUMBER = 1_000_000
 
 
 def _missing(chapter_id: str) -> NotFound:
@@ -57,3 +62,32 @@ async def job_pages(
         ctx.store.chapters.count_pages(job["job_id"]),
     )
     return job, pages, rendered
+
+
+@dataclass(frozen=True, slots=True)
+class PageWords:
+    """A page's positioned words, the image size they refer to, and a digest of them."""
+
+    width: int
+    height: int
+    words: list[Word]
+    digest: str
+
+
+async def page_words(
+    ctx: Context, book_id: str, chapter_id: str, page_number: int, user_id: str
+) -> PageWords:
+    """The words of page ``page_number`` (from 1) of the caller's chapter."""
+    chapter = await get_chapter(ctx, book_id, chapter_id, user_id, {"job_id": 1})
+    found = None
+    if 1 <= page_number <= MAX_PAGE_NUMBER:
+        found = await ctx.store.chapters.page_words(chapter_id, chapter["job_id"], page_number - 1)
+    if found is None:
+        raise NotFound(f"Page {page_number} of chapter {chapter_id[:64]} not found")
+    blob = bytes(found.get("words") or b"")
+    return PageWords(
+        width=int(found.get("words_width") or 0),
+        height=int(found.get("words_height") or 0),
+        words=decode_words(blob) if blob else [],
+        digest=hashlib.sha256(blob).hexdigest()[:32],
+    )

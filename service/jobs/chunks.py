@@ -1,4 +1,5 @@
-"""The chunk-listing contract: a job's chunks, a page at a time, and one chunk whole.
+"""The chunk-listing contract: a job's retrieval chunks, a page at a time, and one chunk whole
+(its vector included).
 
 Listing is limited per user in Redis (``list_chunks:<user_id>``); every error of these endpoints
 is rendered in the contract's envelope by the route.
@@ -43,10 +44,9 @@ async def list_chunks(
         missing=_job_not_found,
         malformed=lambda raw: InvalidParameter("job_id", raw, "Invalid job_id format"),
     )
-    chapters = ctx.store.chapters
+    chunks = ctx.store.chunks
     page, total = await asyncio.gather(
-        chapters.chunk_previews(job["job_id"], order, offset, limit),
-        chapters.count_chunks(job["job_id"]),
+        chunks.previews(job["job_id"], order, offset, limit), chunks.count(job["job_id"])
     )
     return quota, page, total
 
@@ -56,7 +56,7 @@ async def get_chunk(ctx: Context, raw_chunk_id: str, user_id: str) -> Doc:
     chunk_id = canonical_id(raw_chunk_id)
     if chunk_id is None:
         raise InvalidParameter("chunk_id", raw_chunk_id, "Invalid chunk_id format")
-    doc = await ctx.store.chapters.owned_chunk(chunk_id, user_id)
+    doc = await ctx.store.chunks.owned(chunk_id, user_id)
     if doc is None:
         raise NotFound(f"Chunk with ID {chunk_id} not found", code="CHUNK_NOT_FOUND")
     return doc

@@ -21,4 +21,4 @@ async def ingestion_job(
         raw_job_id, user_id, reader=reader, others=Others.hide,
         missing=lambda _: NotFound("Job not found"),
     )  # fmt: skip
-    return job, await ctx.store.chapters.count_chunks(job["job_id"])
+    return job, await ctx.store.chunks.count(job["job_id"])

@@ -27,7 +27,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from service.retrieval.model import ModelError, ModelSpec, Vectors, check_sha256
+from service.domain.errors import ModelError
+from service.retrieval.model import ModelSpec, Vectors, check_sha256
 from service.retrieval.tokens import Kind, TokenCounter
 
 MAX_BATCH_TOKENS = 2048

@@ -34,6 +34,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from service.domain.errors import ModelError
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "all-minilm-l6-v2"
 CONFIG_FILE = "embedding.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -42,10 +44,6 @@ _DIGEST_CHARS = 12  # 48 bits: a name collision between two configs is not a pra
 Pooling = Literal["mean", "cls"]
 # What a model makes: one float32 row per text.
 Vectors = npt.NDArray[np.float32]
-
-
-class ModelError(Exception):
-    """The model directory cannot be used: a missing or malformed file, or a sha256 mismatch."""
 
 
 class _Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

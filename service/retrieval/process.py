@@ -46,6 +46,14 @@ from multiprocessing.process import BaseProcess
 import msgspec
 import numpy as np
 
+from service.domain.errors import (
+    EmbeddingBusy,
+    EmbeddingClosed,
+    EmbeddingCrashed,
+    EmbeddingError,
+    EmbeddingTimeout,
+    EmbeddingUnavailable,
+)
 from service.retrieval.model import ModelSpec, Vectors
 from service.retrieval.protocol import (
     HEADER,
@@ -60,6 +68,16 @@ from service.retrieval.protocol import (
     serve,
 )
 from service.retrieval.tokens import Kind
+
+__all__ = [
+    "EmbeddingBusy",
+    "EmbeddingClosed",
+    "EmbeddingCrashed",
+    "EmbeddingError",
+    "EmbeddingProcess",
+    "EmbeddingTimeout",
+    "EmbeddingUnavailable",
+]
 
 log = logging.getLogger("service.retrieval.process")
 _context = multiprocessing.get_context("spawn")
@@ -78,32 +96,6 @@ BATCH_TOKENS = 2048
 # A token covers at most ~100 characters (WordPiece makes [UNK] of a longer word): a text longer
 # than this is cut by the tokenizer anyway, and sending it whole would only swell a frame.
 _CHARS_PER_TOKEN_MAX = 128
-
-
-class EmbeddingError(Exception):
-    """Embedding failed; see the module docstring for the kinds."""
-
-
-class EmbeddingUnavailable(EmbeddingError):
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
-        super().__init__(reason)
-        self.permanent = permanent
-
-
-class EmbeddingCrashed(EmbeddingError):
-    pass
-
-
-class EmbeddingTimeout(EmbeddingError):
-    pass
-
-
-class EmbeddingBusy(EmbeddingError):
-    pass
-
-
-class EmbeddingClosed(EmbeddingError):
-    pass
 
 
 class _Request:
@@ -173,6 +165,7 @@ class EmbeddingProcess:
         max_queued: int = 32,
         texts_per_request: int = 16,
         batch_tokens: int = BATCH_TOKENS,
+        nice: int = 0,
     ) -> None:
         if threads < 1 or max_queued < 1 or texts_per_request < 1:
             raise ValueError("threads, max_queued and texts_per_request must be positive")
@@ -183,6 +176,7 @@ class EmbeddingProcess:
         self._start_time_limit_s = start_time_limit_s
         self._texts_per_request = texts_per_request
         self._batch_tokens = batch_tokens
+        self._nice = nice  # added to the process's niceness: lower CPU priority than its host
         self._max_chars = spec.max_tokens * _CHARS_PER_TOKEN_MAX
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(max_queued)
         self._child: _Child | None = None
@@ -394,6 +388,7 @@ class EmbeddingProcess:
                 self._threads,
                 self._memory_limit_bytes,
                 self._batch_tokens,
+                self._nice,
             ),
             name="embedding",
             daemon=True,

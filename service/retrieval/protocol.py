@@ -61,7 +61,12 @@ Reply = Ready | Embedded | Failed
 
 
 def serve(
-    sock: socket.socket, model_dir: str, threads: int, memory_limit_bytes: int, batch_tokens: int
+    sock: socket.socket,
+    model_dir: str,
+    threads: int,
+    memory_limit_bytes: int,
+    batch_tokens: int,
+    nice: int = 0,
 ) -> None:
     """Embedding process entry point: cap memory, load the model, answer until hang-up.
 
@@ -71,6 +76,10 @@ def serve(
     # Ctrl-C reaches the whole process group: the client stops this process itself, after its
     # own callers are answered.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if nice:
+        # Below its host's priority: a worker's indexing must never slow its rendering, and an
+        # API's query embedding is short enough not to notice.
+        os.nice(nice)
     # tokenizers would batch-encode on a thread per core; the caller's ``threads`` is the bound.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     encoder = msgspec.msgpack.Encoder()

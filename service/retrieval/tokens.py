@@ -14,7 +14,8 @@ from typing import Literal
 
 from tokenizers import Tokenizer
 
-from service.retrieval.model import ModelError, ModelSpec
+from service.domain.errors import ModelError
+from service.retrieval.model import ModelSpec
 
 Kind = Literal["passage", "query"]
 

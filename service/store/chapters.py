@@ -1,22 +1,27 @@
-"""The chapter a job makes: one ``book_chapters`` document, one ``document_chunks`` per page, and
-the pages' images in the page store (GridFS or S3) under ``chapters/{chapter_id}/``; and every
-read of them (a chapter, its pages, the chunk listings).
+"""The chapter a job makes: one ``book_chapters`` document, one ``chapter_pages`` document per
+page, and the pages' images in the page store (GridFS or S3) under ``chapters/{chapter_id}/``;
+and every read of them (a chapter, its pages, a page's words). Retrieval chunks are the
+search index's (``service/store/chunks.py``).
 
 Writes are idempotent, so a retried job converges on the same chapter: the chapter id is fixed
-on the job at its first claim, pages are upserted on the unique ``(job_id, chunk_index)`` index,
+on the job at its first claim, pages are upserted on the unique ``(job_id, page_index)`` index,
 and the chapter is inserted once per job.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from pymongo import UpdateOne
+from bson import Binary
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from service.domain.chapter import ContentMode, slugify, unique_slug
+from service.domain.indexing import IndexWrite, SearchStatus
 from service.domain.job import new_id, utcnow
 from service.domain.page_keys import chapter_prefix
 from service.store.collections import Collections
@@ -27,7 +32,7 @@ Doc = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class StoredPage:
-    """A page whose images (if any) are in the page store: what its chunk records."""
+    """A page whose images (if any) are in the page store: what its page document records."""
 
     index: int  # 0-based
     text: str
@@ -35,36 +40,46 @@ class StoredPage:
     image: Doc | None = None  # {key, width, height}
     thumbnail: Doc | None = None
     warnings: tuple[str, ...] = ()
+    text_source: str = "pdf"  # pdf | ocr | none
+    ocr_confidence: float | None = None
+    rotation: int = 0
+    words: bytes = b""  # service/domain/words.py's compact form
+    words_width: int = 0
+    words_height: int = 0
 
 
-PAGE_FIELDS = {"_id": 0, "chunk_index": 1, "image": 1, "thumbnail": 1, "has_text": 1}
-# A chunk in the chunk-listing contract's list: its content cut short by MongoDB before it is sent.
-CONTENT_PREVIEW_CHARS = 500
-PREVIEW_FIELDS = {
-    "job_id": 1,
-    "chunk_index": 1,
-    "metadata": 1,
-    "created_at": 1,
-    "updated_at": 1,
-    "content": {"$substrCP": ["$content", 0, CONTENT_PREVIEW_CHARS]},
+# What a page list entry is made of (a page's text and words stay behind).
+PAGE_FIELDS = {
+    "_id": 0,
+    "page_index": 1,
+    "image": 1,
+    "thumbnail": 1,
+    "has_text": 1,
+    "text_source": 1,
+    "ocr_confidence": 1,
 }
 
 
 def page_entry(doc: Doc) -> Doc:
-    """A chunk as the chapter's page list shows it."""
+    """A page document as the chapter's page list shows it."""
+    has_text = doc.get("has_text", True)
     return {
-        "page_number": doc["chunk_index"] + 1,
+        "page_number": doc["page_index"] + 1,
         "image": doc.get("image"),
         "thumbnail": doc.get("thumbnail"),
-        "has_text": doc.get("has_text", True),
+        "has_text": has_text,
+        # Pages stored before OCR existed read their text from the PDF (or had none).
+        "text_source": doc.get("text_source") or ("pdf" if has_text else "none"),
+        "ocr_confidence": doc.get("ocr_confidence"),
     }
 
 
 class ChapterStore:
-    """``book_chapters`` and ``document_chunks``, and the images of their pages."""
+    """``book_chapters`` and ``chapter_pages``, and the images of their pages."""
 
     def __init__(self, collections: Collections, images: PageStore) -> None:
         self.chapters = collections.chapters
+        self.pages = collections.pages
         self.chunks = collections.chunks
         self.images = images
 
@@ -73,11 +88,11 @@ class ChapterStore:
     async def write_pages(
         self, job: Doc, chapter_id: str, source_file: str, total_pages: int, batch: list[StoredPage]
     ) -> None:
-        """Upsert a batch of pages in one round trip (a retried page replaces its own chunk)."""
+        """Upsert a batch of pages in one round trip (a retried page replaces its own)."""
         now = utcnow()
         operations = [
             UpdateOne(
-                {"job_id": job["job_id"], "chunk_index": page.index},
+                {"job_id": job["job_id"], "page_index": page.index},
                 {
                     "$setOnInsert": {
                         "_id": new_id(),
@@ -96,6 +111,12 @@ class ChapterStore:
                         "image": page.image,
                         "thumbnail": page.thumbnail,
                         "warnings": list(page.warnings),
+                        "text_source": page.text_source,
+                        "ocr_confidence": page.ocr_confidence,
+                        "rotation": page.rotation,
+                        "words": Binary(page.words),
+                        "words_width": page.words_width,
+                        "words_height": page.words_height,
                         "updated_at": now,
                     },
                 },
@@ -104,7 +125,7 @@ class ChapterStore:
             for page in batch
         ]
         if operations:
-            await self.chunks.bulk_write(operations, ordered=False)
+            await self.pages.bulk_write(operations, ordered=False)
 
     async def create_chapter(
         self,
@@ -116,11 +137,14 @@ class ChapterStore:
         *,
         repaired: bool,
         pdf_key: str | None = None,
+        outline: Sequence[tuple[int, str, int]] = (),
     ) -> None:
         """Insert the job's chapter once (a retry finds it there), under a slug free in its book:
         the one asked for, else one made from the title, suffixed ``-2``, ``-3``... when taken.
-        It lists every page with its image keys (the original product's ``pages``)."""
+        It lists every page with its image keys (the original product's ``pages``) and keeps
+        the PDF's outline (``[level, title, page]``)."""
         pages = await self.stored_pages(job["job_id"])
+        now = utcnow()
         where = {"user_id": job["user_id"], "book_id": job["book_id"]}
         base = job.get("slug") or slugify(title)
         taken = {
@@ -151,7 +175,16 @@ class ChapterStore:
                             "repaired": repaired,
                             "pages": pages,
                             "pdf_key": pdf_key,
-                            "created_at": utcnow(),
+                            "outline": [list(entry) for entry in outline],
+                            "ocr_pages": sum(p["text_source"] == "ocr" for p in pages),
+                            "pages_without_text": sum(p["text_source"] == "none" for p in pages),
+                            # Indexed for search after it is created, on its own schedule.
+                            "search": {
+                                "status": SearchStatus.pending.value,
+                                "requested_at": now,
+                                "attempts": 0,
+                            },
+                            "created_at": now,
                         }
                     },
                     upsert=True,
@@ -166,11 +199,15 @@ class ChapterStore:
 
     async def count_pages(self, job_id: str) -> int:
         """How many of the job's pages are stored."""
-        return await self.chunks.count_documents({"job_id": job_id})
+        return await self.pages.count_documents({"job_id": job_id})
+
+    async def count_ocr_pages(self, job_id: str) -> int:
+        """How many of the job's stored pages were read by OCR."""
+        return await self.pages.count_documents({"job_id": job_id, "text_source": "ocr"})
 
     async def stored_pages(self, job_id: str, *, offset: int = 0, limit: int = 0) -> list[Doc]:
         """The job's pages stored so far, in order (``limit`` 0: all of them)."""
-        found = self.chunks.find({"job_id": job_id}, PAGE_FIELDS).sort("chunk_index", 1)
+        found = self.pages.find({"job_id": job_id}, PAGE_FIELDS).sort("page_index", 1)
         return [page_entry(doc) async for doc in found.skip(offset).limit(limit)]
 
     # --- Chapters --------------------------------------------------------------------------------
@@ -196,10 +233,32 @@ class ChapterStore:
     ) -> tuple[list[Doc], int]:
         """A page of a chapter's pages with their text, in order, and how many it has."""
         query = {"chapter_id": chapter_id, "job_id": job_id}
-        fields = {"content": 1, "chunk_index": 1, "image": 1, "thumbnail": 1, "has_text": 1}
-        found = self.chunks.find(query, fields).sort("chunk_index", 1).skip(offset).limit(limit)
+        fields = {**PAGE_FIELDS, "_id": 1, "content": 1}
+        found = self.pages.find(query, fields).sort("page_index", 1).skip(offset).limit(limit)
         docs: list[Doc] = await found.to_list()
-        return docs, await self.chunks.count_documents(query)
+        return docs, await self.pages.count_documents(query)
+
+    async def thumbnails(self, pages: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Doc]:
+        """The thumbnail refs of ``(chapter id, page index)`` pages that have one."""
+        if not pages:
+            return {}
+        found = self.pages.find(
+            {"$or": [{"chapter_id": chapter, "page_index": index} for chapter, index in pages]},
+            {"_id": 0, "chapter_id": 1, "page_index": 1, "thumbnail": 1},
+        )
+        return {
+            (doc["chapter_id"], doc["page_index"]): doc["thumbnail"]
+            async for doc in found
+            if doc.get("thumbnail")
+        }
+
+    async def page_words(self, chapter_id: str, job_id: str, page_index: int) -> Doc | None:
+        """A page's positioned words (the compact form) and the image size they refer to."""
+        doc: Doc | None = await self.pages.find_one(
+            {"chapter_id": chapter_id, "job_id": job_id, "page_index": page_index},
+            {"_id": 0, "words": 1, "words_width": 1, "words_height": 1, "updated_at": 1},
+        )
+        return doc
 
     async def has_chapter(self, user_id: str, book_id: str, chapter_id: str) -> bool:
         query = {"user_id": user_id, "book_id": book_id, "chapter_id": chapter_id}
@@ -219,6 +278,7 @@ class ChapterStore:
         # Images first: a chapter whose images failed to go can be deleted again.
         await self.images.delete_prefix(chapter_prefix(chapter_id))
         await self.chunks.delete_many({"chapter_id": chapter_id, "job_id": chapter["job_id"]})
+        await self.pages.delete_many({"chapter_id": chapter_id, "job_id": chapter["job_id"]})
         await self.chapters.delete_one({"chapter_id": chapter_id})
         return True
 
@@ -228,31 +288,131 @@ class ChapterStore:
         return {doc["chapter_id"] async for doc in self.chapters.find({"job_id": job_id})}
 
     async def delete_job_output(self, job_id: str) -> None:
-        """Every chunk and chapter of the job (its images are removed by prefix first)."""
+        """Every page, chunk and chapter of the job (its images are removed by prefix first)."""
         await self.chunks.delete_many({"job_id": job_id})
+        await self.pages.delete_many({"job_id": job_id})
         await self.chapters.delete_many({"job_id": job_id})
 
-    # --- The chunk-listing contract -----------------------------------------------------------
+    # --- The search index's state (service/domain/indexing.py) --------------------------------
 
-    async def count_chunks(self, job_id: str) -> int:
-        return await self.chunks.count_documents({"job_id": job_id})
+    async def apply_index(
+        self, write: IndexWrite, projection: dict[str, int] | None = None
+    ) -> Doc | None:
+        """Apply one index transition as one guarded atomic update: the chapter after it, or
+        None when its guard no longer held (another lease, another status)."""
+        doc: Doc | None = await self.chapters.find_one_and_update(
+            write.filter,
+            write.update,
+            projection=projection or {"_id": 0, "chapter_id": 1, "job_id": 1, "search": 1},
+            return_document=ReturnDocument.AFTER,
+            sort=[("search.requested_at", 1)],  # claims: the longest waiting first
+        )
+        return doc
 
-    async def chunk_previews(
-        self, job_id: str, order: dict[str, int], offset: int, limit: int
+    async def request_index(self, write: IndexWrite) -> int:
+        """Mark every chapter the request matches pending; how many."""
+        return (await self.chapters.update_many(write.filter, write.update)).modified_count
+
+    async def page_texts(self, job_id: str) -> list[tuple[int, str]]:
+        """The job's pages' text, in order: ``(page number, text)``."""
+        found = self.pages.find({"job_id": job_id}, {"_id": 0, "page_index": 1, "content": 1})
+        return [
+            (doc["page_index"] + 1, doc.get("content") or "")
+            async for doc in found.sort("page_index", 1)
+        ]
+
+    def stale_indexing(self, stale_before: datetime) -> AsyncIterator[Doc]:
+        """Chapters being indexed whose heartbeat is older than ``stale_before``."""
+        return aiter(
+            self.chapters.find(
+                {
+                    "search.status": SearchStatus.indexing.value,
+                    "search.heartbeat_at": {"$lt": stale_before},
+                },
+                {"_id": 0, "chapter_id": 1, "job_id": 1, "search": 1},
+            )
+        )
+
+    async def searchable(
+        self, user_id: str, *, book_id: str | None = None, chapter_ids: Sequence[str] | None = None
     ) -> list[Doc]:
-        """One page of a job's chunks, their content cut short by MongoDB before it is sent."""
-        cursor = await self.chunks.aggregate(
+        """The user's indexed chapters (of one book, or some chapters): what search reads."""
+        query: Doc = {"user_id": user_id, "search.status": SearchStatus.ready.value}
+        if book_id is not None:
+            query["book_id"] = book_id
+        if chapter_ids is not None:
+            query["chapter_id"] = {"$in": list(chapter_ids)}
+        found = self.chapters.find(
+            query,
+            {
+                "_id": 0,
+                "chapter_id": 1,
+                "job_id": 1,
+                "book_id": 1,
+                "title": 1,
+                "search.model": 1,
+                "search.indexed_at": 1,
+            },
+        )
+        return [doc async for doc in found]
+
+    async def owned_ids(self, user_id: str, chapter_ids: Sequence[str]) -> set[str]:
+        """Which of ``chapter_ids`` are the user's chapters."""
+        found = self.chapters.find(
+            {"user_id": user_id, "chapter_id": {"$in": list(chapter_ids)}}, {"chapter_id": 1}
+        )
+        return {doc["chapter_id"] async for doc in found}
+
+    async def index_counts(self) -> dict[str, int]:
+        """Chapters by index status, over every user (``/metrics``)."""
+        counts = {status.value: 0 for status in SearchStatus if status is not SearchStatus.stale}
+        cursor = await self.chapters.aggregate(
             [
-                {"$match": {"job_id": job_id}},
-                {"$sort": order},
-                {"$skip": offset},
-                {"$limit": limit},
-                {"$project": PREVIEW_FIELDS},
+                {"$match": {"search.status": {"$exists": True}}},
+                {"$group": {"_id": "$search.status", "n": {"$sum": 1}}},
             ]
         )
-        page: list[Doc] = await cursor.to_list()
-        return page
+        async for row in cursor:
+            counts[str(row["_id"])] = int(row["n"])
+        return counts
 
-    async def owned_chunk(self, chunk_id: str, user_id: str) -> Doc | None:
-        doc: Doc | None = await self.chunks.find_one({"_id": chunk_id, "user_id": user_id})
-        return doc
+    async def oldest_pending_index(self) -> datetime | None:
+        """When the longest-waiting pending chapter was asked to be indexed (the index lag)."""
+        doc = await self.chapters.find_one(
+            {"search.status": SearchStatus.pending.value},
+            {"_id": 0, "search.requested_at": 1},
+            sort=[("search.requested_at", 1)],
+        )
+        found: datetime | None = (doc or {}).get("search", {}).get("requested_at")
+        return found
+
+    async def migrate_legacy_pages(self) -> int:
+        """Move pages stored before they had their own collection (one ``document_chunks``
+        document per page, without ``page_start``) to ``chapter_pages``; how many moved.
+
+        Server-side (``$merge`` on the unique ``(job_id, page_index)`` index, so a page already
+        there is kept), then the old documents are removed. Idempotent.
+        """
+        legacy = {"page_start": {"$exists": False}, "chunk_index": {"$exists": True}}
+        moved = await self.chunks.count_documents(legacy)
+        if not moved:
+            return 0
+        await (
+            await self.chunks.aggregate(
+                [
+                    {"$match": legacy},
+                    {"$set": {"page_index": "$chunk_index"}},
+                    {"$unset": "chunk_index"},
+                    {
+                        "$merge": {
+                            "into": self.pages.name,
+                            "on": ["job_id", "page_index"],
+                            "whenMatched": "keepExisting",
+                            "whenNotMatched": "insert",
+                        }
+                    },
+                ]
+            )
+        ).to_list()
+        await self.chunks.delete_many(legacy)
+        return moved

@@ -16,6 +16,7 @@ Doc = dict[str, Any]
 
 JOBS = "pdf_chapter_jobs"
 CHAPTERS = "book_chapters"
+PAGES = "chapter_pages"
 CHUNKS = "document_chunks"
 LOCKS = "locks"
 # GridFS buckets: uploaded PDFs, and page images when PAGE_STORE=gridfs.
@@ -30,7 +31,8 @@ class Collections:
     db: AsyncDatabase[Doc]
     jobs: AsyncCollection[Doc]
     chapters: AsyncCollection[Doc]
-    chunks: AsyncCollection[Doc]
+    pages: AsyncCollection[Doc]  # a chapter's pages: text, images, positioned words
+    chunks: AsyncCollection[Doc]  # retrieval chunks: passages of a chapter and their vectors
     locks: AsyncCollection[Doc]
     upload_files: AsyncCollection[Doc]
     upload_chunks: AsyncCollection[Doc]
@@ -43,6 +45,7 @@ class Collections:
             db=db,
             jobs=db[JOBS],
             chapters=db[CHAPTERS],
+            pages=db[PAGES],
             chunks=db[CHUNKS],
             locks=db[LOCKS],
             upload_files=db[f"{UPLOADS_BUCKET}.files"],

@@ -2,7 +2,8 @@
 
     store = await open_store(settings)          # waits for MongoDB at start-up
     await store.jobs.apply(write)               # job state (the one writer)
-    await store.chapters.stored_pages(job_id)   # chapters and their pages
+    await store.chapters.stored_pages(job_id)   # chapters, their pages, their index state
+    await store.chunks.keyword(uid, q, ids, k)  # retrieval chunks and their vectors
     await store.files.find_owned(file_id, uid)  # uploaded PDFs (GridFS)
     await store.usage.stored_bytes(uid)         # what a user stores
     await store.locks.acquire(name, ...)        # named leases
@@ -22,6 +23,7 @@ from pymongo import AsyncMongoClient
 
 from service.settings import Settings
 from service.store.chapters import ChapterStore
+from service.store.chunks import ChunkStore
 from service.store.collections import Collections
 from service.store.files import FileStore
 from service.store.jobs import JobStore
@@ -41,6 +43,7 @@ class Store:
     collections: Collections
     jobs: JobStore
     chapters: ChapterStore
+    chunks: ChunkStore
     files: FileStore
     usage: Usage
     locks: Locks
@@ -60,6 +63,7 @@ class Store:
             collections=collections,
             jobs=JobStore(collections),
             chapters=ChapterStore(collections, images),
+            chunks=ChunkStore(collections),
             files=FileStore(collections),
             usage=Usage(collections),
             locks=Locks(collections),

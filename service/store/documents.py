@@ -32,6 +32,7 @@ from service.store.collections import (
     CHUNKS,
     JOBS,
     PAGE_IMAGES_BUCKET,
+    PAGES,
     UPLOADS_BUCKET,
 )
 
@@ -85,6 +86,8 @@ class PdfChapterJob(BaseModel):
     stages: dict[str, Any] = Field(default_factory=initial_stages)
     pages_total: int | None = None
     pages_processed: int = 0
+    # Pages whose text was read by OCR (scans), so far.
+    pages_ocr: int = 0
 
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -159,6 +162,7 @@ class JobDoc(TypedDict, total=False):
     stages: dict[str, StageDoc]
     pages_total: int | None
     pages_processed: int
+    pages_ocr: int
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -176,8 +180,9 @@ class JobDoc(TypedDict, total=False):
 
 
 class BookChapter(BaseModel):
-    """The chapter a completed job made: one per job. Its pages (text, image keys, sizes) are in
-    ``document_chunks``; image URLs are made when the chapter is read, never stored."""
+    """The chapter a completed job made: one per job. Its pages (text, words, image keys, sizes)
+    are in ``chapter_pages``, its retrieval chunks in ``document_chunks``; image URLs are made
+    when the chapter is read, never stored."""
 
     chapter_id: str = Field(default_factory=new_id)
     book_id: str
@@ -216,18 +221,23 @@ class ChapterPage(BaseModel):
     image: ImageRef | None = None
     thumbnail: ImageRef | None = None
     has_text: bool = True
+    text_source: str = "pdf"
+    ocr_confidence: float | None = None
 
 
 class ChunkMetadata(BaseModel):
+    """Where a chunk comes from, as the chunk-listing contract shows it."""
+
     source_file: str
-    page_number: int
+    page_number: int  # the page the chunk starts on
     total_pages: int
 
 
-class DocumentChunk(BaseModel):
-    """One page of a chapter: its text (for search) and, rendered, its image and thumbnail.
-    Its public ``id`` (a UUID) is the MongoDB ``_id``. Written once the page's images are
-    stored, so a chunk that exists is a page that can be shown."""
+class ChapterPageDoc(BaseModel):
+    """One page of a chapter (``chapter_pages``): its text, where that text came from, its
+    positioned words and, rendered, its image and thumbnail. Its public ``id`` (a UUID) is the
+    MongoDB ``_id``. Written once the page's images are stored, so a page that exists can be
+    shown."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -235,14 +245,51 @@ class DocumentChunk(BaseModel):
     job_id: str
     chapter_id: str
     user_id: str
-    chunk_index: int
+    page_index: int  # 0-based
     content: str
     metadata: ChunkMetadata
     image: ImageRef | None = None
     thumbnail: ImageRef | None = None
     has_text: bool = True
+    # pdf: the PDF's own text layer; ocr: read from the page image; none: no text found.
+    text_source: str = "pdf"
+    ocr_confidence: float | None = None  # mean word confidence (0-100) of an OCR page
+    rotation: int = 0  # clockwise turn (0/90/180/270) the image needs to read upright
+    # Every word boxed in the page image's pixels (service/domain/words.py), and the size of
+    # the image those pixels belong to.
+    words: bytes = b""
+    words_width: int = 0
+    words_height: int = 0
     # Every MuPDF warning raised while loading and rendering this page.
     warnings: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DocumentChunk(BaseModel):
+    """A retrieval chunk (``document_chunks``): a passage of a chapter of about the embedding
+    model's window, and once indexed its vector. Its public ``id`` (a UUID) is the MongoDB
+    ``_id``. ``metadata.page_number`` is the page it starts on (the chunk-listing contract's
+    shape); ``page_start``/``page_end`` its span."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(default_factory=new_id, alias="_id")
+    job_id: str
+    chapter_id: str
+    book_id: str
+    user_id: str
+    chunk_index: int
+    content: str
+    metadata: ChunkMetadata
+    page_start: int
+    page_end: int
+    section: str | None = None
+    token_count: int
+    # A BSON binary vector (float32, subtype 9), and the model that made it; absent until the
+    # chunk is embedded.
+    embedding: bytes | None = None
+    embedding_model: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -302,6 +349,11 @@ CHAPTER_INDEXES = [
         [("user_id", pymongo.ASCENDING), ("book_id", pymongo.ASCENDING)],
         name="user_id_book_id",
     ),
+    # The indexers' scan for chapters to index, and the sweeper's for stale ones.
+    IndexModel(
+        [("search.status", pymongo.ASCENDING), ("search.requested_at", pymongo.ASCENDING)],
+        name="search_status_requested_at",
+    ),
     # A slug names one chapter of a book.
     IndexModel(
         [
@@ -315,8 +367,21 @@ CHAPTER_INDEXES = [
     ),
 ]
 
+PAGE_INDEXES = [
+    # A retried or resumed job upserts the same pages: never a duplicate.
+    IndexModel(
+        [("job_id", pymongo.ASCENDING), ("page_index", pymongo.ASCENDING)],
+        name="job_id_page_index_unique",
+        unique=True,
+    ),
+    IndexModel(
+        [("chapter_id", pymongo.ASCENDING), ("page_index", pymongo.ASCENDING)],
+        name="chapter_id_page_index",
+    ),
+]
+
 CHUNK_INDEXES = [
-    # A retried job upserts the same pages: never a duplicate.
+    # The chunk-listing contract lists a job's chunks; a re-index replaces a chapter's whole.
     IndexModel(
         [("job_id", pymongo.ASCENDING), ("chunk_index", pymongo.ASCENDING)],
         name="job_id_chunk_index_unique",
@@ -325,6 +390,16 @@ CHUNK_INDEXES = [
     IndexModel(
         [("chapter_id", pymongo.ASCENDING), ("chunk_index", pymongo.ASCENDING)],
         name="chapter_id_chunk_index",
+    ),
+    # Keyword search: every query names its user (the prefix), then the words of the passage
+    # and, weighted higher, its section heading. English stemming: the evaluation set is
+    # English; other languages still match word for word.
+    IndexModel(
+        [("user_id", pymongo.ASCENDING), ("content", pymongo.TEXT), ("section", pymongo.TEXT)],
+        name="user_id_content_text",
+        weights={"content": 1, "section": 3},
+        default_language="english",
+        language_override="text_language",
     ),
 ]
 
@@ -344,6 +419,7 @@ GRIDFS_FILES_INDEX = IndexModel(
 INDEXES: dict[str, list[IndexModel]] = {
     JOBS: JOB_INDEXES,
     CHAPTERS: CHAPTER_INDEXES,
+    PAGES: PAGE_INDEXES,
     CHUNKS: CHUNK_INDEXES,
     f"{UPLOADS_BUCKET}.files": [QUOTA_INDEX, GRIDFS_FILES_INDEX],
     f"{UPLOADS_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],

@@ -376,11 +376,11 @@ class Stack:
                 continue
             verdict.attempts[job_id] = job.get("attempts", 0)
             indexes = [
-                doc["chunk_index"]
-                async for doc in self.db.document_chunks.find(
-                    {"job_id": job_id}, {"chunk_index": 1, "content": 1}
+                doc["page_index"]
+                async for doc in self.db.chapter_pages.find(
+                    {"job_id": job_id}, {"page_index": 1, "content": 1}
                 )
-                if doc["content"].startswith(f"Page {doc['chunk_index'] + 1} line 0:")
+                if doc["content"].startswith(f"Page {doc['page_index'] + 1} line 0:")
             ]
             chapters = await self.db.book_chapters.count_documents(
                 {"job_id": job_id, "chapter_id": job["result"]["chapter_id"]}

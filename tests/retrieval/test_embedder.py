@@ -99,7 +99,7 @@ def test_counting_sees_past_the_window(counter):
 
 
 def test_a_config_with_the_wrong_dimensions_is_refused(model_dir):
-    from service.retrieval.model import ModelError
+    from service.domain.errors import ModelError
 
     with pytest.raises(ModelError, match="384-d vectors, but its config says 768"):
         Embedder(load_model_spec(str(model_dir(dimensions=768))))

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from service.retrieval.model import DEFAULT_MODEL_DIR, ModelError, load_model_spec
+from service.domain.errors import ModelError
+from service.retrieval.model import DEFAULT_MODEL_DIR, load_model_spec
 
 
 def test_default_model_is_minilm_from_its_wheel(spec):

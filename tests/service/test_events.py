@@ -598,7 +598,7 @@ def standalone(settings, tmp_path_factory):
 async def test_without_a_replica_set_the_stream_is_fed_by_polling(standalone):
     base_url, mongo_url = standalone
     client = AsyncMongoClient(mongo_url, tz_aware=True)
-    jobs, chunks = client.pcj_polling.pdf_chapter_jobs, client.pcj_polling.document_chunks
+    jobs, chunks = client.pcj_polling.pdf_chapter_jobs, client.pcj_polling.chapter_pages
     now = utcnow()
     job_id = "5b1d0c2e-8f43-4d55-9a0f-1c2b3d4e5f60"
     await jobs.insert_one({
@@ -613,7 +613,7 @@ async def test_without_a_replica_set_the_stream_is_fed_by_polling(standalone):
     ):
         first = await reader.next()
         await chunks.insert_one({
-            "job_id": job_id, "chunk_index": 0, "created_at": utcnow(),
+            "job_id": job_id, "page_index": 0, "created_at": utcnow(),
             "metadata": {"page_number": 1, "total_pages": 1, "source_file": "a.pdf"},
         })  # fmt: skip
         write = lifecycle.advance(job_id, LEASE, 60, "Processed 1/1 pages...", utcnow())

@@ -50,7 +50,7 @@ async def running(feed):
 
 @pytest.fixture
 async def feed(collections, app):
-    async with running(_feed(collections.jobs, collections.chunks)) as started:
+    async with running(_feed(collections.jobs, collections.pages)) as started:
         yield started
 
 
@@ -152,7 +152,7 @@ async def test_a_subscriber_that_does_not_read_is_dropped_and_others_go_on(
     apply, collections, job_factory, app
 ):
     small = _feed(
-        collections.jobs, collections.chunks,
+        collections.jobs, collections.pages,
         queue_limit=3,
     )  # fmt: skip
     async with running(small) as feed:
@@ -190,7 +190,7 @@ async def test_closing_a_subscription_forgets_it(feed, job_factory):
 
 async def test_keepalive_reaches_every_subscriber(collections, job_factory, app):
     ticking = _feed(
-        collections.jobs, collections.chunks,
+        collections.jobs, collections.pages,
         keepalive_s=0.05,
     )  # fmt: skip
     async with running(ticking) as feed:
@@ -204,7 +204,7 @@ async def test_keepalive_reaches_every_subscriber(collections, job_factory, app)
 
 
 async def test_feed_closing_ends_every_subscription(collections, job_factory, app):
-    feed = _feed(collections.jobs, collections.chunks)
+    feed = _feed(collections.jobs, collections.pages)
     await feed.start()
     job = await _running(job_factory)
     subscription = feed.subscribe(job.job_id, "alice")
@@ -250,19 +250,19 @@ async def test_after_a_mongod_restart_no_page_is_lost_and_state_is_current(own_m
     url, restart = own_mongod
     client = AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=1000)
     db = client.feed_restart
-    jobs, chunks = db.pdf_chapter_jobs, db.document_chunks
+    jobs, chunks = db.pdf_chapter_jobs, db.chapter_pages
     await _insert_running_job(jobs, "job-1")
     async with running(_feed(jobs, chunks, retry_s=0.1)) as feed:
         subscription = feed.subscribe("job-1", "alice")
         await chunks.insert_one(
-            {"job_id": "job-1", "chunk_index": 0, "metadata": {"page_number": 1}}
+            {"job_id": "job-1", "page_index": 0, "metadata": {"page_number": 1}}
         )
         assert [e.page for e in await _next(subscription)] == [0]
 
         await asyncio.to_thread(restart)
         # Written the moment MongoDB is back, perhaps before the feed has reopened its streams.
         await chunks.insert_one(
-            {"job_id": "job-1", "chunk_index": 1, "metadata": {"page_number": 2}}
+            {"job_id": "job-1", "page_index": 1, "metadata": {"page_number": 2}}
         )
         write = lifecycle.advance("job-1", LEASE, 50, "m", utcnow())
         await jobs.find_one_and_update(write.filter, write.pipeline)
@@ -297,14 +297,14 @@ def standalone_mongod(tmp_path_factory):
 async def test_without_a_replica_set_the_feed_polls_states_and_pages(standalone_mongod):
     client = AsyncMongoClient(standalone_mongod, tz_aware=True)
     db = client.feed_polling
-    jobs, chunks = db.pdf_chapter_jobs, db.document_chunks
+    jobs, chunks = db.pdf_chapter_jobs, db.chapter_pages
     await _insert_running_job(jobs, "job-2")
     async with running(_feed(jobs, chunks, poll_s=0.05)) as feed:
         subscription = feed.subscribe("job-2", "alice")
 
         now = utcnow()
         await chunks.insert_many([
-            {"job_id": "job-2", "chunk_index": i, "metadata": {"page_number": i + 1}, "created_at": now}
+            {"job_id": "job-2", "page_index": i, "metadata": {"page_number": i + 1}, "created_at": now}
             for i in range(2)
         ])  # fmt: skip
         write = lifecycle.advance("job-2", LEASE, 50, "m", utcnow())

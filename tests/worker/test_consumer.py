@@ -103,14 +103,14 @@ async def test_worker_lives_through_redis_killed_and_restarted_empty(
         await doorbell.aclose(close_connection_pool=True)
         redis.stop()
 
-    chunks = collections.chunks
+    page_docs = collections.pages
     assert outage_seen == 0
     assert still_running  # seen while the only slot was busy, not when it freed up
     assert worker_alive
     assert completed
     assert (await _job(collections, running["job_id"]))["attempts"] == 1  # kept its job all along
-    assert await chunks.count_documents({"job_id": running["job_id"]}) == 1
-    assert await chunks.count_documents({"job_id": after["job_id"]}) == 3
+    assert await page_docs.count_documents({"job_id": running["job_id"]}) == 1
+    assert await page_docs.count_documents({"job_id": after["job_id"]}) == 3
 
 
 def _scrape(port: int, series: str) -> float | None:

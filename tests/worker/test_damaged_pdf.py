@@ -13,9 +13,9 @@ async def test_cut_off_pdf_completes_with_every_page_warning_recorded(
     await run_worker()
 
     stored = await collections.jobs.find_one({"job_id": job["job_id"]})
-    chunks = collections.chunks
+    page_docs = collections.pages
     assert stored["status"] == "completed"
-    assert await chunks.count_documents({"job_id": job["job_id"]}) == 5  # none lost
+    assert await page_docs.count_documents({"job_id": job["job_id"]}) == 5  # none lost
     errors = {error["page_number"]: error["error"] for error in stored["page_errors"]}
     # The damaged page's warnings never say "error": the old rule recorded nothing for it.
     assert any("premature end of data" in text and "error" not in text for text in errors.values())

@@ -11,7 +11,7 @@ from worker.sweeper import sweep
 
 
 async def _pages(collections, job_id):
-    return await collections.chunks.count_documents({"job_id": job_id})
+    return await collections.pages.count_documents({"job_id": job_id})
 
 
 async def _written_earlier(store, job_id, pages=3):

@@ -14,6 +14,7 @@ import pymupdf
 import pytest
 from PIL import Image
 
+from service.domain.errors import OcrError
 from service.domain.words import decode_words
 from tests.support import scans
 from tests.support.pdfs import (
@@ -322,7 +323,7 @@ def test_a_blank_page_is_not_given_to_tesseract(ocr_calls):
 
 
 def test_a_bad_language_list_is_refused_before_any_file_is_looked_up():
-    with pytest.raises(ocr.OcrError, match="bad OCR language list"):
+    with pytest.raises(OcrError, match="bad OCR language list"):
         ocr.check("../../etc/passwd")
 
 

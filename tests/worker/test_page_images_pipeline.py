@@ -136,7 +136,7 @@ async def _job(collections: Collections, job_id: str) -> dict[str, Any]:
 
 
 async def _chunks(collections: Collections, job_id: str) -> int:
-    return await collections.chunks.count_documents({"job_id": job_id})
+    return await collections.pages.count_documents({"job_id": job_id})
 
 
 async def _until_a_page_is_stored(
@@ -198,7 +198,7 @@ async def test_every_page_of_a_book_opens_as_an_image_of_its_size(
     assert pages[SCANNED]["has_text"] is False
     assert ImageStat.Stat(images[SCANNED].convert("L")).stddev[0] > 20
     assert [page["has_text"] for page in pages] == [True, True, True, True, False, True]
-    chunks = await collections.chunks.find({"job_id": job["job_id"]}).sort("chunk_index").to_list()
+    chunks = await collections.pages.find({"job_id": job["job_id"]}).sort("page_index").to_list()
     assert [chunk["content"] for chunk in chunks] == [page.get_text() for page in source]
     assert "汉字" in chunks[CJK]["content"]
     assert await backend.images(chapter["chapter_id"]) == 2 * 6  # page and thumbnail each
@@ -450,8 +450,8 @@ async def _left_by_a_dead_run(backend: Backend, submit: Any) -> dict[str, Any]:
     claimed = await apply(lifecycle.claim(job["job_id"], "m", utcnow()))
     assert claimed is not None
     await backend.store.put(page_key(claimed["chapter_id"], 1), b"RIFF-page", "image/webp")
-    await collections.chunks.insert_one(
-        {"job_id": job["job_id"], "chapter_id": claimed["chapter_id"], "chunk_index": 0}
+    await collections.pages.insert_one(
+        {"job_id": job["job_id"], "chapter_id": claimed["chapter_id"], "page_index": 0}
     )
     return claimed
 

@@ -44,8 +44,8 @@ async def test_job_runs_to_completed_with_its_chapter(
     chapter = await collections.chapters.find_one({"chapter_id": body["result"]["chapter_id"]})
     assert chapter["title"] == "The Sea"
     assert chapter["book_id"] == "book_1"
-    chunks = await collections.chunks.find({"job_id": job["job_id"]}).sort("chunk_index").to_list()
-    assert [c["chunk_index"] for c in chunks] == list(range(12))
+    chunks = await collections.pages.find({"job_id": job["job_id"]}).sort("page_index").to_list()
+    assert [c["page_index"] for c in chunks] == list(range(12))
     assert "Page 3 of 12" in chunks[2]["content"]
     assert chunks[2]["metadata"] == {"source_file": "sea.pdf", "page_number": 3, "total_pages": 12}
 

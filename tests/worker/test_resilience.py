@@ -119,12 +119,12 @@ async def test_two_workers_twenty_jobs_each_processed_exactly_once(collections, 
 
     await asyncio.gather(run_worker(), run_worker())
 
-    chunks = collections.chunks
+    page_docs = collections.pages
     for job in jobs:
         stored = await _job(collections, job["job_id"])
         assert stored["status"] == "completed"
         assert stored["attempts"] == 1
-        assert await chunks.count_documents({"job_id": job["job_id"]}) == 3
+        assert await page_docs.count_documents({"job_id": job["job_id"]}) == 3
 
 
 async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(
@@ -163,12 +163,12 @@ async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(
         )
 
     done = await _job(collections, job["job_id"])
-    chunks = collections.chunks
+    page_docs = collections.pages
     assert swept["released"] == 1
     assert outcome == "completed"
     assert (done["status"], done["attempts"]) == ("completed", 2)
     assert done["result"]["total_pages"] == pages
-    assert await chunks.count_documents({"job_id": job["job_id"]}) == pages
+    assert await page_docs.count_documents({"job_id": job["job_id"]}) == pages
 
 
 async def test_job_whose_worker_keeps_dying_fails_as_worker_lost(
@@ -208,7 +208,7 @@ async def test_cancel_while_processing_stops_at_the_next_page(
     assert cancelled.status_code == 200, cancelled.text
     assert stored["status"] == "cancelled"
     assert stored["cancelled_at"] is not None
-    assert await collections.chunks.count_documents({"job_id": job["job_id"]}) == 0
+    assert await collections.pages.count_documents({"job_id": job["job_id"]}) == 0
 
 
 async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(
@@ -246,7 +246,7 @@ async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(
     assert outcome == "completed"
     done = await _job(collections, job["job_id"])
     assert (done["status"], done["attempts"]) == ("completed", 2)
-    assert await collections.chunks.count_documents({"job_id": job["job_id"]}) == 1
+    assert await collections.pages.count_documents({"job_id": job["job_id"]}) == 1
 
 
 async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
@@ -301,12 +301,12 @@ async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
     done = await _job(collections, job["job_id"])
     chapter_id = done["result"]["chapter_id"]
     chapters = collections.chapters
-    chunks = collections.chunks
+    page_docs = collections.pages
     assert (done["status"], done["attempts"]) == ("completed", 2)
     assert done["lease_id"] != paused["lease_id"]
     assert await chapters.count_documents({"chapter_id": chapter_id}) == 1
-    assert await chunks.count_documents({"job_id": job["job_id"]}) == pages
-    assert await chunks.count_documents({"chapter_id": chapter_id}) == pages
+    assert await page_docs.count_documents({"job_id": job["job_id"]}) == pages
+    assert await page_docs.count_documents({"chapter_id": chapter_id}) == pages
 
 
 async def test_time_limit_spent_waiting_for_the_page_store_hands_the_job_back(

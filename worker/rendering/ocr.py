@@ -46,6 +46,7 @@ from typing import Any
 
 import pymupdf
 
+from service.domain.errors import OcrError
 from service.domain.words import Word, normalise
 
 # A pass whose words average less than this is tried again upside down (upright pages measured
@@ -65,14 +66,6 @@ _PSM_AUTO = 3  # layout analysis, no OSD: the legacy engine that OSD needs is no
 _OEM_LSTM_ONLY = 1
 _RIL_BLOCK, _RIL_TEXTLINE, _RIL_WORD = 0, 2, 3
 _WRITING_TOP_TO_BOTTOM = 2
-
-
-class OcrError(Exception):
-    """OCR cannot run here: no language data, no Tesseract, or not enough memory left."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

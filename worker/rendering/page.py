@@ -34,7 +34,7 @@ import msgspec
 import pymupdf
 from PIL import Image
 
-from service.domain.errors import ExtractionError
+from service.domain.errors import ExtractionError, OcrError
 from service.domain.words import Word, encode_words, text_of
 from worker.rendering import ocr
 
@@ -109,6 +109,8 @@ class DocumentInfo(msgspec.Struct, frozen=True):
     title: str | None
     repaired: bool
     warnings: tuple[str, ...]
+    # The PDF's outline: (level, title, page number), in order; page numbers within the PDF.
+    outline: tuple[tuple[int, str, int], ...] = ()
 
 
 class RenderedPage(msgspec.Struct, frozen=True):
@@ -169,8 +171,34 @@ def open_document(path: str) -> tuple[pymupdf.Document, DocumentInfo]:
         doc.close()
         # A cut-off file MuPDF rebuilt into nothing is damaged, not an empty document.
         raise CORRUPT if repaired else ExtractionError("PDF_EMPTY", "PDF has no pages")
-    info = DocumentInfo(doc.page_count, title_of(doc), doc.is_repaired, warnings)
+    info = DocumentInfo(doc.page_count, title_of(doc), doc.is_repaired, warnings, outline_of(doc))
     return doc, info
+
+
+# A book's outline has a few hundred entries; a hostile one could have millions.
+MAX_OUTLINE_ENTRIES = 2000
+MAX_OUTLINE_TITLE = 200
+
+
+def outline_of(doc: pymupdf.Document) -> tuple[tuple[int, str, int], ...]:
+    """The PDF's outline (its table of contents), bounded: entries that point at no page of
+    this PDF are left out, titles are cleaned and cut. An outline MuPDF cannot read is empty."""
+    try:
+        toc = doc.get_toc(simple=True)
+    except Exception:  # a damaged outline must not cost the chapter
+        return ()
+    entries = []
+    for level, title, page in toc[:MAX_OUTLINE_ENTRIES]:
+        clean = clean_title(str(title))
+        if 1 <= int(page) <= doc.page_count and clean:
+            entries.append((max(1, int(level)), clean, int(page)))
+    return tuple(entries)
+
+
+def clean_title(text: str) -> str:
+    """A title as one line of printable text, at most ``MAX_OUTLINE_TITLE`` characters."""
+    printable = "".join(char if char.isprintable() else " " for char in text)
+    return " ".join(printable.split())[:MAX_OUTLINE_TITLE]
 
 
 def title_of(doc: pymupdf.Document) -> str | None:
@@ -398,7 +426,7 @@ def _ocr(
             tessdata=options.ocr_tessdata,
             deadline=started + options.ocr_time_limit_s,
         )
-    except ocr.OcrError as exc:
+    except OcrError as exc:
         notes.append(f"OCR not run: {exc.reason}")
         return None
     if reading.timed_out:

@@ -34,13 +34,19 @@ Doc = dict[str, Any]
 
 
 def render_options(settings: Settings, *, images: bool) -> RenderOptions:
-    """How this worker renders pages (``CHAPTER_DPI``, ``PAGE_IMAGE_*``, ``PAGE_MAX_PIXELS``)."""
+    """How this worker renders pages (``CHAPTER_DPI``, ``PAGE_IMAGE_*``, ``PAGE_MAX_PIXELS``)
+    and reads scanned ones (``OCR*``)."""
     return RenderOptions(
         dpi=settings.chapter_dpi,
         image_format=settings.page_image_format,
         quality=settings.page_image_quality,
         max_pixels=settings.page_max_pixels,
         render_images=images,
+        ocr=settings.ocr,
+        ocr_languages=settings.ocr_languages,
+        ocr_tessdata=settings.ocr_tessdata,
+        ocr_dpi=settings.ocr_dpi,
+        ocr_time_limit_s=settings.ocr_time_limit_s,
     )
 
 
@@ -75,6 +81,12 @@ async def store_page(
         image=image,
         thumbnail=thumbnail,
         warnings=page.warnings,
+        text_source=page.text_source,
+        ocr_confidence=page.ocr_confidence,
+        rotation=page.rotation,
+        words=page.words,
+        words_width=page.words_width,
+        words_height=page.words_height,
     )
 
 

@@ -131,6 +131,8 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
             settings, store, ctx["render_pool"], run, dict(claimed), filename,
             stopping=lambda: bool(ctx.get(STOPPING)),
         )  # fmt: skip
+        if (indexer := ctx.get("indexer")) is not None:
+            indexer.wake()  # its chapter is ready: index it now, not at the next look
         return outcome
     except ExtractionError as exc:
         if exc.code == "TIMEOUT" and run.patience.waited_s > 0:
@@ -256,12 +258,12 @@ async def _run(
                     {"pages_total": total, "repaired": info.repaired},
                     force=True,
                 )
-                done = 0
+                done = ocr_pages = 0
 
                 async def on_stored(
                     batch: list[StoredPage], problems: list[dict[str, Any]]
                 ) -> None:
-                    nonlocal done
+                    nonlocal done, ocr_pages
                     if stopping():
                         # The worker is stopping and this job's cancellation was lost on the
                         # way (worker/cancel.py): hand the job back now, not once it is done.
@@ -271,11 +273,13 @@ async def _run(
                         "write pages",
                     )
                     done += len(batch)
+                    ocr_pages += sum(page.text_source == "ocr" for page in batch)
                     metrics.PAGES.inc(len(batch))
                     await writer.report(
                         *extracting(done, total),
                         {
                             "pages_processed": done,
+                            "pages_ocr": ocr_pages,
                             **stage_percent(Stage.extract_pages, percent(done, total)),
                         },
                         page_errors=problems,
@@ -312,7 +316,14 @@ async def _run(
     title = chapter_title(job.get("title"), info.title, filename)
     await run.patience.call(
         lambda: store.chapters.create_chapter(
-            job, chapter_id, title, total, filename, repaired=info.repaired, pdf_key=pdf_key
+            job,
+            chapter_id,
+            title,
+            total,
+            filename,
+            repaired=info.repaired,
+            pdf_key=pdf_key,
+            outline=info.outline,
         ),
         "create the chapter",
     )

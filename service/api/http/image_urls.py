@@ -65,4 +65,6 @@ class ImageUrls:
             width=image.get("width"),
             height=image.get("height"),
             has_text=bool(entry.get("has_text", True)),
+            text_source=entry.get("text_source") or "pdf",
+            ocr_confidence=entry.get("ocr_confidence"),
         )

@@ -5,15 +5,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, delete, get
+from litestar import Controller, Request, Response, delete, get
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
+from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from service.api.http.dependencies import PrincipalDep, ServicesDep
+from service.api.http.etag import etag_matches
 from service.api.http.image_urls import ImageUrls
-from service.api.schemas.chapters import MAX_OFFSET, ChapterOut, PageListOut, PageOut
+from service.api.schemas.chapters import (
+    MAX_OFFSET,
+    ChapterOut,
+    PageListOut,
+    PageOut,
+    PageWordsOut,
+)
 from service.api.schemas.common import OWNER_HIDDEN_ERRORS, error, iso_z
 from service.domain.chapter import ContentMode
-from service.jobs.chapters import chapter_pages, delete_chapter, get_chapter
+from service.domain.indexing import public_status
+from service.jobs.chapters import chapter_pages, delete_chapter, get_chapter, page_words
 from service.store.chapters import page_entry
 
 NOT_FOUND = {
@@ -62,6 +72,13 @@ class ChapterController(Controller):
             created_at=iso_z(doc["created_at"]),
             pages=[await urls.page(entry) for entry in doc.get("pages") or []],
             pdf_url=await urls.of({"key": doc["pdf_key"]}) if doc.get("pdf_key") else None,
+            outline=[
+                (int(level), str(title), int(page))
+                for level, title, page in doc.get("outline") or []
+            ],
+            search_status=public_status(doc.get("search"), services.model.name),
+            ocr_pages=int(doc.get("ocr_pages") or 0),
+            pages_without_text=int(doc.get("pages_without_text") or 0),
         )
 
     @get("/{chapter_id:str}/pages", summary="A chapter's pages, in order", responses=NOT_FOUND)
@@ -85,7 +102,7 @@ class ChapterController(Controller):
             items.append(
                 PageOut(
                     id=doc["_id"],
-                    chunk_index=doc["chunk_index"],
+                    chunk_index=doc["page_index"],
                     page_number=page.page_number,
                     content=doc["content"],
                     background_url=page.background_url,
@@ -93,9 +110,45 @@ class ChapterController(Controller):
                     width=page.width,
                     height=page.height,
                     has_text=page.has_text,
+                    text_source=page.text_source,
+                    ocr_confidence=page.ocr_confidence,
                 )
             )
         return PageListOut(items=items, total=total, offset=offset, limit=limit)
+
+    @get(
+        "/{chapter_id:str}/pages/{page_number:int}/words",
+        summary="A page's words where they stand, for a text layer over its image",
+        description=(
+            "Each word as `[x0, y0, x1, y1, word, block, line]` in the pixels of the page image "
+            "(`width` x `height`, the size of its `background_url`), in reading order: from the "
+            "PDF's own text, or from OCR for a scanned page. Cached like the images: send the "
+            "ETag back in If-None-Match for a 304."
+        ),
+        responses={
+            **NOT_FOUND,
+            304: ResponseSpec(
+                None, generate_examples=False, description="Unchanged since the ETag sent"
+            ),
+            404: error("No such chapter of the caller's, or no such page in it"),
+        },
+    )
+    async def page_words(
+        self,
+        request: Request[Any, Any, Any],
+        book_id: FromPath[str],
+        chapter_id: FromPath[str],
+        page_number: FromPath[int],
+        principal: PrincipalDep,
+        services: ServicesDep,
+    ) -> Response[Any]:
+        found = await page_words(services, book_id, chapter_id, page_number, principal.user_id)
+        etag = f'"{found.digest}"'
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(content=b"", status_code=HTTP_304_NOT_MODIFIED, headers=headers)
+        out = PageWordsOut(width=found.width, height=found.height, words=found.words)
+        return Response(out, headers=headers)
 
     @delete(
         "/{chapter_id:str}",

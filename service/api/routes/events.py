@@ -64,16 +64,18 @@ from service.store.feed import JobFeed
 PAGE_FIELDS: dict[str, int] = {
     "_id": 0,
     "job_id": 1,
-    "chunk_index": 1,
+    "page_index": 1,
     "metadata.total_pages": 1,
     "image": 1,
     "thumbnail": 1,
     "has_text": 1,
+    "text_source": 1,
+    "ocr_confidence": 1,
 }
 
 
 async def render_page(chunk: Mapping[str, Any], urls: ImageUrls) -> bytes:
-    """A ``page`` event of one stored page (a ``document_chunks`` document projected on
+    """A ``page`` event of one stored page (a ``chapter_pages`` document projected on
     ``PAGE_FIELDS``), with no ``id:``: a reconnecting client resumes from the last state's."""
     page = await urls.page(page_entry(dict(chunk)))
     out = PageEventOut(
@@ -84,6 +86,8 @@ async def render_page(chunk: Mapping[str, Any], urls: ImageUrls) -> bytes:
         width=page.width,
         height=page.height,
         has_text=page.has_text,
+        text_source=page.text_source,
+        ocr_confidence=page.ocr_confidence,
     )
     return sse("page", ENCODE(out))
 
@@ -98,7 +102,7 @@ def create_feed(settings: Settings, collections: Collections) -> JobFeed:
     """The process's feed over the jobs and their pages."""
     return JobFeed(
         collections.jobs,
-        collections.chunks,
+        collections.pages,
         job_fields=JOB_STATUS_FIELDS,
         page_fields=PAGE_FIELDS,
         render_state=render_state,  # pages are rendered per stream: their URLs are signed

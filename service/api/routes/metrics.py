@@ -30,6 +30,7 @@ from prometheus_client.core import (
 from service.api.http.dependencies import ServicesDep
 from service.api.http.metrics_token import require_metrics_token
 from service.api.services import Services
+from service.domain.job import utcnow
 from service.store.feed import JobFeed
 from service.store.reader import ReadCounts
 
@@ -160,6 +161,11 @@ REGISTRY.register(FEED)
 
 JOBS = Gauge("pcj_jobs", "Jobs in MongoDB by status", ["status"])
 QUEUE_DEPTH = Gauge("pcj_queue_depth", "Entries waiting in the arq queue")
+CHAPTERS_INDEX = Gauge("pcj_chapters_index", "Chapters by search index status", ["status"])
+INDEX_LAG = Gauge(
+    "pcj_index_lag_seconds",
+    "How long the longest-waiting chapter has waited to be indexed (0: none waits)",
+)
 SCRAPE_ERRORS = Gauge(
     "pcj_metrics_scrape_errors",
     "1 when the last scrape could not read a dependency",
@@ -173,6 +179,10 @@ async def refresh(services: Services) -> None:
         counts = await services.store.jobs.count_by_status()
         for status, count in counts.items():
             JOBS.labels(status=status).set(count)
+        for status, count in (await services.store.chapters.index_counts()).items():
+            CHAPTERS_INDEX.labels(status=status).set(count)
+        oldest = await services.store.chapters.oldest_pending_index()
+        INDEX_LAG.set(0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds()))
         SCRAPE_ERRORS.labels(dependency="mongodb").set(0)
     except Exception:
         log.warning("metrics: cannot count jobs", exc_info=True)

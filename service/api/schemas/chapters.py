@@ -3,12 +3,16 @@ the request shape of a chapter's options."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from service.api.schemas.common import Timestamp
 from service.domain.chapter import SLUG_MAX, SLUG_PATTERN, ChapterOptions, ContentMode
+from service.domain.indexing import SearchStatus
+
+TextSource = Literal["pdf", "ocr", "none"]
 
 
 class ChapterPageOut(msgspec.Struct, kw_only=True):
@@ -23,6 +27,10 @@ class ChapterPageOut(msgspec.Struct, kw_only=True):
     height: int | None
     has_text: bool
     elements: list[Any] = msgspec.field(default_factory=list)
+    # Where the page's text came from: pdf (its text layer), ocr (read from its image), none.
+    text_source: TextSource = "pdf"
+    # For an OCR page, the mean confidence (0-100) of the words read; else null.
+    ocr_confidence: float | None = None
 
 
 class ChapterOut(msgspec.Struct, kw_only=True):
@@ -46,6 +54,14 @@ class ChapterOut(msgspec.Struct, kw_only=True):
     created_at: Timestamp
     pages: list[ChapterPageOut]
     pdf_url: str | None  # content mode pdf_file: the PDF itself
+    # The PDF's outline (table of contents): [level, title, page number], in order.
+    outline: list[tuple[int, str, int]] = msgspec.field(default_factory=list)
+    # Where the chapter's search index stands (pending, indexing, ready, failed, or stale:
+    # indexed by another embedding model than the service's); the chapter reads at once.
+    search_status: SearchStatus = SearchStatus.pending
+    # Pages whose text was read by OCR (scanned pages), and pages with no text at all.
+    ocr_pages: int = 0
+    pages_without_text: int = 0
 
 
 class PageOut(msgspec.Struct, kw_only=True):
@@ -60,6 +76,8 @@ class PageOut(msgspec.Struct, kw_only=True):
     width: int | None = None
     height: int | None = None
     has_text: bool = True
+    text_source: TextSource = "pdf"
+    ocr_confidence: float | None = None
 
 
 class PageListOut(msgspec.Struct, kw_only=True):
@@ -101,3 +119,13 @@ class ChapterOptionsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
             is_preview_free=self.is_preview_free,
             content_mode=self.content_mode,
         )
+
+
+class PageWordsOut(msgspec.Struct, kw_only=True):
+    """A page's words where they stand: each ``[x0, y0, x1, y1, word, block, line]`` in the
+    pixels of the page image (``width`` x ``height``), in reading order; from the PDF's own
+    text layer, or from OCR for a scanned page."""
+
+    width: int
+    height: int
+    words: Sequence[tuple[int, int, int, int, str, int, int]]

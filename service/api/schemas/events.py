@@ -17,6 +17,8 @@ class PageEventOut(msgspec.Struct, kw_only=True):
     width: int | None
     height: int | None
     has_text: bool
+    text_source: str = "pdf"
+    ocr_confidence: float | None = None
 
 
 class StreamTokenOut(msgspec.Struct, kw_only=True):

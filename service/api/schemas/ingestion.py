@@ -16,7 +16,9 @@ from service.store.documents import JobDoc
 
 INGESTION_FIELDS: dict[str, int] = {
     **JOB_DETAIL_FIELDS,
-    **dict.fromkeys(["page_errors", "pages_total", "pages_processed", "attempts", "updated_at"], 1),
+    **dict.fromkeys(
+        ["page_errors", "pages_total", "pages_processed", "pages_ocr", "attempts", "updated_at"], 1
+    ),
 }
 
 
@@ -64,7 +66,11 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 def ingestion_stats(doc: JobDoc) -> dict[str, float | int]:
     """Attempts, each finished stage's duration, and the whole run's duration and pace."""
-    stats: dict[str, float | int] = {"attempts": int(doc.get("attempts", 0))}
+    stats: dict[str, float | int] = {
+        "attempts": int(doc.get("attempts", 0)),
+        # Pages whose text was read from their image (scans).
+        "ocr_pages": int(doc.get("pages_ocr") or 0),
+    }
     for stage, state in stages_of(doc).items():
         seconds = _seconds(state.get("started_at"), state.get("finished_at"))
         if seconds is not None:

@@ -49,7 +49,7 @@ class Event:
     kind: Kind
     data: bytes
     version: int = 0  # state: the job's version
-    page: int = -1  # page: its chunk_index
+    page: int = -1  # page: its page_index (0-based)
     terminal: bool = False  # state: the job is completed, failed or cancelled
     # page: the stored page projected on ``page_fields``, for subscribers that render it per
     # client (its image URLs are signed per request); ``data`` is then empty.

@@ -2,7 +2,7 @@
 
 Each API process follows two change streams, whatever the number of clients: updates of
 ``pdf_chapter_jobs`` that bump ``version`` (what a client sees; heartbeats are filtered out by
-MongoDB) and inserts into ``document_chunks`` (a page stored). Each change is rendered once (the
+MongoDB) and inserts into ``chapter_pages`` (a page stored). Each change is rendered once (the
 API passes the renderers) and offered to the subscribers of its job, found by job id in a dict.
 
 - **Ordering.** Job documents come with ``full_document="updateLookup"``: the job as it is when
@@ -64,9 +64,9 @@ GATHER_S = 0.02
 class JobFeed:
     """Job states and stored pages of one API process, pushed to its subscribers.
 
-    ``jobs`` and ``chunks`` are the collections; ``job_fields`` and ``page_fields`` the
+    ``jobs`` and ``pages`` are the collections; ``job_fields`` and ``page_fields`` the
     projections the renderers need (``job_id``, ``status`` and ``version`` are added, and
-    ``job_id`` and ``chunk_index`` for pages). ``render_state`` and ``render_page`` turn a
+    ``job_id`` and ``page_index`` for pages). ``render_state`` and ``render_page`` turn a
     projected document into the bytes sent to clients; without ``render_page`` a page event
     carries its document (``Event.doc``) for the subscriber to render. ``keepalive`` is offered
     to every subscription every ``keepalive_s``.
@@ -75,7 +75,7 @@ class JobFeed:
     def __init__(
         self,
         jobs: AsyncCollection[Doc],
-        chunks: AsyncCollection[Doc],
+        pages: AsyncCollection[Doc],
         *,
         job_fields: dict[str, int],
         page_fields: dict[str, int],
@@ -89,9 +89,9 @@ class JobFeed:
         gather_s: float = GATHER_S,
     ) -> None:
         self._jobs = jobs
-        self._chunks = chunks
+        self._pages = pages
         self._job_fields = {**job_fields, "_id": 0, "job_id": 1, "status": 1, "version": 1}
-        self._page_fields = {**page_fields, "_id": 0, "job_id": 1, "chunk_index": 1}
+        self._page_fields = {**page_fields, "_id": 0, "job_id": 1, "page_index": 1}
         self._render_state = render_state
         self._render_page = render_page
         self._keepalive = Event(Kind.keepalive, keepalive)
@@ -129,13 +129,13 @@ class JobFeed:
 
     async def stored_pages(self, job_id: str) -> list[Event]:
         """The pages of ``job_id`` stored so far, in page order, as events (a client's catch-up)."""
-        found = self._chunks.find({"job_id": job_id}, self._page_fields).sort("chunk_index", 1)
+        found = self._pages.find({"job_id": job_id}, self._page_fields).sort("page_index", 1)
         return [self._page_event(doc) for doc in await found.to_list(None)]
 
     # --- Fanning out -------------------------------------------------------------------------
 
     def _page_event(self, doc: Doc) -> Event:
-        page = int(doc["chunk_index"])
+        page = int(doc["page_index"])
         if self._render_page is None:
             return Event(Kind.page, b"", page=page, doc=doc)
         return Event(Kind.page, self._render_page(doc), page=page)
@@ -185,7 +185,7 @@ class JobFeed:
         )
         follow_pages = self._follow(
             "pages",
-            lambda token: self._chunks.watch(page_pipeline, resume_after=token),
+            lambda token: self._pages.watch(page_pipeline, resume_after=token),
             self._on_page_change,
         )
         self._streams = [self._spawn(follow_jobs), self._spawn(follow_pages)]
@@ -350,7 +350,7 @@ class JobFeed:
         since = min(topic.pages_since for topic in topics.values())
         query = {"job_id": {"$in": list(topics)}, "created_at": {"$gte": since}}
         fields = {**self._page_fields, "created_at": 1}
-        found = self._chunks.find(query, fields).sort([("job_id", 1), ("chunk_index", 1)])
+        found = self._pages.find(query, fields).sort([("job_id", 1), ("page_index", 1)])
         for doc in await found.to_list(None):
             topic = topics[doc["job_id"]]
             created: datetime = doc.pop("created_at")

@@ -1,0 +1,175 @@
+"""Searching the caller's chapters: keyword, vector, or both fused (hybrid).
+
+    1. rate     one search counted in the caller's 60 s window (429)
+    2. scope    the caller's indexed chapters: all, one book's, or those named (a chapter id
+                that is not the caller's is a 404, as if it did not exist)
+    3. keyword  MongoDB's text index, scoped by user: passages that share the query's words
+    4. vector   the query embedded (the API's embedding process), then exact top-k over each
+                chapter's vectors (kept in memory, least recently used evicted); only chapters
+                indexed by this service's model (a stale chapter is found by keyword only)
+    5. fuse     reciprocal rank fusion of both lists (``service/retrieval/ranking.py``, weights
+                measured on the evaluation set), best first, ``k`` of them
+
+Only the caller's passages are ever read: every query names the user first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from service.domain.errors import DependencyUnavailable, EmbeddingError, NotFound
+from service.jobs.context import Context
+from service.retrieval.ranking import (
+    KEYWORD_DEPTH,
+    VECTOR_DEPTH,
+    Matrix,
+    Scope,
+    hybrid,
+    top_k,
+    vectors_from_bson,
+)
+
+log = logging.getLogger("service.search")
+
+Doc = dict[str, Any]
+SNIPPET_CHARS = 240
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class Mode(StrEnum):
+    hybrid = "hybrid"
+    vector = "vector"
+    keyword = "keyword"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    query: str
+    k: int = 10
+    mode: Mode = Mode.hybrid
+    book_id: str | None = None
+    chapter_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One passage found: the chunk, its chapter, a snippet around the query, its score."""
+
+    chunk: Doc
+    chapter: Doc
+    snippet: str
+    score: float
+
+
+async def search(ctx: Context, user_id: str, request: SearchRequest) -> list[Hit]:
+    """The caller's passages that best answer ``request``, best first (see the module)."""
+    await ctx.limiter.hit(
+        f"search:{user_id}", ctx.settings.search_rate_limit_per_minute, "searches"
+    )
+    chapters = await _scope(ctx, user_id, request)
+    if not chapters:
+        return []
+    ids = [chapter["chapter_id"] for chapter in chapters]
+    keyword: list[str] = []
+    keyword_scores: dict[str, float] = {}
+    vector: list[tuple[str, float]] = []
+    if request.mode is not Mode.vector:
+        depth = max(request.k, KEYWORD_DEPTH) if request.mode is Mode.hybrid else request.k
+        found = await ctx.store.chunks.keyword(user_id, request.query, ids, depth)
+        keyword = [chunk_id for chunk_id, _ in found]
+        keyword_scores = dict(found)
+    if request.mode is not Mode.keyword:
+        current = [c for c in chapters if (c.get("search") or {}).get("model") == ctx.model.name]
+        depth = max(request.k, VECTOR_DEPTH) if request.mode is Mode.hybrid else request.k
+        vector = await _vector_search(ctx, user_id, request.query, current, depth)
+    if request.mode is Mode.keyword:
+        ranked = [(chunk_id, keyword_scores[chunk_id]) for chunk_id in keyword]
+    elif request.mode is Mode.vector:
+        ranked = vector
+    else:
+        ranked = hybrid([chunk_id for chunk_id, _ in vector], keyword)
+    ranked = ranked[: request.k]
+    found_chunks = await ctx.store.chunks.results(user_id, [chunk_id for chunk_id, _ in ranked])
+    by_chapter = {chapter["chapter_id"]: chapter for chapter in chapters}
+    return [
+        Hit(chunk, by_chapter[chunk["chapter_id"]], snippet(chunk["content"], request.query), score)
+        for chunk_id, score in ranked
+        if (chunk := found_chunks.get(chunk_id)) is not None and chunk["chapter_id"] in by_chapter
+    ]
+
+
+async def _scope(ctx: Context, user_id: str, request: SearchRequest) -> list[Doc]:
+    chapters = ctx.store.chapters
+    if request.chapter_ids is not None:
+        owned = await chapters.owned_ids(user_id, request.chapter_ids)
+        for chapter_id in request.chapter_ids:
+            if chapter_id not in owned:  # another user's chapter is as unknown as none at all
+                raise NotFound(f"Chapter {chapter_id[:64]} not found")
+    return await chapters.searchable(
+        user_id, book_id=request.book_id, chapter_ids=request.chapter_ids
+    )
+
+
+async def _vector_search(
+    ctx: Context, user_id: str, query: str, chapters: Sequence[Doc], depth: int
+) -> list[tuple[str, float]]:
+    """The ``depth`` passages nearest the query over ``chapters``, with their cosine."""
+    if not chapters:
+        return []
+    try:
+        embedded = await ctx.embeddings.embed([query], "query")
+    except EmbeddingError as exc:
+        log.warning("search: the query could not be embedded (%s)", exc)
+        raise DependencyUnavailable("search") from None
+    vector: Matrix = embedded[0]
+    scopes = await asyncio.gather(*(_chapter_vectors(ctx, user_id, c) for c in chapters))
+    found: list[tuple[str, float]] = []
+    for scope in scopes:
+        rows, scores = top_k(scope.matrix, vector, depth)
+        found.extend(
+            (scope.ids[row], float(score)) for row, score in zip(rows, scores, strict=True)
+        )
+    found.sort(key=lambda item: item[1], reverse=True)
+    return found[:depth]
+
+
+async def _chapter_vectors(ctx: Context, user_id: str, chapter: Doc) -> Scope[str]:
+    """A chapter's vectors, from memory or MongoDB; a re-indexed chapter has a new key."""
+    chapter_id = chapter["chapter_id"]
+    key = (user_id, chapter_id, (chapter.get("search") or {}).get("indexed_at"))
+
+    async def load() -> Scope[str]:
+        ids, blobs = await ctx.store.chunks.vectors(user_id, chapter_id, ctx.model.name)
+        if not ids:
+            return Scope([], np.empty((0, ctx.model.dimensions), dtype=np.float32))
+        return Scope(ids, vectors_from_bson(blobs, ctx.model.dimensions))
+
+    return await ctx.vectors.get_or_load(key, load)
+
+
+def snippet(content: str, query: str, width: int = SNIPPET_CHARS) -> str:
+    """About ``width`` characters of ``content`` around the first word of the query it holds
+    (its start, when it holds none), cut at word boundaries."""
+    words = {word.lower() for word in _WORD.findall(query) if len(word) > 2}
+    start = 0
+    for match in _WORD.finditer(content):
+        if match.group().lower() in words:
+            start = max(0, match.start() - width // 4)
+            break
+    end = min(len(content), start + width)
+    if start > 0:
+        space = content.find(" ", start)
+        start = space + 1 if 0 <= space < start + 20 else start
+    if end < len(content):
+        space = content.rfind(" ", start, end)
+        end = space if space > start else end
+    text = " ".join(content[start:end].split())
+    return ("… " if start > 0 else "") + text + (" …" if end < len(content) else "")

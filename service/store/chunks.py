@@ -1,0 +1,143 @@
+"""Retrieval chunks (``document_chunks``): a chapter's passages, their vectors, and the two
+searches over them (keyword through MongoDB's text index, vectors read for an exact search).
+
+A chapter's chunks are replaced whole when it is (re-)indexed: written first without vectors
+(the chunk-listing contract lists them at once), then given their vectors in batches. Every
+query names its user first: the text index's prefix is ``user_id``, so a keyword search never
+reads another user's passages, and neither does anything else here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bson import Binary
+from pymongo import InsertOne, UpdateOne
+
+from service.domain.job import utcnow
+from service.store.collections import Collections
+
+Doc = dict[str, Any]
+
+# A chunk in the chunk-listing contract's list: its content cut short by MongoDB before it is
+# sent, and never its vector.
+CONTENT_PREVIEW_CHARS = 500
+PREVIEW_FIELDS = {
+    "job_id": 1,
+    "chunk_index": 1,
+    "metadata": 1,
+    "created_at": 1,
+    "updated_at": 1,
+    "content": {"$substrCP": ["$content", 0, CONTENT_PREVIEW_CHARS]},
+}
+# What a search result shows of a chunk.
+RESULT_FIELDS = {
+    "job_id": 1,
+    "chapter_id": 1,
+    "book_id": 1,
+    "chunk_index": 1,
+    "content": 1,
+    "page_start": 1,
+    "page_end": 1,
+    "section": 1,
+    "metadata.page_number": 1,
+}
+
+
+class ChunkStore:
+    """``document_chunks``."""
+
+    def __init__(self, collections: Collections) -> None:
+        self.chunks = collections.chunks
+
+    # --- Written by a chapter's indexer ------------------------------------------------------
+
+    async def replace(self, chapter_id: str, docs: Sequence[Doc]) -> None:
+        """The chapter's chunks become ``docs`` (its earlier ones are removed first)."""
+        await self.chunks.delete_many({"chapter_id": chapter_id})
+        if docs:
+            await self.chunks.bulk_write([InsertOne(dict(doc)) for doc in docs], ordered=False)
+
+    async def set_embeddings(self, vectors: Sequence[tuple[str, Binary]], model: str) -> None:
+        """Each chunk's vector (BSON binary, float32) and the model that made it."""
+        now = utcnow()
+        operations = [
+            UpdateOne(
+                {"_id": chunk_id},
+                {"$set": {"embedding": vector, "embedding_model": model, "updated_at": now}},
+            )
+            for chunk_id, vector in vectors
+        ]
+        if operations:
+            await self.chunks.bulk_write(operations, ordered=False)
+
+    async def delete_chapter(self, chapter_id: str) -> None:
+        await self.chunks.delete_many({"chapter_id": chapter_id})
+
+    # --- The chunk-listing contract ---------------------------------------------------------
+
+    async def count(self, job_id: str) -> int:
+        return await self.chunks.count_documents({"job_id": job_id})
+
+    async def previews(
+        self, job_id: str, order: dict[str, int], offset: int, limit: int
+    ) -> list[Doc]:
+        """One page of a job's chunks, their content cut short by MongoDB before it is sent."""
+        cursor = await self.chunks.aggregate(
+            [
+                {"$match": {"job_id": job_id}},
+                {"$sort": order},
+                {"$skip": offset},
+                {"$limit": limit},
+                {"$project": PREVIEW_FIELDS},
+            ]
+        )
+        page: list[Doc] = await cursor.to_list()
+        return page
+
+    async def owned(self, chunk_id: str, user_id: str) -> Doc | None:
+        """One of the user's chunks, whole (its vector included)."""
+        doc: Doc | None = await self.chunks.find_one({"_id": chunk_id, "user_id": user_id})
+        return doc
+
+    # --- Search -------------------------------------------------------------------------------
+
+    async def keyword(
+        self, user_id: str, query: str, chapter_ids: Sequence[str], limit: int
+    ) -> list[tuple[str, float]]:
+        """The user's chunks of ``chapter_ids`` that match ``query``'s words, best first, with
+        MongoDB's text score."""
+        found = self.chunks.find(
+            {
+                "user_id": user_id,
+                "$text": {"$search": query},
+                "chapter_id": {"$in": list(chapter_ids)},
+            },
+            {"_id": 1, "score": {"$meta": "textScore"}},
+        )
+        found = found.sort([("score", {"$meta": "textScore"})]).limit(limit)
+        return [(str(doc["_id"]), float(doc["score"])) async for doc in found]
+
+    async def vectors(
+        self, user_id: str, chapter_id: str, model: str
+    ) -> tuple[list[str], list[bytes]]:
+        """The ids and stored vectors of the chapter's chunks embedded by ``model``, in order."""
+        found = self.chunks.find(
+            {"user_id": user_id, "chapter_id": chapter_id, "embedding_model": model},
+            {"_id": 1, "embedding": 1},
+        ).sort("chunk_index", 1)
+        ids: list[str] = []
+        vectors: list[bytes] = []
+        async for doc in found:
+            if doc.get("embedding") is not None:
+                ids.append(str(doc["_id"]))
+                vectors.append(bytes(doc["embedding"]))
+        return ids, vectors
+
+    async def results(self, user_id: str, chunk_ids: Sequence[str]) -> dict[str, Doc]:
+        """The user's chunks by id, with what a search result shows."""
+        found = self.chunks.find(
+            {"_id": {"$in": list(chunk_ids)}, "user_id": user_id}, RESULT_FIELDS
+        )
+        return {str(doc["_id"]): doc async for doc in found}

@@ -1,0 +1,1 @@
+"""Search indexing: a chapter's pages into retrieval chunks with vectors, beside the jobs."""
