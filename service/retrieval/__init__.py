@@ -12,4 +12,12 @@
 No web framework, no queue, no database client here: the worker, the store and the API wire
 these in. Importing anything but ``embedder`` (and ``protocol.serve``, in the child) leaves
 onnxruntime unloaded.
+
+Settings they need (names for service/settings.py; the defaults are this package's):
+    EMBEDDING_MODEL_DIR        None: the bundled MiniLM (load_model_spec)
+    EMBEDDING_THREADS          1: onnxruntime intra-op threads of the embedding process
+    EMBEDDING_MEMORY_LIMIT_MB  1024: its RLIMIT_AS (MiniLM needs ~585 MB at 1 thread)
+    EMBEDDING_TIME_LIMIT_S     60: a request of 16 passages; over it, the process is replaced
+    EMBEDDING_MAX_QUEUED       32: requests waiting; more are refused (EmbeddingBusy: 503)
+    SEARCH_CACHE_MB            e.g. 256: ScopeCache budget (~1.6 KB a 384-d passage)
 """

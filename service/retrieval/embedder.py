@@ -9,10 +9,11 @@ longest text, pool the last hidden state (mean over real tokens, or the ``[CLS]`
 L2-normalise when the model says so (then inner product = cosine).
 
 Measured on this project's 2-core machines (MiniLM int8, texts of ~220 tokens):
-- ``enable_mem_pattern=False``: RSS ~560 MB with large batches against ~800 MB with the default.
+- ``enable_mem_pattern=False`` (NOTES.md: ~560 MB RSS against ~800 MB with the default).
 - Batches sorted by length and capped at ``max_batch_tokens`` (2,048: 8 full windows): CPU per
-  text does not improve past ~4-8 texts a batch, while memory grows with the batch (attention is
-  batch x 12 heads x 256^2 floats a layer): ~370 MB RSS at 8 full texts, ~850 MB at 32.
+  text (~0.05-0.07 s) does not improve past ~4-8 texts a batch, while memory grows with the
+  batch (attention is batch x 12 heads x 256^2 floats a layer): ~370 MB RSS at 8 full texts,
+  ~850 MB at 32. The embedding process peaks at 410-450 MB RSS (bench/index.py).
 - Idle intra-op threads spin by default, burning a core between batches on a shared machine:
   spinning is off.
 - Padding does not change a text's vector (cosine 1.0 between alone and in a padded batch).

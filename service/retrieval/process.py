@@ -3,7 +3,7 @@
     async with EmbeddingProcess(load_model_spec(None), threads=1) as embedding:
         vectors = await embedding.embed(texts, "passage")   # float32 (len(texts), 384)
 
-Why a process: onnxruntime with the model is ~300-400 MB that the worker's and the API's own
+Why a process: onnxruntime with the model is ~410-450 MB that the worker's and the API's own
 processes should not carry, its threads are the one CPU cost to bound (``threads``), and its
 memory is capped (RLIMIT_AS) so a runaway allocation kills it, not its host. One per worker
 (shared by every job; render processes never load the model) and one per API process (started
@@ -86,7 +86,7 @@ _DECODER = msgspec.msgpack.Decoder(Reply)
 
 # Measured here (MiniLM int8, batches of 2,048 tokens, RLIMIT_AS lowered until batches failed):
 # the process maps ~420 MB once loaded and needs a cap of ~585 MB with 1 thread, ~645 MB with 2
-# (each onnxruntime thread and its glibc arena reserve address space); its RSS peaks at ~430 MB.
+# (each onnxruntime thread and its glibc arena reserve address space); its RSS peaks at 410-450 MB.
 # Below the cap's need, onnxruntime's arena refuses a batch: that request fails, the process is
 # replaced. 1 GB leaves a margin for more threads or a bigger model of this size.
 DEFAULT_MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024

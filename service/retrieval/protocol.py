@@ -85,15 +85,18 @@ def serve(
     encoder = msgspec.msgpack.Encoder()
     decoder = msgspec.msgpack.Decoder(Embed)
 
-    def send(reply: Reply) -> None:
+    def frame(reply: Reply) -> bytes:
         body = encoder.encode(reply)
-        sock.sendall(len(body).to_bytes(HEADER, "big") + body)
+        return len(body).to_bytes(HEADER, "big") + body
 
     # The client gone mid-exchange (its process killed) is a hang-up too: nobody is left to answer.
     with sock, sock.makefile("rb") as stream, contextlib.suppress(ConnectionError):
         size = _vsz_bytes()
+        # Made before the cap: once memory has run out, even formatting a message can fail.
+        too_small = frame(Failed(OUT_OF_MEMORY, _too_small(memory_limit_bytes, size)))
+        ran_out = frame(Failed(OUT_OF_MEMORY, _ran_out(memory_limit_bytes)))
         if size >= memory_limit_bytes:
-            send(Failed(OUT_OF_MEMORY, _too_small(memory_limit_bytes, size)))
+            sock.sendall(too_small)
             return
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
         try:
@@ -102,24 +105,29 @@ def serve(
 
             spec = load_model_spec(model_dir)
             embedder = Embedder(spec, threads=threads, max_batch_tokens=batch_tokens)
-        except Exception as exc:  # the import itself can fail for memory (ImportError)
-            if isinstance(exc, MemoryError) or _is_allocation_failure(exc):
-                send(Failed(OUT_OF_MEMORY, _too_small(memory_limit_bytes, _vsz_bytes())))
-            else:
-                send(Failed(MODEL, str(exc)))
+        except MemoryError:
+            sock.sendall(too_small)
             return
-        send(Ready(spec.name, spec.dimensions))
-        while (frame := _read_frame(stream)) is not None:
-            request = decoder.decode(frame)
+        except Exception as exc:  # the import itself can fail for memory (ImportError)
+            sock.sendall(
+                too_small if _is_allocation_failure(exc) else frame(Failed(MODEL, str(exc)))
+            )
+            return
+        sock.sendall(frame(Ready(spec.name, spec.dimensions)))
+        while (request_frame := _read_frame(stream)) is not None:
+            request = decoder.decode(request_frame)
             try:
                 vectors = embedder.embed(request.texts, request.kind)
+                reply = frame(Embedded(len(vectors), vectors.astype("<f4", copy=False).tobytes()))
+            except MemoryError:
+                sock.sendall(ran_out)
+                return
             except Exception as exc:  # onnxruntime's errors have no public base class
-                if isinstance(exc, MemoryError) or _is_allocation_failure(exc):
-                    send(Failed(OUT_OF_MEMORY, _ran_out(memory_limit_bytes)))
+                if _is_allocation_failure(exc):
+                    sock.sendall(ran_out)
                     return
-                send(Failed(ERROR, f"embedding failed: {type(exc).__name__}: {exc}"))
-                continue
-            send(Embedded(len(vectors), vectors.astype("<f4", copy=False).tobytes()))
+                reply = frame(Failed(ERROR, f"embedding failed: {type(exc).__name__}: {exc}"))
+            sock.sendall(reply)
 
 
 def _ran_out(limit: int) -> str:
@@ -128,8 +136,8 @@ def _ran_out(limit: int) -> str:
 
 def _too_small(limit: int, size: int) -> str:
     return (
-        f"EMBEDDING_MEMORY_LIMIT_MB={limit >> 20} is too small for the model "
-        f"(the embedding process already maps {size >> 20} MB)"
+        f"EMBEDDING_MEMORY_LIMIT_MB={limit >> 20} is too small to load the model "
+        f"(the embedding process mapped {size >> 20} MB before loading it)"
     )
 
 
