@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import sys
 
+from indexes.search_index import sync_vector_index
 from indexes.spec import specification
 from indexes.sync import compare, sync
+from service.retrieval.model import load_model_spec
 from service.settings import Settings
 from service.store.mongo import create_client
 
@@ -23,6 +25,9 @@ async def _main(command: str, settings: Settings) -> int:
             # Nothing unspecified is dropped, so what is left to report is informational.
             for difference in await compare(db, spec):
                 print(f"note: {difference}")
+            if settings.vector_search == "atlas":
+                model = load_model_spec(settings.embedding_model_dir)
+                print(await sync_vector_index(db, model.dimensions))
             print(f"indexes in sync on {settings.mongodb_db}")
             return 0
         differences = await compare(db, spec)

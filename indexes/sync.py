@@ -33,7 +33,10 @@ class Difference:
 
 
 def _shape(index: dict[str, Any]) -> dict[str, Any]:
-    shape: dict[str, Any] = {"key": [(field, order) for field, order in dict(index["key"]).items()]}
+    key = [(field, order) for field, order in dict(index["key"]).items()]
+    if any(order == "text" or field == "_fts" for field, order in key):
+        return _text_shape(index, key)
+    shape: dict[str, Any] = {"key": key}
     for option in _COMPARED_OPTIONS:
         value = index.get(option)
         if option == "unique" and not value:
@@ -41,6 +44,24 @@ def _shape(index: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             shape[option] = int(value) if option == "expireAfterSeconds" else value
     return shape
+
+
+def _text_shape(index: dict[str, Any], key: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A text index as declared and as the server lists it (``_fts``/``_ftsx`` with the text
+    fields in ``weights``) reduced to one form: its other fields, its text fields and weights,
+    its language settings."""
+    if "weights" in index and any(field == "_fts" for field, _ in key):  # as the server lists it
+        weights = {field: int(weight) for field, weight in dict(index["weights"]).items()}
+    else:
+        declared = dict(index.get("weights") or {})
+        weights = {f: int(declared.get(f, 1)) for f, order in key if order == "text"}
+    others = [(f, o) for f, o in key if o != "text" and f not in ("_fts", "_ftsx")]
+    return {
+        "key": [*others, ("$text", ",".join(sorted(weights)))],
+        "weights": dict(sorted(weights.items())),
+        "default_language": index.get("default_language", "english"),
+        "language_override": index.get("language_override", "language"),
+    }
 
 
 def _describe(shape: dict[str, Any]) -> str:

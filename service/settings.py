@@ -64,9 +64,10 @@ class Settings(BaseSettings):
     # Uploads and the PDF pipeline.
     max_upload_mb: int = Field(default=100, ge=1, le=10_240)
     # A PDF with more pages fails with PDF_TOO_MANY_PAGES before any page is rendered.
-    # A chapter lists every page with its image keys, about 250 bytes each: 50,000 pages keep
-    # it well under MongoDB's 16 MB document limit (tests/store/test_chapter_size.py).
-    max_pages: int = Field(default=5000, ge=1, le=50_000)
+    # A chapter lists every page with its image keys and where its text came from, up to 310
+    # bytes each, and the PDF's outline (up to ~430 KB): 40,000 pages keep it under 90% of
+    # MongoDB's 16 MB document limit (tests/store/test_chapter_size.py).
+    max_pages: int = Field(default=5000, ge=1, le=40_000)
     # Memory (beyond the parser process's own baseline) and wall-clock caps for parsing one PDF.
     job_memory_limit_mb: int = Field(default=1024, ge=16, le=65_536)
     job_time_limit_s: float = Field(default=1800.0, gt=0, le=86_400)

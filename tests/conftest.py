@@ -302,3 +302,30 @@ def submit(
         return created.json()
 
     return send
+
+
+@pytest.fixture(scope="session")
+async def embeddings(app: Litestar) -> AsyncIterator[Any]:
+    """One embedding process for the session's indexing (the API's own serves its searches)."""
+    from service.retrieval.process import EmbeddingProcess
+
+    process = EmbeddingProcess(app.state.services.model, threads=1)
+    yield process
+    await process.aclose()
+
+
+@pytest.fixture
+def index_chapters(store: Store, settings: Settings, embeddings: Any, app: Litestar) -> Any:
+    """``await index_chapters()``: index every pending chapter, as a worker's indexer does;
+    returns how many it indexed."""
+    from worker.indexing.indexer import Indexer
+
+    async def run(**overrides: Any) -> int:
+        indexer = Indexer(
+            store, settings.model_copy(update=overrides), app.state.services.model, embeddings
+        )
+        while await indexer.index_next():
+            pass
+        return indexer.indexed
+
+    return run

@@ -38,6 +38,8 @@ from service.retrieval.ranking import (
 )
 
 log = logging.getLogger("service.search")
+# Set once the server refused $vectorSearch: this process then searches exactly.
+_atlas_refused: list[bool] = []
 
 Doc = dict[str, Any]
 SNIPPET_CHARS = 240
@@ -130,6 +132,17 @@ async def _vector_search(
         log.warning("search: the query could not be embedded (%s)", exc)
         raise DependencyUnavailable("search") from None
     vector: Matrix = embedded[0]
+    ids = [chapter["chapter_id"] for chapter in chapters]
+    if ctx.settings.vector_search == "atlas" and not _atlas_refused:
+        atlas = await ctx.store.chunks.vector_search(
+            user_id, vector.tolist(), ids, ctx.model.name, depth
+        )
+        if atlas is not None:
+            return atlas
+        # MongoDB without mongot (6.0: "Unrecognized pipeline stage name"), or no search index
+        # yet: this process searches exactly from now on, and says so once.
+        _atlas_refused.append(True)
+        log.warning("VECTOR_SEARCH=atlas: $vectorSearch refused by the server; exact search")
     scopes = await asyncio.gather(*(_chapter_vectors(ctx, user_id, c) for c in chapters))
     found: list[tuple[str, float]] = []
     for scope in scopes:

@@ -234,10 +234,11 @@ class _Spans:
         base = self.tokens[start]
         last = len(self.starts)
         if self.tokens[last] - base <= budget:
-            return last
-        high = bisect.bisect_right(self.tokens, base + budget, lo=start + 1) - 1
-        if high <= start:
-            return start + 1  # one word over the limit: _words cut such words already
+            high = last  # the rest fits: it still ends at the next section (the sentinel: last)
+        else:
+            high = bisect.bisect_right(self.tokens, base + budget, lo=start + 1) - 1
+            if high <= start:
+                return start + 1  # one word over the limit: _words cut such words already
         # A passage does not run into the next section: it ends before the first heading past
         # a few tokens in, however short it is then.
         soon = max(start + 1, bisect.bisect_left(self.tokens, base + limits.target_tokens // 8))

@@ -9,14 +9,19 @@ reads another user's passages, and neither does anything else here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from bson import Binary
 from pymongo import InsertOne, UpdateOne
+from pymongo.errors import OperationFailure
 
 from service.domain.job import utcnow
 from service.store.collections import Collections
+from service.store.failure import is_transient
+
+log = logging.getLogger("service.chunks")
 
 Doc = dict[str, Any]
 
@@ -31,6 +36,9 @@ PREVIEW_FIELDS = {
     "updated_at": 1,
     "content": {"$substrCP": ["$content", 0, CONTENT_PREVIEW_CHARS]},
 }
+# The Atlas Vector Search index of the chunks' vectors (VECTOR_SEARCH=atlas), its filter fields
+# the ones every search names: made by `python -m indexes sync` (indexes/search_index.py).
+VECTOR_INDEX = "chunk_embedding_vector"
 # What a search result shows of a chunk.
 RESULT_FIELDS = {
     "job_id": 1,
@@ -134,6 +142,57 @@ class ChunkStore:
                 ids.append(str(doc["_id"]))
                 vectors.append(bytes(doc["embedding"]))
         return ids, vectors
+
+    async def vector_search(
+        self,
+        user_id: str,
+        query: Sequence[float],
+        chapter_ids: Sequence[str],
+        model: str,
+        limit: int,
+    ) -> list[tuple[str, float]] | None:
+        """The nearest of the user's chunks of ``chapter_ids`` embedded by ``model``, through
+        MongoDB's ``$vectorSearch`` (Atlas, or 8.2+ with mongot; the ``VECTOR_INDEX`` search
+        index); None when the server refuses the stage (6.0: 40324, no such stage; or no search
+        index), logged."""
+        try:
+            return await self._vector_search(user_id, query, chapter_ids, model, limit)
+        except OperationFailure as exc:
+            if is_transient(exc):
+                raise
+            log.warning(
+                "$vectorSearch refused (%s %s)", exc.code, exc.details and exc.details.get("errmsg")
+            )
+            return None
+
+    async def _vector_search(
+        self,
+        user_id: str,
+        query: Sequence[float],
+        chapter_ids: Sequence[str],
+        model: str,
+        limit: int,
+    ) -> list[tuple[str, float]]:
+        cursor = await self.chunks.aggregate(
+            [
+                {
+                    "$vectorSearch": {
+                        "index": VECTOR_INDEX,
+                        "path": "embedding",
+                        "queryVector": list(query),
+                        "numCandidates": max(10 * limit, 100),
+                        "limit": limit,
+                        "filter": {
+                            "user_id": user_id,
+                            "chapter_id": {"$in": list(chapter_ids)},
+                            "embedding_model": model,
+                        },
+                    }
+                },
+                {"$project": {"_id": 1, "score": {"$meta": "vectorSearchScore"}}},
+            ]
+        )
+        return [(str(doc["_id"]), float(doc["score"])) async for doc in cursor]
 
     async def results(self, user_id: str, chunk_ids: Sequence[str]) -> dict[str, Doc]:
         """The user's chunks by id, with what a search result shows."""

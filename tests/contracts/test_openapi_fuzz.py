@@ -37,6 +37,7 @@ from service.domain.job import JobStatus, utcnow
 from service.settings import Settings
 from service.store.documents import (
     BookChapter,
+    ChapterPageDoc,
     ChunkMetadata,
     DocumentChunk,
     JobResult,
@@ -128,16 +129,28 @@ def _seed(db: pymongo.database.Database) -> None:
         chapter_id=chapter_id, book_id=IDS["book_id"][0], user_id=USER, job_id=done.job_id,
         title="Seed", total_pages=2, source_file_id=file_id, source_filename="seed.pdf",
     )  # fmt: skip
+    metadata = [
+        ChunkMetadata(source_file="seed.pdf", page_number=index + 1, total_pages=2)
+        for index in range(2)
+    ]
+    pages = [
+        ChapterPageDoc.model_construct(
+            job_id=done.job_id, chapter_id=chapter_id, user_id=USER, page_index=index,
+            content=f"page {index} " * 100, metadata=metadata[index],
+        )
+        for index in range(2)
+    ]  # fmt: skip
     chunks = [
         DocumentChunk.model_construct(
-            id=chunk_id, job_id=done.job_id, chapter_id=chapter_id, user_id=USER,
-            chunk_index=index, content=f"page {index} " * 100,
-            metadata=ChunkMetadata(source_file="seed.pdf", page_number=index + 1, total_pages=2),
+            id=chunk_id, job_id=done.job_id, chapter_id=chapter_id, book_id=IDS["book_id"][0],
+            user_id=USER, chunk_index=index, content=f"page {index} " * 100,
+            metadata=metadata[index], page_start=index + 1, page_end=index + 1, token_count=200,
         )
         for index, chunk_id in enumerate(IDS["chunk_id"])
     ]  # fmt: skip
     db["pdf_chapter_jobs"].insert_many([job.model_dump(exclude={"id"}) for job in jobs])
     db["book_chapters"].insert_one(chapter.model_dump(exclude={"id"}))
+    db["chapter_pages"].insert_many([page.model_dump(by_alias=True) for page in pages])
     db["document_chunks"].insert_many([chunk.model_dump(by_alias=True) for chunk in chunks])
 
 

@@ -184,10 +184,13 @@ async def test_seed_003_job_router_answers_its_status_codes(client, auth_headers
     assert deleted.status_code == 204
 
 
-async def test_seed_004_list_has_the_examples_shape(client, auth_headers, submit, run_worker):
+async def test_seed_004_list_has_the_examples_shape(
+    client, auth_headers, submit, run_worker, index_chapters
+):
     example = next(e for e in examples("004") if e["success"])
     job = await submit(text_pdf(2))
     await run_worker()
+    await index_chapters()
 
     response = await client.get(
         f"/api/v1/jobs/{job['job_id']}/chunks", headers=auth_headers("alice")

@@ -9,6 +9,7 @@ import pytest
 from service.domain import job, lifecycle
 from service.domain.job import JobStatus
 from service.domain.lifecycle import RULES, Guard, Transition, allowed, leads_to
+from service.domain.stages import StageStatus
 
 P, R, C, F, X = "pending", "processing", "completed", "failed", "cancelled"
 
@@ -25,6 +26,7 @@ EXPECTED: dict[Transition, dict[str, str]] = {
     Transition.cancel: {P: X, R: X},
     Transition.ring: {P: P},
     Transition.discarded: {F: F, X: X},
+    Transition.indexed: {C: C},
 }
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -144,3 +146,17 @@ def test_user_strings_are_literals_never_field_paths():
 )
 def test_seed_002_phases(phase, expected):
     assert phase == expected
+
+
+def test_the_index_stage_of_a_completed_job_moves_without_changing_its_version():
+    started = lifecycle.indexed("j", StageStatus.processing, 0, NOW)
+    halfway = lifecycle.indexed("j", StageStatus.processing, 50, NOW)
+    done = lifecycle.indexed("j", StageStatus.completed, 100, NOW)
+
+    assert started.filter == {"job_id": "j", "status": "completed"}
+    assert RULES[Transition.indexed].visible is False  # pollers' ETags stay
+    assert "version" not in started.pipeline[0]["$set"]
+    assert started.pipeline[0]["$set"]["stages.index_vectors.started_at"] == {"$literal": NOW}
+    assert "stages.index_vectors.started_at" not in halfway.pipeline[0]["$set"]
+    assert halfway.pipeline[0]["$set"]["stages.index_vectors.percent"] == {"$literal": 50}
+    assert done.pipeline[0]["$set"]["stages.index_vectors.finished_at"] == {"$literal": NOW}

@@ -29,6 +29,7 @@ def _cli(command: str, settings, db_name: str) -> subprocess.CompletedProcess[st
         "MONGODB_URL": settings.mongodb_url,
         "MONGODB_DB": db_name,
         "JOB_TTL_DAYS": str(settings.job_ttl_days),
+        "VECTOR_SEARCH": settings.vector_search,
     }
     return subprocess.run(
         [sys.executable, "-m", "indexes", command],
@@ -72,6 +73,11 @@ async def test_sync_creates_the_seed_indexes_with_names(db, settings):
     chunks = await db["document_chunks"].index_information()
     assert chunks["job_id_chunk_index_unique"]["key"] == [("job_id", 1), ("chunk_index", 1)]
     assert chunks["job_id_chunk_index_unique"]["unique"] is True
+    # Keyword search: the user first, then the passage's words.
+    assert chunks["user_id_content_text"]["key"] == [("user_id", 1), ("_fts", "text"), ("_ftsx", 1)]
+    pages = await db["chapter_pages"].index_information()
+    assert pages["job_id_page_index_unique"]["key"] == [("job_id", 1), ("page_index", 1)]
+    assert pages["job_id_page_index_unique"]["unique"] is True
 
 
 async def test_sync_twice_does_nothing_the_second_time(db, settings):
@@ -144,6 +150,18 @@ async def test_check_cli_passes_after_sync_cli(db, settings):
     assert synced.returncode == 0, synced.stderr
     assert checked.returncode == 0, checked.stdout
     assert "indexes OK on pcj_indexes_test" in checked.stdout
+
+
+async def test_sync_with_vector_search_atlas_says_this_server_has_no_search_indexes(db, settings):
+    atlas = settings.model_copy(update={"vector_search": "atlas"})
+
+    synced = await asyncio.to_thread(_cli, "sync", atlas, "pcj_indexes_test")
+
+    assert synced.returncode == 0, synced.stderr
+    assert (
+        "note: document_chunks.chunk_embedding_vector: the server has no search indexes"
+    ) in synced.stdout
+    assert "search stays exact" in synced.stdout
 
 
 async def test_expired_job_is_removed_by_the_ttl_index(

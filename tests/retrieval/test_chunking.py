@@ -301,3 +301,19 @@ def test_any_layout_is_covered_within_the_limit(layout, overlap):
 
     assert merged(chunks) == source_words(pages)
     assert all(len(word_tokens(passage_text(c, "Random"))) <= limits.max_tokens for c in chunks)
+
+
+def test_short_sections_at_the_end_of_a_chapter_are_not_run_together():
+    # The last three sections fit in one passage's budget together: each is still its own.
+    sections = [("Alpha", 30), ("Beta", 12), ("Gamma", 12), ("Delta", 12)]
+    pages = [
+        (number, f"{title}\n" + " ".join(f"p{number}w{i}" for i in range(words)) + ".")
+        for number, (title, words) in enumerate(sections, start=1)
+    ]
+    outline = [(1, title, number) for number, (title, _) in enumerate(sections, start=1)]
+
+    chunks = chunk_chapter(pages, word_tokens, outline=outline, limits=LIMITS)
+
+    assert [(chunk.section, chunk.page_start, chunk.page_end) for chunk in chunks] == [
+        ("Alpha", 1, 1), ("Beta", 2, 2), ("Gamma", 3, 3), ("Delta", 4, 4),
+    ]  # fmt: skip

@@ -32,12 +32,16 @@ def chunks_of(job_factory, collections):
             chunk = DocumentChunk(
                 job_id=job.job_id,
                 chapter_id="chapter-1",
+                book_id="book_1",
                 user_id=user_id,
                 chunk_index=index,
                 content=f"{index}:{content}",
                 metadata=ChunkMetadata(
                     source_file="doc.pdf", page_number=index + 1, total_pages=count
                 ),
+                page_start=index + 1,
+                page_end=index + 1,
+                token_count=3,
                 created_at=BASE + timedelta(seconds=count - index),
                 updated_at=BASE + timedelta(minutes=(index * 7) % count),
             )
@@ -51,11 +55,12 @@ async def _list(client, auth_headers, job_id, user_id="alice", **params):
     return await client.get(_url(job_id), params=params, headers=auth_headers(user_id))
 
 
-async def test_list_has_seed_004_envelope_with_content_cut_to_500(
-    collections, client, auth_headers, submit, run_worker
+async def test_list_has_the_contract_envelope_with_content_cut_to_500_and_no_vector(
+    collections, client, auth_headers, submit, run_worker, index_chapters
 ):
     job = await submit(text_pdf(3, words=200), filename="long.pdf")
     await run_worker()
+    await index_chapters()
 
     response = await _list(client, auth_headers, job["job_id"])
 
@@ -63,8 +68,10 @@ async def test_list_has_seed_004_envelope_with_content_cut_to_500(
     body = response.json()
     assert body["success"] is True
     assert body["error"] is None
+    total = await collections.chunks.count_documents({"job_id": job["job_id"]})
+    assert total >= 3  # passages of about 160 tokens: a 200-word page makes two or more
     assert body["data"]["pagination"] == {
-        "total": 3, "page": 1, "per_page": 20, "total_pages": 1,
+        "total": total, "page": 1, "per_page": 20, "total_pages": 1,
         "has_next": False, "has_prev": False,
     }  # fmt: skip
     first = body["data"]["chunks"][0]
@@ -74,9 +81,18 @@ async def test_list_has_seed_004_envelope_with_content_cut_to_500(
     assert first["job_id"] == job["job_id"]
     assert first["metadata"] == {"source_file": "long.pdf", "page_number": 1, "total_pages": 3}
     stored = await collections.chunks.find_one({"_id": first["id"]})
-    assert len(stored["content"]) > 500
     assert first["content"] == stored["content"][:500]
     assert "embedding" not in first
+    assert "embedding_model" not in first
+    assert stored["embedding"] is not None  # stored, and left out of the list
+
+
+async def test_list_cuts_each_content_to_its_first_500_characters(client, auth_headers, chunks_of):
+    job = await chunks_of(1, content="z" * 1200)
+
+    response = await _list(client, auth_headers, job.job_id)
+
+    assert response.json()["data"]["chunks"][0]["content"] == ("0:" + "z" * 1200)[:500]
 
 
 async def test_list_pages_with_limit_and_offset(client, auth_headers, chunks_of):
@@ -287,6 +303,8 @@ async def test_chunk_detail_is_the_whole_chunk(collections, client, auth_headers
     assert body["data"]["content"] == "0:" + "y" * 2000
     assert body["data"]["chapter_id"] == "chapter-1"
     assert body["data"]["job_id"] == job.job_id
+    assert body["data"]["embedding"] is None  # not indexed yet
+    assert body["data"]["embedding_model"] is None
 
 
 async def test_chunk_detail_of_a_malformed_id_is_400(client, auth_headers):

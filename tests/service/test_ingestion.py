@@ -32,7 +32,7 @@ async def test_pending_job(client, job_factory, auth_headers):
         "started_at": None,
         "completed_at": None,
         "errors": [],
-        "stats": {"attempts": 0},
+        "stats": {"attempts": 0, "ocr_pages": 0},
         "repaired": False,
     }
 
@@ -50,17 +50,23 @@ async def test_processing_job_is_running(client, job_factory, auth_headers):
 
 
 async def test_completed_job_counts_pages_chunks_and_times_each_stage(
-    client, auth_headers, submit, run_worker
+    collections, client, auth_headers, submit, run_worker, index_chapters
 ):
     job = await submit(text_pdf(4))
     await run_worker()
+    before_indexing = (await client.get(_url(job["job_id"]), headers=auth_headers("alice"))).json()
+    await index_chapters()
 
     body = (await client.get(_url(job["job_id"]), headers=auth_headers("alice"))).json()
 
     assert body["status"] == "completed"
+    chunks = await collections.chunks.count_documents({"job_id": job["job_id"]})
+    assert chunks >= 4  # every page's text is in some passage
+    assert before_indexing["progress"]["chunks_created"] == 0  # the chapter was ready before
     assert body["progress"] == {
-        "pages_total": 4, "pages_processed": 4, "chunks_created": 4, "errors": [],
+        "pages_total": 4, "pages_processed": 4, "chunks_created": chunks, "errors": [],
     }  # fmt: skip
+    assert body["stats"]["index_vectors_seconds"] >= 0
     assert ISO_MS_Z.match(body["started_at"])
     assert ISO_MS_Z.match(body["completed_at"])
     assert body["errors"] == []

@@ -1,4 +1,5 @@
-"""Seeds 003 and 000: /api/v1/jobs create, list, get (with stages), delete, per-document lists."""
+"""The generic job router and the job detail: /api/v1/jobs create, list, get (with stages),
+delete, per-document lists."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ PENDING_STAGES = [
     {"id": "stage_1", "stageName": "download_pdf", "status": "pending", "percentComplete": 0},
     {"id": "stage_2", "stageName": "extract_pages", "status": "pending", "percentComplete": 0},
     {"id": "stage_3", "stageName": "create_chapter", "status": "pending", "percentComplete": 0},
+    {"id": "stage_4", "stageName": "index_vectors", "status": "pending", "percentComplete": 0},
 ]
 
 
@@ -182,11 +184,13 @@ async def test_list_filters_by_status_and_pages_with_limit_and_offset(
 
 
 async def test_get_of_a_completed_job_shows_every_stage_done(
-    create, client, auth_headers, run_worker
+    create, client, auth_headers, run_worker, index_chapters
 ):
     job_id = (await create(text_pdf(3))).json()["id"]
 
     await run_worker()
+    ready = (await client.get(f"{JOBS}/{job_id}", headers=auth_headers("alice"))).json()
+    await index_chapters()
     body = (await client.get(f"{JOBS}/{job_id}", headers=auth_headers("alice"))).json()
 
     assert body["status"] == "completed"
@@ -200,7 +204,11 @@ async def test_get_of_a_completed_job_shows_every_stage_done(
         ("download_pdf", "completed", 100),
         ("extract_pages", "completed", 100),
         ("create_chapter", "completed", 100),
+        ("index_vectors", "completed", 100),
     ]
+    # The job completed with its chapter, before its search index: the reader never waits.
+    assert ready["status"] == "completed"
+    assert ready["stages"][3]["status"] == "pending"
 
 
 async def test_get_of_a_failed_job_has_its_error_code_and_the_failed_stage(
@@ -219,6 +227,7 @@ async def test_get_of_a_failed_job_has_its_error_code_and_the_failed_stage(
         ("download_pdf", "completed"),
         ("extract_pages", "failed"),
         ("create_chapter", "skipped"),
+        ("index_vectors", "skipped"),
     ]
 
 
@@ -305,7 +314,7 @@ async def test_delete_removes_the_job_and_keeps_its_chapter(
     assert deleted.status_code == 204
     assert deleted.content == b""
     assert again.status_code == 404
-    assert await collections.chunks.count_documents({"job_id": job_id}) == 2
+    assert await collections.pages.count_documents({"job_id": job_id}) == 2
 
 
 async def test_document_lists_its_jobs_newest_first_with_a_limit(create, client, auth_headers):

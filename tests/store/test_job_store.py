@@ -11,6 +11,7 @@ import pytest
 from service.domain import lifecycle
 from service.domain.job import JobStatus, utcnow
 from service.domain.lifecycle import Transition, allowed
+from service.domain.stages import StageStatus
 
 LEASE = "lease-1"
 EVERYTHING = {"_id": 0}
@@ -58,6 +59,7 @@ def _write_for(transition, job, now):
         Transition.cancel: lambda: lifecycle.cancel(job.job_id, "alice", now),
         Transition.ring: lambda: lifecycle.ring(job.job_id, long_ago, now),
         Transition.discarded: lambda: lifecycle.discarded(job.job_id, now),
+        Transition.indexed: lambda: lifecycle.indexed(job.job_id, StageStatus.processing, 0, now),
     }[transition]()
 
 
@@ -252,7 +254,7 @@ async def test_claim_starts_the_stages_over_with_the_download(apply, jobs, job_f
     claimed = await _claim(apply, job.job_id)
 
     assert _stage_statuses(claimed) == {
-        "download_pdf": "processing", "extract_pages": "pending", "create_chapter": "pending",
+        "download_pdf": "processing", "extract_pages": "pending", "create_chapter": "pending", "index_vectors": "pending",
     }  # fmt: skip
     assert claimed["stages"]["download_pdf"]["started_at"] == claimed["started_at"]
 
@@ -277,7 +279,7 @@ async def test_fail_marks_the_running_stage_failed_and_later_ones_skipped(apply,
 
     doc = await _load(jobs, job.job_id)
     assert _stage_statuses(doc) == {
-        "download_pdf": "completed", "extract_pages": "failed", "create_chapter": "skipped",
+        "download_pdf": "completed", "extract_pages": "failed", "create_chapter": "skipped", "index_vectors": "skipped",
     }  # fmt: skip
     assert doc["stages"]["extract_pages"]["finished_at"] == doc["failed_at"]
     # Strings are stored as given, never read as field paths of the update pipeline.
@@ -368,5 +370,5 @@ async def test_ending_a_job_stored_before_stages_existed_fills_them_in(apply, jo
 
     doc = await _load(jobs, job.job_id)
     assert _stage_statuses(doc) == {
-        "download_pdf": "skipped", "extract_pages": "skipped", "create_chapter": "skipped",
+        "download_pdf": "skipped", "extract_pages": "skipped", "create_chapter": "skipped", "index_vectors": "skipped",
     }  # fmt: skip

@@ -324,3 +324,46 @@ def cropped_pdf() -> bytes:
     data: bytes = doc.tobytes()
     doc.close()
     return data
+
+
+# Four pages on four subjects, each in words its questions will not use (tests of search).
+TOPICS = {
+    "Photosynthesis": (
+        "Green leaves hold chlorophyll, a pigment that absorbs the energy of sunlight. Inside "
+        "the chloroplasts that energy splits water molecules, releasing oxygen into the air, and "
+        "drives the fixation of carbon dioxide into glucose through the Calvin cycle. The sugar "
+        "built this way feeds the whole organism and, through food chains, nearly every animal."
+    ),
+    "Harbour tides": (
+        "Twice a day the sea rises and falls along the coast because the gravitational pull of "
+        "the Moon, and to a lesser degree the Sun, draws the oceans into bulges. Harbour masters "
+        "publish tables of high and low water so that deep-keeled vessels enter the port only "
+        "when the channel is deep enough to float them safely over the sandbar."
+    ),
+    "Castle defences": (
+        "Medieval fortresses relied on thick curtain walls, a moat filled with water, and a "
+        "drawbridge that could be raised against attackers. Archers shot through narrow arrow "
+        "slits from the towers, while a portcullis of iron bars sealed the gatehouse. Sieges "
+        "often lasted months until the defenders ran out of grain."
+    ),
+    "Bread baking": (
+        "Kneading flour and water develops gluten, an elastic network that traps the carbon "
+        "dioxide released by yeast as it ferments sugars. The dough rises during proofing, and "
+        "the heat of the oven sets its crumb while the crust browns through the Maillard "
+        "reaction between proteins and sugars."
+    ),
+}
+
+
+def topics_pdf(title: str = "Four subjects") -> bytes:
+    """One page per subject of ``TOPICS``, with an outline entry each, and a title."""
+    doc = pymupdf.open()
+    for heading, body in TOPICS.items():
+        page = doc.new_page()
+        page.insert_text((72, 72), heading, fontsize=16)
+        page.insert_textbox(pymupdf.Rect(72, 100, 540, 760), body, fontsize=11)
+    doc.set_toc([[1, heading, number] for number, heading in enumerate(TOPICS, start=1)])
+    doc.set_metadata({"title": title})
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data

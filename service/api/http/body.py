@@ -105,7 +105,10 @@ def _problems(
 
 
 def _printable_problem(kind: Any, value: Any) -> str | None:
-    if PRINTABLE in get_args(kind) and isinstance(value, str):
+    if not isinstance(value, str):
+        return None
+    # The marker sits on the Annotated type, which an optional field wraps in a union.
+    if PRINTABLE in get_args(kind) or any(PRINTABLE in get_args(arm) for arm in get_args(kind)):
         return identifier_problem(value)
     return None
 

@@ -16,13 +16,13 @@ from service.api.http.dependencies import PrincipalDep, ServicesDep
 from service.api.http.errors import ENVELOPE
 from service.api.schemas.chunks import (
     ERRORS,
-    ChunkDetailOut,
     ChunkEnvelope,
     ChunkListEnvelope,
     ChunkOut,
     ChunkPageOut,
     SortBy,
     SortOrder,
+    chunk_detail,
     chunk_fields,
     envelope_error,
     pagination_out,
@@ -94,5 +94,4 @@ class ChunkController(Controller):
         self, chunk_id: FromPath[str], principal: PrincipalDep, services: ServicesDep
     ) -> ChunkEnvelope:
         doc = await get_chunk(services, chunk_id, principal.user_id)
-        chunk = ChunkDetailOut(**chunk_fields(doc), chapter_id=doc["chapter_id"])
-        return ChunkEnvelope(success=True, data=chunk, error=None)
+        return ChunkEnvelope(success=True, data=chunk_detail(doc), error=None)

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 import msgspec
+from bson import Binary
 from litestar.openapi import ResponseSpec
 
 from service.api.schemas.common import Timestamp, iso_z
@@ -32,9 +33,33 @@ class ChunkOut(msgspec.Struct, kw_only=True):
 
 
 class ChunkDetailOut(ChunkOut, kw_only=True):
-    """``GET /api/v1/chunks/{chunk_id}``: the whole chunk, its full content."""
+    """``GET /api/v1/chunks/{chunk_id}``: the whole chunk: its full content, where it stands in
+    its chapter, and its embedding vector (null until the chapter is indexed)."""
 
     chapter_id: str
+    page_start: int | None = None
+    page_end: int | None = None
+    section: str | None = None
+    token_count: int | None = None
+    embedding: list[float] | None = None
+    embedding_model: str | None = None
+
+
+def chunk_detail(doc: dict[str, Any]) -> ChunkDetailOut:
+    """A stored chunk, whole: its BSON vector as numbers."""
+    vector = doc.get("embedding")
+    return ChunkDetailOut(
+        **chunk_fields(doc),
+        chapter_id=doc["chapter_id"],
+        page_start=doc.get("page_start"),
+        page_end=doc.get("page_end"),
+        section=doc.get("section"),
+        token_count=doc.get("token_count"),
+        embedding=None
+        if vector is None
+        else [float(x) for x in Binary(vector, 9).as_vector().data],
+        embedding_model=doc.get("embedding_model"),
+    )
 
 
 class PaginationOut(msgspec.Struct, kw_only=True):
