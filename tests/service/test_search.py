@@ -4,6 +4,7 @@ and a real embedding process; bad input is a clear 4xx; another user's passages 
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from service.retrieval.ranking import HYBRID_K
 from tests.support.pdfs import text_pdf, topics_pdf
@@ -220,3 +221,21 @@ async def test_with_vector_search_atlas_a_server_without_it_still_answers_exactl
     assert response.status_code == 200
     assert response.json()["results"][0]["section"] == "Harbour tides"
     assert any("$vectorSearch refused" in record.getMessage() for record in caplog.records)
+
+
+async def test_metrics_show_search_latency_and_where_the_index_stands(
+    client, auth_headers, indexed, submit, run_worker
+):
+    labels = {"method": "POST", "path": SEARCH}
+    await indexed(topics_pdf())
+    await submit(text_pdf(2))
+    await run_worker()  # a second chapter, stored and not indexed yet
+    timed = REGISTRY.get_sample_value("pcj_request_duration_seconds_count", labels) or 0.0
+    assert (await _search(client, auth_headers, query="tides")).status_code == 200
+
+    await client.get("/metrics")
+
+    assert REGISTRY.get_sample_value("pcj_request_duration_seconds_count", labels) == timed + 1
+    assert REGISTRY.get_sample_value("pcj_chapters_index", {"status": "ready"}) == 1
+    assert REGISTRY.get_sample_value("pcj_chapters_index", {"status": "pending"}) == 1
+    assert REGISTRY.get_sample_value("pcj_index_lag_seconds") > 0

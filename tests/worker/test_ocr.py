@@ -422,3 +422,15 @@ def test_the_ocr_time_limit_is_kept_within_half_the_page_time_limit():
     assert within_page_limit(options, 120) is options
     assert within_page_limit(options, 30).ocr_time_limit_s == 15
     assert within_page_limit(options, 30).dpi == options.dpi
+
+
+def test_tessdata_dir_names_the_language_directory_as_ocr_tessdata_does(monkeypatch, tmp_path):
+    from service.settings import Settings
+
+    monkeypatch.setenv("TESSDATA_DIR", str(tmp_path))
+
+    settings = Settings()
+
+    assert settings.ocr_tessdata == str(tmp_path)
+    with pytest.raises(OcrError, match=r"eng\.traineddata"):  # an empty directory: refused
+        ocr.check(settings.ocr_languages, settings.ocr_tessdata)
