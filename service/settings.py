@@ -304,6 +304,9 @@ class Settings(BaseSettings):
     # How often an idle worker looks for chapters to index (it is also woken at once when it
     # creates one).
     index_poll_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    # Whether this worker indexes chapters (its indexer task and embedding process). false: a
+    # worker that only renders, beside workers started with true that index.
+    index_chapters: bool = True
     # --- Progress pushed over SSE: GET /api/v1/books/jobs/{job_id}/events
     # (service/api/routes/events.py).
     # A comment line this often keeps a quiet stream open through proxies. nginx closes a stream

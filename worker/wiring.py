@@ -71,7 +71,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["indexer"] = indexer = Indexer(store, settings, spec, embeddings)
     if ctx.get("sweeper_enabled"):  # after the page store: a sweep may discard a lost job's
         ctx["sweeper"] = asyncio.create_task(keep_sweeping(ctx), name="sweeper")
-        ctx["indexing"] = asyncio.create_task(indexer.run(), name="indexer")
+        if settings.index_chapters:
+            ctx["indexing"] = asyncio.create_task(indexer.run(), name="indexer")
     ctx[STARTED] = True
 
 

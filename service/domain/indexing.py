@@ -110,6 +110,12 @@ def progress(
     )
 
 
+def heartbeat(chapter_id: str, lease_id: str, now: datetime) -> IndexWrite:
+    """The run holding ``lease_id`` is alive (beaten on a timer: a batch can take longer than
+    the sweeper waits)."""
+    return IndexWrite(_held(chapter_id, lease_id), {"$set": {"search.heartbeat_at": now}})
+
+
 def ready(chapter_id: str, lease_id: str, model: str, chunks: int, now: datetime) -> IndexWrite:
     """``indexing -> ready``: every chunk embedded by ``model``."""
     return IndexWrite(

@@ -163,7 +163,13 @@ async def test_a_caller_that_gives_up_does_not_disturb_the_next(embedding, embed
     assert abandoned.cancelled()
 
 
+def _children() -> set[int]:
+    """This process's live children (the session's app and indexer have their own)."""
+    return {child.pid for child in multiprocessing.active_children() if child.pid is not None}
+
+
 async def test_aclose_leaves_no_process_and_no_socket(spec):
+    children = _children()
     descriptors = _open_descriptors()
     process = EmbeddingProcess(spec)
     await process.embed(TEXTS, "passage")
@@ -174,13 +180,14 @@ async def test_aclose_leaves_no_process_and_no_socket(spec):
     await process.aclose()
 
     assert not _alive(pid)
-    assert multiprocessing.active_children() == []
+    assert _children() == children
     assert _open_descriptors() == descriptors
     with pytest.raises(EmbeddingClosed):
         await process.embed(TEXTS, "passage")
 
 
 async def test_aclose_fails_the_waiting_callers(spec):
+    children = _children()
     process = EmbeddingProcess(spec)
     await process.start()
     os.kill(process.pid, signal.SIGSTOP)
@@ -192,10 +199,11 @@ async def test_aclose_fails_the_waiting_callers(spec):
     for task in waiting:
         with pytest.raises(EmbeddingClosed):
             await task
-    assert multiprocessing.active_children() == []
+    assert _children() == children
 
 
 async def test_a_memory_cap_below_the_models_size_is_refused_clearly(spec):
+    children = _children()
     process = EmbeddingProcess(spec, memory_limit_bytes=200 * 1024 * 1024)
     try:
         with pytest.raises(EmbeddingUnavailable, match="EMBEDDING_MEMORY_LIMIT_MB=200") as first:
@@ -207,7 +215,7 @@ async def test_a_memory_cap_below_the_models_size_is_refused_clearly(spec):
         assert process.pid is None
     finally:
         await process.aclose()
-    assert multiprocessing.active_children() == []
+    assert _children() == children
 
 
 async def test_a_model_file_changed_after_the_spec_was_read_is_refused(model_dir):

@@ -185,7 +185,8 @@ async def test_pages_stored_become_page_events_and_a_new_stream_catches_up(
 
     text_only = {
         "total_pages": 3, "background_url": None, "thumbnail_url": None,
-        "width": None, "height": None, "has_text": True,
+        "width": None, "height": None, "has_text": True, "text_source": "pdf",
+        "ocr_confidence": None,
     }  # fmt: skip
     assert [(p.event, p.id, p.json()) for p in pages] == [
         ("page", None, {"page_number": 1, **text_only}),

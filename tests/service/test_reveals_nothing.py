@@ -19,16 +19,18 @@ HIDDEN = [
     ("GET", "/api/v1/jobs/document/{file_id}"),
     ("GET", "/api/v1/books/book_1/chapters/{chapter_id}"),
     ("GET", "/api/v1/books/book_1/chapters/{chapter_id}/pages"),
+    ("GET", "/api/v1/books/book_1/chapters/{chapter_id}/pages/1/words"),
 ]
 # Differs per request by design, not per resource.
 PER_REQUEST = {"x-request-id"}
 
 
 @pytest.fixture
-async def alices(submit, run_worker, client, auth_headers):
-    """Ids of everything alice's completed job made."""
+async def alices(submit, run_worker, index_chapters, client, auth_headers):
+    """Ids of everything alice's completed and indexed job made."""
     job = await submit(text_pdf(3), user_id="alice")
     await run_worker()
+    await index_chapters()
     done = (
         await client.get(f"/api/v1/books/jobs/{job['job_id']}", headers=auth_headers("alice"))
     ).json()

@@ -3,6 +3,9 @@ by a worker's indexer, on the real mongod and a real embedding process."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from datetime import timedelta
 
 import numpy as np
@@ -270,6 +273,42 @@ async def test_the_sweeper_hands_back_a_chapter_whose_indexer_died(
     assert stored["search"]["status"] == "pending"
     assert stored["search"]["lease_id"] is None
     assert job["job_id"] == stored["job_id"]
+
+
+async def test_a_batch_slower_than_stale_after_keeps_its_chapter(
+    store, collections, settings, queue, submit, run_worker, embeddings, index_chapters
+):
+    """The lease's heartbeat beats on a timer, not per batch: the sweeper leaves alone an
+    indexer whose embedding process is busy (here: stopped) for longer than STALE_AFTER_S."""
+    await submit(text_pdf(2))
+    await run_worker()
+    timing = {"heartbeat_interval_s": 0.2, "stale_after_s": 3.0}
+    sweeping = settings.model_copy(update=timing)
+    await embeddings.start()
+    os.kill(embeddings.pid, signal.SIGSTOP)
+    resumed = asyncio.get_running_loop().call_later(4.5, os.kill, embeddings.pid, signal.SIGCONT)
+    handed_back = 0
+
+    async def sweeper():
+        nonlocal handed_back
+        while True:
+            handed_back += (await sweep({"settings": sweeping, "redis": queue, "store": store}))[
+                "reindexed"
+            ]
+            await asyncio.sleep(0.5)
+
+    sweeps = asyncio.create_task(sweeper())
+    try:
+        indexed = await index_chapters(**timing)
+    finally:
+        sweeps.cancel()
+        resumed.cancel()
+        os.kill(embeddings.pid, signal.SIGCONT)
+
+    assert indexed == 1
+    assert handed_back == 0
+    stored = await collections.chapters.find_one({})
+    assert (stored["search"]["status"], stored["search"]["attempts"]) == ("ready", 1)
 
 
 async def test_a_chapter_whose_indexing_keeps_failing_is_marked_failed_with_why(

@@ -110,7 +110,7 @@ async def test_sweep_does_not_ring_a_job_within_its_grace(store, collections, su
 
     swept = await _sweep(store, settings, pending_grace_s=60)
 
-    assert swept == {"released": 0, "lost": 0, "rung": 0, "discarded": 0}
+    assert swept == {"released": 0, "lost": 0, "rung": 0, "discarded": 0, "reindexed": 0}
 
 
 async def test_two_workers_twenty_jobs_each_processed_exactly_once(collections, submit, run_worker):

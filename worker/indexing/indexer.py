@@ -31,7 +31,7 @@ from typing import Any
 
 from service.backoff import Backoff, pause
 from service.domain import indexing, lifecycle
-from service.domain.errors import EmbeddingError, EmbeddingUnavailable
+from service.domain.errors import EmbeddingError, EmbeddingUnavailable, LeaseLost
 from service.domain.job import new_id, utcnow
 from service.domain.stages import StageStatus
 from service.retrieval.chunking import Chunk, ChunkLimits, chunk_chapter, passage_text
@@ -43,6 +43,7 @@ from service.settings import Settings
 from service.store.database import Store
 from service.store.failure import is_transient
 from worker import metrics
+from worker.run.heartbeat import keep_alive
 
 log = logging.getLogger("worker.indexing")
 
@@ -147,6 +148,28 @@ class Indexer:
         return True
 
     async def _index(self, chapter: Doc, lease_id: str) -> None:
+        """Index the chapter, beating its lease's heartbeat on a timer all the while."""
+        chapter_id = chapter["chapter_id"]
+
+        async def beat() -> None:
+            write = indexing.heartbeat(chapter_id, lease_id, utcnow())
+            if await self._store.chapters.apply_index(write) is None:
+                raise LeaseLost(chapter_id)
+
+        settings = self._settings
+        heart = asyncio.create_task(
+            keep_alive(
+                beat, f"chapter {chapter_id}", settings.heartbeat_interval_s, settings.stale_after_s
+            )
+        )
+        try:
+            await self._index_chapter(chapter, lease_id)
+        finally:
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+
+    async def _index_chapter(self, chapter: Doc, lease_id: str) -> None:
         chapter_id, job_id = chapter["chapter_id"], chapter["job_id"]
         await self._stage(job_id, StageStatus.processing, 0)
         pages = await self._store.chapters.page_texts(job_id)

@@ -1,4 +1,5 @@
-"""A run's heartbeat: proves to the sweeper that the worker holding the job is alive.
+"""A lease's heartbeat: proves to the sweeper that the worker holding a job (or a chapter's
+index) is alive.
 
 A transient failure (MongoDB restarting, a network blip) does not end it: it retries with
 backoff, logging what it does, and says so loudly once the lease would be stale (the sweeper
@@ -11,19 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from service.backoff import Backoff, pause
 from service.store.failure import is_transient
 from worker import metrics
-from worker.run.lease import LeaseLost, Run
+from worker.run.lease import LeaseLost
 
 log = logging.getLogger("worker.run.heartbeat")
 
 FIRST_RETRY_S = 0.25
 
 
-async def keep_alive(run: Run, interval_s: float, stale_after_s: float) -> None:
-    """Beat every ``interval_s`` until cancelled or the lease is lost."""
+async def keep_alive(
+    beat: Callable[[], Awaitable[None]], subject: str, interval_s: float, stale_after_s: float
+) -> None:
+    """``beat()`` every ``interval_s`` until cancelled or it raises ``LeaseLost``; ``subject``
+    ("job X", "chapter X") names what is kept alive in the log."""
     retries = Backoff(first_s=min(FIRST_RETRY_S, interval_s), max_s=interval_s)
     last_beat = time.monotonic()
     delay = interval_s
@@ -35,25 +40,25 @@ async def keep_alive(run: Run, interval_s: float, stale_after_s: float) -> None:
         else:
             await pause(delay)
         try:
-            await run.beat()
+            await beat()
         except LeaseLost:
-            log.info("job %s: heartbeat stops: the job is no longer this run's", run.job_id)
+            log.info("%s: heartbeat stops: the lease is no longer this worker's", subject)
             return
         except Exception as exc:
             if not is_transient(exc):
-                log.exception("job %s: heartbeat failed unexpectedly; retrying", run.job_id)
+                log.exception("%s: heartbeat failed unexpectedly; retrying", subject)
             silent_s = time.monotonic() - last_beat
             delay = backoff = retries.after(backoff)
             if silent_s + delay >= stale_after_s and not warned_stale:
                 warned_stale = True
                 log.error(
-                    "job %s: no heartbeat for %.1f s (%s): the lease is about to go stale",
-                    run.job_id, silent_s, type(exc).__name__,
+                    "%s: no heartbeat for %.1f s (%s): the lease is about to go stale",
+                    subject, silent_s, type(exc).__name__,
                 )  # fmt: skip
             else:
                 log.warning(
-                    "job %s: heartbeat failed (%s); retrying in %.2f s",
-                    run.job_id, type(exc).__name__, delay,
+                    "%s: heartbeat failed (%s); retrying in %.2f s",
+                    subject, type(exc).__name__, delay,
                 )  # fmt: skip
             continue
         last_beat = time.monotonic()

@@ -121,7 +121,7 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     run_chapter = str(claimed["chapter_id"])
     log.info("job %s: processing %s (attempt %d)", job_id, filename, claimed.get("attempts", 1))
     heartbeat = asyncio.create_task(
-        keep_alive(run, settings.heartbeat_interval_s, settings.stale_after_s)
+        keep_alive(run.beat, f"job {job_id}", settings.heartbeat_interval_s, settings.stale_after_s)
     )
     metrics.RUNNING.inc()
     started = time.monotonic()
