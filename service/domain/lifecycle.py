@@ -186,23 +186,37 @@ def advance(
     now: datetime,
     fields: Doc | None = None,
     page_errors: list[Doc] | None = None,
+    *,
+    pages_processed: int | None = None,
 ) -> Write:
     """Progress and stage ``fields`` of the run holding ``lease_id``.
 
-    Progress never goes backwards: a resumed job keeps showing where the last attempt got to
-    until this one passes it, and its message with it. Stage and page fields of this attempt are
-    written whatever the progress. With nothing else to write, a write that is behind changes
-    nothing a client sees, so it keeps the version (the ETag) too. ``page_errors`` are appended,
-    stamped, without listing a page twice across retries.
+    Progress never goes backwards, nor does ``pages_processed``: a resumed job keeps showing
+    where the last attempt got to until this one passes it, and its message with it ("Processed
+    i/n pages..." at the same percentage keeps the larger i). Stage and page fields of this
+    attempt are written whatever the progress. With nothing else to write, a write that is
+    behind changes nothing a client sees, so it keeps the version (the ETag) too.
+    ``page_errors`` are appended, stamped, without listing a page twice across retries.
     """
     current = {"$ifNull": ["$progress", 0]}
-    behind = {"$gt": [current, progress]}
+    behind: Doc = {"$gt": [current, progress]}
     update: Doc = {
         "progress": {"$max": [current, progress]},
-        "message": {"$cond": [behind, "$message", literal(message)]},
         "heartbeat_at": now,
         **{name: literal(value) for name, value in (fields or {}).items()},
     }
+    if pages_processed is not None:
+        done = {"$ifNull": ["$pages_processed", 0]}
+        # At the same percentage, the message already written counts as far when it counts at
+        # least as many pages: "Processed 14/6000" stays until a run has 15 stored.
+        behind = {
+            "$or": [
+                behind,
+                {"$and": [{"$eq": [current, progress]}, {"$gte": [done, pages_processed]}]},
+            ]
+        }
+        update["pages_processed"] = {"$max": [done, pages_processed]}
+    update["message"] = {"$cond": [behind, "$message", literal(message)]}
     if page_errors:
         known = {"$ifNull": ["$page_errors", []]}
         fresh = {
