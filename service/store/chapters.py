@@ -15,6 +15,7 @@ from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
+from pymongo.read_concern import ReadConcern
 
 from service.domain.chapter import ContentMode, slugify, unique_slug
 from service.domain.job import new_id, utcnow
@@ -35,6 +36,7 @@ class StoredPage:
     image: Doc | None = None  # {key, width, height}
     thumbnail: Doc | None = None
     warnings: tuple[str, ...] = ()
+    error: str | None = None  # MuPDF could not read the page: recorded on the job too
 
 
 PAGE_FIELDS = {"_id": 0, "chunk_index": 1, "image": 1, "thumbnail": 1, "has_text": 1}
@@ -96,6 +98,7 @@ class ChapterStore:
                         "image": page.image,
                         "thumbnail": page.thumbnail,
                         "warnings": list(page.warnings),
+                        "error": page.error,
                         "updated_at": now,
                     },
                 },
@@ -161,6 +164,18 @@ class ChapterStore:
                 if "slug" not in (exc.details or {}).get("keyPattern", {}):
                     return  # another run of this job inserted the chapter first
                 taken.add(slug)
+
+    async def stored_for_resume(self, job_id: str) -> list[Doc]:
+        """Every page of the job stored so far, as a resumed run weighs it: its index, the keys
+        of the images it names, its warnings and error.
+
+        Read at majority: a page a failover could still roll back is not counted as stored (the
+        run would skip it and the rollback would take it away); a page counted here survives the
+        loss of any one member."""
+        majority = self.chunks.with_options(read_concern=ReadConcern("majority"))
+        fields = {"_id": 0, "chunk_index": 1, "image.key": 1, "thumbnail.key": 1}
+        found = majority.find({"job_id": job_id}, {**fields, "warnings": 1, "error": 1})
+        return [doc async for doc in found]
 
     # --- A job's pages ---------------------------------------------------------------------------
 

@@ -5,6 +5,9 @@ Whatever happens inside, the job leaves ``processing`` or is left to the sweeper
 failed with a reason when the PDF cannot be processed; handed back to ``pending`` when the worker
 stops or its infrastructure fails (to be resumed, never failed for it); or, when its lease is
 lost, left alone (another run has it, or its owner cancelled it: then this run's output goes).
+
+A run resumes where the last one stopped: it renders only the pages not stored whole yet
+(``worker/run/checkpoint.py``), and its progress starts from those already stored.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from worker import metrics
 from worker.cancel import cancel_and_wait
 from worker.consumer import STOPPING
 from worker.rendering.pool import RenderPool
+from worker.run.checkpoint import read_checkpoint
 from worker.run.heartbeat import keep_alive
 from worker.run.lease import ProgressWriter, Run
 from worker.run.pages import process_pages, render_options
@@ -251,12 +255,28 @@ async def _run(
                 total = info.page_count
                 if total > settings.max_pages:
                     raise too_many_pages(total, settings.max_pages)
+                # Where the last run stopped: the pages stored whole are kept, the rest rendered.
+                checkpoint = await run.patience.call(
+                    lambda: read_checkpoint(store, run.job_id, chapter_id, total),
+                    "read the stored pages",
+                )
+                done = len(checkpoint.kept)
+                if done or checkpoint.replaced:
+                    log.info(
+                        "job %s: resuming: %d of %d pages stored, %d to render again",
+                        run.job_id, done, total, checkpoint.replaced,
+                    )  # fmt: skip
                 await writer.report(
-                    *extracting(0, total),
-                    {"pages_total": total, "repaired": info.repaired},
+                    *extracting(done, total),
+                    {
+                        "pages_total": total,
+                        "repaired": info.repaired,
+                        **stage_percent(Stage.extract_pages, percent(done, total)),
+                    },
+                    page_errors=checkpoint.problems,
+                    pages_processed=done,
                     force=True,
                 )
-                done = 0
 
                 async def on_stored(
                     batch: list[StoredPage], problems: list[dict[str, Any]]
@@ -274,16 +294,15 @@ async def _run(
                     metrics.PAGES.inc(len(batch))
                     await writer.report(
                         *extracting(done, total),
-                        {
-                            "pages_processed": done,
-                            **stage_percent(Stage.extract_pages, percent(done, total)),
-                        },
+                        stage_percent(Stage.extract_pages, percent(done, total)),
                         page_errors=problems,
+                        pages_processed=done,
                     )
 
                 await process_pages(
-                    pool, store.images, path, total, chapter_id, options, on_stored, run.patience
-                )
+                    pool, store.images, path, checkpoint.todo(total), chapter_id, options,
+                    on_stored, run.patience,
+                )  # fmt: skip
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -302,6 +321,8 @@ async def _run(
             )
     await writer.flush()
     now = utcnow()
+    # Every page stored: the count is whole, and the next phase's message replaces the last
+    # "Processed i/n pages..." at the same percentage (no pages_processed tie-break here).
     extracted = {
         "pages_total": total,
         "pages_processed": total,
