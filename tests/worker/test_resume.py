@@ -27,6 +27,7 @@ from worker.run.task import process_pdf_chapter
 # A bound on waits for something that takes a moment, so that a broken run fails its test
 # instead of hanging the session: generous, never a timing check.
 WAIT_LIMIT_S = 60.0
+JOBS = "/api/v1/books/jobs"
 
 
 @pytest.fixture
@@ -183,3 +184,25 @@ async def test_a_stored_page_whose_image_is_gone_is_rendered_again_and_replaced(
     assert len(chunks) == pages
     assert all({c["image"]["key"], c["thumbnail"]["key"]} <= present for c in chunks)
     assert lost in present
+
+
+async def test_a_lost_lease_stops_the_run_while_its_page_still_renders(
+    app, settings, collections, submit, pool, tmp_path, client, auth_headers
+):
+    job = await submit(titled(book_pdf(40), f"hold-at-20:{tmp_path}"), content_mode="pdf_file")
+    job_id = job["job_id"]
+    ctx = _ctx(app, settings, pool, heartbeat_interval_s=0.05)
+    run = asyncio.create_task(process_pdf_chapter(ctx, job_id))
+    try:
+        await _until((tmp_path / "held").exists, "the run to be held")
+
+        cancelled = await client.post(f"{JOBS}/{job_id}/cancel", headers=auth_headers("alice"))
+        # The page is held until the run has ended: only its heartbeat can tell it the lease is
+        # gone (a run that waited for its next write would wait for ever).
+        outcome = await asyncio.wait_for(run, WAIT_LIMIT_S / 3)
+    finally:
+        (tmp_path / "go").touch()
+
+    assert cancelled.status_code == 200
+    assert outcome == "cancelled"
+    assert await collections.chunks.count_documents({"job_id": job_id}) == 0

@@ -4,6 +4,11 @@ A transient failure (MongoDB restarting, a network blip) does not end it: it ret
 backoff, logging what it does, and says so loudly once the lease would be stale (the sweeper
 may then hand the job to another worker, whose lease this run's writes cannot pass). It ends
 only when the lease is gone or the run ends.
+
+A beat that finds the lease gone (the job cancelled or deleted by its owner, or handed to another
+run while this worker was paused) calls ``on_lost``: the run is cancelled there and then, instead
+of rendering on until its next guarded write, which a slow page can put minutes away. Its render
+requests and uploads end as on any cancel (``worker/run/pages.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from service.backoff import Backoff, pause
 from service.store.failure import is_transient
@@ -22,8 +28,10 @@ log = logging.getLogger("worker.run.heartbeat")
 FIRST_RETRY_S = 0.25
 
 
-async def keep_alive(run: Run, interval_s: float, stale_after_s: float) -> None:
-    """Beat every ``interval_s`` until cancelled or the lease is lost."""
+async def keep_alive(
+    run: Run, interval_s: float, stale_after_s: float, on_lost: Callable[[], None] | None = None
+) -> None:
+    """Beat every ``interval_s`` until cancelled or the lease is lost (then ``on_lost()``)."""
     retries = Backoff(first_s=min(FIRST_RETRY_S, interval_s), max_s=interval_s)
     last_beat = time.monotonic()
     delay = interval_s
@@ -38,6 +46,8 @@ async def keep_alive(run: Run, interval_s: float, stale_after_s: float) -> None:
             await run.beat()
         except LeaseLost:
             log.info("job %s: heartbeat stops: the job is no longer this run's", run.job_id)
+            if on_lost is not None:
+                on_lost()
             return
         except Exception as exc:
             if not is_transient(exc):

@@ -5,6 +5,7 @@ Whatever happens inside, the job leaves ``processing`` or is left to the sweeper
 failed with a reason when the PDF cannot be processed; handed back to ``pending`` when the worker
 stops or its infrastructure fails (to be resumed, never failed for it); or, when its lease is
 lost, left alone (another run has it, or its owner cancelled it: then this run's output goes).
+A lost lease stops the run as soon as its heartbeat finds out.
 
 A run resumes where the last one stopped: it renders only the pages not stored whole yet
 (``worker/run/checkpoint.py``), and its progress starts from those already stored.
@@ -124,17 +125,33 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     run = Run(job_id, str(claimed["lease_id"]), store.jobs)
     run_chapter = str(claimed["chapter_id"])
     log.info("job %s: processing %s (attempt %d)", job_id, filename, claimed.get("attempts", 1))
+    # The run is a task of its own, so that its heartbeat can stop it the moment the lease is
+    # found gone, without taking it for the worker's shutdown (which cancels this task).
+    completing = asyncio.Event()
+    work = asyncio.create_task(
+        _run(
+            settings, store, ctx["render_pool"], run, dict(claimed), filename,
+            stopping=lambda: bool(ctx.get(STOPPING)), completing=completing,
+        ),
+        name=f"run {job_id}",
+    )  # fmt: skip
+    lost = asyncio.Event()
+
+    def lease_lost() -> None:
+        lost.set()
+        # A beat just after the completion landed finds the job completed: not a loss. Had the
+        # lease really gone, the completion fails by itself.
+        if not completing.is_set():
+            work.cancel()
+
     heartbeat = asyncio.create_task(
-        keep_alive(run, settings.heartbeat_interval_s, settings.stale_after_s)
+        keep_alive(run, settings.heartbeat_interval_s, settings.stale_after_s, lease_lost)
     )
     metrics.RUNNING.inc()
     started = time.monotonic()
     outcome = "released"
     try:
-        outcome = await _run(
-            settings, store, ctx["render_pool"], run, dict(claimed), filename,
-            stopping=lambda: bool(ctx.get(STOPPING)),
-        )  # fmt: skip
+        outcome = await _unless_lost(work, lost, job_id)
         return outcome
     except ExtractionError as exc:
         if exc.code == "TIMEOUT" and run.patience.waited_s > 0:
@@ -180,6 +197,18 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         metrics.JOBS_FINISHED.labels(outcome=outcome).inc()
         metrics.JOB_SECONDS.observe(time.monotonic() - started)
         await cancel_and_wait(heartbeat)  # one cancel() may be lost in a MongoDB call
+
+
+async def _unless_lost(work: asyncio.Task[str], lost: asyncio.Event, job_id: str) -> str:
+    """``work``'s outcome; ``LeaseLost`` when its heartbeat cancelled it for a lost lease (a
+    cancellation of this task itself, the worker stopping, stays a cancellation)."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if lost.is_set() and (current is None or not current.cancelling()):
+            raise LeaseLost(job_id) from None
+        raise
 
 
 async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception, chapter_id: str) -> str:
@@ -235,6 +264,7 @@ async def _run(
     job: dict[str, Any],
     filename: str,
     stopping: Callable[[], bool] = lambda: False,
+    completing: asyncio.Event | None = None,
 ) -> str:
     writer = ProgressWriter(run, interval_s=settings.progress_interval_s)
     chapter_id = str(job["chapter_id"])
@@ -339,6 +369,8 @@ async def _run(
     )
     result = {"chapter_id": chapter_id, "total_pages": total}
     created = stage_fields(Stage.create_chapter, StageStatus.completed, utcnow(), 100)
+    if completing is not None:
+        completing.set()
     await run.complete(result, chapter_created(total)[1], created)
     log.info("job %s: completed, %d pages", run.job_id, total)
     return "completed"
