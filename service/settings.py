@@ -70,12 +70,18 @@ class Settings(BaseSettings):
     # Memory (beyond the parser process's own baseline) and wall-clock caps for parsing one PDF.
     job_memory_limit_mb: int = Field(default=1024, ge=16, le=65_536)
     job_time_limit_s: float = Field(default=1800.0, gt=0, le=86_400)
-    # A processing job whose heartbeat is older than this is taken to have lost its worker.
+    # A processing job whose heartbeat is older than STALE_AFTER_S is taken to have lost its
+    # worker, whatever that worker's liveness record says (WORKER_STALE_S, below).
     heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
     stale_after_s: float = Field(default=60.0, gt=0, le=3600)
+    # A worker whose liveness record has not been refreshed for this long is taken to be dead:
+    # its jobs are handed back (service/store/workers.py). Each worker refreshes it four times
+    # per period.
+    worker_stale_s: float = Field(default=10.0, gt=0, le=3600)
     # A pending job not started after this long is enqueued again (the doorbell was lost).
     pending_grace_s: float = Field(default=30.0, ge=0, le=3600)
-    # Claims per job before it fails with "worker lost".
+    # Runs of a job lost to a dead or stalled worker before it fails with "worker lost" (a job
+    # handed back by a stopping worker is not lost).
     job_max_attempts: int = Field(default=3, ge=1, le=20)
     sweep_interval_s: int = Field(default=15, ge=1, le=3600)
     # Progress writes per job are at most one per this interval (the last is always written).

@@ -1,7 +1,9 @@
 """Start-up wiring: the arq worker, built from our settings (``create_worker(settings)``).
 
 It outlives Redis outages (``worker/consumer.py``), waits for MongoDB at start-up for as long as
-it takes, and runs the sweeper as a task of its own (``worker/sweeper.py``), not in a job slot.
+it takes, hands back the jobs of a dead predecessor in its slot and keeps its own liveness record
+(``worker/liveness.py``), and runs the sweeper as a task of its own (``worker/sweeper.py``), not in
+a job slot.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from service.store.page_images import create_page_store
 from worker import metrics
 from worker.consumer import SHUT_DOWN, STARTED, Consumer
 from worker.dependency import MONGODB
+from worker.liveness import come_alive, stop_living
 from worker.rendering.pool import RenderPool
 from worker.run.task import process_pdf_chapter
 from worker.sweeper import keep_sweeping, stop_sweeping
@@ -56,6 +59,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         ctx["owns_mongo_client"] = True
     db = client[settings.mongodb_db]
     ctx["store"] = Store.of(client, settings, create_page_store(settings, db))
+    # Before the first job: a predecessor's jobs go back first, then this worker is alive.
+    await come_alive(ctx)
     if ctx.get("sweeper_enabled"):  # after the page store: a sweep may discard a lost job's
         ctx["sweeper"] = asyncio.create_task(keep_sweeping(ctx), name="sweeper")
     ctx[STARTED] = True
@@ -80,6 +85,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     ctx[SHUT_DOWN] = True
     if "sweeper" in ctx:
         await stop_sweeping(ctx, ctx.pop("sweeper"))
+    await stop_living(ctx)
     # A startup that failed part way (MongoDB down, bad S3 settings) has not made them all.
     if "render_pool" in ctx:
         await ctx["render_pool"].aclose()

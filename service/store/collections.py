@@ -18,6 +18,7 @@ JOBS = "pdf_chapter_jobs"
 CHAPTERS = "book_chapters"
 CHUNKS = "document_chunks"
 LOCKS = "locks"
+WORKERS = "workers"
 # GridFS buckets: uploaded PDFs, and page images when PAGE_STORE=gridfs.
 UPLOADS_BUCKET = "pdf_files"
 PAGE_IMAGES_BUCKET = "page_images"
@@ -32,6 +33,7 @@ class Collections:
     chapters: AsyncCollection[Doc]
     chunks: AsyncCollection[Doc]
     locks: AsyncCollection[Doc]
+    workers: AsyncCollection[Doc]
     upload_files: AsyncCollection[Doc]
     upload_chunks: AsyncCollection[Doc]
     image_files: AsyncCollection[Doc]
@@ -45,6 +47,7 @@ class Collections:
             chapters=db[CHAPTERS],
             chunks=db[CHUNKS],
             locks=db[LOCKS],
+            workers=db[WORKERS],
             upload_files=db[f"{UPLOADS_BUCKET}.files"],
             upload_chunks=db[f"{UPLOADS_BUCKET}.chunks"],
             image_files=db[f"{PAGE_IMAGES_BUCKET}.files"],

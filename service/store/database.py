@@ -6,6 +6,7 @@
     await store.files.find_owned(file_id, uid)  # uploaded PDFs (GridFS)
     await store.usage.stored_bytes(uid)         # what a user stores
     await store.locks.acquire(name, ...)        # named leases
+    await store.workers.stale(seconds)          # workers that stopped beating
     await store.images.put(key, data, type)     # page images: GridFS or S3
     await store.aclose()
 
@@ -29,6 +30,7 @@ from service.store.locks import Locks
 from service.store.mongo import connect
 from service.store.page_images import PageStore, create_page_store
 from service.store.usage import Usage
+from service.store.workers import Workers
 
 Doc = dict[str, Any]
 
@@ -44,6 +46,7 @@ class Store:
     files: FileStore
     usage: Usage
     locks: Locks
+    workers: Workers
     images: PageStore
 
     @classmethod
@@ -63,6 +66,7 @@ class Store:
             files=FileStore(collections),
             usage=Usage(collections),
             locks=Locks(collections),
+            workers=Workers(collections),
             images=images,
         )
 

@@ -33,6 +33,7 @@ from service.store.collections import (
     JOBS,
     PAGE_IMAGES_BUCKET,
     UPLOADS_BUCKET,
+    WORKERS,
 )
 
 
@@ -105,6 +106,10 @@ class PdfChapterJob(BaseModel):
     rung_at: datetime = Field(default_factory=utcnow)
     # How many times a worker has claimed the job.
     attempts: int = 0
+    # The worker holding the lease ("host/slot", worker/identity.py), and how many runs of the
+    # job were lost to a dead or stalled worker (JOB_MAX_ATTEMPTS bounds them).
+    worker_id: str | None = None
+    lost_runs: int = 0
     # Ended without a chapter (failed, cancelled) and what it wrote is not all removed yet: its
     # run removes it when it stops, the sweeper when the run or the page store could not.
     discard_pending: bool = False
@@ -171,6 +176,8 @@ class JobDoc(TypedDict, total=False):
     chapter_id: str | None
     rung_at: datetime
     attempts: int
+    worker_id: str | None
+    lost_runs: int
     idempotency_key: str | None
     request_fingerprint: str | None
 
@@ -328,6 +335,11 @@ CHUNK_INDEXES = [
     ),
 ]
 
+# Records of workers (service/store/workers.py) go by themselves once expires_at has passed.
+EXPIRES_AT_TTL = IndexModel(
+    [("expires_at", pymongo.ASCENDING)], name="expires_at_ttl", expireAfterSeconds=0
+)
+
 # Per-user byte sums over GridFS files read these indexes alone (covered queries).
 QUOTA_INDEX = IndexModel(
     [("metadata.user_id", pymongo.ASCENDING), ("length", pymongo.ASCENDING)],
@@ -345,6 +357,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     JOBS: JOB_INDEXES,
     CHAPTERS: CHAPTER_INDEXES,
     CHUNKS: CHUNK_INDEXES,
+    WORKERS: [EXPIRES_AT_TTL],
     f"{UPLOADS_BUCKET}.files": [QUOTA_INDEX, GRIDFS_FILES_INDEX],
     f"{UPLOADS_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
     f"{PAGE_IMAGES_BUCKET}.files": [QUOTA_INDEX],

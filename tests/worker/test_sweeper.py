@@ -1,9 +1,12 @@
-"""The sweeper on its own schedule: its loop, its lock, and what it does after an outage."""
+"""The sweeper on its own schedule: its loop, its lock, and what it does after an outage; the jobs
+of dead workers."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+
+import pytest
 
 from service.domain.job import JobStatus, utcnow
 from service.store.doorbell import create_queue
@@ -96,3 +99,39 @@ async def test_two_sweeper_loops_ring_a_forgotten_job_under_one_lock(
 
 def job_created_at(job):
     return datetime.fromisoformat(job["created_at"].replace("Z", "+00:00"))
+
+
+# --- Dead workers: their records, not each job's heartbeat -----------------------------------
+
+
+async def _worker_record(collections, worker_id: str, quiet_s: float) -> None:
+    """The liveness record of ``worker_id``, last beaten ``quiet_s`` ago (MongoDB's clock)."""
+    beat = utcnow() - timedelta(seconds=quiet_s)
+    await collections.workers.insert_one(
+        {"_id": worker_id, "incarnation": "i-1", "beat_at": beat, "expires_at": beat}
+    )
+
+
+@pytest.mark.parametrize(
+    ("record_quiet_s", "heartbeat_age_s", "released"),
+    [
+        (30, 20, 1),  # the worker is dead and its job silent since: handed back
+        (1, 20, 0),  # the worker beats: its job is its own, however quiet
+        (30, 1, 0),  # the job beat just now: its worker woke up
+    ],
+)
+async def test_a_dead_workers_jobs_go_back_after_worker_stale_s_not_stale_after_s(
+    store, collections, job_factory, settings, record_quiet_s, heartbeat_age_s, released
+):
+    await _worker_record(collections, "host-a/0", record_quiet_s)
+    job = await job_factory(
+        status=JobStatus.processing, progress=45, attempts=1, lease_id="l-1",
+        worker_id="host-a/0", heartbeat_at=utcnow() - timedelta(seconds=heartbeat_age_s),
+    )  # fmt: skip
+
+    swept = await _sweep(store, settings, stale_after_s=600, worker_stale_s=10)
+
+    after = await _job(collections, job.job_id)
+    assert swept["released"] == released
+    assert after["status"] == ("pending" if released else "processing")
+    assert after.get("lost_runs", 0) == released

@@ -80,6 +80,8 @@ CLAIMED_FIELDS = {
 LOST_PATIENCE_S = 30.0
 # A job whose run lost its lease to one of these ends up without a chapter: its output goes.
 DISCARDED = frozenset({JobStatus.cancelled, JobStatus.failed})
+# In ctx: the id of this worker ("host/slot", worker/identity.py), which the leases it opens carry.
+WORKER_ID = "worker_id"
 
 
 async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
@@ -111,7 +113,8 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     claims: list[lifecycle.Write] = []
 
     async def claim() -> JobDoc | None:
-        claims.append(lifecycle.claim(job_id, downloading(filename)[1], utcnow()))
+        message = downloading(filename)[1]
+        claims.append(lifecycle.claim(job_id, message, utcnow(), ctx.get(WORKER_ID)))
         return await store.jobs.apply(claims[-1], CLAIMED_FIELDS)
 
     claimed = await patience.call(claim, "claim the job")
