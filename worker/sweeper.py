@@ -11,9 +11,12 @@
   same for its predecessor's jobs at once (``hand_back_predecessors``).
 - ``failed`` or ``cancelled`` and still ``discard_pending`` after ``STALE_AFTER_S``: its run died
   before removing what it wrote, or the page store was down. Remove it (``discard``) now.
-- ``pending`` not started within ``PENDING_GRACE_S`` of its last ring: the doorbell was lost
-  (Redis down at creation, Redis flushed). Ring it again (``ring``, once per sweeper); while
-  Redis is down nothing is recorded, so the first sweep after it is back rings.
+- ``pending`` not started within ``PENDING_GRACE_S`` of its last ring, and no doorbell of it
+  waiting in the queue (``service/store/doorbell.py``): the doorbell was lost (Redis down at
+  creation, Redis flushed, taken by a worker that died before claiming). Ring it again
+  (``ring``, once per sweeper); while Redis is down nothing is recorded, so the first sweep
+  after it is back rings. A job whose doorbell is still queued behind others is left alone:
+  ringing it again would only lengthen the queue.
 
 ``keep_sweeping`` runs in every worker as a task of its own, every ``SWEEP_INTERVAL_S``, whatever
 its job slots are doing; a lock in MongoDB (``service/store/locks.py``) lets one sweep run at a
@@ -30,6 +33,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +44,7 @@ from service.domain.job import new_id, utcnow
 from service.settings import Settings
 from service.store.database import Store
 from service.store.discard import discard_or_leave
-from service.store.doorbell import ring
+from service.store.doorbell import ring, waiting
 from service.store.failure import is_transient
 from worker import metrics
 from worker.cancel import cancel_and_wait
@@ -52,6 +56,8 @@ Doc = dict[str, Any]
 WORKER_LOST = "worker lost"
 # Jobs whose output one sweep removes at most, oldest first: a sweep stays short.
 DISCARDS_PER_SWEEP = 100
+# Pending jobs whose doorbells are looked up in Redis together (two round trips a batch).
+DOORBELL_BATCH = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -115,13 +121,7 @@ async def sweep(
         async for doc in store.jobs.stale(stale_before):
             count(await hand_back_lost(store, queue, settings, doc, now, stale_before))
 
-    async for doc in store.jobs.forgotten(now - timedelta(seconds=settings.pending_grace_s)):
-        # Ring first, then record it: a ring that fails (Redis down) leaves the job as it was,
-        # to be rung by the next sweep.
-        if not await ring(queue, doc["job_id"], f"swept-{int(now.timestamp() * 1000)}"):
-            break
-        if await store.jobs.apply(lifecycle.ring(doc["job_id"], doc["rung_at"], now)):
-            counts["rung"] += 1
+    await _ring_forgotten(store, queue, settings, now, counts)
     # The last word on the output of a job that ended without a chapter, once the job has been
     # still for STALE_AFTER_S: what its run's own discard missed (an upload committed late), or
     # all of it (its run died, or the page store could not be reached when it stopped).
@@ -133,6 +133,39 @@ async def sweep(
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts
+
+
+async def _ring_forgotten(
+    store: Store, queue: ArqRedis, settings: Settings, now: datetime, counts: dict[str, int]
+) -> None:
+    """Ring pending jobs past their grace whose doorbells are all gone."""
+    forgotten = store.jobs.forgotten(now - timedelta(seconds=settings.pending_grace_s))
+    while batch := [doc async for doc in _take(forgotten, DOORBELL_BATCH)]:
+        try:
+            queued = await waiting(queue, [doc["job_id"] for doc in batch], settings)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("sweep: Redis unreachable (%s); doorbells rung later", type(exc).__name__)
+            return
+        for doc in batch:
+            if doc["job_id"] in queued:
+                continue
+            # Ring first, then record it: a ring that fails (Redis down) leaves the job as it
+            # was, to be rung by the next sweep.
+            if not await ring(queue, doc["job_id"], f"swept-{int(now.timestamp() * 1000)}"):
+                return
+            if await store.jobs.apply(lifecycle.ring(doc["job_id"], doc["rung_at"], now)):
+                counts["rung"] += 1
+
+
+async def _take(docs: AsyncIterator[Doc], size: int) -> AsyncIterator[Doc]:
+    """The next ``size`` documents of an async iterator."""
+    for _ in range(size):
+        try:
+            yield await anext(docs)
+        except StopAsyncIteration:
+            return
 
 
 SWEEP_LOCK = "sweeper"

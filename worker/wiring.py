@@ -20,7 +20,7 @@ from service.backoff import Backoff, pause
 from service.domain.errors import MongoUnavailable
 from service.settings import Settings
 from service.store.database import Store
-from service.store.doorbell import PROCESS_FUNCTION, create_queue
+from service.store.doorbell import PROCESS_FUNCTION, create_queue, doorbell_timeout_s
 from service.store.mongo import Doc, connect
 from service.store.page_images import create_page_store
 from worker import metrics
@@ -32,6 +32,8 @@ from worker.run.task import process_pdf_chapter
 from worker.sweeper import keep_sweeping, stop_sweeping
 
 log = logging.getLogger("worker.wiring")
+# Runs of one doorbell arq allows (see create_worker).
+DOORBELL_TRIES = 1000
 # How often a worker started during a MongoDB outage asks again (each ask waits
 # MONGODB_STARTUP_WAIT_S itself).
 MONGODB_BACKOFF = Backoff(first_s=1.0, max_s=5.0)
@@ -106,9 +108,13 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
             func(
                 process_pdf_chapter,
                 name=PROCESS_FUNCTION,
-                timeout=settings.job_time_limit_s + 120,
-                # MongoDB, not arq, decides whether a job runs: the claim guards it.
-                max_tries=settings.job_max_attempts + 2,
+                timeout=doorbell_timeout_s(settings),
+                # MongoDB, not arq, decides whether a job runs: the claim guards it, and
+                # JOB_MAX_ATTEMPTS bounds the runs lost to dead workers. arq retries a doorbell
+                # only when its run was cancelled by a stopping worker, which hands the job back:
+                # under rolling deploys that happens many times to a long job, and each must
+                # find the doorbell still there.
+                max_tries=DOORBELL_TRIES,
             )
         ],
         "on_startup": startup,
@@ -121,7 +127,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
         "max_jobs": settings.worker_concurrency,
         "poll_delay": settings.worker_poll_delay_s,
         "keep_result": 60,
-        "job_timeout": settings.job_time_limit_s + 120,
+        "job_timeout": doorbell_timeout_s(settings),
     }
     if "redis_pool" not in overrides:
         # Our own pool: connects lazily with short timeouts (arq's own gives up after 5 tries).

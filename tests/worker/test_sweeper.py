@@ -1,5 +1,5 @@
 """The sweeper on its own schedule: its loop, its lock, and what it does after an outage; the jobs
-of dead workers."""
+of dead workers, doorbells rung once."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import asyncio
 from datetime import datetime, timedelta
 
 import pytest
+from arq.constants import in_progress_key_prefix
 
 from service.domain.job import JobStatus, utcnow
-from service.store.doorbell import create_queue
+from service.store.doorbell import ARQ_IN_PROGRESS_EXTRA_S, create_queue, doorbell_timeout_s
 from tests.support.pdfs import text_pdf
 from worker.sweeper import SWEEP_LOCK, keep_sweeping, stop_sweeping, sweep
 
@@ -135,3 +136,42 @@ async def test_a_dead_workers_jobs_go_back_after_worker_stale_s_not_stale_after_
     assert swept["released"] == released
     assert after["status"] == ("pending" if released else "processing")
     assert after.get("lost_runs", 0) == released
+
+
+# --- Doorbells: rung again only when none is waiting -----------------------------------------
+
+
+async def test_a_pending_job_whose_doorbell_is_queued_is_not_rung_again(
+    store, collections, submit, queue, settings
+):
+    await submit(text_pdf(1))  # rung by the API; no worker has taken it
+
+    swept = await _sweep(store, settings, pending_grace_s=0)
+
+    assert swept["rung"] == 0
+    assert await queue.zcard("arq:queue") == 1  # one doorbell, not two
+
+
+@pytest.mark.parametrize(("taken_ago_s", "rung"), [(0.0, 0), (60.0, 1)])
+async def test_a_doorbell_taken_by_a_worker_that_died_before_claiming_is_rung_again(
+    store, collections, submit, queue, settings, taken_ago_s, rung
+):
+    job = await submit(text_pdf(1))
+    rung_long_ago = utcnow() - timedelta(seconds=120)
+    await collections.jobs.update_one(
+        {"job_id": job["job_id"]}, {"$set": {"rung_at": rung_long_ago}}
+    )
+    # A worker took the doorbell as arq does (its in-progress key, expiring after the job's
+    # timeout), long after it was rung: just now, or a minute ago and never heard of again.
+    (arq_id,) = [member.decode() for member in await queue.zrange("arq:queue", 0, -1)]
+    in_progress_ms = int((doorbell_timeout_s(settings) + ARQ_IN_PROGRESS_EXTRA_S) * 1000)
+    await queue.psetex(
+        in_progress_key_prefix + arq_id, in_progress_ms - int(taken_ago_s * 1000), b"1"
+    )
+
+    swept = await _sweep(store, settings, pending_grace_s=30)
+    await _sweep(store, settings, pending_grace_s=30)  # a second sweep adds nothing
+
+    assert (await _job(collections, job["job_id"]))["status"] == "pending"
+    assert swept["rung"] == rung
+    assert await queue.zcard("arq:queue") == 1 + rung
