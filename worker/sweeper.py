@@ -11,6 +11,8 @@
   same for its predecessor's jobs at once (``hand_back_predecessors``).
 - ``failed`` or ``cancelled`` and still ``discard_pending`` after ``STALE_AFTER_S``: its run died
   before removing what it wrote, or the page store was down. Remove it (``discard``) now.
+- a deleted job's tombstone, ``STALE_AFTER_S`` after the deletion: remove what a run that was
+  writing for it left (``service/store/tombstones.py``).
 - ``pending`` not started within ``PENDING_GRACE_S`` of its last ring, and no doorbell of it
   waiting in the queue (``service/store/doorbell.py``): the doorbell was lost (Redis down at
   creation, Redis flushed, taken by a worker that died before claiming). Ring it again
@@ -129,6 +131,13 @@ async def sweep(
     async for doc in store.jobs.discard_pending(still_since, DISCARDS_PER_SWEEP):
         if not await discard_or_leave(store, doc["job_id"]):
             break  # the page store is down: the next sweep tries again, the others wait
+        counts["discarded"] += 1
+    # ... and of a deleted job, whose run may have written after the deletion removed it all.
+    async for doc in store.tombstones.due(still_since, DISCARDS_PER_SWEEP):
+        job_id = str(doc["_id"])
+        if not await discard_or_leave(store, job_id, doc.get("chapter_id"), final=False):
+            break
+        await store.tombstones.swept(job_id)
         counts["discarded"] += 1
     if any(counts.values()):
         log.info("sweep: %s", counts)

@@ -7,6 +7,7 @@
     await store.usage.stored_bytes(uid)         # what a user stores
     await store.locks.acquire(name, ...)        # named leases
     await store.workers.stale(seconds)          # workers that stopped beating
+    await store.tombstones.of(job_id)           # deleted jobs a late run may still write for
     await store.images.put(key, data, type)     # page images: GridFS or S3
     await store.aclose()
 
@@ -29,6 +30,7 @@ from service.store.jobs import JobStore
 from service.store.locks import Locks
 from service.store.mongo import connect
 from service.store.page_images import PageStore, create_page_store
+from service.store.tombstones import Tombstones
 from service.store.usage import Usage
 from service.store.workers import Workers
 
@@ -47,6 +49,7 @@ class Store:
     usage: Usage
     locks: Locks
     workers: Workers
+    tombstones: Tombstones
     images: PageStore
 
     @classmethod
@@ -67,6 +70,7 @@ class Store:
             usage=Usage(collections),
             locks=Locks(collections),
             workers=Workers(collections),
+            tombstones=Tombstones(collections),
             images=images,
         )
 

@@ -32,6 +32,7 @@ from service.store.collections import (
     CHUNKS,
     JOBS,
     PAGE_IMAGES_BUCKET,
+    TOMBSTONES,
     UPLOADS_BUCKET,
     WORKERS,
 )
@@ -335,10 +336,20 @@ CHUNK_INDEXES = [
     ),
 ]
 
-# Records of workers (service/store/workers.py) go by themselves once expires_at has passed.
+# Records of workers (service/store/workers.py) and tombstones of deleted jobs
+# (service/store/tombstones.py) go by themselves once expires_at has passed.
 EXPIRES_AT_TTL = IndexModel(
     [("expires_at", pymongo.ASCENDING)], name="expires_at_ttl", expireAfterSeconds=0
 )
+TOMBSTONE_INDEXES = [
+    EXPIRES_AT_TTL,
+    # The sweeper's scan of tombstones still to sweep (a few at most).
+    IndexModel(
+        [("deleted_at", pymongo.ASCENDING)],
+        name="deleted_at_unswept",
+        partialFilterExpression={"swept": False},
+    ),
+]
 
 # Per-user byte sums over GridFS files read these indexes alone (covered queries).
 QUOTA_INDEX = IndexModel(
@@ -358,6 +369,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     CHAPTERS: CHAPTER_INDEXES,
     CHUNKS: CHUNK_INDEXES,
     WORKERS: [EXPIRES_AT_TTL],
+    TOMBSTONES: TOMBSTONE_INDEXES,
     f"{UPLOADS_BUCKET}.files": [QUOTA_INDEX, GRIDFS_FILES_INDEX],
     f"{UPLOADS_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
     f"{PAGE_IMAGES_BUCKET}.files": [QUOTA_INDEX],

@@ -1,5 +1,5 @@
 """The sweeper on its own schedule: its loop, its lock, and what it does after an outage; the jobs
-of dead workers, doorbells rung once."""
+of dead workers, doorbells rung once, and what a deleted job's dying run wrote."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from datetime import datetime, timedelta
 import pytest
 from arq.constants import in_progress_key_prefix
 
+from service.domain import lifecycle
 from service.domain.job import JobStatus, utcnow
+from service.domain.page_keys import chapter_prefix, page_key
+from service.store.chapters import StoredPage
 from service.store.doorbell import ARQ_IN_PROGRESS_EXTRA_S, create_queue, doorbell_timeout_s
 from tests.support.pdfs import text_pdf
 from worker.sweeper import SWEEP_LOCK, keep_sweeping, stop_sweeping, sweep
@@ -175,3 +178,33 @@ async def test_a_doorbell_taken_by_a_worker_that_died_before_claiming_is_rung_ag
     assert (await _job(collections, job["job_id"]))["status"] == "pending"
     assert swept["rung"] == rung
     assert await queue.zcard("arq:queue") == 1 + rung
+
+
+# --- Deleted means deleted -------------------------------------------------------------------
+
+
+async def test_what_a_run_writes_after_its_job_was_deleted_is_swept_even_if_it_dies(
+    app, store, collections, submit, settings, client, auth_headers
+):
+    job = await submit(text_pdf(2))
+    run = await store.jobs.apply(lifecycle.claim(job["job_id"], "m", utcnow()))
+    deleted = await client.delete(
+        f"/api/v1/books/jobs/{job['job_id']}", headers=auth_headers("alice")
+    )
+    # The run has not noticed yet: it stores a page, then its worker dies.
+    key = page_key(run["chapter_id"], 1)
+    await store.images.put(key, b"RIFF-page", "image/webp")
+    page = StoredPage(index=0, text="late", image={"key": key, "width": 1, "height": 1})
+    claimed = {"job_id": job["job_id"], "user_id": "alice"}
+    await store.chapters.write_pages(claimed, run["chapter_id"], "a.pdf", 2, [page])
+
+    swept = await _sweep(store, settings, stale_after_s=0)
+    again = await _sweep(store, settings, stale_after_s=0)
+
+    assert deleted.status_code == 204
+    assert swept["discarded"] == 1
+    assert again["discarded"] == 0  # swept once; the tombstone expires by itself
+    assert await collections.chunks.count_documents({"job_id": job["job_id"]}) == 0
+    assert await store.images.count(chapter_prefix(run["chapter_id"])) == 0
+    tombstone = await collections.tombstones.find_one({"_id": job["job_id"]})
+    assert tombstone["expires_at"] > utcnow()

@@ -4,8 +4,8 @@ phases.
 Whatever happens inside, the job leaves ``processing`` or is left to the sweeper: completed;
 failed with a reason when the PDF cannot be processed; handed back to ``pending`` when the worker
 stops or its infrastructure fails (to be resumed, never failed for it); or, when its lease is
-lost, left alone (another run has it, or its owner cancelled it: then this run's output goes).
-A lost lease stops the run as soon as its heartbeat finds out.
+lost, left alone (another run has it, or its owner cancelled or deleted it: then this run's
+output goes). A lost lease stops the run as soon as its heartbeat finds out.
 
 A run resumes where the last one stopped: it renders only the pages not stored whole yet
 (``worker/run/checkpoint.py``), and its progress starts from those already stored.
@@ -237,17 +237,19 @@ async def _release(ctx: dict[str, Any], run: Run, chapter_id: str) -> str:
 
 async def _lost(store: Store, job_id: str, chapter_id: str) -> str:
     """This run's lease is gone. Only a job that ends without a chapter loses its output: a
-    cancelled one (by its owner), a failed one, or one deleted while it ran (no chapter of it
-    exists). A job another run holds or completed is left exactly as it is."""
-    # MongoDB down now: wait (a deleted job's output is found now or never), but not forever: a
-    # stopping worker comes here too.
+    cancelled one (by its owner), a failed one, or one deleted while it ran (its tombstone says
+    so; or, once that has expired, no chapter of it exists). A job another run holds or
+    completed is left exactly as it is. Should this run die before it is done here, the
+    sweeper removes the output all the same (``discard_pending``, or the tombstone)."""
+    # MongoDB down now: wait, but not forever: a stopping worker comes here too.
     patience = Patience(give_up_after_s=LOST_PATIENCE_S)
     job = await patience.call(
         lambda: store.jobs.get(job_id, {"_id": 0, "status": 1}), "read the job"
     )
     status = JobStatus(job["status"]) if job is not None else None
-    deleted = job is None and not await patience.call(
-        lambda: store.chapters.of_job(job_id), "read the chapter"
+    deleted = job is None and (
+        await patience.call(lambda: store.tombstones.of(job_id), "read the tombstone") is not None
+        or not await patience.call(lambda: store.chapters.of_job(job_id), "read the chapter")
     )
     if status in DISCARDED or deleted:
         await discard_or_leave(store, job_id, chapter_id, final=False)
