@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     max_json_body_kb: int = Field(default=64, ge=1, le=10_240)
     # An upload or JSON body that sends nothing for this long is answered 408 and kept nowhere.
     upload_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    # An upload or JSON body arriving slower than this on average, once UPLOAD_RATE_GRACE_S have
+    # passed, is answered 408 and kept nowhere: a trickle of bytes cannot hold an upload slot
+    # and its memory for hours. 0 turns the check off.
+    upload_min_bytes_per_s: int = Field(default=8192, ge=0, le=1_073_741_824)
+    upload_rate_grace_s: float = Field(default=30.0, ge=0, le=3600)
     # Uploads one user may stream at once, counted in Redis across API processes (429 above).
     max_concurrent_uploads_per_user: int = Field(default=3, ge=1, le=1000)
 
