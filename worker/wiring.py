@@ -14,6 +14,7 @@ from typing import Any
 
 from arq import Worker, func
 from arq.connections import ArqRedis
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
 from service.backoff import Backoff, pause
@@ -96,6 +97,13 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await store.images.aclose()
         if ctx.get("owns_mongo_client"):
             await store.client.close()
+    # What this process did, for whoever restarts workers (a deploy, the chaos tests): its
+    # counters go with it.
+    log.info(
+        "worker stopped: %d pages rendered, %d stored",
+        REGISTRY.get_sample_value("pcj_worker_pages_rendered_total") or 0,
+        REGISTRY.get_sample_value("pcj_worker_pages_processed_total") or 0,
+    )
 
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:

@@ -48,6 +48,7 @@ TERMINAL = {"completed", "failed", "cancelled"}
 # Small settings, so that every recovery path runs within seconds.
 FAST = {
     "STALE_AFTER_S": "3",
+    "WORKER_STALE_S": "3",
     "HEARTBEAT_INTERVAL_S": "0.5",
     "SWEEP_INTERVAL_S": "1",
     "PENDING_GRACE_S": "2",
@@ -121,6 +122,20 @@ class Process:
 class Worker(Process):
     metrics_port: int = 0
 
+    def rendered(self) -> int | None:
+        """Pages rendered by every process of this worker (each logs its count as it exits: its
+        metrics go with it); None when one of them exited without saying (SIGKILL)."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        counts = [
+            int(match.group(1))
+            for line in lines
+            if (match := re.search(r'"message": "worker stopped: (\d+) pages rendered', line))
+        ]
+        started = sum(
+            '"message": "worker ' in line and " started (incarnation " in line for line in lines
+        )
+        return sum(counts) if len(counts) == started else None
+
     def metric(self, text: str) -> float | None:
         """The value of the series ``text`` (name and labels as exposed) on /metrics."""
         try:
@@ -136,6 +151,8 @@ class Poll:
     at: float
     job_id: str
     outcome: str  # an HTTP status ("200", "503"...) or the transport error's class name
+    progress: int | None = None  # a 200's progress and "Processed i/n pages..." count
+    processed: int | None = None
 
 
 @dataclass
@@ -289,10 +306,15 @@ class Stack:
                     self.polls.append(Poll(time.monotonic(), job_id, _transport_outcome(exc)))
                     await asyncio.sleep(every_s)
                     continue
-                self.polls.append(Poll(time.monotonic(), job_id, str(response.status_code)))
+                poll = Poll(time.monotonic(), job_id, str(response.status_code))
+                self.polls.append(poll)
                 if response.status_code == 200:
                     etag = response.headers.get("etag")
-                    if response.json()["status"] in TERMINAL:
+                    body = response.json()
+                    poll.progress = body["progress"]
+                    if match := re.match(r"Processed (\d+)/\d+ pages", body["message"]):
+                        poll.processed = int(match.group(1))
+                    if body["status"] in TERMINAL:
                         return
                 await asyncio.sleep(every_s)
 
