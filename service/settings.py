@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     mongodb_timeout_ms: int = Field(default=2000, ge=100, le=30000)
     # How long a starting process waits for MongoDB before giving up.
     mongodb_startup_wait_s: float = Field(default=30.0, ge=0, le=600)
+    # How many replica-set members acknowledge every write before it counts as done: "majority"
+    # (a write acknowledged to anyone survives the loss of the primary) or a number ("1": the
+    # primary alone, faster, but a failover may roll it back). One member: the same either way.
+    mongodb_write_concern: str = Field(default="majority", pattern=r"^(majority|[1-9][0-9]?)$")
     # Seconds a polling client is told to wait between polls of a job that is not finished.
     poll_retry_after_s: int = Field(default=2, ge=1, le=60)
     # Polls of different jobs in flight together are read in one MongoDB query of up to this
