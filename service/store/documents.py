@@ -251,6 +251,9 @@ class DocumentChunk(BaseModel):
     has_text: bool = True
     # Every MuPDF warning raised while loading and rendering this page.
     warnings: list[str] = Field(default_factory=list)
+    # Why MuPDF could not read the page, if it could not (the job lists it in page_errors too;
+    # a resumed run that keeps this page records it again from here).
+    error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
