@@ -60,7 +60,7 @@ async def come_alive(ctx: dict[str, Any]) -> None:
     await patience.call(
         lambda: store.workers.register(
             identity.worker_id, identity.incarnation,
-            host=identity.host, slot=identity.slot or 0, pid=identity.pid,
+            host=identity.host, slot=identity.slot, pid=identity.pid,
         ),
         "register the worker",
     )  # fmt: skip

@@ -2,6 +2,8 @@
 
     {_id: "host/slot", incarnation, host, slot, pid, started_at, beat_at, stopped_at, expires_at}
 
+(``slot`` is null for a worker that could lock no slot: its id then names its incarnation.)
+
 A worker registers at start-up and beats every ``WORKER_STALE_S / 4``; the leases it opens carry
 its id (``worker_id`` on the job). A record whose beat is older than ``WORKER_STALE_S`` (or that
 says its worker stopped) is stale: the sweeper then hands back that worker's jobs without
@@ -39,7 +41,7 @@ class Workers:
         self._workers = collections.workers
 
     async def register(
-        self, worker_id: str, incarnation: str, *, host: str, slot: int, pid: int
+        self, worker_id: str, incarnation: str, *, host: str, slot: int | None, pid: int
     ) -> Doc | None:
         """Take the record of ``worker_id`` for this incarnation, beating now; the record of the
         previous incarnation in this slot, if there was one."""
