@@ -93,7 +93,8 @@ async def hand_back_lost(
     ):
         return None
     log.warning("job %s: worker lost, released to be resumed", job_id)
-    await ring(queue, job_id, f"released-{doc.get('attempts', 0)}")
+    # First in the queue: it was started before every job still waiting, and its user watches it.
+    await ring(queue, job_id, f"released-{doc.get('attempts', 0)}", first=True)
     return "released"
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
@@ -38,6 +39,11 @@ RUNG_KEPT_S = 86_400 + 3_600
 # How much longer than a job's own timeout arq keeps a job "in progress" (arq/worker.py:
 # in_progress_timeout_s = max_timeout + 10).
 ARQ_IN_PROGRESS_EXTRA_S = 10.0
+# arq takes doorbells lowest score first, the score being when it may run (the enqueue time by
+# default). A job handed back after its worker died rings with the earliest score arq accepts (0
+# reads as "no job" in arq's start_jobs), so it resumes before jobs that never started instead of
+# waiting behind the whole queue; arq's log then calls it "delayed" by decades.
+FIRST = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
 
 # Exceptions from the Redis client that mean "Redis is down", not "we have a bug".
 REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -61,10 +67,12 @@ def arq_job_id(job_id: str, tag: str) -> str:
     return f"{job_id}:{tag}"
 
 
-async def ring(queue: ArqRedis, job_id: str, tag: str = "new") -> bool:
-    """Tell a worker about a job; False (logged) when Redis is unreachable: the job is in
-    MongoDB already, and the sweeper rings again once ``PENDING_GRACE_S`` has passed."""
+async def ring(queue: ArqRedis, job_id: str, tag: str = "new", *, first: bool = False) -> bool:
+    """Tell a worker about a job (``first``: before every job that never started); False
+    (logged) when Redis is unreachable: the job is in MongoDB already, and the sweeper rings
+    again once ``PENDING_GRACE_S`` has passed."""
     arq_id = arq_job_id(job_id, tag)
+
     try:
         # Remembered first: a doorbell remembered but never enqueued has no arq job key, and
         # counts as gone.
@@ -72,7 +80,12 @@ async def ring(queue: ArqRedis, job_id: str, tag: str = "new") -> bool:
             pipe.sadd(RUNG_KEY + job_id, arq_id)
             pipe.expire(RUNG_KEY + job_id, RUNG_KEPT_S)
             await pipe.execute()
-        await queue.enqueue_job(PROCESS_FUNCTION, job_id, _job_id=arq_id)
+        # A date in the past makes arq's default expiry negative: it is given explicitly.
+        await queue.enqueue_job(
+            PROCESS_FUNCTION, job_id, _job_id=arq_id,
+            _defer_until=FIRST if first else None,
+            _expires=timedelta(seconds=RUNG_KEPT_S) if first else None,
+        )  # fmt: skip
     except Exception as exc:
         if not is_transient(exc):  # a failover's READONLY too, not only a refused connection
             raise

@@ -141,6 +141,23 @@ async def test_a_dead_workers_jobs_go_back_after_worker_stale_s_not_stale_after_
     assert after.get("lost_runs", 0) == released
 
 
+async def test_a_job_handed_back_from_a_dead_worker_is_rung_before_jobs_never_started(
+    store, collections, job_factory, submit, queue, settings
+):
+    waiting = await submit(text_pdf(1))  # rung by the API: in the queue now
+    await _worker_record(collections, "host-a/0", 30)
+    held = await job_factory(
+        status=JobStatus.processing, attempts=1, lease_id="l-1", worker_id="host-a/0",
+        heartbeat_at=utcnow() - timedelta(seconds=20),
+    )  # fmt: skip
+
+    await _sweep(store, settings, worker_stale_s=10)
+
+    first, second = [member.decode() for member in await queue.zrange("arq:queue", 0, -1)]
+    assert first.startswith(held.job_id)  # resumed next, not after the whole queue
+    assert second.startswith(waiting["job_id"])
+
+
 # --- Doorbells: rung again only when none is waiting -----------------------------------------
 
 

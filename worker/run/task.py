@@ -220,7 +220,7 @@ async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception, chapter_id: 
     outcome = await _release(ctx, run, chapter_id)
     if outcome == "released":
         with contextlib.suppress(Exception):
-            await ring(ctx["redis"], run.job_id, f"released-{int(time.time() * 1000)}")
+            await ring(ctx["redis"], run.job_id, f"released-{int(time.time() * 1000)}", first=True)
     return outcome
 
 
