@@ -214,7 +214,7 @@ async def test_api_restarted_while_polls_are_in_flight(stack: Stack, book: bytes
 # The deploy storm: one long job, its worker stopped (SIGTERM) and started again each time it
 # has stored pages, STORM_RESTARTS times. The job stays cheap per page (text only) and long in
 # pages, so that every restart lands mid-job.
-STORM_PAGES = 2400
+STORM_PAGES = 1500
 STORM_RESTARTS = 4
 # What one interruption may cost again, at most: the pages rendered but not yet written (one
 # batch of worker/run/pages.py) and the uploads in flight.

@@ -20,7 +20,7 @@ from devstack.token import emulator_token
 from service.settings import Settings
 from tests.support.pdfs import slow_last_page_pdf
 
-PAGES = 1500  # light text pages, then a slow one: the job is still running when the worker dies
+PAGES = 800  # light text pages, then a slow one: the job is still running when the worker dies
 
 
 def _children(pid: int) -> dict[int, str]:
