@@ -36,7 +36,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -60,7 +60,6 @@ WORKER_LOST = "worker lost"
 DISCARDS_PER_SWEEP = 100
 # Pending jobs whose doorbells are looked up in Redis together (two round trips a batch).
 DOORBELL_BATCH = 100
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def hand_back_lost(
