@@ -249,7 +249,8 @@ async def test_deploy_storm_resumes_where_it_stopped_each_time(stack: Stack, lon
         restarts += 1
     await stack.until(lambda: stack.all_finished([job_id]), 120, "the job to finish")
     await asyncio.wait_for(asyncio.gather(*pollers), 30)
-    await asyncio.to_thread(worker.stop)  # its last process logs what it rendered
+    exposed = worker.metric("pcj_worker_pages_rendered_total")  # the last process's own count
+    await asyncio.to_thread(worker.stop)  # it logs that count as it exits, as each one did
     verdict = await stack.verify({job_id: STORM_PAGES})
 
     _assert_nothing_lost_or_stuck(verdict, stack)
@@ -257,6 +258,8 @@ async def test_deploy_storm_resumes_where_it_stopped_each_time(stack: Stack, lon
     # Each page once, but for at most one batch per interruption.
     rendered = worker.rendered()
     assert rendered is not None
+    assert exposed is not None
+    assert 0 < exposed <= rendered
     assert STORM_PAGES <= rendered <= STORM_PAGES + restarts * ONE_BATCH
     assert verdict.attempts[job_id] == restarts + 1
     # What the browser saw, poll after poll, never went back.
