@@ -1,11 +1,11 @@
 """Who this worker is: ``host/slot``, the same again when it is restarted on the same host.
 
 The slot is the lowest number whose lock file this process can take (``flock``, exclusive, not
-waiting) in the temporary directory, one set of files per deployment (a hash of ``MONGODB_URL``
-and ``MONGODB_DB``: the database the identities live in). The kernel drops a lock when its
-process dies, however it dies. So a worker started after one was killed on this host takes the
-dead one's slot, and knows for sure that nothing else runs under that identity: the leases it
-finds held by its own id are a dead predecessor's, to hand back at once
+waiting) in ``pcj-worker-slots`` under the temporary directory, one set of files per deployment
+(a hash of ``MONGODB_URL`` and ``MONGODB_DB``: the database the identities live in). The kernel
+drops a lock when its process dies, however it dies. So a worker started after one was killed
+on this host takes the dead one's slot, and knows for sure that nothing else runs under that
+identity: the leases it finds held by its own id are a dead predecessor's, to hand back at once
 (``worker/liveness.py``). A worker stopped with SIGSTOP keeps its lock: one started meanwhile
 takes another slot, and the stopped one is judged only by its liveness record going stale.
 
@@ -67,11 +67,14 @@ def take_identity(
     """Lock the lowest free slot of this deployment on this host; this worker's identity."""
     host = host or socket.gethostname()
     incarnation = new_id()
-    folder = directory or tempfile.gettempdir()
+    # Lock files stay when their worker ends (removing one another worker may be opening would
+    # let two workers lock one slot): a few empty files per deployment, kept in one folder.
+    folder = os.path.join(directory or tempfile.gettempdir(), "pcj-worker-slots")
     name = deployment(settings)
     for slot in range(MAX_SLOTS):
-        path = os.path.join(folder, f"pcj-worker-{name}-{slot}.lock")
+        path = os.path.join(folder, f"{name}-{slot}.lock")
         try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             log.warning("no worker slot: %s is not writable (%s)", folder, exc)
