@@ -12,10 +12,19 @@ What "recover" means, per fault:
 - redis killed, restarted empty: from Redis back to every job created during the outage (its
   doorbell lost) being rung again; bounded by PENDING_GRACE_S + SWEEP_INTERVAL_S.
 - worker SIGKILLed: from the kill to its job being handed back (released and rung); bounded by
-  STALE_AFTER_S + up to three SWEEP_INTERVAL_S (the sweep lock may have been the dead one's).
-- worker SIGSTOPped: from the stop to its jobs being handed back (same bound).
+  WORKER_STALE_S + up to three SWEEP_INTERVAL_S (the sweep lock may have been the dead one's).
+- worker SIGKILLed and started again a second later (as ``make run`` restarts it): from the kill
+  to its job claimed again (the new worker hands back its predecessor's job at start-up, first in
+  the queue). This row keeps make run's staleness settings (STALE_AFTER_S 60, WORKER_STALE_S
+  10), so that nothing but the restart can hand the job back sooner.
+- worker SIGSTOPped: from the stop to its jobs being handed back (same bound as SIGKILLed).
 When the job then runs depends on free job slots, not on the fault: "load" gives the whole run.
 - API restarted (SIGTERM, drain, start): from SIGTERM to the API answering again.
+- deploy storm: one worker stopped (SIGTERM) and started again STORM_RESTARTS times, each time
+  once it has stored pages since its start; the figure is the pages all workers rendered over
+  the pages of the jobs (1.00: no page rendered twice).
+- primary killed (MongoDB as a three-member replica set): from the SIGKILL of the primary to the
+  next page stored; the member is started again once a page was.
 
 Prints figures; never passes or fails on time. Usage: ``python bench/chaos.py [--jobs N]
 [--pages N]``.
@@ -52,7 +61,9 @@ class Load:
     pollers: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-Fault = Callable[[Stack, Load], Awaitable[float]]
+# A fault returns its figure for the "recovered in" column: seconds, or a phrase of its own.
+Fault = Callable[[Stack, Load], Awaitable[float | str]]
+STORM_RESTARTS = 4
 
 
 async def pages_written(stack: Stack) -> int:
@@ -108,6 +119,52 @@ async def worker_killed(stack: Stack, load: Load) -> float:
     return time.monotonic() - killed
 
 
+async def worker_killed_and_restarted(stack: Stack, load: Load) -> float:
+    victim, held = await stopped_holder(stack, load.ids)
+    victim.kill(signal.SIGKILL)
+    killed = time.monotonic()
+    await asyncio.sleep(1.0)  # make run's supervisor restarts a crashed worker after 1 s
+    victim.start()
+    await stack.until(lambda: claimed_again(stack, held), 120, "the job claimed again")
+    return time.monotonic() - killed
+
+
+async def claimed_again(stack: Stack, job_ids: list[str]) -> bool:
+    """Every job was claimed by another run (or is done)."""
+    docs = await stack.db.pdf_chapter_jobs.find(
+        {"job_id": {"$in": job_ids}}, {"status": 1, "attempts": 1}
+    ).to_list()
+    return all(d["status"] == "completed" or d.get("attempts", 0) >= 2 for d in docs)
+
+
+async def deploy_storm(stack: Stack, load: Load) -> str:
+    worker = stack.workers[0]
+    for _ in range(STORM_RESTARTS):
+        stored = await pages_written(stack)
+
+        async def stored_more(since: int = stored) -> bool:
+            return await pages_written(stack) > since
+
+        await stack.until(stored_more, 120, "the restarted worker to store pages")
+        await asyncio.to_thread(worker.stop)
+        worker.start()
+    return f"{STORM_RESTARTS} restarts"
+
+
+async def primary_killed(stack: Stack, load: Load) -> float:
+    before = await pages_written(stack)
+    killed_member = await stack.kill_primary()
+    killed = time.monotonic()
+
+    async def stored() -> bool:
+        return await pages_written(stack) > before
+
+    await stack.until(stored, 120, "a page stored after the failover")
+    took = time.monotonic() - killed
+    await stack.restart_member(killed_member)
+    return took
+
+
 async def worker_stalled(stack: Stack, load: Load) -> float:
     victim, held = await stopped_holder(stack, load.ids)
     stopped = time.monotonic()
@@ -154,21 +211,41 @@ async def submit(stack: Stack, load: Load, count: int) -> list[str]:
     return ids
 
 
-FAULTS: list[tuple[str, Fault, int]] = [
-    ("mongod killed, restarted", mongod_killed, 1),
-    ("redis killed, restarted empty", redis_killed, 1),
-    ("worker SIGKILLed mid-job", worker_killed, 1),
-    ("worker SIGSTOPped past STALE_AFTER_S", worker_stalled, 2),
-    ("API restarted, polls in flight", api_restarted, 1),
+MAKE_RUN_STALENESS = {"STALE_AFTER_S": "60", "WORKER_STALE_S": "10"}
+# name, fault, job slots per worker, replica-set members, settings over the chaos tests' own
+FAULTS: list[tuple[str, Fault, int, int, dict[str, str]]] = [
+    ("mongod killed, restarted", mongod_killed, 1, 1, {}),
+    ("redis killed, restarted empty", redis_killed, 1, 1, {}),
+    ("worker SIGKILLed mid-job", worker_killed, 1, 1, {}),
+    (
+        "worker SIGKILLed, restarted 1 s later",
+        worker_killed_and_restarted,
+        1,
+        1,
+        MAKE_RUN_STALENESS,
+    ),
+    ("worker SIGSTOPped past WORKER_STALE_S", worker_stalled, 2, 1, {}),
+    ("API restarted, polls in flight", api_restarted, 1, 1, {}),
+    ("deploy storm: a worker SIGTERMed and restarted", deploy_storm, 1, 1, {}),
+    ("primary SIGKILLed (3-member replica set)", primary_killed, 1, 3, {}),
 ]
 
 
-async def run_fault(name: str, fault: Fault, concurrency: int, jobs: int, pages: int) -> str:
+async def run_fault(
+    name: str,
+    fault: Fault,
+    concurrency: int,
+    members: int,
+    settings: dict[str, str],
+    jobs: int,
+    pages: int,
+) -> str:
     with tempfile.TemporaryDirectory(prefix="pcj-chaos-") as tmp:
         stack = Stack(Path(tmp))
         load = Load()
         try:
-            await stack.start(MAX_ACTIVE_JOBS_PER_USER="100")  # one user submits them all
+            # One user submits them all.
+            await stack.start(members=members, MAX_ACTIVE_JOBS_PER_USER="100", **settings)
             stack.add_worker(concurrency)
             stack.add_worker(concurrency)
             await submit(stack, load, jobs)
@@ -183,11 +260,15 @@ async def run_fault(name: str, fault: Fault, concurrency: int, jobs: int, pages:
             verdict = await stack.verify(dict.fromkeys(load.ids, pages))
         finally:
             await stack.close()
+        counts = [worker.rendered() for worker in stack.workers]
+    figure = f"{recovery:.2f} s" if isinstance(recovery, float) else recovery
+    # Unknown when a worker was SIGKILLed: its count died with it.
+    ratio = "-" if None in counts else f"{sum(filter(None, counts)) / (len(load.ids) * pages):.3f}"
     answers = " ".join(f"{k}:{v}" for k, v in sorted(verdict.answers.items()))
     return (
-        f"| {name} | {recovery:.2f} s | {len(verdict.lost)} | {len(verdict.duplicated)} "
-        f"| {len(verdict.stuck) + verdict.unfinished} | {len(load.ids)} jobs in {total:.1f} s "
-        f"| {answers} |"
+        f"| {name} | {figure} | {ratio} | {len(verdict.lost)} "
+        f"| {len(verdict.duplicated)} | {len(verdict.stuck) + verdict.unfinished} "
+        f"| {len(load.ids)} jobs in {total:.1f} s | {answers} |"
     )
 
 
@@ -196,13 +277,20 @@ async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--pages", type=int, default=300)
+    parser.add_argument("--only", help="run the faults whose name contains this")
     args = parser.parse_args()
     BOOK = book_pdf(args.pages, lines=60)
     print(f"{args.jobs} jobs of {args.pages} pages (60 lines each), 2 workers, each fault alone\n")
-    print("| fault | recovered in | lost | duplicated | stuck | load | poll answers |")
-    print("|---|---|---|---|---|---|---|")
-    for name, fault, concurrency in FAULTS:
-        print(await run_fault(name, fault, concurrency, args.jobs, args.pages), flush=True)
+    print(
+        "| fault | recovered in | pages rendered / pages | lost | duplicated | stuck | load "
+        "| poll answers |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, fault, concurrency, members, settings in FAULTS:
+        if args.only and args.only not in name:
+            continue
+        row = await run_fault(name, fault, concurrency, members, settings, args.jobs, args.pages)
+        print(row, flush=True)
     return 0
 
 

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     mongodb_timeout_ms: int = Field(default=2000, ge=100, le=30000)
     # How long a starting process waits for MongoDB before giving up.
     mongodb_startup_wait_s: float = Field(default=30.0, ge=0, le=600)
+    # How many replica-set members acknowledge every write before it counts as done: "majority"
+    # (a write acknowledged to anyone survives the loss of the primary) or a number ("1": the
+    # primary alone, faster, but a failover may roll it back). One member: the same either way.
+    mongodb_write_concern: str = Field(default="majority", pattern=r"^(majority|[1-9][0-9]?)$")
     # Seconds a polling client is told to wait between polls of a job that is not finished.
     poll_retry_after_s: int = Field(default=2, ge=1, le=60)
     # Polls of different jobs in flight together are read in one MongoDB query of up to this
@@ -71,12 +75,18 @@ class Settings(BaseSettings):
     # Memory (beyond the parser process's own baseline) and wall-clock caps for parsing one PDF.
     job_memory_limit_mb: int = Field(default=1024, ge=16, le=65_536)
     job_time_limit_s: float = Field(default=1800.0, gt=0, le=86_400)
-    # A processing job whose heartbeat is older than this is taken to have lost its worker.
+    # A processing job whose heartbeat is older than STALE_AFTER_S is taken to have lost its
+    # worker, whatever that worker's liveness record says (WORKER_STALE_S, below).
     heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
     stale_after_s: float = Field(default=60.0, gt=0, le=3600)
+    # A worker whose liveness record has not been refreshed for this long is taken to be dead:
+    # its jobs are handed back (service/store/workers.py). Each worker refreshes it four times
+    # per period.
+    worker_stale_s: float = Field(default=10.0, gt=0, le=3600)
     # A pending job not started after this long is enqueued again (the doorbell was lost).
     pending_grace_s: float = Field(default=30.0, ge=0, le=3600)
-    # Claims per job before it fails with "worker lost".
+    # Runs of a job lost to a dead or stalled worker before it fails with "worker lost" (a job
+    # handed back by a stopping worker is not lost).
     job_max_attempts: int = Field(default=3, ge=1, le=20)
     sweep_interval_s: int = Field(default=15, ge=1, le=3600)
     # Progress writes per job are at most one per this interval (the last is always written).
@@ -100,6 +110,11 @@ class Settings(BaseSettings):
     max_json_body_kb: int = Field(default=64, ge=1, le=10_240)
     # An upload or JSON body that sends nothing for this long is answered 408 and kept nowhere.
     upload_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    # An upload or JSON body arriving slower than this on average, once UPLOAD_RATE_GRACE_S have
+    # passed, is answered 408 and kept nowhere: a trickle of bytes cannot hold an upload slot
+    # and its memory for hours. 0 turns the check off.
+    upload_min_bytes_per_s: int = Field(default=8192, ge=0, le=1_073_741_824)
+    upload_rate_grace_s: float = Field(default=30.0, ge=0, le=3600)
     # Uploads one user may stream at once, counted in Redis across API processes (429 above).
     max_concurrent_uploads_per_user: int = Field(default=3, ge=1, le=1000)
 

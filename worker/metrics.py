@@ -9,6 +9,9 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 log = logging.getLogger("worker.metrics")
 
 PAGES = Counter("pcj_worker_pages_processed", "Pages extracted and stored")
+# Against the pages of the jobs, how much work interruptions cost: a resumed job renders only the
+# pages not stored yet, so across restarts this stays close to the pages stored.
+RENDERED = Counter("pcj_worker_pages_rendered", "Pages rendered (one per page a render returned)")
 JOBS_FINISHED = Counter("pcj_worker_jobs_finished", "Jobs this worker finished", ["outcome"])
 JOB_SECONDS = Histogram(
     "pcj_worker_job_duration_seconds",

@@ -1,7 +1,9 @@
 """Start-up wiring: the arq worker, built from our settings (``create_worker(settings)``).
 
 It outlives Redis outages (``worker/consumer.py``), waits for MongoDB at start-up for as long as
-it takes, and runs the sweeper as a task of its own (``worker/sweeper.py``), not in a job slot.
+it takes, hands back the jobs of a dead predecessor in its slot and keeps its own liveness record
+(``worker/liveness.py``), and runs the sweeper as a task of its own (``worker/sweeper.py``), not in
+a job slot.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from arq import Worker, func
 from arq.connections import ArqRedis
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
 from service.backoff import Backoff, pause
@@ -19,7 +22,7 @@ from service.domain.errors import MongoUnavailable
 from service.retrieval.model import load_model_spec
 from service.settings import Settings
 from service.store.database import Store
-from service.store.doorbell import PROCESS_FUNCTION, create_queue
+from service.store.doorbell import PROCESS_FUNCTION, create_queue, doorbell_timeout_s
 from service.store.mongo import Doc, connect
 from service.store.page_images import create_page_store
 from worker import metrics
@@ -27,12 +30,15 @@ from worker.cancel import cancel_and_wait
 from worker.consumer import SHUT_DOWN, STARTED, Consumer
 from worker.dependency import MONGODB
 from worker.indexing.indexer import Indexer, embedding_process
+from worker.liveness import come_alive, stop_living
 from worker.rendering import ocr
 from worker.rendering.pool import RenderPool
 from worker.run.task import process_pdf_chapter
 from worker.sweeper import keep_sweeping, stop_sweeping
 
 log = logging.getLogger("worker.wiring")
+# Runs of one doorbell arq allows (see create_worker).
+DOORBELL_TRIES = 1000
 # How often a worker started during a MongoDB outage asks again (each ask waits
 # MONGODB_STARTUP_WAIT_S itself).
 MONGODB_BACKOFF = Backoff(first_s=1.0, max_s=5.0)
@@ -69,6 +75,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["store"] = store = Store.of(client, settings, create_page_store(settings, db))
     ctx["embeddings"] = embeddings = embedding_process(settings, spec)
     ctx["indexer"] = indexer = Indexer(store, settings, spec, embeddings)
+    # Before the first job: a predecessor's jobs go back first, then this worker is alive.
+    await come_alive(ctx)
     if ctx.get("sweeper_enabled"):  # after the page store: a sweep may discard a lost job's
         ctx["sweeper"] = asyncio.create_task(keep_sweeping(ctx), name="sweeper")
         if settings.index_chapters:
@@ -99,6 +107,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await cancel_and_wait(ctx.pop("indexing"))  # it hands its chapter back on the way
     if "embeddings" in ctx:
         await ctx.pop("embeddings").aclose()
+    await stop_living(ctx)
     # A startup that failed part way (MongoDB down, bad S3 settings) has not made them all.
     if "render_pool" in ctx:
         await ctx["render_pool"].aclose()
@@ -107,6 +116,13 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await store.images.aclose()
         if ctx.get("owns_mongo_client"):
             await store.client.close()
+    # What this process did, for whoever restarts workers (a deploy, the chaos tests): its
+    # counters go with it.
+    log.info(
+        "worker stopped: %d pages rendered, %d stored",
+        REGISTRY.get_sample_value("pcj_worker_pages_rendered_total") or 0,
+        REGISTRY.get_sample_value("pcj_worker_pages_processed_total") or 0,
+    )
 
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
@@ -119,9 +135,13 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
             func(
                 process_pdf_chapter,
                 name=PROCESS_FUNCTION,
-                timeout=settings.job_time_limit_s + 120,
-                # MongoDB, not arq, decides whether a job runs: the claim guards it.
-                max_tries=settings.job_max_attempts + 2,
+                timeout=doorbell_timeout_s(settings),
+                # MongoDB, not arq, decides whether a job runs: the claim guards it, and
+                # JOB_MAX_ATTEMPTS bounds the runs lost to dead workers. arq retries a doorbell
+                # only when its run was cancelled by a stopping worker, which hands the job back:
+                # under rolling deploys that happens many times to a long job, and each must
+                # find the doorbell still there.
+                max_tries=DOORBELL_TRIES,
             )
         ],
         "on_startup": startup,
@@ -134,7 +154,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
         "max_jobs": settings.worker_concurrency,
         "poll_delay": settings.worker_poll_delay_s,
         "keep_result": 60,
-        "job_timeout": settings.job_time_limit_s + 120,
+        "job_timeout": doorbell_timeout_s(settings),
     }
     if "redis_pool" not in overrides:
         # Our own pool: connects lazily with short timeouts (arq's own gives up after 5 tries).

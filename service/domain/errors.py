@@ -18,7 +18,7 @@ endpoint.
     ├── UnsupportedMediaType        (415) UNSUPPORTED_MEDIA_TYPE: an upload that is not a PDF
     ├── PayloadTooLarge             (413) PAYLOAD_TOO_LARGE: over MAX_UPLOAD_MB / MAX_JSON_BODY_KB
     │   └── StorageQuotaExceeded    (413) STORAGE_QUOTA_EXCEEDED: past STORAGE_QUOTA_MB
-    ├── RequestTimeout              (408) REQUEST_TIMEOUT: a body idle for UPLOAD_IDLE_TIMEOUT_S
+    ├── RequestTimeout              (408) REQUEST_TIMEOUT: a body idle, or too slow on average
     ├── Conflict                    (409) CONFLICT: a transition the job's state forbids
     ├── InvalidRequest              (422) VALIDATION_ERROR: a body that fails validation
     │   └── InvalidSearch           (400) VALIDATION_ERROR: a search whose body fails it

@@ -5,8 +5,8 @@
        ▲  ▲                 │  │  │ ▲
        │  └─── release ─────┘  │  │ └── advance, beat (same run, same lease)
        │       (worker stops,  │  │
-       │        or sweeper:    │  └──── fail ──────▶ failed   (the PDF cannot be processed)
-       │        lease stale)   └─────── lose ──────▶ failed   (sweeper: lease stale, no tries left)
+       │        or its worker  │  └──── fail ──────▶ failed   (the PDF cannot be processed)
+       │        is dead)       └─────── lose ──────▶ failed   (its worker dead, no tries left)
        │
        └── ring (sweeper: the doorbell was lost)
     pending | processing ─── cancel (the owner) ───▶ cancelled
@@ -18,6 +18,13 @@ that run (advance, beat, complete, fail, release) is guarded by it, so a run who
 (the sweeper took the job back while the worker was paused, and another run claimed it) changes
 nothing: its write matches no document and it stops. The sweeper's own writes are guarded by the
 lease it saw *and* by the heartbeat still being stale, in the same atomic filter.
+
+A lease also names the **worker** that holds it (``worker_id``: host and slot, see
+``worker/identity.py``), so that the jobs of a worker known to be dead (its liveness record stale,
+or a successor started in its slot) are handed back without waiting for each job's own heartbeat
+to go stale. A release or a loss judged by the sweeper or a successor counts in ``lost_runs``:
+``JOB_MAX_ATTEMPTS`` bounds the runs a job may lose to dead workers, not the times a stopping
+worker handed it back.
 
 A job that ends without a chapter (``fail``, ``lose``, ``cancel``) is marked ``discard_pending``
 until what it wrote (pages, images, a chapter) is gone: its run removes it when it stops, and the
@@ -71,7 +78,9 @@ class Guard(StrEnum):
 
     none = "none"  # only the status (claim: whoever matches first wins)
     lease = "lease"  # the run's own lease
-    stale_lease = "stale_lease"  # the lease the sweeper saw, with its heartbeat still stale
+    # The lease the sweeper saw, with its heartbeat still stale; or, for the successor started in
+    # a dead worker's slot, that lease alone (the dead worker can no longer write).
+    stale_lease = "stale_lease"
     owner = "owner"  # the job's user
     rung_at = "rung_at"  # the doorbell time the sweeper saw (one sweeper rings once)
 
@@ -92,7 +101,8 @@ RULES: dict[Transition, Rule] = {
     Transition.beat: Rule(frozenset({R}), R, Guard.lease, visible=False),
     Transition.complete: Rule(frozenset({R}), JobStatus.completed, Guard.lease),
     Transition.fail: Rule(frozenset({R}), JobStatus.failed, Guard.lease),
-    # Released by its own run (worker stopping), or by the sweeper once the lease went stale.
+    # Released by its own run (worker stopping), by the sweeper once the lease went stale or its
+    # worker's record did, or by the worker started in the slot of the dead one holding it.
     Transition.release: Rule(frozenset({R}), P, Guard.lease),
     Transition.lose: Rule(frozenset({R}), JobStatus.failed, Guard.stale_lease),
     Transition.cancel: Rule(frozenset({P, R}), JobStatus.cancelled, Guard.owner),
@@ -170,13 +180,15 @@ def _lease(lease_id: str) -> Doc:
     return {"lease_id": lease_id}
 
 
-def claim(job_id: str, message: str, now: datetime) -> Write:
-    """``pending -> processing``, opening a new lease. The stages start over with the download;
-    a resumed job keeps showing where the last attempt got to (see ``advance``). The chapter id
-    is fixed at the first claim, so every retry converges on the same chapter."""
+def claim(job_id: str, message: str, now: datetime, worker_id: str | None = None) -> Write:
+    """``pending -> processing``, opening a new lease held by ``worker_id``. The stages start over
+    with the download; a resumed job keeps showing where the last attempt got to (see
+    ``advance``). The chapter id is fixed at the first claim, so every retry converges on the
+    same chapter."""
     lease_id = new_id()
     fields = {
         "lease_id": lease_id,
+        "worker_id": literal(worker_id),
         "message": {
             "$cond": [{"$gt": [{"$ifNull": ["$progress", 0]}, 0]}, "$message", literal(message)]
         },
@@ -197,23 +209,37 @@ def advance(
     now: datetime,
     fields: Doc | None = None,
     page_errors: list[Doc] | None = None,
+    *,
+    pages_processed: int | None = None,
 ) -> Write:
     """Progress and stage ``fields`` of the run holding ``lease_id``.
 
-    Progress never goes backwards: a resumed job keeps showing where the last attempt got to
-    until this one passes it, and its message with it. Stage and page fields of this attempt are
-    written whatever the progress. With nothing else to write, a write that is behind changes
-    nothing a client sees, so it keeps the version (the ETag) too. ``page_errors`` are appended,
-    stamped, without listing a page twice across retries.
+    Progress never goes backwards, nor does ``pages_processed``: a resumed job keeps showing
+    where the last attempt got to until this one passes it, and its message with it ("Processed
+    i/n pages..." at the same percentage keeps the larger i). Stage and page fields of this
+    attempt are written whatever the progress. With nothing else to write, a write that is
+    behind changes nothing a client sees, so it keeps the version (the ETag) too.
+    ``page_errors`` are appended, stamped, without listing a page twice across retries.
     """
     current = {"$ifNull": ["$progress", 0]}
-    behind = {"$gt": [current, progress]}
+    behind: Doc = {"$gt": [current, progress]}
     update: Doc = {
         "progress": {"$max": [current, progress]},
-        "message": {"$cond": [behind, "$message", literal(message)]},
         "heartbeat_at": now,
         **{name: literal(value) for name, value in (fields or {}).items()},
     }
+    if pages_processed is not None:
+        done = {"$ifNull": ["$pages_processed", 0]}
+        # At the same percentage, the message already written counts as far when it counts at
+        # least as many pages: "Processed 14/6000" stays until a run has 15 stored.
+        behind = {
+            "$or": [
+                behind,
+                {"$and": [{"$eq": [current, progress]}, {"$gte": [done, pages_processed]}]},
+            ]
+        }
+        update["pages_processed"] = {"$max": [done, pages_processed]}
+    update["message"] = {"$cond": [behind, "$message", literal(message)]}
     if page_errors:
         known = {"$ifNull": ["$page_errors", []]}
         fresh = {
@@ -280,32 +306,49 @@ def fail(job_id: str, lease_id: str, reason: str, code: str, now: datetime) -> W
     return _write(Transition.fail, job_id, now, _failed(reason, code, now), guard=_lease(lease_id))
 
 
-def _stale(lease_id: str | None, stale_before: datetime) -> Doc:
+def _stale(lease_id: str | None, stale_before: datetime | None) -> Doc:
+    if stale_before is None:  # a successor in the dead worker's slot: the lease it saw only
+        return {"lease_id": lease_id}
     return {"lease_id": lease_id, "heartbeat_at": {"$lt": stale_before}}
 
 
+# One more run lost to a dead or stalled worker (a release or loss the run did not make itself).
+ONE_MORE_LOST = {"$add": [{"$ifNull": ["$lost_runs", 0]}, 1]}
+
+
 def release(
-    job_id: str, now: datetime, *, lease_id: str | None, stale_before: datetime | None = None
+    job_id: str,
+    now: datetime,
+    *,
+    lease_id: str | None,
+    stale_before: datetime | None = None,
+    lost: bool = False,
 ) -> Write:
     """``processing -> pending``: handed back to be resumed, progress kept.
 
-    By its own run (``lease_id``), or by the sweeper (``stale_before``: only while the lease it
-    saw is unchanged and its heartbeat still older than that). The lease is closed either way.
+    By its own run (``lease_id``); by the sweeper (``stale_before``: only while the lease it saw
+    is unchanged and its heartbeat still older than that); or, ``lost``, by the worker started
+    in the slot of the dead one that held the lease (only while that lease is unchanged). The
+    lease is closed either way; the last two count a lost run.
     """
-    guard = _lease(lease_id or "") if stale_before is None else _stale(lease_id, stale_before)
-    fields = {
+    judged = stale_before is not None or lost
+    guard = _stale(lease_id, stale_before) if judged else _lease(lease_id or "")
+    fields: Doc = {
         "lease_id": None,
         "rung_at": now,
         "stages": finish_stages({StageStatus.processing: StageStatus.pending}),
     }
+    if judged:
+        fields["lost_runs"] = ONE_MORE_LOST
     return _write(Transition.release, job_id, now, fields, guard=guard)
 
 
 def lose(
-    job_id: str, lease_id: str | None, stale_before: datetime, reason: str, now: datetime
+    job_id: str, lease_id: str | None, stale_before: datetime | None, reason: str, now: datetime
 ) -> Write:
-    """``processing -> failed``: the sweeper gives up on a job whose workers keep dying."""
-    fields = {**_failed(reason, "WORKER_LOST", now), "lease_id": None}
+    """``processing -> failed``: the sweeper (``stale_before``), or a successor in the dead
+    worker's slot (None), gives up on a job whose workers keep dying."""
+    fields = {**_failed(reason, "WORKER_LOST", now), "lease_id": None, "lost_runs": ONE_MORE_LOST}
     return _write(Transition.lose, job_id, now, fields, guard=_stale(lease_id, stale_before))
 
 

@@ -44,9 +44,18 @@ class FormData:
 class Form(Protocol):
     """A request body of text fields and at most one file, read as it arrives."""
 
-    async def read(self, on_file: FileHandler, *, max_body: int, idle_timeout_s: float) -> FormData:
+    async def read(
+        self,
+        on_file: FileHandler,
+        *,
+        max_body: int,
+        idle_timeout_s: float,
+        min_bytes_per_s: int = 0,
+        rate_grace_s: float = 0.0,
+    ) -> FormData:
         """Parse the body; the file part streams through ``on_file`` as it arrives. A failure
-        after ``on_file`` returned (a second file, a bad field, a cut-off body) raises."""
+        after ``on_file`` returned (a second file, a bad field, a cut-off body, a body idle for
+        ``idle_timeout_s`` or slower than ``min_bytes_per_s`` past ``rate_grace_s``) raises."""
         ...
 
 
@@ -80,6 +89,8 @@ async def receive_pdf(ctx: Context, form: Form, user_id: str) -> tuple[dict[str,
                 keep,
                 max_body=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
                 idle_timeout_s=settings.upload_idle_timeout_s,
+                min_bytes_per_s=settings.upload_min_bytes_per_s,
+                rate_grace_s=settings.upload_rate_grace_s,
             )
         except BaseException as exc:
             # The form failed after its file was stored: a second file, a bad field, or a body

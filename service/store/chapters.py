@@ -19,6 +19,7 @@ from typing import Any
 from bson import Binary
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
+from pymongo.read_concern import ReadConcern
 
 from service.domain.chapter import ContentMode, slugify, unique_slug
 from service.domain.indexing import IndexWrite, SearchStatus
@@ -46,6 +47,7 @@ class StoredPage:
     words: bytes = b""  # service/domain/words.py's compact form
     words_width: int = 0
     words_height: int = 0
+    error: str | None = None  # MuPDF could not read the page: recorded on the job too
 
 
 # What a page list entry is made of (a page's text and words stay behind).
@@ -117,6 +119,7 @@ class ChapterStore:
                         "words": Binary(page.words),
                         "words_width": page.words_width,
                         "words_height": page.words_height,
+                        "error": page.error,
                         "updated_at": now,
                     },
                 },
@@ -194,6 +197,18 @@ class ChapterStore:
                 if "slug" not in (exc.details or {}).get("keyPattern", {}):
                     return  # another run of this job inserted the chapter first
                 taken.add(slug)
+
+    async def stored_for_resume(self, job_id: str) -> list[Doc]:
+        """Every page of the job stored so far, as a resumed run weighs it: its index, the keys
+        of the images it names, its warnings and error.
+
+        Read at majority: a page a failover could still roll back is not counted as stored (the
+        run would skip it and the rollback would take it away); a page counted here survives the
+        loss of any one member."""
+        majority = self.pages.with_options(read_concern=ReadConcern("majority"))
+        fields = {"_id": 0, "page_index": 1, "image.key": 1, "thumbnail.key": 1, "text_source": 1}
+        found = majority.find({"job_id": job_id}, {**fields, "warnings": 1, "error": 1})
+        return [doc async for doc in found]
 
     # --- A job's pages ---------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ CHAPTERS = "book_chapters"
 PAGES = "chapter_pages"
 CHUNKS = "document_chunks"
 LOCKS = "locks"
+WORKERS = "workers"
+TOMBSTONES = "tombstones"
 # GridFS buckets: uploaded PDFs, and page images when PAGE_STORE=gridfs.
 UPLOADS_BUCKET = "pdf_files"
 PAGE_IMAGES_BUCKET = "page_images"
@@ -34,6 +36,8 @@ class Collections:
     pages: AsyncCollection[Doc]  # a chapter's pages: text, images, positioned words
     chunks: AsyncCollection[Doc]  # retrieval chunks: passages of a chapter and their vectors
     locks: AsyncCollection[Doc]
+    workers: AsyncCollection[Doc]
+    tombstones: AsyncCollection[Doc]
     upload_files: AsyncCollection[Doc]
     upload_chunks: AsyncCollection[Doc]
     image_files: AsyncCollection[Doc]
@@ -48,6 +52,8 @@ class Collections:
             pages=db[PAGES],
             chunks=db[CHUNKS],
             locks=db[LOCKS],
+            workers=db[WORKERS],
+            tombstones=db[TOMBSTONES],
             upload_files=db[f"{UPLOADS_BUCKET}.files"],
             upload_chunks=db[f"{UPLOADS_BUCKET}.chunks"],
             image_files=db[f"{PAGE_IMAGES_BUCKET}.files"],

@@ -7,6 +7,8 @@
     await store.files.find_owned(file_id, uid)  # uploaded PDFs (GridFS)
     await store.usage.stored_bytes(uid)         # what a user stores
     await store.locks.acquire(name, ...)        # named leases
+    await store.workers.stale(seconds)          # workers that stopped beating
+    await store.tombstones.of(job_id)           # deleted jobs a late run may still write for
     await store.images.put(key, data, type)     # page images: GridFS or S3
     await store.aclose()
 
@@ -30,7 +32,9 @@ from service.store.jobs import JobStore
 from service.store.locks import Locks
 from service.store.mongo import connect
 from service.store.page_images import PageStore, create_page_store
+from service.store.tombstones import Tombstones
 from service.store.usage import Usage
+from service.store.workers import Workers
 
 Doc = dict[str, Any]
 
@@ -47,6 +51,8 @@ class Store:
     files: FileStore
     usage: Usage
     locks: Locks
+    workers: Workers
+    tombstones: Tombstones
     images: PageStore
 
     @classmethod
@@ -67,6 +73,8 @@ class Store:
             files=FileStore(collections),
             usage=Usage(collections),
             locks=Locks(collections),
+            workers=Workers(collections),
+            tombstones=Tombstones(collections),
             images=images,
         )
 

@@ -33,7 +33,9 @@ from service.store.collections import (
     JOBS,
     PAGE_IMAGES_BUCKET,
     PAGES,
+    TOMBSTONES,
     UPLOADS_BUCKET,
+    WORKERS,
 )
 
 
@@ -108,6 +110,10 @@ class PdfChapterJob(BaseModel):
     rung_at: datetime = Field(default_factory=utcnow)
     # How many times a worker has claimed the job.
     attempts: int = 0
+    # The worker holding the lease ("host/slot", worker/identity.py), and how many runs of the
+    # job were lost to a dead or stalled worker (JOB_MAX_ATTEMPTS bounds them).
+    worker_id: str | None = None
+    lost_runs: int = 0
     # Ended without a chapter (failed, cancelled) and what it wrote is not all removed yet: its
     # run removes it when it stops, the sweeper when the run or the page store could not.
     discard_pending: bool = False
@@ -175,6 +181,8 @@ class JobDoc(TypedDict, total=False):
     chapter_id: str | None
     rung_at: datetime
     attempts: int
+    worker_id: str | None
+    lost_runs: int
     idempotency_key: str | None
     request_fingerprint: str | None
 
@@ -262,6 +270,9 @@ class ChapterPageDoc(BaseModel):
     words_height: int = 0
     # Every MuPDF warning raised while loading and rendering this page.
     warnings: list[str] = Field(default_factory=list)
+    # Why MuPDF could not read the page, if it could not (the job lists it in page_errors too;
+    # a resumed run that keeps this page records it again from here).
+    error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -403,6 +414,21 @@ CHUNK_INDEXES = [
     ),
 ]
 
+# Records of workers (service/store/workers.py) and tombstones of deleted jobs
+# (service/store/tombstones.py) go by themselves once expires_at has passed.
+EXPIRES_AT_TTL = IndexModel(
+    [("expires_at", pymongo.ASCENDING)], name="expires_at_ttl", expireAfterSeconds=0
+)
+TOMBSTONE_INDEXES = [
+    EXPIRES_AT_TTL,
+    # The sweeper's scan of tombstones still to sweep (a few at most).
+    IndexModel(
+        [("deleted_at", pymongo.ASCENDING)],
+        name="deleted_at_unswept",
+        partialFilterExpression={"swept": False},
+    ),
+]
+
 # Per-user byte sums over GridFS files read these indexes alone (covered queries).
 QUOTA_INDEX = IndexModel(
     [("metadata.user_id", pymongo.ASCENDING), ("length", pymongo.ASCENDING)],
@@ -421,6 +447,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     CHAPTERS: CHAPTER_INDEXES,
     PAGES: PAGE_INDEXES,
     CHUNKS: CHUNK_INDEXES,
+    WORKERS: [EXPIRES_AT_TTL],
+    TOMBSTONES: TOMBSTONE_INDEXES,
     f"{UPLOADS_BUCKET}.files": [QUOTA_INDEX, GRIDFS_FILES_INDEX],
     f"{UPLOADS_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
     f"{PAGE_IMAGES_BUCKET}.files": [QUOTA_INDEX],

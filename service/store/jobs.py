@@ -8,7 +8,7 @@ a new job, or deletes one. What a job wrote (pages, images, a chapter) is remove
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -36,6 +36,9 @@ APPLIED_FIELDS = {
     "attempts": 1,
     "version": 1,
 }
+
+# What the sweeper, or a worker's successor, needs to hand back a job whose worker is gone.
+HELD_FIELDS = {"job_id": 1, "lease_id": 1, "attempts": 1, "lost_runs": 1}
 
 
 def after_position(position: Position) -> Doc:
@@ -150,9 +153,19 @@ class JobStore:
         return aiter(
             self.collection.find(
                 {"status": JobStatus.processing.value, "heartbeat_at": {"$lt": stale_before}},
-                {"job_id": 1, "lease_id": 1, "attempts": 1},
+                HELD_FIELDS,
             )
         )
+
+    def held_by(
+        self, worker_ids: Sequence[str], stale_before: datetime | None
+    ) -> AsyncIterator[Doc]:
+        """Processing jobs whose lease one of ``worker_ids`` opened (and, with ``stale_before``,
+        whose heartbeat is older than that)."""
+        query: Doc = {"status": JobStatus.processing.value, "worker_id": {"$in": [*worker_ids]}}
+        if stale_before is not None:
+            query["heartbeat_at"] = {"$lt": stale_before}
+        return aiter(self.collection.find(query, HELD_FIELDS))
 
     def forgotten(self, rung_before: datetime) -> AsyncIterator[Doc]:
         """Pending jobs whose doorbell was last rung before ``rung_before``."""

@@ -2,6 +2,21 @@
 
 A short server-selection timeout turns a dead database into a fast 503 instead of a 30 s hang;
 the client reconnects by itself when the server comes back.
+
+What a write and a read promise on a replica set (``docs/operations.md``, "MongoDB as a
+replica set"):
+
+- Writes wait for ``MONGODB_WRITE_CONCERN`` members, ``majority`` by default: every write
+  acknowledged to a client (a job created, an upload, a page stored, progress shown) survives
+  the loss of the primary; a write acknowledged by the primary alone may be rolled back by the
+  failover that replaces it, and a page, a job or a progress a client saw would vanish. No
+  ``wtimeout``: a write that cannot reach a majority waits until the socket timeout, an error
+  the worker waits out (``service/store/failure.py``), and every write here is safe to repeat.
+- Reads go to the primary (``readPreference=primary``, read concern ``local``): a poll sees the
+  job its client has just created or cancelled. During an election nothing answers and the API
+  says 503 within ``MONGODB_TIMEOUT_MS``. The one read that must not see a write a failover
+  could still roll back, the pages a resumed run keeps, asks for ``majority``
+  (``service/store/chapters.py``).
 """
 
 from __future__ import annotations
@@ -30,12 +45,21 @@ def socket_timeout_ms(settings: Settings) -> int:
     return max(settings.mongodb_timeout_ms * 5, 10_000)
 
 
+def write_concern(settings: Settings) -> str | int:
+    """``MONGODB_WRITE_CONCERN`` as the driver takes it: ``"majority"`` or a member count."""
+    value = settings.mongodb_write_concern
+    return value if value == "majority" else int(value)
+
+
 def create_client(settings: Settings) -> AsyncMongoClient[Doc]:
-    """A client that fails fast when MongoDB is unreachable."""
+    """A client that fails fast when MongoDB is unreachable, with the write concern and read
+    preference above."""
     timeout = settings.mongodb_timeout_ms
     return AsyncMongoClient(
         settings.mongodb_url,
         tz_aware=True,
+        w=write_concern(settings),
+        readPreference="primary",
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,
         socketTimeoutMS=socket_timeout_ms(settings),

@@ -1,10 +1,11 @@
 """A whole deployment on loopback, to break on purpose: for tests/chaos and bench/chaos.py.
 
-Its own mongod and redis-server (from the devstack.embedded wheels, on free ports, so killing
-them touches nothing else), the API under granian, workers as ``python -m worker``, each in a
-process group of its own with its log in ``root``. Clients upload PDFs and poll their jobs over
-HTTP like a browser, and remember every answer. ``verify`` then checks, from MongoDB and the
-workers' logs, that every job completed exactly once with every page.
+Its own mongod (one member, or a replica set of several) and redis-server (from the
+devstack.embedded wheels, on free ports, so killing them touches nothing else), the API under
+granian, workers as ``python -m worker``, each in a process group of its own with its log in
+``root``. Clients upload PDFs, poll their jobs and follow their event streams over HTTP like a
+browser, and remember every answer. ``verify`` then checks, from MongoDB and the workers' logs,
+that every job completed exactly once with every page.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from pymongo import AsyncMongoClient
 
 from devstack.api import api_command
 from devstack.embedded import (
+    ReplicaSet,
     Server,
     free_port,
     remove_tree,
     start_mongod,
     start_redis,
+    start_replica_set,
 )
 from devstack.token import emulator_token
 from indexes.spec import specification
@@ -48,6 +51,7 @@ TERMINAL = {"completed", "failed", "cancelled"}
 # Small settings, so that every recovery path runs within seconds.
 FAST = {
     "STALE_AFTER_S": "3",
+    "WORKER_STALE_S": "3",
     "HEARTBEAT_INTERVAL_S": "0.5",
     "SWEEP_INTERVAL_S": "1",
     "PENDING_GRACE_S": "2",
@@ -121,6 +125,20 @@ class Process:
 class Worker(Process):
     metrics_port: int = 0
 
+    def rendered(self) -> int | None:
+        """Pages rendered by every process of this worker (each logs its count as it exits: its
+        metrics go with it); None when one of them exited without saying (SIGKILL)."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        counts = [
+            int(match.group(1))
+            for line in lines
+            if (match := re.search(r'"message": "worker stopped: (\d+) pages rendered', line))
+        ]
+        started = sum(
+            '"message": "worker ' in line and " started (incarnation " in line for line in lines
+        )
+        return sum(counts) if len(counts) == started else None
+
     def metric(self, text: str) -> float | None:
         """The value of the series ``text`` (name and labels as exposed) on /metrics."""
         try:
@@ -136,12 +154,39 @@ class Poll:
     at: float
     job_id: str
     outcome: str  # an HTTP status ("200", "503"...) or the transport error's class name
+    progress: int | None = None  # a 200's progress and "Processed i/n pages..." count
+    processed: int | None = None
+
+
+@dataclass
+class Event:
+    """One server-sent event as a browser's EventSource sees it."""
+
+    kind: str
+    id: str | None
+    data: dict[str, Any]
+
+
+@dataclass
+class Follower:
+    """A browser following one job's event stream: every connection's events, in order."""
+
+    job_id: str
+    connections: list[list[Event]] = field(default_factory=list)
+
+    @property
+    def states(self) -> list[Event]:
+        return [e for events in self.connections for e in events if e.kind == "progress"]
+
+    def pages(self, connection: list[Event]) -> list[int]:
+        return [int(e.data["page_number"]) for e in connection if e.kind == "page"]
 
 
 @dataclass
 class Stack:
     root: Path
     env: dict[str, str] = field(default_factory=dict)
+    replica: ReplicaSet | None = None
     mongod: Server | None = None
     redis: Server | None = None
     api: Process | None = None
@@ -152,13 +197,17 @@ class Stack:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self, **settings: str) -> None:
-        self.mongod = start_mongod(self.root / "mongod", free_port())
+    async def start(self, members: int = 1, **settings: str) -> None:
+        """Start everything but the workers; ``members`` > 1: MongoDB as a replica set."""
+        if members > 1:
+            self.replica = await asyncio.to_thread(start_replica_set, self.root / "mongod", members)
+        else:
+            self.mongod = start_mongod(self.root / "mongod", free_port())
         self.redis = start_redis(self.root / "redis", free_port(), persistent=False)
         self.api_port = free_port()
         self.env = {
             **os.environ,
-            "MONGODB_URL": self.mongod.url,
+            "MONGODB_URL": self.mongo_url,
             "MONGODB_DB": DB,
             "REDIS_URL": self.redis.url,
             "FIREBASE_PROJECT_ID": PROJECT,
@@ -167,12 +216,19 @@ class Stack:
             **FAST,
             **settings,
         }
-        self.mongo = AsyncMongoClient(self.mongod.url, tz_aware=True)
-        base = Settings(mongodb_url=self.mongod.url, mongodb_db=DB)
+        self.mongo = AsyncMongoClient(self.mongo_url, tz_aware=True)
+        base = Settings(mongodb_url=self.mongo_url, mongodb_db=DB)
         await sync(self.mongo[DB], specification(base))
         self.api = Process("api", api_command(self.api_port), self.env, self.root / "api.log")
         self.api.start()
         await self.wait_api()
+
+    @property
+    def mongo_url(self) -> str:
+        if self.replica is not None:
+            return self.replica.url
+        assert self.mongod is not None
+        return self.mongod.url
 
     def add_worker(self, concurrency: int = 1) -> Worker:
         port = free_port()
@@ -194,6 +250,11 @@ class Stack:
             self.api.stop()
         if self.mongo is not None:
             await self.mongo.close()
+        if self.replica is not None:
+            # Killed: their data goes next, and a member stopped cleanly waits up to 15 s for
+            # the others to catch up.
+            for member in self.replica.members:
+                self.replica.kill(member)
         for server in (self.redis, self.mongod):
             if server is not None:
                 server.stop()
@@ -212,6 +273,20 @@ class Stack:
         """The same data directory and port, as a restarted server would have."""
         assert self.mongod is not None
         self.mongod = start_mongod(self.root / "mongod", self.mongod.port)
+
+    async def kill_primary(self) -> Server:
+        """SIGKILL the replica set's primary (found once one is elected); the member killed."""
+        assert self.replica is not None
+        primary = None
+        while primary is None:
+            primary = await asyncio.to_thread(self.replica.primary)
+        self.replica.kill(primary)
+        return primary
+
+    async def restart_member(self, member: Server) -> None:
+        """The killed member back on its data; returns once it is a secondary again."""
+        assert self.replica is not None
+        await asyncio.to_thread(self.replica.restart, member)
 
     def kill_redis(self) -> None:
         assert self.redis is not None
@@ -289,12 +364,44 @@ class Stack:
                     self.polls.append(Poll(time.monotonic(), job_id, _transport_outcome(exc)))
                     await asyncio.sleep(every_s)
                     continue
-                self.polls.append(Poll(time.monotonic(), job_id, str(response.status_code)))
+                poll = Poll(time.monotonic(), job_id, str(response.status_code))
+                self.polls.append(poll)
                 if response.status_code == 200:
                     etag = response.headers.get("etag")
-                    if response.json()["status"] in TERMINAL:
+                    body = response.json()
+                    poll.progress = body["progress"]
+                    if match := re.match(r"Processed (\d+)/\d+ pages", body["message"]):
+                        poll.processed = int(match.group(1))
+                    if body["status"] in TERMINAL:
                         return
                 await asyncio.sleep(every_s)
+
+    async def follow(self, job_id: str) -> Follower:
+        """Follow one job's event stream as EventSource does until its terminal state:
+        reconnecting after any break with ``Last-Event-ID``; each connect's answer is
+        remembered with the polls (a 503 is allowed, as for a poll)."""
+        follower = Follower(job_id)
+        last_id: str | None = None
+        url = f"{self.api_url}{JOBS}/{job_id}/events"
+        async with httpx.AsyncClient(timeout=httpx.Timeout(15, read=60)) as client:
+            while True:
+                headers = self.headers() | ({"Last-Event-ID": last_id} if last_id else {})
+                events: list[Event] = []
+                follower.connections.append(events)
+                try:
+                    async with client.stream("GET", url, headers=headers) as response:
+                        self.polls.append(Poll(time.monotonic(), job_id, str(response.status_code)))
+                        if response.status_code == 204:
+                            return follower
+                        if response.status_code == 200:
+                            async for event in _events(response):
+                                events.append(event)
+                                last_id = event.id or last_id
+                                if event.kind == "progress" and event.data["status"] in TERMINAL:
+                                    return follower
+                except httpx.TransportError:
+                    pass  # the API or the stream broke: reconnect, as EventSource does
+                await asyncio.sleep(0.2)
 
     # --- what MongoDB says -------------------------------------------------------------------
 
@@ -428,6 +535,22 @@ class Verdict:
     @property
     def transport_errors(self) -> dict[str, int]:
         return {k: v for k, v in self.answers.items() if not k.isdigit()}
+
+
+async def _events(response: httpx.Response) -> Any:
+    """The server-sent events of a response as they arrive (comments skipped)."""
+    kind, event_id, data = "message", None, []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                yield Event(kind, event_id, json.loads("\n".join(data)))
+            kind, event_id, data = "message", None, []
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
 
 
 def _transport_outcome(exc: httpx.TransportError) -> str:

@@ -1,8 +1,9 @@
 """Chaos on real processes: nothing lost, nothing stuck, nothing done twice (issue 12).
 
 Each test runs a whole deployment of its own (tests/chaos/stack.py: mongod, redis-server, the
-API under granian, ``python -m worker`` processes) with small settings (STALE_AFTER_S 3, or 8
-where no job may run twice, HEARTBEAT_INTERVAL_S 0.5, SWEEP_INTERVAL_S 1, PENDING_GRACE_S 2),
+API under granian, ``python -m worker`` processes) with small settings (STALE_AFTER_S and
+WORKER_STALE_S 3, or 8 where no job may run twice, HEARTBEAT_INTERVAL_S 0.5, SWEEP_INTERVAL_S 1,
+PENDING_GRACE_S 2),
 submits jobs of 1,200 text-heavy pages through the API, polls them as a browser would, and
 breaks one thing while some jobs are being extracted and others wait. Then every job must
 complete exactly once with every page and its chapter, nothing may stay pending or processing,
@@ -32,7 +33,7 @@ LAST_BEAT = "pcj_worker_last_heartbeat_timestamp_seconds"
 # for less than this keeps its jobs. The tests that lose a worker keep the stack's 3 s: they
 # wait it out.
 STALE_AFTER_S = 8
-PATIENT = {"STALE_AFTER_S": str(STALE_AFTER_S)}
+PATIENT = {"STALE_AFTER_S": str(STALE_AFTER_S), "WORKER_STALE_S": str(STALE_AFTER_S)}
 # Every page stored, the chapter next: a run below it is round trips away from completing.
 CREATING_CHAPTER = creating_chapter(PAGES)[0]
 
@@ -208,6 +209,63 @@ async def test_api_restarted_while_polls_are_in_flight(stack: Stack, book: bytes
     # closed as a poll went out on it); no poll was cut off mid-answer.
     assert set(verdict.transport_errors) <= {"ConnectError", "ClosedBeforeAnswer"}
     assert set(verdict.attempts.values()) == {1}
+
+
+# The deploy storm: one long job, its worker stopped (SIGTERM) and started again each time it
+# has stored pages, STORM_RESTARTS times. The job stays cheap per page (text only) and long in
+# pages, so that every restart lands mid-job.
+STORM_PAGES = 1500
+STORM_RESTARTS = 4
+# What one interruption may cost again, at most: the pages rendered but not yet written (one
+# batch of worker/run/pages.py) and the uploads in flight.
+ONE_BATCH = 64 + 8
+
+
+@pytest.fixture(scope="module")
+def long_book() -> bytes:
+    return book_pdf(STORM_PAGES, lines=5)
+
+
+async def test_deploy_storm_resumes_where_it_stopped_each_time(stack: Stack, long_book: bytes):
+    await stack.start()
+    worker = stack.add_worker()
+    (job_id,), pollers = await _submit(stack, long_book, 1)
+    stored = 0
+    restarts = 0
+
+    async def pages() -> int:
+        return await stack.db.chapter_pages.count_documents({"job_id": job_id})
+
+    async def stored_more() -> bool:
+        return await stack.all_finished([job_id]) or await pages() > stored
+
+    while restarts < STORM_RESTARTS:
+        await stack.until(stored_more, 60, "the restarted worker to store pages")
+        if await stack.all_finished([job_id]):
+            break
+        await asyncio.to_thread(worker.stop)  # SIGTERM: it hands the job back and exits
+        stored = await pages()
+        worker.start()  # a rolling deploy
+        restarts += 1
+    await stack.until(lambda: stack.all_finished([job_id]), 120, "the job to finish")
+    await asyncio.wait_for(asyncio.gather(*pollers), 30)
+    exposed = worker.metric("pcj_worker_pages_rendered_total")  # the last process's own count
+    await asyncio.to_thread(worker.stop)  # it logs that count as it exits, as each one did
+    verdict = await stack.verify({job_id: STORM_PAGES})
+
+    _assert_nothing_lost_or_stuck(verdict, stack)
+    assert restarts == STORM_RESTARTS, "the job finished before the storm was over"
+    # Each page once, but for at most one batch per interruption.
+    rendered = worker.rendered()
+    assert rendered is not None
+    assert exposed is not None
+    assert 0 < exposed <= rendered
+    assert STORM_PAGES <= rendered <= STORM_PAGES + restarts * ONE_BATCH
+    assert verdict.attempts[job_id] == restarts + 1
+    # What the browser saw, poll after poll, never went back.
+    seen = [(p.progress, p.processed) for p in stack.polls if p.processed is not None]
+    assert len(seen) > restarts
+    assert seen == sorted(seen)
 
 
 async def _stop_one_holding_a_job(

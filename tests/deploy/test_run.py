@@ -1,5 +1,6 @@
 """``make run`` supervises: a crashed worker or API is restarted with a log line while the other
-keeps serving, and Ctrl-C still stops everything it started. Real processes throughout."""
+keeps serving, a worker restarted after a SIGKILL resumes the job it was running at once, and
+Ctrl-C still stops everything it started. Real processes throughout."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ import pymongo
 import pytest
 
 from devstack.embedded import free_port
+from devstack.token import emulator_token
+from service.settings import Settings
+from tests.support.pdfs import slow_last_page_pdf
+
+PAGES = 800  # light text pages, then a slow one: the job is still running when the worker dies
 
 
 def _children(pid: int) -> dict[int, str]:
@@ -66,6 +72,11 @@ def make_run(mongod, redis_server, tmp_path):
         "REDIS_URL": redis_server.url.replace("/0", "/3"),
         "PORT": str(port),
         "WORKER_METRICS_PORT": "0",
+        # Neither the job's heartbeat nor the worker's record goes stale within the test: only
+        # the restarted worker itself can hand the job back.
+        "STALE_AFTER_S": "600",
+        "WORKER_STALE_S": "600",
+        "JOB_MEMORY_LIMIT_MB": "4096",
     }
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
@@ -86,15 +97,41 @@ def make_run(mongod, redis_server, tmp_path):
             client.drop_database("pcj_make_run")
 
 
-def test_make_run_restarts_a_killed_worker_and_api_and_stops_on_ctrl_c(make_run):
+def _submit(port: int) -> str:
+    """Upload a PDF and create its job through the API, as a browser would; the job id."""
+    headers = {"Authorization": f"Bearer {emulator_token('alice', Settings().firebase_project_id)}"}
+    base = f"http://127.0.0.1:{port}"
+    pdf = slow_last_page_pdf(PAGES)
+    uploaded = httpx.post(
+        f"{base}/api/v1/files", files={"file": ("a.pdf", pdf)}, headers=headers, timeout=30
+    )
+    created = httpx.post(
+        f"{base}/api/v1/books/jobs",
+        json={"book_id": "b", "file_id": uploaded.json()["file_id"], "content_mode": "pdf_file"},
+        headers=headers,
+        timeout=30,
+    )
+    return str(created.json()["job_id"])
+
+
+def test_make_run_restarts_a_killed_worker_which_resumes_its_job_and_stops_on_ctrl_c(
+    make_run, mongod
+):
     process, port, log = make_run
     assert _wait(lambda: _health(port) == 200), log.read_text()
     worker = _wait(lambda: _child(process.pid, "-m worker"))
     api = _child(process.pid, "granian")
     api_workers = set(_children(api))  # granian's own worker processes
+    with pymongo.MongoClient(mongod.url) as client:
+        jobs = client["pcj_make_run"]["pdf_chapter_jobs"]
+        job_id = _submit(port)
+        assert _wait(lambda: (jobs.find_one({"job_id": job_id}) or {}).get("progress", 0) > 30)
+        os.kill(worker, signal.SIGSTOP)  # it writes nothing more: the job read now stays so
+        running = jobs.find_one({"job_id": job_id})
 
-    os.kill(worker, signal.SIGKILL)
-    new_worker = _wait(lambda: (p := _child(process.pid, "-m worker")) != worker and p)
+        os.kill(worker, signal.SIGKILL)
+        new_worker = _wait(lambda: (p := _child(process.pid, "-m worker")) != worker and p)
+        resumed = _wait(lambda: jobs.find_one({"job_id": job_id, "status": "completed"}))
     served_meanwhile = _health(port)
     os.kill(api, signal.SIGKILL)
     new_api = _wait(lambda: (p := _child(process.pid, "granian")) != api and p)
@@ -105,6 +142,11 @@ def test_make_run_restarts_a_killed_worker_and_api_and_stops_on_ctrl_c(make_run)
 
     assert new_worker
     assert new_worker != worker
+    assert running["status"] == "processing"
+    assert resumed, output  # long before STALE_AFTER_S or WORKER_STALE_S
+    assert (resumed["attempts"], resumed["lost_runs"]) == (2, 1)
+    assert resumed["result"]["total_pages"] == PAGES
+    assert "its predecessor in this slot died holding 1 jobs: handed back" in output
     assert served_meanwhile == 200  # the API kept serving while the worker was down
     assert new_api
     assert new_api != api

@@ -1,5 +1,6 @@
-"""Uploads that stall or crowd in: 408 after UPLOAD_IDLE_TIMEOUT_S, 429 past
-MAX_CONCURRENT_UPLOADS_PER_USER (counted in Redis, across app instances), nothing kept.
+"""Uploads that stall, trickle or crowd in: 408 after UPLOAD_IDLE_TIMEOUT_S or below
+UPLOAD_MIN_BYTES_PER_S, 429 past MAX_CONCURRENT_UPLOADS_PER_USER (counted in Redis, across app
+instances), nothing kept.
 
 Each upload's body comes from a ``HeldUpload``: it sends its first part, then waits for the test
 to let it finish (or never does), so the tests order events without sleeping.
@@ -82,6 +83,49 @@ async def test_upload_that_stalls_is_408_and_its_written_chunks_are_removed(
     assert response.status_code == 408
     assert response.json() == {"detail": "Request body timed out: nothing received for 0.3 s"}
     assert chunks_seen == [4]  # 1 MB of the 2 MB PDF: four full 255 KB chunks
+    assert await stored_counts(db) == (0, 0)
+    assert await redis.zcard(key_of("alice")) == 0  # its slot is free again
+
+
+class Trickle:
+    """A multipart upload body that sends ``data[:first]``, then ``piece`` bytes every
+    ``every_s`` (never idle for long) until ``pieces`` are sent, then the rest."""
+
+    def __init__(self, data: bytes, first: int, piece: int, every_s: float, pieces: int) -> None:
+        self.data, self.first, self.piece = data, first, piece
+        self.every_s, self.pieces = every_s, pieces
+
+    async def __aiter__(self):
+        yield HEAD + self.data[: self.first]
+        at = self.first
+        for _ in range(self.pieces):
+            await asyncio.sleep(self.every_s)
+            yield self.data[at : at + self.piece]
+            at += self.piece
+        yield self.data[at:] + TAIL
+
+
+async def test_upload_that_trickles_in_is_408_and_nothing_is_kept(
+    settings, other_app, cert_server, db, redis, pdf
+):
+    # 10 bytes every 50 ms (200 bytes/s) never waits out a 1 s idle timeout, but falls below
+    # 64 KB/s once the 0.3 s grace is over: a slot held for ever, a byte at a time.
+    strict = settings.model_copy(
+        update={
+            "upload_idle_timeout_s": 1,
+            "upload_min_bytes_per_s": 64 * 1024,
+            "upload_rate_grace_s": 0.3,
+        }
+    )
+    headers = {"Authorization": f"Bearer {cert_server.token('alice')}"}
+    trickle = Trickle(pdf, first=1000, piece=10, every_s=0.05, pieces=40)
+
+    async with other_app(strict) as client:
+        response = await post(client, headers, trickle)
+
+    assert response.status_code == 408
+    assert response.json()["detail"].startswith("Request body too slow: ")
+    assert response.json()["detail"].endswith("under the 65536 bytes/s required")
     assert await stored_counts(db) == (0, 0)
     assert await redis.zcard(key_of("alice")) == 0  # its slot is free again
 

@@ -362,6 +362,37 @@ async def test_resumed_job_records_its_stages_while_progress_stays_ahead(apply, 
     assert (doc["progress"], doc["message"]) == (60, "Processed 60/100 pages...")
 
 
+async def test_pages_processed_and_its_count_never_go_back_at_the_same_percentage(
+    apply, jobs, job_factory
+):
+    job = await job_factory()
+    lease = (await _claim(apply, job.job_id))["lease_id"]
+    await apply(
+        lifecycle.advance(
+            job.job_id, lease, 30, "Processed 14/6000 pages...", utcnow(), pages_processed=14
+        )
+    )
+    await apply(lifecycle.release(job.job_id, utcnow(), lease_id=lease))
+    lease = (await _claim(apply, job.job_id))["lease_id"]
+
+    # A run that stored fewer pages (same 30 %): its count would be a step back.
+    await apply(
+        lifecycle.advance(
+            job.job_id, lease, 30, "Processed 10/6000 pages...", utcnow(), pages_processed=10
+        )
+    )
+    behind = await _load(jobs, job.job_id)
+    await apply(
+        lifecycle.advance(
+            job.job_id, lease, 30, "Processed 15/6000 pages...", utcnow(), pages_processed=15
+        )
+    )
+    ahead = await _load(jobs, job.job_id)
+
+    assert (behind["message"], behind["pages_processed"]) == ("Processed 14/6000 pages...", 14)
+    assert (ahead["message"], ahead["pages_processed"]) == ("Processed 15/6000 pages...", 15)
+
+
 async def test_ending_a_job_stored_before_stages_existed_fills_them_in(apply, jobs, job_factory):
     job = await _running(job_factory)
     await jobs.update_one({"job_id": job.job_id}, {"$unset": {"stages": ""}})

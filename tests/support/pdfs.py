@@ -367,3 +367,12 @@ def topics_pdf(title: str = "Four subjects") -> bytes:
     data: bytes = doc.tobytes()
     doc.close()
     return data
+
+
+def titled(data: bytes, title: str) -> bytes:
+    """``data`` with its metadata title set (a render hook reads what a test asks of it there:
+    the worker stores every PDF as ``source.pdf``, so its name cannot ask)."""
+    with pymupdf.open(stream=data, filetype="pdf") as doc:
+        doc.set_metadata({"title": title})
+        out: bytes = doc.tobytes()
+    return out

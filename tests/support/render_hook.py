@@ -54,3 +54,19 @@ def abort_at_titled_page(path: str, index: int) -> None:
         match = re.fullmatch(r"abort-at-(\d+)", doc.metadata.get("title") or "")
     if match is not None and int(match.group(1)) == index:
         os.abort()
+
+
+def hold_at_titled_page(path: str, index: int) -> None:
+    """Holds the render process on page index N of a PDF whose metadata title is
+    ``hold-at-N:<folder>``: it creates ``<folder>/held``, then waits until ``<folder>/go``
+    exists (once it does, the page renders at once, in this run or any later one)."""
+    import pymupdf
+
+    with pymupdf.open(path) as doc:
+        match = re.fullmatch(r"hold-at-(\d+):(.+)", doc.metadata.get("title") or "")
+    if match is None or int(match.group(1)) != index:
+        return
+    folder = Path(match.group(2))
+    (folder / "held").touch()
+    while not (folder / "go").exists():
+        time.sleep(0.01)

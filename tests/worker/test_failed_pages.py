@@ -38,7 +38,7 @@ async def test_job_failed_as_worker_lost_removes_its_pages(
     store, collections, settings, job_factory
 ):
     job = await job_factory(
-        status=JobStatus.processing, progress=45, attempts=3, heartbeat_at=utcnow()
+        status=JobStatus.processing, progress=45, attempts=3, lost_runs=2, heartbeat_at=utcnow()
     )
     await _written_earlier(store, job.job_id)
     queue = create_queue(settings)

@@ -35,6 +35,7 @@ from tests.support.pdfs import (
     rotated_pdf,
     scanned_pdf,
     text_pdf,
+    titled,
 )
 from tests.support.render_hook import abort_at_titled_page
 from worker.rendering.pool import RenderPool
@@ -102,13 +103,6 @@ def book_pdf() -> bytes:
     data: bytes = doc.tobytes()
     doc.close()
     return data
-
-
-def titled(data: bytes, title: str) -> bytes:
-    with pymupdf.open(stream=data, filetype="pdf") as doc:
-        doc.set_metadata({"title": title})
-        out: bytes = doc.tobytes()
-    return out
 
 
 async def get(backend: Backend, url: str) -> httpx.Response:

@@ -177,7 +177,7 @@ async def test_job_whose_worker_keeps_dying_fails_as_worker_lost(
     from service.domain.job import JobStatus, utcnow
 
     job = await job_factory(
-        status=JobStatus.processing, progress=45, attempts=3, heartbeat_at=utcnow()
+        status=JobStatus.processing, progress=45, attempts=3, lost_runs=2, heartbeat_at=utcnow()
     )
 
     swept = await _sweep(store, settings, stale_after_s=0, job_max_attempts=3)

@@ -5,6 +5,11 @@ A transient failure (MongoDB restarting, a network blip) does not end it: it ret
 backoff, logging what it does, and says so loudly once the lease would be stale (the sweeper
 may then hand the job to another worker, whose lease this run's writes cannot pass). It ends
 only when the lease is gone or the run ends.
+
+A beat that finds the lease gone (the job cancelled or deleted by its owner, or handed to another
+run while this worker was paused) calls ``on_lost``: the run is cancelled there and then, instead
+of rendering on until its next guarded write, which a slow page can put minutes away. Its render
+requests and uploads end as on any cancel (``worker/run/pages.py``).
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ FIRST_RETRY_S = 0.25
 
 
 async def keep_alive(
-    beat: Callable[[], Awaitable[None]], subject: str, interval_s: float, stale_after_s: float
+    beat: Callable[[], Awaitable[None]],
+    subject: str,
+    interval_s: float,
+    stale_after_s: float,
+    on_lost: Callable[[], None] | None = None,
 ) -> None:
-    """``beat()`` every ``interval_s`` until cancelled or it raises ``LeaseLost``; ``subject``
-    ("job X", "chapter X") names what is kept alive in the log."""
+    """``beat()`` every ``interval_s`` until cancelled or it raises ``LeaseLost`` (then
+    ``on_lost()``); ``subject`` ("job X", "chapter X") names what is kept alive in the log."""
     retries = Backoff(first_s=min(FIRST_RETRY_S, interval_s), max_s=interval_s)
     last_beat = time.monotonic()
     delay = interval_s
@@ -43,6 +52,8 @@ async def keep_alive(
             await beat()
         except LeaseLost:
             log.info("%s: heartbeat stops: the lease is no longer this worker's", subject)
+            if on_lost is not None:
+                on_lost()
             return
         except Exception as exc:
             if not is_transient(exc):

@@ -44,13 +44,16 @@ class Run:
         message: str,
         fields: Doc | None = None,
         page_errors: list[Doc] | None = None,
+        *,
+        pages_processed: int | None = None,
     ) -> None:
         await self._apply(
             "write progress",
             lambda: lifecycle.advance(
-                self.job_id, self.lease_id, progress, message, utcnow(), fields, page_errors
+                self.job_id, self.lease_id, progress, message, utcnow(), fields, page_errors,
+                pages_processed=pages_processed,
             ),
-        )
+        )  # fmt: skip
 
     async def complete(self, result: Doc, message: str, fields: Doc | None = None) -> None:
         await self._apply(
@@ -116,7 +119,7 @@ class ProgressWriter:
     clock: Callable[[], float] = time.monotonic
     writes: int = 0
     _last_write: float = field(default=float("-inf"), init=False)
-    _pending: tuple[int, str, Doc | None] | None = field(default=None, init=False)
+    _pending: tuple[int, str, Doc | None, int | None] | None = field(default=None, init=False)
 
     async def report(
         self,
@@ -125,9 +128,10 @@ class ProgressWriter:
         fields: Doc | None = None,
         *,
         page_errors: list[Doc] | None = None,
+        pages_processed: int | None = None,
         force: bool = False,
     ) -> None:
-        self._pending = (progress, message, fields)
+        self._pending = (progress, message, fields, pages_processed)
         if force or page_errors or self.clock() - self._last_write >= self.interval_s:
             await self.flush(page_errors)
 
@@ -135,8 +139,10 @@ class ProgressWriter:
         """Write the last reported progress, if it was not written yet."""
         if self._pending is None and not page_errors:
             return
-        progress, message, fields = self._pending or (0, "", None)
+        progress, message, fields, pages_processed = self._pending or (0, "", None, None)
         self._pending = None
         self._last_write = self.clock()
         self.writes += 1
-        await self.run.advance(progress, message, fields, page_errors)
+        await self.run.advance(
+            progress, message, fields, page_errors, pages_processed=pages_processed
+        )

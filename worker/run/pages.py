@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from service.domain.page_keys import page_key, thumbnail_key
 from service.settings import Settings
 from service.store.chapters import StoredPage
 from service.store.page_images import PageStore
+from worker import metrics
 from worker.rendering.page import PageImage, RenderedPage, RenderOptions
 from worker.rendering.pool import RenderPool
 from worker.run.patience import Patience
@@ -87,6 +88,7 @@ async def store_page(
         words=page.words,
         words_width=page.words_width,
         words_height=page.words_height,
+        error=page.error,
     )
 
 
@@ -102,13 +104,14 @@ async def process_pages(
     pool: RenderPool,
     store: PageStore,
     path: str,
-    total: int,
+    indices: Sequence[int],
     chapter_id: str,
     options: RenderOptions,
     on_stored: Callable[[list[StoredPage], list[Doc]], Awaitable[None]],
     patience: Patience,
 ) -> None:
-    """Render every page and store it; ``on_stored`` gets each batch of stored pages (and their
+    """Render the pages at ``indices`` (a resumed run: those not stored yet) and store them;
+    ``on_stored`` gets each batch of stored pages (and their
     problems) to write and report; puts wait out a store outage on ``patience`` (the run's).
     An exception from it (the lease lost, a failed write) stops the rendering; the uploads in
     flight end before this returns."""
@@ -142,8 +145,9 @@ async def process_pages(
             done.append(task.result())  # an upload that failed raises here
 
     try:
-        async with contextlib.aclosing(pool.render(path, range(total), options)) as pages:
+        async with contextlib.aclosing(pool.render(path, indices, options)) as pages:
             async for page in pages:
+                metrics.RENDERED.inc()
                 await slots.acquire()  # back-pressure: at most PUTS_IN_FLIGHT pages held
                 in_flight.add(asyncio.create_task(upload(page)))
                 await collect(block=False)

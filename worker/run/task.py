@@ -4,7 +4,11 @@ phases.
 Whatever happens inside, the job leaves ``processing`` or is left to the sweeper: completed;
 failed with a reason when the PDF cannot be processed; handed back to ``pending`` when the worker
 stops or its infrastructure fails (to be resumed, never failed for it); or, when its lease is
-lost, left alone (another run has it, or its owner cancelled it: then this run's output goes).
+lost, left alone (another run has it, or its owner cancelled or deleted it: then this run's
+output goes). A lost lease stops the run as soon as its heartbeat finds out.
+
+A run resumes where the last one stopped: it renders only the pages not stored whole yet
+(``worker/run/checkpoint.py``), and its progress starts from those already stored.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from worker import metrics
 from worker.cancel import cancel_and_wait
 from worker.consumer import STOPPING
 from worker.rendering.pool import RenderPool
+from worker.run.checkpoint import read_checkpoint
 from worker.run.heartbeat import keep_alive
 from worker.run.lease import ProgressWriter, Run
 from worker.run.pages import process_pages, render_options
@@ -75,6 +80,8 @@ CLAIMED_FIELDS = {
 LOST_PATIENCE_S = 30.0
 # A job whose run lost its lease to one of these ends up without a chapter: its output goes.
 DISCARDED = frozenset({JobStatus.cancelled, JobStatus.failed})
+# In ctx: the id of this worker ("host/slot", worker/identity.py), which the leases it opens carry.
+WORKER_ID = "worker_id"
 
 
 async def process_pdf_chapter(ctx: dict[str, Any], job_id: str) -> str:
@@ -106,7 +113,8 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     claims: list[lifecycle.Write] = []
 
     async def claim() -> JobDoc | None:
-        claims.append(lifecycle.claim(job_id, downloading(filename)[1], utcnow()))
+        message = downloading(filename)[1]
+        claims.append(lifecycle.claim(job_id, message, utcnow(), ctx.get(WORKER_ID)))
         return await store.jobs.apply(claims[-1], CLAIMED_FIELDS)
 
     claimed = await patience.call(claim, "claim the job")
@@ -120,18 +128,40 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     run = Run(job_id, str(claimed["lease_id"]), store.jobs)
     run_chapter = str(claimed["chapter_id"])
     log.info("job %s: processing %s (attempt %d)", job_id, filename, claimed.get("attempts", 1))
+    # The run is a task of its own, so that its heartbeat can stop it the moment the lease is
+    # found gone, without taking it for the worker's shutdown (which cancels this task).
+    completing = asyncio.Event()
+    work = asyncio.create_task(
+        _run(
+            settings, store, ctx["render_pool"], run, dict(claimed), filename,
+            stopping=lambda: bool(ctx.get(STOPPING)), completing=completing,
+        ),
+        name=f"run {job_id}",
+    )  # fmt: skip
+    lost = asyncio.Event()
+
+    def lease_lost() -> None:
+        lost.set()
+        # A beat just after the completion landed finds the job completed: not a loss. Had the
+        # lease really gone, the completion fails by itself.
+        if not completing.is_set():
+            work.cancel()
+
     heartbeat = asyncio.create_task(
-        keep_alive(run.beat, f"job {job_id}", settings.heartbeat_interval_s, settings.stale_after_s)
+        keep_alive(
+            run.beat,
+            f"job {job_id}",
+            settings.heartbeat_interval_s,
+            settings.stale_after_s,
+            lease_lost,
+        )
     )
     metrics.RUNNING.inc()
     started = time.monotonic()
     outcome = "released"
     try:
-        outcome = await _run(
-            settings, store, ctx["render_pool"], run, dict(claimed), filename,
-            stopping=lambda: bool(ctx.get(STOPPING)),
-        )  # fmt: skip
-        if (indexer := ctx.get("indexer")) is not None:
+        outcome = await _unless_lost(work, lost, job_id)
+        if outcome == "completed" and (indexer := ctx.get("indexer")) is not None:
             indexer.wake()  # its chapter is ready: index it now, not at the next look
         return outcome
     except ExtractionError as exc:
@@ -180,13 +210,25 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         await cancel_and_wait(heartbeat)  # one cancel() may be lost in a MongoDB call
 
 
+async def _unless_lost(work: asyncio.Task[str], lost: asyncio.Event, job_id: str) -> str:
+    """``work``'s outcome; ``LeaseLost`` when its heartbeat cancelled it for a lost lease (a
+    cancellation of this task itself, the worker stopping, stays a cancellation)."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if lost.is_set() and (current is None or not current.cancelling()):
+            raise LeaseLost(job_id) from None
+        raise
+
+
 async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception, chapter_id: str) -> str:
     """Release the job to be resumed (now, or by the sweeper once its heartbeat is stale)."""
     log.warning("job %s: infrastructure failure (%s); handing the job back", run.job_id, exc)
     outcome = await _release(ctx, run, chapter_id)
     if outcome == "released":
         with contextlib.suppress(Exception):
-            await ring(ctx["redis"], run.job_id, f"released-{int(time.time() * 1000)}")
+            await ring(ctx["redis"], run.job_id, f"released-{int(time.time() * 1000)}", first=True)
     return outcome
 
 
@@ -203,17 +245,19 @@ async def _release(ctx: dict[str, Any], run: Run, chapter_id: str) -> str:
 
 async def _lost(store: Store, job_id: str, chapter_id: str) -> str:
     """This run's lease is gone. Only a job that ends without a chapter loses its output: a
-    cancelled one (by its owner), a failed one, or one deleted while it ran (no chapter of it
-    exists). A job another run holds or completed is left exactly as it is."""
-    # MongoDB down now: wait (a deleted job's output is found now or never), but not forever: a
-    # stopping worker comes here too.
+    cancelled one (by its owner), a failed one, or one deleted while it ran (its tombstone says
+    so; or, once that has expired, no chapter of it exists). A job another run holds or
+    completed is left exactly as it is. Should this run die before it is done here, the
+    sweeper removes the output all the same (``discard_pending``, or the tombstone)."""
+    # MongoDB down now: wait, but not forever: a stopping worker comes here too.
     patience = Patience(give_up_after_s=LOST_PATIENCE_S)
     job = await patience.call(
         lambda: store.jobs.get(job_id, {"_id": 0, "status": 1}), "read the job"
     )
     status = JobStatus(job["status"]) if job is not None else None
-    deleted = job is None and not await patience.call(
-        lambda: store.chapters.of_job(job_id), "read the chapter"
+    deleted = job is None and (
+        await patience.call(lambda: store.tombstones.of(job_id), "read the tombstone") is not None
+        or not await patience.call(lambda: store.chapters.of_job(job_id), "read the chapter")
     )
     if status in DISCARDED or deleted:
         await discard_or_leave(store, job_id, chapter_id, final=False)
@@ -233,6 +277,7 @@ async def _run(
     job: dict[str, Any],
     filename: str,
     stopping: Callable[[], bool] = lambda: False,
+    completing: asyncio.Event | None = None,
 ) -> str:
     writer = ProgressWriter(run, interval_s=settings.progress_interval_s)
     chapter_id = str(job["chapter_id"])
@@ -253,12 +298,30 @@ async def _run(
                 total = info.page_count
                 if total > settings.max_pages:
                     raise too_many_pages(total, settings.max_pages)
+                # Where the last run stopped: the pages stored whole are kept, the rest rendered.
+                checkpoint = await run.patience.call(
+                    lambda: read_checkpoint(store, run.job_id, chapter_id, total),
+                    "read the stored pages",
+                )
+                done = len(checkpoint.kept)
+                if done or checkpoint.replaced:
+                    log.info(
+                        "job %s: resuming: %d of %d pages stored, %d to render again",
+                        run.job_id, done, total, checkpoint.replaced,
+                    )  # fmt: skip
                 await writer.report(
-                    *extracting(0, total),
-                    {"pages_total": total, "repaired": info.repaired},
+                    *extracting(done, total),
+                    {
+                        "pages_total": total,
+                        "pages_ocr": checkpoint.ocr,
+                        "repaired": info.repaired,
+                        **stage_percent(Stage.extract_pages, percent(done, total)),
+                    },
+                    page_errors=checkpoint.problems,
+                    pages_processed=done,
                     force=True,
                 )
-                done = ocr_pages = 0
+                ocr_pages = checkpoint.ocr
 
                 async def on_stored(
                     batch: list[StoredPage], problems: list[dict[str, Any]]
@@ -278,16 +341,17 @@ async def _run(
                     await writer.report(
                         *extracting(done, total),
                         {
-                            "pages_processed": done,
                             "pages_ocr": ocr_pages,
                             **stage_percent(Stage.extract_pages, percent(done, total)),
                         },
                         page_errors=problems,
+                        pages_processed=done,
                     )
 
                 await process_pages(
-                    pool, store.images, path, total, chapter_id, options, on_stored, run.patience
-                )
+                    pool, store.images, path, checkpoint.todo(total), chapter_id, options,
+                    on_stored, run.patience,
+                )  # fmt: skip
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -306,6 +370,8 @@ async def _run(
             )
     await writer.flush()
     now = utcnow()
+    # Every page stored: the count is whole, and the next phase's message replaces the last
+    # "Processed i/n pages..." at the same percentage (no pages_processed tie-break here).
     extracted = {
         "pages_total": total,
         "pages_processed": total,
@@ -329,6 +395,8 @@ async def _run(
     )
     result = {"chapter_id": chapter_id, "total_pages": total}
     created = stage_fields(Stage.create_chapter, StageStatus.completed, utcnow(), 100)
+    if completing is not None:
+        completing.set()
     await run.complete(result, chapter_created(total)[1], created)
     log.info("job %s: completed, %d pages", run.job_id, total)
     return "completed"

@@ -56,6 +56,8 @@ async def json_body(request: Request[Any, Any, Any]) -> Any:
         max_bytes=limit_kb * 1024,
         idle_timeout_s=settings.upload_idle_timeout_s,
         too_large=lambda: PayloadTooLarge(f"JSON body exceeds {limit_kb} KB"),
+        min_bytes_per_s=settings.upload_min_bytes_per_s,
+        rate_grace_s=settings.upload_rate_grace_s,
     ):
         raw += chunk
     if nesting_depth(raw) > MAX_JSON_DEPTH:

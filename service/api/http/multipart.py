@@ -30,7 +30,11 @@ def is_multipart(request: Request[Any, Any, Any]) -> bool:
 
 
 async def _events(
-    request: Request[Any, Any, Any], max_body: int, idle_timeout_s: float
+    request: Request[Any, Any, Any],
+    max_body: int,
+    idle_timeout_s: float,
+    min_bytes_per_s: int = 0,
+    rate_grace_s: float = 0.0,
 ) -> AsyncIterator[tuple[str, Any]]:
     """("headers", dict) / ("data", bytes) / ("end", None) events, as the body streams in.
 
@@ -67,6 +71,8 @@ async def _events(
         max_bytes=max_body,
         idle_timeout_s=idle_timeout_s,
         too_large=lambda: PayloadTooLarge(f"Request body exceeds {max_body // (1024 * 1024)} MB"),
+        min_bytes_per_s=min_bytes_per_s,
+        rate_grace_s=rate_grace_s,
     )
     async for chunk in chunks:
         try:
@@ -93,11 +99,20 @@ class MultipartForm:
     def __init__(self, request: Request[Any, Any, Any]) -> None:
         self._request = request
 
-    async def read(self, on_file: FileHandler, *, max_body: int, idle_timeout_s: float) -> FormData:
+    async def read(
+        self,
+        on_file: FileHandler,
+        *,
+        max_body: int,
+        idle_timeout_s: float,
+        min_bytes_per_s: int = 0,
+        rate_grace_s: float = 0.0,
+    ) -> FormData:
         """See ``read_form``."""
         return await read_form(
-            self._request, max_body=max_body, idle_timeout_s=idle_timeout_s, on_file=on_file
-        )
+            self._request, max_body=max_body, idle_timeout_s=idle_timeout_s, on_file=on_file,
+            min_bytes_per_s=min_bytes_per_s, rate_grace_s=rate_grace_s,
+        )  # fmt: skip
 
 
 async def read_form(
@@ -106,6 +121,8 @@ async def read_form(
     max_body: int,
     idle_timeout_s: float,
     on_file: FileHandler,
+    min_bytes_per_s: int = 0,
+    rate_grace_s: float = 0.0,
 ) -> FormData:
     """Parse the body; the (single) file part streams through ``on_file`` as it arrives.
 
@@ -113,7 +130,7 @@ async def read_form(
     boundary) raises here: the caller removes what ``on_file`` stored.
     """
     form = FormData()
-    events = _events(request, max_body, idle_timeout_s)
+    events = _events(request, max_body, idle_timeout_s, min_bytes_per_s, rate_grace_s)
     seen_file = False
     async for kind, value in events:
         if kind != "headers":

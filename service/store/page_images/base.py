@@ -4,6 +4,7 @@
     open(key)                      the image as a stream with its length, type and strong ETag
     delete_prefix(prefix)          remove every image under a prefix (a chapter), leaving nothing
     count(prefix)                  how many images (or their leftovers) a prefix holds
+    keys(prefix)                   the keys of the whole images under a prefix
     url(key, expires_in_s)         a URL a browser can load with no credentials, or None
                                    when the API must sign its own (GridFS)
 
@@ -60,6 +61,11 @@ class PageStore(Protocol):
 
     async def count(self, prefix: str) -> int:
         """How many images are stored under ``prefix``, partial leftovers included."""
+        ...
+
+    async def keys(self, prefix: str) -> set[str]:
+        """The keys of the images stored whole under ``prefix`` (a resumed run keeps a page only
+        when every image its chunk names is among them)."""
         ...
 
     async def url(self, key: str, expires_in_s: int) -> str | None:

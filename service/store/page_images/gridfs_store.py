@@ -22,6 +22,7 @@ from gridfs.errors import CorruptGridFile, NoFile
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.read_concern import ReadConcern
 
 from service.backoff import Backoff, pause
 from service.domain.errors import PageStoreError, PageStoreUnavailable
@@ -156,6 +157,19 @@ class GridFSPageStore:
             self._chunks.distinct("files_id", {"files_id": _starts_with(prefix)})
         )
         return len(set(ids) | set(owners))
+
+    async def keys(self, prefix: str) -> set[str]:
+        """The images under ``prefix`` whose files document exists: a put writes it last, in the
+        same transaction as the chunks, so each one is whole. Read at majority: an image a
+        failover could still roll back is not counted."""
+        check_prefix(prefix)
+        files = self._files.with_options(read_concern=ReadConcern("majority"))
+
+        async def collect() -> set[str]:
+            found = files.find({"_id": _starts_with(prefix)}, {"_id": 1})
+            return {str(doc["_id"]) async for doc in found}
+
+        return await _guarded(collect())
 
     async def url(self, key: str, expires_in_s: int) -> str | None:
         """None: GridFS images are served by the API under a URL it signs itself."""

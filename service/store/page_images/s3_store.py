@@ -147,6 +147,11 @@ class S3PageStore:
         check_prefix(prefix)
         return len(await self._paths(prefix))
 
+    async def keys(self, prefix: str) -> set[str]:
+        """The objects under ``prefix`` (S3 writes an object whole, or not at all)."""
+        check_prefix(prefix)
+        return set(await self._paths(prefix))
+
     async def _paths(self, prefix: str) -> list[str]:
         async def collect() -> list[str]:
             return [
