@@ -59,6 +59,9 @@ FAST = {
     "MONGODB_STARTUP_WAIT_S": "5",
     "LOG_LEVEL": "INFO",
     "RENDER_PROCESSES": "1",
+    # Jobs alone: a 1,200-page chapter is thousands of passages to embed, minutes of CPU the
+    # job tests do not need. The indexing test turns it on for its small chapters.
+    "INDEX_CHAPTERS": "false",
 }
 # Text only (the PDF itself is the chapter): thousands of pages a second. "pdf_pages" renders
 # every page to an image in GridFS, at a few dozen pages a second.

@@ -26,6 +26,7 @@ from tests.support.pdfs import book_pdf
 PAGES = 1200  # text only: the PDF itself is the chapter (content_mode pdf_file)
 JOBS = 6
 RENDERED_PAGES = 80  # every page rendered to an image in GridFS (pdf_pages)
+INDEXED_PAGES = 20  # a chapter of about 70 passages to embed
 MONGODB_UP = 'pcj_worker_dependency_up{dependency="mongodb"}'
 REDIS_UP = 'pcj_worker_dependency_up{dependency="redis"}'
 LAST_BEAT = "pcj_worker_last_heartbeat_timestamp_seconds"
@@ -131,6 +132,39 @@ async def test_mongodb_killed_and_restarted(stack: Stack, book: bytes, picture_b
     assert verdict.transport_errors == {}
     # The outage was longer than STALE_AFTER_S, yet no run lost its job to the sweeper.
     assert set(verdict.attempts.values()) == {1}
+
+
+async def test_chapters_being_indexed_survive_a_mongod_restart(stack: Stack):
+    """A chapter whose passages are being embedded when mongod dies ends searchable, every
+    passage stored once and embedded, its index never handed to another run."""
+    await stack.start(INDEX_CHAPTERS="true", **PATIENT)
+    workers = [stack.add_worker()]
+    ids, pollers = await _submit(stack, book_pdf(INDEXED_PAGES), 2)
+    chapters = stack.db.book_chapters
+
+    async def embedding_under_way():
+        return await chapters.count_documents({"search.embedded": {"$gt": 0}}) > 0
+
+    await stack.until(embedding_under_way, 120, "a chapter's passages being embedded")
+    stack.kill_mongod()
+    await stack.until(_metric_is(workers, MONGODB_UP, 0), 20, "the worker to see the outage")
+    await asyncio.to_thread(stack.restart_mongod)
+    await stack.until(_metric_is(workers, MONGODB_UP, 1), 30, "the worker to reconnect")
+    await asyncio.wait_for(asyncio.gather(*pollers), 60)
+
+    async def all_searchable():
+        return await chapters.count_documents({"search.status": "ready"}) == len(ids)
+
+    await stack.until(all_searchable, 180, "every chapter to be indexed")
+    async for chapter in chapters.find({"job_id": {"$in": ids}}):
+        search = chapter["search"]
+        passages = await stack.db.document_chunks.find(
+            {"chapter_id": chapter["chapter_id"]}, {"chunk_index": 1, "embedding": 1}
+        ).to_list()
+        indexes = sorted(passage["chunk_index"] for passage in passages)
+        assert indexes == list(range(search["chunks"])), stack.diagnosis()
+        assert all(passage.get("embedding") for passage in passages)
+        assert search["attempts"] == 1
 
 
 async def test_redis_killed_and_restarted_empty(stack: Stack, book: bytes):
