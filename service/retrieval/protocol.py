@@ -143,9 +143,20 @@ def _too_small(limit: int, size: int) -> str:
 
 def _is_allocation_failure(exc: BaseException) -> bool:
     # onnxruntime turns std::bad_alloc into RuntimeException("... bad allocation") or Fail, and
-    # into ImportError("Exception caught: std::bad_alloc") when the cap is hit at its import.
+    # into ImportError("Exception caught: std::bad_alloc") when the cap is hit at its import; the
+    # dynamic loader says "failed to map segment from shared object" when a library it loads
+    # (tokenizers', onnxruntime's) no longer fits (mmap's ENOMEM: "cannot allocate memory").
     text = str(exc).lower()
-    return any(sign in text for sign in ("bad_alloc", "bad allocation", "failed to allocate"))
+    return any(sign in text for sign in ALLOCATION_FAILURE_SIGNS)
+
+
+ALLOCATION_FAILURE_SIGNS = (
+    "bad_alloc",
+    "bad allocation",
+    "failed to allocate",
+    "failed to map segment",
+    "cannot allocate memory",
+)
 
 
 def _read_frame(stream: BinaryIO) -> bytes | None:

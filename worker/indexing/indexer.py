@@ -15,8 +15,10 @@ completes; its index follows:
    and the stage's percent);
 4. ready: the chapter is searchable, its vectors of this model.
 
-A worker that stops hands its chapter back; one that dies leaves it to the sweeper, which hands
-it back once its heartbeat is older than ``STALE_AFTER_S``. A chapter that cannot be indexed
+Its writes wait out a MongoDB outage (``worker/run/patience.py``) with the lease kept, as a
+job's do: a restart of mongod costs the chapter a pause, not a second run. A worker that stops
+hands its chapter back; one that dies leaves it to the sweeper, which hands it back once its
+heartbeat is older than ``STALE_AFTER_S``. A chapter that cannot be indexed
 (the model refuses it, or it keeps crashing the embedding process) is marked failed with why.
 It is woken when its own worker creates a chapter, and otherwise looks every
 ``INDEX_POLL_INTERVAL_S``.
@@ -26,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from service.backoff import Backoff, pause
 from service.domain import indexing, lifecycle
@@ -44,10 +48,12 @@ from service.store.database import Store
 from service.store.failure import is_transient
 from worker import metrics
 from worker.run.heartbeat import keep_alive
+from worker.run.patience import Patience
 
 log = logging.getLogger("worker.indexing")
 
 Doc = dict[str, Any]
+T = TypeVar("T")
 
 # Passages embedded, then written, at a time: one progress write (and heartbeat) per batch, and
 # a batch is a few seconds of one thread (MiniLM: about 10 passages a CPU-second).
@@ -88,6 +94,9 @@ class Indexer:
         self._counter = TokenCounter(spec)
         self._embeddings = embeddings
         self._wake = asyncio.Event()
+        # Waits out MongoDB outages for the run's writes and reads (none gives up: the lease
+        # cannot be taken while nobody reaches MongoDB, and the heartbeat resumes with it).
+        self._patience = Patience()
         self.indexed = 0  # chapters this indexer made ready (for tests and logs)
 
     def wake(self) -> None:
@@ -172,7 +181,7 @@ class Indexer:
     async def _index_chapter(self, chapter: Doc, lease_id: str) -> None:
         chapter_id, job_id = chapter["chapter_id"], chapter["job_id"]
         await self._stage(job_id, StageStatus.processing, 0)
-        pages = await self._store.chapters.page_texts(job_id)
+        pages = await self._wait(lambda: self._store.chapters.page_texts(job_id), "read pages")
         outline = [tuple(entry) for entry in chapter.get("outline") or []]
         title = chapter.get("title")
         limits = ChunkLimits(max_tokens=self._counter.budget("passage"))
@@ -181,7 +190,7 @@ class Indexer:
             limits=limits,
         )  # fmt: skip
         docs = [self._chunk_doc(chapter, chunk) for chunk in chunks]
-        await self._store.chunks.replace(chapter_id, docs)
+        await self._wait(lambda: self._store.chunks.replace(chapter_id, docs), "store passages")
         await self._progress(chapter_id, lease_id, len(docs), 0)
         embedded = 0
         for start in range(0, len(docs), BATCH):
@@ -192,14 +201,17 @@ class Indexer:
                 (doc["_id"], vector_to_bson(vector))
                 for doc, vector in zip(batch_docs, vectors, strict=True)
             ]
-            await self._store.chunks.set_embeddings(stored, self._spec.name)
+            await self._wait(
+                functools.partial(self._store.chunks.set_embeddings, stored, self._spec.name),
+                "store vectors",
+            )
             batch = batch_docs
             embedded += len(batch)
             metrics.CHUNKS_INDEXED.inc(len(batch))
             await self._progress(chapter_id, lease_id, len(docs), embedded)
             await self._stage(job_id, StageStatus.processing, 100 * embedded // max(len(docs), 1))
         done = indexing.ready(chapter_id, lease_id, self._spec.name, len(docs), utcnow())
-        if await self._store.chapters.apply_index(done) is None:
+        if await self._wait(lambda: self._store.chapters.apply_index(done), "mark ready") is None:
             raise LeaseGone(chapter_id)
         await self._stage(job_id, StageStatus.completed, 100)
         self.indexed += 1
@@ -230,12 +242,16 @@ class Indexer:
 
     async def _progress(self, chapter_id: str, lease_id: str, chunks: int, embedded: int) -> None:
         write = indexing.progress(chapter_id, lease_id, chunks, embedded, utcnow())
-        if await self._store.chapters.apply_index(write) is None:
+        if await self._wait(lambda: self._store.chapters.apply_index(write), "record") is None:
             raise LeaseGone(chapter_id)
 
     async def _stage(self, job_id: str, status: StageStatus, percent: int) -> None:
         """The job's ``index_vectors`` stage (the job-detail view); a job deleted since is fine."""
-        await self._store.jobs.apply(lifecycle.indexed(job_id, status, percent, utcnow()))
+        write = lifecycle.indexed(job_id, status, percent, utcnow())
+        await self._wait(lambda: self._store.jobs.apply(write), "record the stage")
+
+    async def _wait(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        return await self._patience.call(operation, what)
 
     async def _release(self, chapter: Doc, lease_id: str) -> None:
         await self._store.chapters.apply_index(indexing.release(chapter["chapter_id"], lease_id))
