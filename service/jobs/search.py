@@ -33,7 +33,7 @@ from service.retrieval.ranking import (
     Matrix,
     Scope,
     hybrid,
-    top_k,
+    top_k_across,
     vectors_from_bson,
 )
 
@@ -79,25 +79,34 @@ async def search(ctx: Context, user_id: str, request: SearchRequest) -> list[Hit
     chapters = await _scope(ctx, user_id, request)
     if not chapters:
         return []
-    ids = [chapter["chapter_id"] for chapter in chapters]
-    keyword: list[str] = []
-    keyword_scores: dict[str, float] = {}
+    keyword: list[tuple[str, float]] = []
     vector: list[tuple[str, float]] = []
+    # The two searches run at once: the keyword one in MongoDB or in this process while the
+    # query is embedded in the embedding process. A failure in one cancels the other.
+    async with asyncio.TaskGroup() as steps:
+        if request.mode is not Mode.vector:
+            depth = max(request.k, KEYWORD_DEPTH) if request.mode is Mode.hybrid else request.k
+            keyword_step = steps.create_task(
+                _keyword_search(ctx, user_id, request.query, chapters, depth)
+            )
+        if request.mode is not Mode.keyword:
+            current = [
+                c for c in chapters if (c.get("search") or {}).get("model") == ctx.model.name
+            ]
+            depth = max(request.k, VECTOR_DEPTH) if request.mode is Mode.hybrid else request.k
+            vector_step = steps.create_task(
+                _vector_search(ctx, user_id, request.query, current, depth)
+            )
     if request.mode is not Mode.vector:
-        depth = max(request.k, KEYWORD_DEPTH) if request.mode is Mode.hybrid else request.k
-        found = await ctx.store.chunks.keyword(user_id, request.query, ids, depth)
-        keyword = [chunk_id for chunk_id, _ in found]
-        keyword_scores = dict(found)
+        keyword = keyword_step.result()
     if request.mode is not Mode.keyword:
-        current = [c for c in chapters if (c.get("search") or {}).get("model") == ctx.model.name]
-        depth = max(request.k, VECTOR_DEPTH) if request.mode is Mode.hybrid else request.k
-        vector = await _vector_search(ctx, user_id, request.query, current, depth)
+        vector = vector_step.result()
     if request.mode is Mode.keyword:
-        ranked = [(chunk_id, keyword_scores[chunk_id]) for chunk_id in keyword]
+        ranked = keyword
     elif request.mode is Mode.vector:
         ranked = vector
     else:
-        ranked = hybrid([chunk_id for chunk_id, _ in vector], keyword)
+        ranked = hybrid([chunk_id for chunk_id, _ in vector], [i for i, _ in keyword])
     ranked = ranked[: request.k]
     found_chunks = await ctx.store.chunks.results(user_id, [chunk_id for chunk_id, _ in ranked])
     by_chapter = {chapter["chapter_id"]: chapter for chapter in chapters}
@@ -144,14 +153,19 @@ async def _vector_search(
         _atlas_refused.append(True)
         log.warning("VECTOR_SEARCH=atlas: $vectorSearch refused by the server; exact search")
     scopes = await asyncio.gather(*(_chapter_vectors(ctx, user_id, c) for c in chapters))
-    found: list[tuple[str, float]] = []
-    for scope in scopes:
-        rows, scores = top_k(scope.matrix, vector, depth)
-        found.extend(
-            (scope.ids[row], float(score)) for row, score in zip(rows, scores, strict=True)
-        )
-    found.sort(key=lambda item: item[1], reverse=True)
-    return found[:depth]
+    which, rows, scores = top_k_across([scope.matrix for scope in scopes], vector, depth)
+    return [
+        (scopes[chapter].ids[row], score)
+        for chapter, row, score in zip(which.tolist(), rows.tolist(), scores.tolist(), strict=True)
+    ]
+
+
+async def _keyword_search(
+    ctx: Context, user_id: str, query: str, chapters: Sequence[Doc], depth: int
+) -> list[tuple[str, float]]:
+    """The ``depth`` passages that best match the query's words over ``chapters``."""
+    ids = [chapter["chapter_id"] for chapter in chapters]
+    return await ctx.store.chunks.keyword(user_id, query, ids, depth)
 
 
 async def _chapter_vectors(ctx: Context, user_id: str, chapter: Doc) -> Scope[str]:

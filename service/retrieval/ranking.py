@@ -45,13 +45,35 @@ _FLOAT32_HEADER = bytes([BinaryVectorDtype.FLOAT32.value[0], 0])  # dtype 0x27, 
 def top_k(matrix: Matrix, query: Matrix, k: int) -> tuple[npt.NDArray[np.intp], Matrix]:
     """Rows of ``matrix`` with the ``k`` largest inner products with ``query``, best first:
     ``(row indices, scores)``. With unit vectors the inner product is the cosine."""
-    scores = matrix @ query
+    return best(matrix @ query, k)
+
+
+def best(scores: Matrix, k: int) -> tuple[npt.NDArray[np.intp], Matrix]:
+    """The ``k`` largest of ``scores``, best first: ``(indices, scores)``."""
     if k <= 0 or len(scores) == 0:
-        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=scores.dtype)
     # The k best, unordered (O(n)); then only those k sorted.
     rows = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     rows = rows[np.argsort(-scores[rows], kind="stable")]
     return rows, scores[rows]
+
+
+def top_k_across(
+    matrices: Sequence[Matrix], query: Matrix, k: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], Matrix]:
+    """``top_k`` over the rows of several matrices at once, as if they were stacked (without
+    stacking them): ``(matrix index, row in it, score)``, best first. Each matrix is scored
+    into its slice of one array of scores, then one partial sort picks the ``k`` best, so the
+    cost is one pass over the scores whatever the number of matrices (a library's chapters)."""
+    starts = np.zeros(len(matrices) + 1, dtype=np.intp)
+    np.cumsum([len(matrix) for matrix in matrices], out=starts[1:])
+    scores = np.empty(int(starts[-1]), dtype=np.float32)
+    for matrix, start, end in zip(matrices, starts[:-1], starts[1:], strict=True):
+        if end > start:
+            np.matmul(matrix, query, out=scores[start:end])
+    rows, found = best(scores, k)
+    which = np.searchsorted(starts, rows, side="right") - 1
+    return which, rows - starts[which], found
 
 
 def rrf(

@@ -16,6 +16,7 @@ from service.retrieval.ranking import (
     hybrid,
     rrf,
     top_k,
+    top_k_across,
     vector_to_bson,
     vectors_from_bson,
 )
@@ -37,6 +38,34 @@ def test_top_k_is_the_brute_force_ranking(n, k):
     expected = np.argsort(-(matrix @ query), kind="stable")[:k]
     assert rows.tolist() == expected.tolist()
     np.testing.assert_array_equal(scores, (matrix @ query)[expected])
+
+
+def _top_k_chapter_by_chapter(matrices, query, k):
+    """What search did before top_k_across: top_k of each matrix, their lists merged and
+    sorted in Python."""
+    found = []
+    for which, matrix in enumerate(matrices):
+        rows, scores = top_k(matrix, query, k)
+        found.extend(((which, int(r)), float(s)) for r, s in zip(rows, scores, strict=True))
+    found.sort(key=lambda item: item[1], reverse=True)
+    return found[:k]
+
+
+@pytest.mark.parametrize("k", [1, 10, 50, 400])
+def test_top_k_across_matrices_is_the_chapter_by_chapter_top_k(k):
+    sizes = [0, *rng.integers(1, 120, 40).tolist(), 0, 3]
+    matrices, query = [unit_rows(n) for n in sizes], unit_rows(1)[0]
+
+    which, rows, scores = top_k_across(matrices, query, k)
+
+    found = [((int(w), int(r)), float(s)) for w, r, s in zip(which, rows, scores, strict=True)]
+    assert found == _top_k_chapter_by_chapter(matrices, query, k)
+
+
+def test_top_k_across_no_matrices_is_empty():
+    which, rows, scores = top_k_across([], unit_rows(1)[0], 10)
+
+    assert which.size == rows.size == scores.size == 0
 
 
 def test_top_k_of_nothing_is_empty():
