@@ -30,15 +30,20 @@ def socket_timeout_ms(settings: Settings) -> int:
     return max(settings.mongodb_timeout_ms * 5, 10_000)
 
 
-def create_client(settings: Settings) -> AsyncMongoClient[Doc]:
-    """A client that fails fast when MongoDB is unreachable."""
+def create_client(settings: Settings, *, index_builds: bool = False) -> AsyncMongoClient[Doc]:
+    """A client that fails fast when MongoDB is unreachable.
+
+    ``index_builds``: one that waits for an answer however long it takes (no socket timeout),
+    for ``python -m indexes``: building the text index over 110,000 passages took 17-54 s,
+    past the service's socket timeout, which then cut the build's command off.
+    """
     timeout = settings.mongodb_timeout_ms
     return AsyncMongoClient(
         settings.mongodb_url,
         tz_aware=True,
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,
-        socketTimeoutMS=socket_timeout_ms(settings),
+        socketTimeoutMS=None if index_builds else socket_timeout_ms(settings),
         appname="pdf-chapter-jobs",
     )
 
