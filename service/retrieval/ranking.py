@@ -23,7 +23,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,7 @@ from bson.binary import Binary, BinaryVectorDtype
 
 Id = TypeVar("Id", bound=Hashable)
 Matrix = npt.NDArray[np.float32]
+Float = TypeVar("Float", bound=np.floating[Any])
 
 RRF_K = 60  # the constant of Cormack et al. (2009)
 # hybrid(): measured (see the module docstring).
@@ -48,7 +49,7 @@ def top_k(matrix: Matrix, query: Matrix, k: int) -> tuple[npt.NDArray[np.intp], 
     return best(matrix @ query, k)
 
 
-def best(scores: Matrix, k: int) -> tuple[npt.NDArray[np.intp], Matrix]:
+def best(scores: npt.NDArray[Float], k: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[Float]]:
     """The ``k`` largest of ``scores``, best first: ``(indices, scores)``."""
     if k <= 0 or len(scores) == 0:
         return np.empty(0, dtype=np.intp), np.empty(0, dtype=scores.dtype)
