@@ -3,12 +3,17 @@
     1. rate     one search counted in the caller's 60 s window (429)
     2. scope    the caller's indexed chapters: all, one book's, or those named (a chapter id
                 that is not the caller's is a 404, as if it did not exist)
-    3. keyword  MongoDB's text index, scoped by user: passages that share the query's words
-    4. vector   the query embedded (the API's embedding process), then exact top-k over each
-                chapter's vectors (kept in memory, least recently used evicted); only chapters
-                indexed by this service's model (a stale chapter is found by keyword only)
+    3. keyword  BM25 over the chapters' postings (``service/retrieval/bm25.py``), passages
+                that share the query's words; MongoDB's text index, scoped by user, for a
+                scope with a chapter indexed before passages had term vectors
+    4. vector   the query embedded (the API's embedding process), then exact top-k over the
+                chapters' vectors (``top_k_across``); only chapters indexed by this service's
+                model (a stale chapter is found by keyword only)
     5. fuse     reciprocal rank fusion of both lists (``service/retrieval/ranking.py``, weights
                 measured on the evaluation set), best first, ``k`` of them
+
+Steps 3 and 4 run at once. A chapter's vectors and postings are read together, once, and kept
+in memory (``SEARCH_CACHE_MB``, least recently used evicted).
 
 Only the caller's passages are ever read: every query names the user first.
 """
@@ -27,6 +32,8 @@ import numpy as np
 
 from service.domain.errors import DependencyUnavailable, EmbeddingError, NotFound
 from service.jobs.context import Context
+from service.retrieval import bm25
+from service.retrieval.bm25 import Postings
 from service.retrieval.ranking import (
     KEYWORD_DEPTH,
     VECTOR_DEPTH,
@@ -36,6 +43,7 @@ from service.retrieval.ranking import (
     top_k_across,
     vectors_from_bson,
 )
+from service.retrieval.terms import ANALYZER, query_terms
 
 log = logging.getLogger("service.search")
 # Set once the server refused $vectorSearch: this process then searches exactly.
@@ -152,10 +160,10 @@ async def _vector_search(
         # yet: this process searches exactly from now on, and says so once.
         _atlas_refused.append(True)
         log.warning("VECTOR_SEARCH=atlas: $vectorSearch refused by the server; exact search")
-    scopes = await asyncio.gather(*(_chapter_vectors(ctx, user_id, c) for c in chapters))
+    scopes = await asyncio.gather(*(_chapter_index(ctx, user_id, c) for c in chapters))
     which, rows, scores = top_k_across([scope.matrix for scope in scopes], vector, depth)
     return [
-        (scopes[chapter].ids[row], score)
+        (scopes[chapter].vector_id(row), score)
         for chapter, row, score in zip(which.tolist(), rows.tolist(), scores.tolist(), strict=True)
     ]
 
@@ -163,21 +171,52 @@ async def _vector_search(
 async def _keyword_search(
     ctx: Context, user_id: str, query: str, chapters: Sequence[Doc], depth: int
 ) -> list[tuple[str, float]]:
-    """The ``depth`` passages that best match the query's words over ``chapters``."""
+    """The ``depth`` passages that best match the query's words over ``chapters``, with their
+    score: BM25 over the chapters' cached postings, or MongoDB's text index when keyword search
+    is set to it or some chapter of the scope has no term vectors (indexed before they were)."""
+    if ctx.settings.keyword_search == "bm25" and all(_has_terms(c) for c in chapters):
+        scopes = await asyncio.gather(*(_chapter_index(ctx, user_id, c) for c in chapters))
+        postings = [scope.postings for scope in scopes if scope.postings is not None]
+        if len(postings) == len(scopes):
+            which, rows, scores = bm25.top_k(postings, query_terms(query), depth)
+            return [
+                (scopes[chapter].ids[row], score)
+                for chapter, row, score in zip(
+                    which.tolist(), rows.tolist(), scores.tolist(), strict=True
+                )
+            ]
     ids = [chapter["chapter_id"] for chapter in chapters]
     return await ctx.store.chunks.keyword(user_id, query, ids, depth)
 
 
-async def _chapter_vectors(ctx: Context, user_id: str, chapter: Doc) -> Scope[str]:
-    """A chapter's vectors, from memory or MongoDB; a re-indexed chapter has a new key."""
+def _has_terms(chapter: Doc) -> bool:
+    return (chapter.get("search") or {}).get("terms") == ANALYZER
+
+
+async def _chapter_index(ctx: Context, user_id: str, chapter: Doc) -> Scope[str]:
+    """A chapter's vectors and keyword postings, from memory or MongoDB (one read for both);
+    a chapter re-indexed or given term vectors since has a new key."""
     chapter_id = chapter["chapter_id"]
-    key = (user_id, chapter_id, (chapter.get("search") or {}).get("indexed_at"))
+    state = chapter.get("search") or {}
+    key = (user_id, chapter_id, (state.get("indexed_at"), state.get("terms")))
 
     async def load() -> Scope[str]:
-        ids, blobs = await ctx.store.chunks.vectors(user_id, chapter_id, ctx.model.name)
-        if not ids:
-            return Scope([], np.empty((0, ctx.model.dimensions), dtype=np.float32))
-        return Scope(ids, vectors_from_bson(blobs, ctx.model.dimensions))
+        found = await ctx.store.chunks.searched(user_id, chapter_id, ctx.model.name)
+        if found.vectors:
+            matrix = vectors_from_bson(found.vectors, ctx.model.dimensions)
+        else:
+            matrix = np.empty((0, ctx.model.dimensions), dtype=np.float32)
+        every = len(found.vector_rows) == len(found.ids)
+        stored = [terms for terms in found.terms if terms is not None]
+        postings = None  # some chunk without a term vector: keyword search by the text index
+        if len(stored) == len(found.ids):
+            postings = await asyncio.to_thread(Postings.from_stored, stored)
+        return Scope(
+            found.ids,
+            matrix,
+            postings=postings,
+            vector_rows=None if every else np.array(found.vector_rows, dtype=np.intp),
+        )
 
     return await ctx.vectors.get_or_load(key, load)
 

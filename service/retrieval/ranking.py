@@ -23,11 +23,14 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from bson.binary import Binary, BinaryVectorDtype
+
+if TYPE_CHECKING:
+    from service.retrieval.bm25 import Postings
 
 Id = TypeVar("Id", bound=Hashable)
 Matrix = npt.NDArray[np.float32]
@@ -130,14 +133,26 @@ def vectors_from_bson(values: Sequence[bytes], dimensions: int) -> Matrix:
 
 @dataclass(frozen=True, slots=True)
 class Scope(Generic[Id]):
-    """One searchable set: its passage ids and their vectors, row for row."""
+    """One searchable set: its passage ids; their vectors, row for row (or, when only some
+    passages have one, the rows of ``ids`` that ``vector_rows`` names); their postings for
+    keyword search, when they were stored with term vectors."""
 
     ids: Sequence[Id]
     matrix: Matrix
+    postings: Postings | None = None
+    vector_rows: npt.NDArray[np.intp] | None = None
+
+    def vector_id(self, row: int) -> Id:
+        """The id of the passage of the matrix's ``row``."""
+        return self.ids[row if self.vector_rows is None else int(self.vector_rows[row])]
 
     @property
     def nbytes(self) -> int:
-        return int(self.matrix.nbytes) + 64 * len(self.ids)  # ids: a rough but fair estimate
+        # An id is a 36-character str (85 bytes) and its list slot (8).
+        size = int(self.matrix.nbytes) + 96 * len(self.ids)
+        if self.vector_rows is not None:
+            size += int(self.vector_rows.nbytes)
+        return size + (self.postings.nbytes if self.postings is not None else 0)
 
 
 Key = tuple[str, str, object]  # (user id, scope: a chapter or a book, version)

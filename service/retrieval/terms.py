@@ -86,6 +86,11 @@ def term_vector(text: str) -> bytes:
     return entries.tobytes()
 
 
+def term_vectors(texts: Sequence[str]) -> list[bytes]:
+    """``term_vector`` of each text (about 0.3 ms a 160-token passage: run it off the loop)."""
+    return [term_vector(text) for text in texts]
+
+
 def query_terms(text: str) -> TermIds:
     """The distinct term ids of a query, sorted."""
     return np.unique(np.array([term_id(stem) for stem in stems(text)], dtype=np.uint32))

@@ -14,8 +14,8 @@ from pymongo.errors import NetworkTimeout
 import indexes.__main__ as tool
 from indexes.spec import specification
 from indexes.sync import compare, sync
-from service.store import mongo
 from service.domain.job import utcnow
+from service.store import mongo
 from tests.conftest import REPO_ROOT
 
 

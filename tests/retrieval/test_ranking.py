@@ -10,6 +10,7 @@ import pymongo
 import pytest
 from bson.binary import Binary, BinaryVectorDtype
 
+from service.retrieval.bm25 import Postings
 from service.retrieval.ranking import (
     Scope,
     ScopeCache,
@@ -20,6 +21,7 @@ from service.retrieval.ranking import (
     vector_to_bson,
     vectors_from_bson,
 )
+from service.retrieval.terms import term_vector
 
 rng = np.random.default_rng(7)
 
@@ -180,6 +182,22 @@ def test_cache_evicts_the_least_recently_used_past_its_budget():
     assert cache.get(("alice", "b", 1)) is None
     assert all(cache.get(("alice", name, 1)) is not None for name in ("a", "c", "d"))
     assert cache.nbytes == 3 * one <= cache.budget_bytes
+
+
+def test_a_scopes_postings_count_in_the_cache_budget():
+    passages = [f"tide moon harbour {n}" for n in range(100)]
+    postings = Postings.from_stored([term_vector(p) for p in passages])
+    bare, keyed = scope(100), Scope(scope(100).ids, unit_rows(100), postings=postings)
+    # Room for the vectors of two scopes, not for those and the postings.
+    cache: ScopeCache[str] = ScopeCache(budget_bytes=2 * bare.nbytes + postings.nbytes // 2)
+
+    cache.put(("alice", "bare", 1), bare)
+    cache.put(("alice", "keyed", 1), keyed)
+
+    assert keyed.nbytes == bare.nbytes + postings.nbytes
+    assert postings.nbytes >= 100 * 4 * 3  # 4 terms a passage, 3 bytes each at least
+    assert cache.get(("alice", "bare", 1)) is None  # evicted: both do not fit
+    assert cache.get(("alice", "keyed", 1)) is keyed
 
 
 def test_cache_does_not_keep_a_scope_over_its_budget():
