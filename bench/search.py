@@ -547,7 +547,9 @@ async def breakdown(
     chapters = await ctx.store.chapters.searchable(user)
     stub = SimpleNamespace(**{**vars(ctx), "embeddings": FixedEmbedding(vectors[0])})
     start = time.perf_counter()
-    await use_case._vector_search(stub, user, queries[0], chapters, VECTOR_DEPTH)
+    await use_case._vector_search(
+        stub, user, use_case._embed(stub, queries[0]), chapters, VECTOR_DEPTH
+    )
     out.cold_ms = (time.perf_counter() - start) * 1000
     laps = iter(out.steps.values())
 
@@ -583,7 +585,9 @@ async def breakdown(
         )
         await unscoped.sort([("score", {"$meta": "textScore"})]).limit(KEYWORD_DEPTH).to_list()
         t = lap(t)
-        nearest = await use_case._vector_search(stub, user, query, chapters, VECTOR_DEPTH)
+        nearest = await use_case._vector_search(
+            stub, user, use_case._embed(stub, query), chapters, VECTOR_DEPTH
+        )
         t = lap(t)
         scopes = await asyncio.gather(
             *(use_case._chapter_index(stub, user, chapter) for chapter in chapters)

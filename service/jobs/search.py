@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -50,6 +50,7 @@ log = logging.getLogger("service.search")
 _atlas_refused: list[bool] = []
 
 Doc = dict[str, Any]
+T = TypeVar("T")
 SNIPPET_CHARS = 240
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -84,37 +85,40 @@ async def search(ctx: Context, user_id: str, request: SearchRequest) -> list[Hit
     await ctx.limiter.hit(
         f"search:{user_id}", ctx.settings.search_rate_limit_per_minute, "searches"
     )
+    # The query is embedded (in the embedding process) while the scope is read and the keyword
+    # step runs here or in MongoDB.
+    embedding = None
+    if request.mode is not Mode.keyword:
+        embedding = asyncio.ensure_future(_embed(ctx, request.query))
+    try:
+        return await _search(ctx, user_id, request, embedding)
+    finally:
+        if embedding is not None and not embedding.done():
+            embedding.cancel()  # not needed after all (no chapters, or a step failed)
+        elif embedding is not None and not embedding.cancelled():
+            embedding.exception()  # retrieved: raised already, or not needed
+
+
+async def _search(
+    ctx: Context, user_id: str, request: SearchRequest, embedding: Awaitable[Matrix] | None
+) -> list[Hit]:
     chapters = await _scope(ctx, user_id, request)
     if not chapters:
         return []
-    keyword: list[tuple[str, float]] = []
-    vector: list[tuple[str, float]] = []
-    # The two searches run at once: the keyword one in MongoDB or in this process while the
-    # query is embedded in the embedding process. A failure in one cancels the other.
-    async with asyncio.TaskGroup() as steps:
-        if request.mode is not Mode.vector:
-            depth = max(request.k, KEYWORD_DEPTH) if request.mode is Mode.hybrid else request.k
-            keyword_step = steps.create_task(
-                _keyword_search(ctx, user_id, request.query, chapters, depth)
-            )
-        if request.mode is not Mode.keyword:
-            current = [
-                c for c in chapters if (c.get("search") or {}).get("model") == ctx.model.name
-            ]
-            depth = max(request.k, VECTOR_DEPTH) if request.mode is Mode.hybrid else request.k
-            vector_step = steps.create_task(
-                _vector_search(ctx, user_id, request.query, current, depth)
-            )
+    steps: list[Awaitable[list[tuple[str, float]]]] = []
     if request.mode is not Mode.vector:
-        keyword = keyword_step.result()
-    if request.mode is not Mode.keyword:
-        vector = vector_step.result()
-    if request.mode is Mode.keyword:
-        ranked = keyword
-    elif request.mode is Mode.vector:
-        ranked = vector
-    else:
+        depth = max(request.k, KEYWORD_DEPTH) if request.mode is Mode.hybrid else request.k
+        steps.append(_keyword_search(ctx, user_id, request.query, chapters, depth))
+    if embedding is not None:
+        current = [c for c in chapters if (c.get("search") or {}).get("model") == ctx.model.name]
+        depth = max(request.k, VECTOR_DEPTH) if request.mode is Mode.hybrid else request.k
+        steps.append(_vector_search(ctx, user_id, embedding, current, depth))
+    found = await _together(steps)
+    if request.mode is Mode.hybrid:
+        keyword, vector = found
         ranked = hybrid([chunk_id for chunk_id, _ in vector], [i for i, _ in keyword])
+    else:
+        (ranked,) = found
     ranked = ranked[: request.k]
     found_chunks = await ctx.store.chunks.results(user_id, [chunk_id for chunk_id, _ in ranked])
     by_chapter = {chapter["chapter_id"]: chapter for chapter in chapters}
@@ -123,6 +127,17 @@ async def search(ctx: Context, user_id: str, request: SearchRequest) -> list[Hit
         for chunk_id, score in ranked
         if (chunk := found_chunks.get(chunk_id)) is not None and chunk["chapter_id"] in by_chapter
     ]
+
+
+async def _together(steps: Sequence[Awaitable[T]]) -> list[T]:
+    """The steps' results, run at once; the first to fail is raised as it is (the API maps it
+    to its status) and the others are cancelled."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()  # nothing for those done
 
 
 async def _scope(ctx: Context, user_id: str, request: SearchRequest) -> list[Doc]:
@@ -137,20 +152,27 @@ async def _scope(ctx: Context, user_id: str, request: SearchRequest) -> list[Doc
     )
 
 
-async def _vector_search(
-    ctx: Context, user_id: str, query: str, chapters: Sequence[Doc], depth: int
-) -> list[tuple[str, float]]:
-    """The ``depth`` passages nearest the query over ``chapters``, with their cosine."""
-    if not chapters:
-        return []
+async def _embed(ctx: Context, query: str) -> Matrix:
+    """The query's vector, from the API's embedding process."""
     try:
         embedded = await ctx.embeddings.embed([query], "query")
     except EmbeddingError as exc:
         log.warning("search: the query could not be embedded (%s)", exc)
         raise DependencyUnavailable("search") from None
     vector: Matrix = embedded[0]
-    ids = [chapter["chapter_id"] for chapter in chapters]
+    return vector
+
+
+async def _vector_search(
+    ctx: Context, user_id: str, embedding: Awaitable[Matrix], chapters: Sequence[Doc], depth: int
+) -> list[tuple[str, float]]:
+    """The ``depth`` passages nearest the query (its ``embedding``, awaited) over
+    ``chapters``, with their cosine."""
+    if not chapters:
+        return []
     if ctx.settings.vector_search == "atlas" and not _atlas_refused:
+        vector = await embedding
+        ids = [chapter["chapter_id"] for chapter in chapters]
         atlas = await ctx.store.chunks.vector_search(
             user_id, vector.tolist(), ids, ctx.model.name, depth
         )
@@ -160,7 +182,10 @@ async def _vector_search(
         # yet: this process searches exactly from now on, and says so once.
         _atlas_refused.append(True)
         log.warning("VECTOR_SEARCH=atlas: $vectorSearch refused by the server; exact search")
-    scopes = await asyncio.gather(*(_chapter_index(ctx, user_id, c) for c in chapters))
+    # The chapters' vectors are read (or found in memory) while the query is embedded.
+    scopes, vector = await asyncio.gather(
+        asyncio.gather(*(_chapter_index(ctx, user_id, c) for c in chapters)), embedding
+    )
     which, rows, scores = top_k_across([scope.matrix for scope in scopes], vector, depth)
     return [
         (scopes[chapter].vector_id(row), score)

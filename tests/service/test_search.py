@@ -333,3 +333,21 @@ async def test_with_keyword_search_text_the_text_index_ranks(
     )
     assert result["chunk_id"] == scored["_id"]
     assert result["score"] == round(scored["score"], 6)  # MongoDB's textScore, not BM25's
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector"])
+async def test_a_query_that_cannot_be_embedded_is_a_503_while_keyword_search_still_answers(
+    other_app, settings, auth_headers, indexed, mode
+):
+    await indexed(topics_pdf())
+    # The model cannot load in 256 MB of address space: the embedding process cannot start.
+    starved = settings.model_copy(update={"embedding_memory_limit_mb": 256})
+
+    async with other_app(starved) as client:
+        failed = await _search(client, auth_headers, query="tides", mode=mode)
+        keyword = await _search(client, auth_headers, query="tides", mode="keyword")
+
+    assert failed.status_code == 503
+    assert failed.json()["detail"].startswith("Service temporarily unavailable: search")
+    assert keyword.status_code == 200
+    assert keyword.json()["results"][0]["section"] == "Harbour tides"
