@@ -7,14 +7,15 @@ average of 3-7 (bench/index.py), while HNSW builds (usearch, faiss) took minutes
 recalled 0.7-0.95. One user's library is far below 100k passages (407 pages made 1,894).
 
 Hybrid: the keyword list (BM25, or MongoDB ``$text`` by ``textScore``) and the vector list
-(``top_k``) are fused by ranks (``rrf``), so the two scales never need calibrating. ``hybrid`` weights them
-as measured by bench/index.py on bench/eval/retrieval.json (77 questions in other words than
-their pages; MRR@10, 160-token passages): keyword search alone is weak on paraphrases (0.38,
-vector 0.56), and textbook RRF (k=60, equal weights, top 50 of each) gains little (0.58; with
-210-token passages it lost to vector alone, 0.55 against 0.57, and lost hit@5). A smaller k
-(10), the keyword list at half weight and only its first 10 give 0.63 (hit@1 0.55 against
-0.44), on both halves of the questions (0.66 and 0.61), and their neighbours (k 5-20, weight
-0.5-1, depth 10-50) score 0.61-0.63: a plateau, not a lucky point. Measured since with BM25 as
+(``top_k``) are fused by ranks (``rrf``), so the two scales never need calibrating. ``hybrid``
+weights them as measured by bench/index.py on bench/eval/retrieval.json (77 questions in other
+words than their pages; MRR@10, 160-token passages): keyword search alone ($text) is weak on
+paraphrases (0.38, vector 0.56), and textbook RRF (k=60, equal weights, top 50 of each) gains
+little (0.58; with 210-token passages it lost to vector alone, 0.55 against 0.57, and lost
+hit@5). A smaller k (10), the keyword list at half weight and only its first 10 give 0.63
+(hit@1 0.55 against 0.44), on both halves of the questions (0.66 and 0.61), and their
+neighbours (k 5-20, weight 0.5-1, depth 10-50) score 0.61-0.63: a plateau, not a lucky point.
+Measured since with BM25 as
 the keyword list (``bm25.py``; alone 0.43): the same weights give 0.62 (0.62 and 0.61 on the
 halves), on a plateau of 0.58-0.62, and the weights each half picks score 0.62 and 0.63 on the
 other, as $text's do (0.61 and 0.64): kept.
