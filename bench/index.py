@@ -157,8 +157,10 @@ class Variant:
     passages: int = 0
     embed_s: float = 0.0
     where: list[tuple[str, int, int]] | None = None
-    keyword: list[list[int]] | None = None
+    keyword: list[list[int]] | None = None  # $text, by textScore
+    bm25: list[list[int]] | None = None  # BM25 over the passages' term vectors
     vector: list[list[int]] | None = None
+    postings: list[Any] | None = None  # one Postings a document, for the BM25 grid
 
     @property
     def label(self) -> str:
@@ -171,9 +173,11 @@ async def quality(
     import numpy as np
     import pymongo
 
+    from service.retrieval.bm25 import Postings
     from service.retrieval.chunking import ChunkLimits, chunk_chapter, passage_text
     from service.retrieval.process import EmbeddingProcess
     from service.retrieval.ranking import top_k, vector_to_bson, vectors_from_bson
+    from service.retrieval.terms import term_vector
 
     questions = evaluation["questions"]
     report: dict[str, Any] = {}
@@ -266,6 +270,16 @@ async def quality(
             matrix = vectors_from_bson([d["embedding"] for d in stored], spec.dimensions)
             assert np.array_equal(matrix, vectors)
             variant.where = [(p.document, p.chunk.page_start, p.chunk.page_end) for p in passages]
+            # BM25 as the API runs it: each document's passages one chapter's postings, built
+            # from the term vectors the indexer stores; the library is the scope.
+            documents_in_order = list(dict.fromkeys(p.document for p in passages))
+            variant.postings = [
+                Postings.from_stored(
+                    [term_vector(p.chunk.content) for p in passages if p.document == d]
+                )
+                for d in documents_in_order
+            ]
+            variant.bm25 = [bm25_ranking(variant.postings, q["question"], 100) for q in questions]
             variant.keyword, variant.vector = [], []
             for question, query in zip(questions, query_vectors, strict=True):
                 found = (
@@ -282,6 +296,18 @@ async def quality(
     return report
 
 
+def bm25_ranking(postings: list[Any], question: str, depth: int, **options: float) -> list[int]:
+    """Passage numbers (rows of the whole library, documents in order) by BM25, best first."""
+    import numpy as np
+
+    from service.retrieval import bm25
+    from service.retrieval.terms import query_terms
+
+    starts = np.cumsum([0, *(chapter.passages for chapter in postings)])
+    which, rows, _ = bm25.top_k(postings, query_terms(question), depth, **options)
+    return (starts[which] + rows).tolist()
+
+
 def variant_ranks(
     variant: Variant, questions, lists: list[list[int]], subset: int | None = None
 ) -> list[int | None]:
@@ -293,12 +319,15 @@ def variant_ranks(
     ]
 
 
-def fused(variant: Variant, **options: Any) -> list[list[int]]:
+def fused(
+    variant: Variant, keyword: list[list[int]] | None = None, **options: Any
+) -> list[list[int]]:
+    """Hybrid lists of ``variant``: its vector lists fused with ``keyword`` ($text's by default)."""
     from service.retrieval.ranking import hybrid
 
     return [
         [i for i, _ in hybrid(kw, vec, **options)]
-        for kw, vec in zip(variant.keyword, variant.vector, strict=True)
+        for kw, vec in zip(keyword or variant.keyword, variant.vector, strict=True)
     ]
 
 
@@ -335,8 +364,16 @@ def print_quality(evaluation, documents, report, variants: list[Variant]) -> Non
     )
     row("vector: exact top-k", lambda half: variant_ranks(main, questions, main.vector, half))
     row(
-        f"hybrid: RRF k={HYBRID_K}, kw x{KEYWORD_WEIGHT} top {KEYWORD_DEPTH}",
+        "keyword: BM25 over passages",
+        lambda half: variant_ranks(main, questions, main.bm25, half),
+    )
+    row(
+        f"hybrid, $text: RRF k={HYBRID_K}, kw x{KEYWORD_WEIGHT} top {KEYWORD_DEPTH}",
         lambda half: variant_ranks(main, questions, fused(main), half),
+    )
+    row(
+        f"hybrid, BM25: RRF k={HYBRID_K}, kw x{KEYWORD_WEIGHT} top {KEYWORD_DEPTH}",
+        lambda half: variant_ranks(main, questions, fused(main, main.bm25), half),
     )
     print(
         f"   tries (MRR@10; hybrid = vector top {VECTOR_DEPTH} + keyword top {KEYWORD_DEPTH} at x{KEYWORD_WEIGHT}, k={HYBRID_K};"
@@ -345,23 +382,45 @@ def print_quality(evaluation, documents, report, variants: list[Variant]) -> Non
     for variant in variants:
         vector = scores(variant_ranks(variant, questions, variant.vector))[2]
         keyword = scores(variant_ranks(variant, questions, variant.keyword))[2]
+        bm25 = scores(variant_ranks(variant, questions, variant.bm25))[2]
         mixed = scores(variant_ranks(variant, questions, fused(variant)))[2]
+        mixed_bm25 = scores(variant_ranks(variant, questions, fused(variant, variant.bm25)))[2]
         book = scores(variant_ranks(variant, questions, fused(variant, **textbook)))[2]
         print(
-            f"     {variant.label:28} vector {vector:.3f}  keyword {keyword:.3f}  hybrid {mixed:.3f}  textbook RRF {book:.3f}"
+            f"     {variant.label:28} vector {vector:.3f}  keyword $text {keyword:.3f} BM25 {bm25:.3f}"
+            f"  hybrid $text {mixed:.3f} BM25 {mixed_bm25:.3f}  textbook RRF ($text) {book:.3f}"
         )
-    print(f"   fusion grid on {main.label} (MRR@10 for keyword weight 1 / 0.5 / 0.3):")
-    for k in (5, 10, 20, 60):
-        for depth in (10, 50):
-            cells = [
-                scores(
-                    variant_ranks(
-                        main, questions, fused(main, k=k, keyword_weight=w, keyword_depth=depth)
+    for name, keyword in (("$text", main.keyword), ("BM25", main.bm25)):
+        print(
+            f"   fusion grid with {name} on {main.label} (MRR@10 for keyword weight "
+            "1 / 0.5 / 0.3, all questions (odd | even))"
+        )
+        for k in (5, 10, 20, 60):
+            for depth in (10, 20, 50):
+                cells = []
+                for w in (1.0, 0.5, 0.3):
+                    lists = fused(main, keyword, k=k, keyword_weight=w, keyword_depth=depth)
+                    cells.append(
+                        f"{scores(variant_ranks(main, questions, lists))[2]:.3f} ("
+                        + " | ".join(
+                            f"{scores(variant_ranks(main, questions, lists, half))[2]:.3f}"
+                            for half in (0, 1)
+                        )
+                        + ")"
                     )
-                )[2]
-                for w in (1.0, 0.5, 0.3)
-            ]
-            print(f"     k={k:<3} keyword top {depth:<3} " + "  ".join(f"{c:.3f}" for c in cells))
+                print(f"     k={k:<3} keyword top {depth:<3} " + "  ".join(cells))
+    print(f"   BM25 parameters on {main.label} (keyword MRR@10, all (odd | even); hybrid MRR@10)")
+    for k1 in (0.9, 1.2, 1.5, 2.0):
+        for b in (0.4, 0.75, 1.0):
+            lists = [bm25_ranking(main.postings, q["question"], 100, k1=k1, b=b) for q in questions]
+            halves = " | ".join(
+                f"{scores(variant_ranks(main, questions, lists, half))[2]:.3f}" for half in (0, 1)
+            )
+            mixed = scores(variant_ranks(main, questions, fused(main, lists)))[2]
+            print(
+                f"     k1={k1:<4} b={b:<5} keyword {scores(variant_ranks(main, questions, lists))[2]:.3f}"
+                f" ({halves})  hybrid {mixed:.3f}"
+            )
     memory = report["memory"]
     print(
         f"   embedding process: RSS {memory['VmRSS'] / 2**20:.0f} MB, peak {memory['VmHWM'] / 2**20:.0f} MB, "

@@ -1,33 +1,39 @@
-"""Search latency: POST /api/v1/search under granian against raw top-k + $text, and how long a
-new chapter waits until it is searchable.
+"""Search latency: POST /api/v1/search under granian against raw top-k, BM25 and $text, and how
+long a new chapter waits until it is searchable.
 
 1. API: one granian process (one worker), emulator-mode tokens, hybrid mode, k=10, one user
    whose library holds 10,000 and then 100,000 passages (``--chunks``; each size is its own
-   user, so each starts cold). Passages are written straight into ``document_chunks`` as the
-   indexer writes them: random unit 384-d float32 vectors as BSON vectors
-   (``vector_to_bson``), text of ~120 words drawn from the model's word list with Zipf's
-   frequencies (so ``$text`` has real work: a question's words match thousands of passages),
-   300-700 passages a chapter, ten chapters a book, every chapter ``search.status: ready``
-   with the API's model; then the service's indexes (``indexes.sync``, ``$text`` included).
-   ``--requests`` sequential searches, one question each (varied, drawn the same way): p50
-   and p99. The first search of each library loads its vectors into the API's cache: it is
-   reported apart, after a search of a tiny library has started the API's embedding process
-   (reported apart too).
+   user, so each starts cold), of two kinds of text (``--text``):
+   - zipf: text of ~120 words drawn from the model's word list with Zipf's frequencies (so a
+     question's words match thousands of passages), questions drawn the same way;
+   - real: the evaluation PDFs' passages (bench/eval/retrieval.json, cut as the indexer cuts
+     them), each chapter a run of consecutive passages from a random place, so 100,000
+     passages repeat each of the ~1,800 about 50 times; the evaluation's 77 questions in turn.
+   Passages are written straight into ``document_chunks`` as the indexer writes them, with
+   their term vectors when the code under test has them: random unit 384-d float32 vectors as
+   BSON vectors (``vector_to_bson``; latency does not depend on what they mean), 300-700
+   passages a chapter, ten chapters a book, every chapter ``search.status: ready`` with the
+   API's model; then the service's indexes (``indexes.sync``, ``$text`` included).
+   ``--requests`` sequential searches, one question each: p50 and p99. The first search of
+   each library loads its vectors and postings into the API's cache: it is reported apart,
+   after a search of a tiny library has started the API's embedding process (reported apart
+   too).
 2. Baselines, interleaved request by request with the API's (order alternating), on the same
    questions: raw vector (numpy ``top_k`` over one in-memory matrix of the same vectors; the
    question embedded once beforehand by the in-process embedder, timed apart), raw ``$text``
-   (the service's very query through PyMongo's sync client), the fusion (``hybrid``), and
-   their sum; ratio API p50 / raw p50. The question's embedding alone through an
-   EmbeddingProcess made as the API makes its own (one thread, one text a request) shows the
-   embedding's share of the API's time.
+   (the service's very query through PyMongo's sync client), raw BM25 (``bm25.top_k`` over
+   the chapters' postings in this process), the fusion (``hybrid``), and their sum (with the
+   keyword search the API runs); ratio API p50 / raw p50. The question's embedding alone
+   through an EmbeddingProcess made as the API makes its own (one thread, one text a
+   request) shows the embedding's share of the API's time.
 3. Where the API's time goes, over the first 50 questions: the steps of
    ``service/jobs/search.py`` run in this process on the service's own functions and store
-   (the rate limit, the scope, the ``$text`` query, and beside it the same without its
-   ``chapter_id $in``; the vector path with cached vectors and its three parts: gathering the
-   chapters' scopes, ``top_k`` on each, merging their lists; fusion, results, thumbnails,
-   snippets, the response's JSON), then ``search()`` whole and an API request for the same
-   question, in turn: their paired difference is HTTP, auth and the route. With how many
-   passages each question's words match (the ``$text`` query scores every one of them).
+   (the rate limit, the scope, the keyword step and BM25 alone, the ``$text`` query it falls
+   back to and the same without its ``chapter_id $in``; the vector step with cached vectors
+   and its two parts: gathering the chapters' scopes, ``top_k_across``; fusion, results,
+   thumbnails, snippets, the response's JSON), then ``search()`` whole and an API request for
+   the same question, in turn: their paired difference is HTTP, auth and the route. With how
+   many passages each question's words match (what ``$text`` scores).
 4. A generated 300-page text PDF (``--pages``; bench/index.py's) on a real worker
    (``python -m worker``): the job until its chapter is ready, then until its
    ``search.status`` is ready (waiting for a claim, then chunking and embedding): passages,
@@ -35,10 +41,12 @@ new chapter waits until it is searchable.
    the same passages.
 
 Target: API p50 <= 50 ms at 100,000 passages. The machine is shared: read the figures with
-the load average printed beside them. Prints figures; never passes or fails.
+the load average printed beside them. Prints figures; never passes or fails. ``--parts 1 2``
+runs on a tree from before term vectors too (for figures before and after in one sitting).
 Run: .venv/bin/python bench/search.py [--chunks 10000 100000] [--requests 200] [--pages 300]
-(about 5 minutes on 2 shared cores under a load average of 3-7, twice that at 7-11: seeding
-and indexing 110,000 passages take 0.5-1.5 of them, indexing the 300-page chapter 1.5).
+[--text zipf real] [--parts 1 2 3 4]
+(about 10 minutes on 2 shared cores under a load average of 5-7 with both kinds of text:
+seeding and indexing 220,000 passages take 2-3 of them, indexing the 300-page chapter 1.5).
 """
 
 from __future__ import annotations
@@ -174,28 +182,86 @@ class Writer:
         return template.format(a=a, b=b, c=c, d=d)
 
 
+class RealText:
+    """Passages and questions of bench/eval/retrieval.json: the evaluation PDFs cut into
+    passages as the indexer cuts them (bench/index.py's chunk_documents), each chapter a run of
+    consecutive passages from a random place (so a library of 100,000 repeats each passage
+    about 50 times, spread over chapters), and the evaluation's questions in turn."""
+
+    def __init__(self, spec: Any, seed: int) -> None:
+        from bench.index import EVAL, chunk_documents, load_documents
+        from service.retrieval.tokens import TokenCounter
+
+        evaluation = json.loads(EVAL.read_text())
+        documents = load_documents(evaluation)
+        passages = chunk_documents(documents, TokenCounter(spec), header=True)
+        self.passages = [p.chunk.content for p in passages]
+        self.sections = [p.chunk.section or "" for p in passages]
+        self.questions = [q["question"] for q in evaluation["questions"]]
+        self._rng = random.Random(seed)
+        self._cursor = 0
+        self._asked = 0
+
+    def chapter_size(self) -> int:
+        self._cursor = self._rng.randrange(len(self.passages))
+        return self._rng.randint(*PER_CHAPTER)
+
+    def passage(self) -> str:
+        self._cursor = (self._cursor + 1) % len(self.passages)
+        return self.passages[self._cursor]
+
+    def title(self, n: int = 3) -> str:
+        return self.sections[self._cursor][:80] or "Untitled"
+
+    def question(self) -> str:
+        self._asked += 1
+        return self.questions[(self._asked - 1) % len(self.questions)]
+
+
+def term_vectors_available() -> bool:
+    """Whether the code under test stores term vectors (older trees do not have them)."""
+    try:
+        import service.retrieval.terms  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 @dataclass
 class Library:
-    """One user's seeded passages: their ids row for row with the matrix of their vectors."""
+    """One user's seeded passages: their ids row for row with the matrix of their vectors, and
+    each chapter's keyword postings (when the code under test has term vectors)."""
 
     user: str
     chapters: int
     ids: list[str] = field(default_factory=list)
     matrix: Any = None  # (n, dimensions) float32, unit rows
+    text: str = "zipf"
+    sizes: list[int] = field(default_factory=list)  # passages a chapter, in order
+    postings: list[Any] = field(default_factory=list)  # one bm25.Postings a chapter
 
 
-def seed(db: Any, user: str, size: int, writer: Writer, spec: Any, seed_value: int) -> Library:
+def seed(
+    db: Any, user: str, size: int, writer: Writer | RealText, spec: Any, seed_value: int
+) -> Library:
     """``size`` passages of ``user`` in chapters of PER_CHAPTER passages, written as the worker
-    writes chapters and chunks (service/store/chapters.py, worker/indexing/indexer.py)."""
+    writes chapters and chunks (service/store/chapters.py, worker/indexing/indexer.py): with
+    their term vectors when the code under test has them."""
     import numpy as np
 
     from service.domain.job import new_id, utcnow
     from service.retrieval.ranking import vector_to_bson
 
+    analyze = term_vectors_available()
+    if analyze:
+        from service.retrieval.bm25 import Postings
+        from service.retrieval.terms import ANALYZER, term_vector
+
     rng = np.random.default_rng(seed_value)
     matrix = rng.standard_normal((size, spec.dimensions), dtype=np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    library = Library(user, 0, matrix=matrix)
+    text = "real" if isinstance(writer, RealText) else "zipf"
+    library = Library(user, 0, matrix=matrix, text=text)
     sizes, left = [], size
     while left > 0:
         n = writer.chapter_size()
@@ -211,6 +277,7 @@ def seed(db: Any, user: str, size: int, writer: Writer, spec: Any, seed_value: i
         filename = f"{book_id}-chapter-{number + 1}.pdf"
         total_pages = int((n - 1) / PASSAGES_PER_PAGE) + 1
         section = ""
+        chapter_terms: list[bytes] = []
         for index in range(n):
             if index % 20 == 0:
                 section = f"{number + 1}.{index // 20 + 1} {writer.title(2)}"
@@ -228,6 +295,9 @@ def seed(db: Any, user: str, size: int, writer: Writer, spec: Any, seed_value: i
                 "token_count": len(content) // 5, "created_at": now, "updated_at": now,
                 "embedding": vector_to_bson(matrix[row]), "embedding_model": spec.name,
             })  # fmt: skip
+            if analyze:
+                chapter_terms.append(term_vector(content))
+                batch[-1]["terms"] = chapter_terms[-1]
             row += 1
             if len(batch) == 2000:
                 db.document_chunks.insert_many(batch, ordered=False)
@@ -246,6 +316,10 @@ def seed(db: Any, user: str, size: int, writer: Writer, spec: Any, seed_value: i
                        "indexed_at": now, "lease_id": None, "error": None},
             "created_at": now,
         })  # fmt: skip
+        if analyze:
+            chapters[-1]["search"]["terms"] = ANALYZER
+            library.postings.append(Postings.from_stored(chapter_terms))
+        library.sizes.append(n)
     if batch:
         db.document_chunks.insert_many(batch, ordered=False)
     db.book_chapters.insert_many(chapters)
@@ -319,21 +393,32 @@ class Timings:
     results: list[int] = field(default_factory=list)
     vector: list[float] = field(default_factory=list)
     text: list[float] = field(default_factory=list)
+    bm25: list[float] = field(default_factory=list)
     fuse: list[float] = field(default_factory=list)
     embed: list[float] = field(default_factory=list)
     cold_ms: float = 0.0
 
     @property
+    def keyword(self) -> list[float]:
+        """The raw keyword search of the kind the API runs: BM25 when it has term vectors."""
+        return self.bm25 or self.text
+
+    @property
     def raw(self) -> list[float]:
-        return [v + t + f for v, t, f in zip(self.vector, self.text, self.fuse, strict=True)]
+        return [v + t + f for v, t, f in zip(self.vector, self.keyword, self.fuse, strict=True)]
 
 
 def raw_search(
     collection: Any, library: Library, chapter_ids: list[str], query: str, vector: Any
-) -> tuple[float, float, float]:
-    """The search without the service: exact top-k, the same ``$text`` query, the fusion (ms)."""
+) -> tuple[float, float, float | None, float]:
+    """The search without the service (ms): exact top-k over one matrix, the same ``$text``
+    query, BM25 over the chapters' postings in this process (None without term vectors), the
+    fusion (of the vector list with BM25's, or with ``$text``'s)."""
+    import numpy as np
+
     from service.retrieval.ranking import KEYWORD_DEPTH, VECTOR_DEPTH, hybrid, top_k
 
+    depth = max(K, KEYWORD_DEPTH)
     start = time.perf_counter()
     rows, _ = top_k(library.matrix, vector, max(K, VECTOR_DEPTH))
     nearest = [library.ids[row] for row in rows]
@@ -342,12 +427,23 @@ def raw_search(
         {"user_id": library.user, "$text": {"$search": query}, "chapter_id": {"$in": chapter_ids}},
         {"_id": 1, "score": {"$meta": "textScore"}},
     )
-    found = found.sort([("score", {"$meta": "textScore"})]).limit(max(K, KEYWORD_DEPTH))
+    found = found.sort([("score", {"$meta": "textScore"})]).limit(depth)
     keyword = [str(doc["_id"]) for doc in found]
     matched = time.perf_counter()
+    bm25_ms = None
+    if library.postings:
+        from service.retrieval import bm25
+        from service.retrieval.terms import query_terms
+
+        begin = time.perf_counter()
+        which, rows, _ = bm25.top_k(library.postings, query_terms(query), depth)
+        starts = np.cumsum([0, *library.sizes])
+        keyword = [library.ids[i] for i in (starts[which] + rows).tolist()]
+        bm25_ms = (time.perf_counter() - begin) * 1000
+    begin = time.perf_counter()
     hybrid(nearest, keyword)[:K]
     fused = time.perf_counter()
-    return (searched - start) * 1000, (matched - searched) * 1000, (fused - matched) * 1000
+    return (searched - start) * 1000, (matched - searched) * 1000, bm25_ms, (fused - begin) * 1000
 
 
 async def measure(
@@ -379,8 +475,12 @@ async def measure(
         timings.embed.append((time.perf_counter() - start) * 1000)
         timings.api.append(elapsed)
         timings.results.append(count)
-        for values, value in zip((timings.vector, timings.text, timings.fuse), raw, strict=True):
-            values.append(value)
+        vector_ms, text_ms, bm25_ms, fuse_ms = raw
+        timings.vector.append(vector_ms)
+        timings.text.append(text_ms)
+        if bm25_ms is not None:
+            timings.bm25.append(bm25_ms)
+        timings.fuse.append(fuse_ms)
     return timings
 
 
@@ -400,12 +500,13 @@ class FixedEmbedding:
 STEPS = (
     "rate limit (Redis)",
     "scope: ChapterStore.searchable",
-    "keyword: ChunkStore.keyword ($text)",
+    "keyword: _keyword_search (BM25, cached)",
+    "  query_terms + bm25.top_k alone",
+    "  $text: ChunkStore.keyword (the fallback)",
     "  the same $text without chapter_id $in",
     "vector: _vector_search (cached, no embed)",
     "  gather of the chapters' cached scopes",
-    "  top_k on each chapter's matrix",
-    "  merge: extend + sort of their lists",
+    "  top_k_across their matrices",
     "fuse: hybrid",
     "results: ChunkStore.results",
     "thumbnails: ChapterStore.thumbnails",
@@ -430,13 +531,15 @@ async def breakdown(
     ctx: Any, api: Api, token: str, library: Library, queries: list[str], vectors: Any
 ) -> Breakdown:
     """Each step of ``service/jobs/search.py`` timed on its own, in this process, with the
-    service's own functions (the vector path's three parts replayed as lines 146-154 run
-    them), then ``search()`` whole and an API request for the same question, in turn."""
+    service's own functions (the keyword and vector paths' parts replayed as they run them),
+    then ``search()`` whole and an API request for the same question, in turn."""
     import msgspec
 
     from service.api.schemas.search import SearchOut, SearchResultOut
     from service.jobs import search as use_case
-    from service.retrieval.ranking import KEYWORD_DEPTH, VECTOR_DEPTH, hybrid, top_k
+    from service.retrieval import bm25
+    from service.retrieval.ranking import KEYWORD_DEPTH, VECTOR_DEPTH, hybrid, top_k_across
+    from service.retrieval.terms import query_terms
 
     out = Breakdown()
     user = library.user
@@ -444,7 +547,9 @@ async def breakdown(
     chapters = await ctx.store.chapters.searchable(user)
     stub = SimpleNamespace(**{**vars(ctx), "embeddings": FixedEmbedding(vectors[0])})
     start = time.perf_counter()
-    await use_case._vector_search(stub, user, queries[0], chapters, VECTOR_DEPTH)
+    await use_case._vector_search(
+        stub, user, use_case._embed(stub, queries[0]), chapters, VECTOR_DEPTH
+    )
     out.cold_ms = (time.perf_counter() - start) * 1000
     laps = iter(out.steps.values())
 
@@ -462,7 +567,17 @@ async def breakdown(
         chapters = await ctx.store.chapters.searchable(user)
         ids = [chapter["chapter_id"] for chapter in chapters]
         t = lap(t)
-        keyword = [i for i, _ in await ctx.store.chunks.keyword(user, query, ids, KEYWORD_DEPTH)]
+        found = await use_case._keyword_search(stub, user, query, chapters, KEYWORD_DEPTH)
+        keyword = [i for i, _ in found]
+        t = lap(t)
+        scopes = await asyncio.gather(
+            *(use_case._chapter_index(stub, user, chapter) for chapter in chapters)
+        )
+        t = time.perf_counter()
+        if all(scope.postings is not None for scope in scopes):
+            bm25.top_k([scope.postings for scope in scopes], query_terms(query), KEYWORD_DEPTH)
+        t = lap(t)
+        await ctx.store.chunks.keyword(user, query, ids, KEYWORD_DEPTH)
         t = lap(t)
         unscoped = chunks.find(
             {"user_id": user, "$text": {"$search": query}},
@@ -470,18 +585,15 @@ async def breakdown(
         )
         await unscoped.sort([("score", {"$meta": "textScore"})]).limit(KEYWORD_DEPTH).to_list()
         t = lap(t)
-        nearest = await use_case._vector_search(stub, user, query, chapters, VECTOR_DEPTH)
-        t = lap(t)
-        scopes = await asyncio.gather(
-            *(use_case._chapter_vectors(stub, user, chapter) for chapter in chapters)
+        nearest = await use_case._vector_search(
+            stub, user, use_case._embed(stub, query), chapters, VECTOR_DEPTH
         )
         t = lap(t)
-        tops = [top_k(scope.matrix, vector, VECTOR_DEPTH) for scope in scopes]
+        scopes = await asyncio.gather(
+            *(use_case._chapter_index(stub, user, chapter) for chapter in chapters)
+        )
         t = lap(t)
-        found: list[tuple[str, float]] = []
-        for scope, (rows, scores) in zip(scopes, tops, strict=True):
-            found.extend((scope.ids[r], float(x)) for r, x in zip(rows, scores, strict=True))
-        found.sort(key=lambda item: item[1], reverse=True)
+        top_k_across([scope.matrix for scope in scopes], vector, VECTOR_DEPTH)
         t = lap(t)
         ranked = hybrid([i for i, _ in nearest], keyword)[:K]
         t = lap(t)
@@ -604,19 +716,30 @@ async def run(bed: Any, args: argparse.Namespace) -> None:
     from service.retrieval.ranking import ScopeCache
 
     spec = load_model_spec(None)
-    writer = Writer(spec.tokenizer_path, seed=7)
-    print(f"model {spec.name}, {spec.dimensions}-d; {load()} on {os.cpu_count()} cores (shared)")
+    writers: dict[str, Writer | RealText] = {}
+    if "zipf" in args.text:
+        writers["zipf"] = Writer(spec.tokenizer_path, seed=7)
+    if "real" in args.text:
+        writers["real"] = RealText(spec, seed=7)
+    print(f"model {spec.name}, {spec.dimensions}-d; {load()} on {os.cpu_count()} cores (shared); "
+          f"term vectors stored: {term_vectors_available()}")  # fmt: skip
     sync_client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(bed.mongod.url)
     try:
         db = sync_client[DB]
         start = time.perf_counter()
-        warm = seed(db, "warm-up", 50, writer, spec, 1)
-        libraries = [seed(db, f"user-{n}", n, writer, spec, n) for n in args.chunks]
+        first = next(iter(writers.values()))
+        warm = seed(db, "warm-up", 50, first, spec, 1)
+        libraries = [
+            seed(db, f"{text}-{n}", n, writer, spec, n)
+            for text, writer in writers.items()
+            for n in args.chunks
+        ]
         seeded = time.perf_counter()
-        print(f"seeded {sum(args.chunks) + 50:,} passages in {sum(lib.chapters for lib in libraries) + 1} "
+        total = sum(len(lib.ids) for lib in libraries) + 50
+        print(f"seeded {total:,} passages in {sum(lib.chapters for lib in libraries) + 1} "
               f"chapters in {seeded - start:.0f} s", end="")  # fmt: skip
         # Built after the passages are in (faster than index by index as they come), by a
-        # client without the service's 10 s socket timeout: the $text index takes longer.
+        # client without a socket timeout, as `python -m indexes sync` builds them.
         index_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bed.mongod.url)
         try:
             await sync(index_client[DB], specification(bench_settings(bed)))
@@ -624,15 +747,20 @@ async def run(bed: Any, args: argparse.Namespace) -> None:
             await index_client.close()
         print(f"; indexes.sync (the $text index built) {time.perf_counter() - seeded:.0f} s")
         async with connected(bed) as (settings, store, queue):
-            queries = [writer.question() for _ in range(args.requests)]
+            questions = {
+                text: [writer.question() for _ in range(args.requests)]
+                for text, writer in writers.items()
+            }
             embedder = Embedder(spec, threads=1)
             embedder.embed(["warm up"], "query")
             embed_local: list[float] = []
-            vectors = []
-            for query in queries:
-                begin = time.perf_counter()
-                vectors.append(embedder.embed([query], "query")[0])
-                embed_local.append((time.perf_counter() - begin) * 1000)
+            vectors: dict[str, list[Any]] = {}
+            for text, queries in questions.items():
+                vectors[text] = []
+                for query in queries:
+                    begin = time.perf_counter()
+                    vectors[text].append(embedder.embed([query], "query")[0])
+                    embed_local.append((time.perf_counter() - begin) * 1000)
             port = free_port()
             env = bench_env(bed, PORT=str(port), SEARCH_RATE_LIMIT_PER_MINUTE="100000")
             log = bed.tmp / "api.log"
@@ -648,7 +776,7 @@ async def run(bed: Any, args: argparse.Namespace) -> None:
                     store=store, limiter=RateLimiter(queue), model=spec, embeddings=embeddings,
                     vectors=ScopeCache(settings.search_cache_mb * 1024 * 1024),
                 )  # fmt: skip
-                count = min(BREAKDOWN_QUERIES, len(queries))
+                count = min(BREAKDOWN_QUERIES, args.requests)
                 parts: list[Breakdown] = []
                 with process(api_command(port, log_level="warning"), env, log) as api_process:
                     try:
@@ -659,24 +787,30 @@ async def run(bed: Any, args: argparse.Namespace) -> None:
                     try:
                         first_ms, _ = api.search(emulator_token(warm.user, PROJECT), "warm up")
                         for library in libraries:
+                            # Each library measured then broken down before the next: the
+                            # API's cache holds one 100,000-passage library, not two.
                             token = emulator_token(library.user, PROJECT)
+                            queries, embedded = questions[library.text], vectors[library.text]
                             results.append((library, await measure(
-                                api, token, db.document_chunks, library, queries, vectors,
-                                embeddings, writer.question(),
+                                api, token, db.document_chunks, library, queries, embedded,
+                                embeddings, writers[library.text].question(),
                             )))  # fmt: skip
-                            print(f"  measured {len(library.ids):,} passages; {load()}")
-                        for library in libraries:
-                            token = emulator_token(library.user, PROJECT)
-                            parts.append(await breakdown(
-                                ctx, api, token, library, queries[:count], np.array(vectors[:count])
-                            ))  # fmt: skip
-                            print(f"  broken down {len(library.ids):,} passages; {load()}")
+                            print(f"  measured {library.user}; {load()}")
+                            if 3 in args.parts:
+                                parts.append(await breakdown(
+                                    ctx, api, token, library, queries[:count],
+                                    np.array(embedded[:count]),
+                                ))  # fmt: skip
+                                ctx.vectors = ScopeCache(settings.search_cache_mb * 1024 * 1024)
+                                print(f"  broken down {library.user}; {load()}")
                     finally:
                         api.close()
                     api_rss = tree_rss_mb(api_process.pid)
             print_api(results, first_ms, embed_local, api_rss)
-            print_breakdown(results, parts, count)
-            await index_time(bed, store, queue, spec, embedder, args.pages)
+            if parts:
+                print_breakdown(results, parts, count)
+            if 4 in args.parts:
+                await index_time(bed, store, queue, spec, embedder, args.pages)
     finally:
         sync_client.close()
 
@@ -695,7 +829,7 @@ def print_api(
     print(f"   very first search (a 50-passage library; starts the API's embedding process): "
           f"{first_ms:.0f} ms")  # fmt: skip
     for library, t in results:
-        print(f"   {len(library.ids):>7,} passages, {library.chapters} chapters: {p50_p99(t.api)} "
+        print(f"   {library.text:4} {len(library.ids):>7,} passages, {library.chapters} chapters: {p50_p99(t.api)} "
               f"over {len(t.api)} requests; cold first (loads the vectors) {t.cold_ms:.0f} ms; "
               f"results a search: median {statistics.median(t.results):.0f}")  # fmt: skip
     print(f"   API process tree RSS after: {rss:.0f} MB (API + its embedding process)")
@@ -703,11 +837,15 @@ def print_api(
     print(f"   query embedding, in-process embedder (computed once, outside the raw timings): {p50_p99(embed_local)}")  # fmt: skip
     for library, t in results:
         raw_p50, api_p50, embed_p50 = (statistics.median(v) for v in (t.raw, t.api, t.embed))
-        print(f"   {len(library.ids):>7,} passages:")
+        print(f"   {library.text} text, {len(library.ids):>7,} passages:")
         print(f"     raw vector (numpy top_k over one matrix) {p50_p99(t.vector)}")
         print(f"     raw $text (PyMongo, the service's query) {p50_p99(t.text)}")
+        if t.bm25:
+            print(f"     raw BM25 (bm25.top_k, chapters' postings) {p50_p99(t.bm25)}")
         print(f"     raw fusion (hybrid)                      {p50_p99(t.fuse)}")
-        print(f"     raw sum                                  {p50_p99(t.raw)}")
+        print(
+            f"     raw sum (vector + {'BM25' if t.bm25 else '$text'} + fusion)      {p50_p99(t.raw)}"
+        )
         print(f"     query embedding, EmbeddingProcess as the API's: {p50_p99(t.embed)} "
               f"= {embed_p50 / api_p50:.0%} of the API's p50")  # fmt: skip
         print(f"     ratio API p50 / raw p50 {api_p50 / raw_p50:.2f}; "
@@ -721,7 +859,7 @@ def print_breakdown(
     print(f"\n3. where the API's time goes: the steps of service/jobs/search.py in this process "
           f"(uvloop, the same mongod), over {count} of the questions")  # fmt: skip
     for (library, _), part in zip(results, parts, strict=True):
-        print(f"   {len(library.ids):,} passages in {library.chapters} chapters; a question's words "
+        print(f"   {library.text} text, {len(library.ids):,} passages in {library.chapters} chapters; a question's words "
               f"match a median {statistics.median(part.matched):,.0f} passages (max {max(part.matched):,}); "
               f"cold load of their vectors in-process {part.cold_ms:.0f} ms")  # fmt: skip
         for name, values in part.steps.items():
@@ -740,6 +878,10 @@ def main() -> int:
                         help="library sizes, one user each (passages)")  # fmt: skip
     parser.add_argument("--requests", type=int, default=200, help="searches a library")
     parser.add_argument("--pages", type=int, default=300, help="pages of part 4's PDF")
+    parser.add_argument("--text", nargs="+", default=["zipf", "real"], choices=["zipf", "real"],
+                        help="libraries of synthetic Zipf text, of the evaluation PDFs' passages")  # fmt: skip
+    parser.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4],
+                        help="1 and 2 always run together; 3 needs this tree's search")  # fmt: skip
     args = parser.parse_args()
     import uvloop
 

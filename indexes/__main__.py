@@ -15,7 +15,7 @@ from service.store.mongo import create_client
 
 
 async def _main(command: str, settings: Settings) -> int:
-    client = create_client(settings)
+    client = create_client(settings, index_builds=True)
     try:
         db = client[settings.mongodb_db]
         spec = specification(settings)

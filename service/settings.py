@@ -312,8 +312,13 @@ class Settings(BaseSettings):
     # exact: top-k over the caller's vectors in numpy (MongoDB 6.0 has no vector index);
     # atlas: MongoDB's $vectorSearch (Atlas, or 8.2+ with mongot), exact when refused.
     vector_search: Literal["exact", "atlas"] = "exact"
-    # Vectors kept in each API process for exact search, least recently used evicted.
+    # Vectors and keyword postings kept in each API process for search, least recently used
+    # evicted (100,000 passages take 180-200 MB: 154 of vectors, 14-32 of postings, 10 of ids).
     search_cache_mb: int = Field(default=256, ge=1, le=65_536)
+    # bm25: keyword search by BM25 over the passages' term vectors, in the API process;
+    # text: MongoDB's text index. A scope with a chapter indexed before term vectors existed
+    # is searched by the text index until `python -m worker.reindex` adds them.
+    keyword_search: Literal["bm25", "text"] = "bm25"
     # Searches a user may make in any 60 s (429 past it), counted in Redis.
     search_rate_limit_per_minute: int = Field(default=60, ge=1, le=100_000)
     # How often an idle worker looks for chapters to index (it is also woken at once when it

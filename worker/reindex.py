@@ -7,7 +7,10 @@
 
 It marks the chapters pending; the running workers' indexers index them, one at a time each,
 beside their jobs (docs/operations.md). Chapters stored before pages had their own collection
-have their pages moved first. Prints what it did; run it again at any time.
+have their pages moved first. Ready chapters whose passages have no term vectors (indexed
+before keyword search used them) get them here, from their stored text, without embedding
+anything again: until then a search of them uses MongoDB's text index. Prints what it did; run
+it again at any time.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from service.domain import indexing
 from service.domain.indexing import SearchStatus
 from service.domain.job import utcnow
 from service.retrieval.model import load_model_spec
+from service.retrieval.terms import ANALYZER, term_vectors
 from service.settings import Settings
-from service.store.database import open_store
+from service.store.database import Store, open_store
 
 
 def chapters_to_index(model: str, *, everything: bool, user_id: str | None) -> dict[str, Any]:
@@ -47,13 +51,32 @@ async def reindex(settings: Settings, *, everything: bool, user_id: str | None) 
         moved = await store.chapters.migrate_legacy_pages()
         query = chapters_to_index(model.name, everything=everything, user_id=user_id)
         marked = await store.chapters.request_index(indexing.request(query, utcnow()))
+        termed = await add_terms(store, user_id)
     finally:
         await store.aclose()
     return (
         f"{marked} chapter(s) marked to be indexed with {model.name}"
         + (f"; {moved} page(s) moved to their own collection" if moved else "")
+        + (f"; term vectors added to {termed} chapter(s)" if termed else "")
         + ": running workers index them now"
     )
+
+
+async def add_terms(store: Store, user_id: str | None) -> int:
+    """Give term vectors to the chunks of ready chapters that have none; how many chapters
+    got them (one indexed again meanwhile is left to its indexer, which writes its own)."""
+    done = 0
+    for chapter in await store.chapters.without_terms(ANALYZER, user_id):
+        chunks = await store.chunks.contents(chapter["chapter_id"])
+        vectors = await asyncio.to_thread(term_vectors, [content for _, content in chunks])
+        await store.chunks.set_terms(
+            [(chunk_id, v) for (chunk_id, _), v in zip(chunks, vectors, strict=True)]
+        )
+        write = indexing.terms_added(
+            chapter["chapter_id"], chapter["search"]["indexed_at"], ANALYZER
+        )
+        done += await store.chapters.apply_index(write) is not None
+    return done
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,14 +116,24 @@ def heartbeat(chapter_id: str, lease_id: str, now: datetime) -> IndexWrite:
     return IndexWrite(_held(chapter_id, lease_id), {"$set": {"search.heartbeat_at": now}})
 
 
-def ready(chapter_id: str, lease_id: str, model: str, chunks: int, now: datetime) -> IndexWrite:
-    """``indexing -> ready``: every chunk embedded by ``model``."""
+def ready(
+    chapter_id: str,
+    lease_id: str,
+    model: str,
+    chunks: int,
+    now: datetime,
+    *,
+    terms: str | None = None,
+) -> IndexWrite:
+    """``indexing -> ready``: every chunk embedded by ``model``, and given its term vector by
+    the analyzer ``terms`` (``service/retrieval/terms.py``; None: no term vectors)."""
     return IndexWrite(
         _held(chapter_id, lease_id),
         {
             "$set": {
                 "search.status": SearchStatus.ready.value,
                 "search.model": model,
+                "search.terms": terms,
                 "search.chunks": chunks,
                 "search.embedded": chunks,
                 "search.indexed_at": now,
@@ -131,6 +141,19 @@ def ready(chapter_id: str, lease_id: str, model: str, chunks: int, now: datetime
                 "search.error": None,
             }
         },
+    )
+
+
+def terms_added(chapter_id: str, indexed_at: datetime, terms: str) -> IndexWrite:
+    """A ready chapter's chunks were given term vectors by the analyzer ``terms`` after they
+    were indexed (``python -m worker.reindex``), unless it was indexed again since."""
+    return IndexWrite(
+        {
+            "chapter_id": chapter_id,
+            "search.status": SearchStatus.ready.value,
+            "search.indexed_at": indexed_at,
+        },
+        {"$set": {"search.terms": terms}},
     )
 
 

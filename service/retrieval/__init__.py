@@ -8,6 +8,8 @@
     protocol.py   the embedding process's loop and the messages on its socket
     process.py    the async client of the embedding process                         EmbeddingProcess
     ranking.py    exact top-k, hybrid fusion (weighted RRF), BSON vectors, a matrix cache   hybrid
+    terms.py      a passage's words as a sparse term vector (stems, hashed ids)       term_vector
+    bm25.py       chapters' postings and BM25 over a scope of them, in numpy          top_k
 
 No web framework, no queue, no database client here: the worker, the store and the API wire
 these in. Importing anything but ``embedder`` (and ``protocol.serve``, in the child) leaves
@@ -19,5 +21,5 @@ Settings they need (names for service/settings.py; the defaults are this package
     EMBEDDING_MEMORY_LIMIT_MB  1024: its RLIMIT_AS (MiniLM needs ~585 MB at 1 thread)
     EMBEDDING_TIME_LIMIT_S     60: a request of 16 passages; over it, the process is replaced
     EMBEDDING_MAX_QUEUED       32: requests waiting; more are refused (EmbeddingBusy: 503)
-    SEARCH_CACHE_MB            e.g. 256: ScopeCache budget (~1.6 KB a 384-d passage)
+    SEARCH_CACHE_MB            e.g. 256: ScopeCache budget (1.8-2 KB a 384-d passage with postings)
 """

@@ -6,15 +6,19 @@ Exact search, not an index: top-10 over 10,000 x 384 float32 takes 0.35-0.7 ms a
 average of 3-7 (bench/index.py), while HNSW builds (usearch, faiss) took minutes for 100k and
 recalled 0.7-0.95. One user's library is far below 100k passages (407 pages made 1,894).
 
-Hybrid: the keyword list (MongoDB ``$text``, by ``textScore``) and the vector list (``top_k``)
-are fused by ranks (``rrf``), so the two scales never need calibrating. ``hybrid`` weights them
-as measured by bench/index.py on bench/eval/retrieval.json (77 questions in other words than
-their pages; MRR@10, 160-token passages): keyword search alone is weak on paraphrases (0.38,
-vector 0.56), and textbook RRF (k=60, equal weights, top 50 of each) gains little (0.58; with
-210-token passages it lost to vector alone, 0.55 against 0.57, and lost hit@5). A smaller k
-(10), the keyword list at half weight and only its first 10 give 0.63 (hit@1 0.55 against
-0.44), on both halves of the questions (0.66 and 0.61), and their neighbours (k 5-20, weight
-0.5-1, depth 10-50) score 0.61-0.63: a plateau, not a lucky point.
+Hybrid: the keyword list (BM25, or MongoDB ``$text`` by ``textScore``) and the vector list
+(``top_k``) are fused by ranks (``rrf``), so the two scales never need calibrating. ``hybrid``
+weights them as measured by bench/index.py on bench/eval/retrieval.json (77 questions in other
+words than their pages; MRR@10, 160-token passages): keyword search alone ($text) is weak on
+paraphrases (0.38, vector 0.56), and textbook RRF (k=60, equal weights, top 50 of each) gains
+little (0.58; with 210-token passages it lost to vector alone, 0.55 against 0.57, and lost
+hit@5). A smaller k (10), the keyword list at half weight and only its first 10 give 0.63
+(hit@1 0.55 against 0.44), on both halves of the questions (0.66 and 0.61), and their
+neighbours (k 5-20, weight 0.5-1, depth 10-50) score 0.61-0.63: a plateau, not a lucky point.
+Measured since with BM25 as
+the keyword list (``bm25.py``; alone 0.43): the same weights give 0.62 (0.62 and 0.61 on the
+halves), on a plateau of 0.58-0.62, and the weights each half picks score 0.62 and 0.63 on the
+other, as $text's do (0.61 and 0.64): kept.
 """
 
 from __future__ import annotations
@@ -23,14 +27,18 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from bson.binary import Binary, BinaryVectorDtype
 
+if TYPE_CHECKING:
+    from service.retrieval.bm25 import Postings
+
 Id = TypeVar("Id", bound=Hashable)
 Matrix = npt.NDArray[np.float32]
+Float = TypeVar("Float", bound=np.floating[Any])
 
 RRF_K = 60  # the constant of Cormack et al. (2009)
 # hybrid(): measured (see the module docstring).
@@ -45,13 +53,35 @@ _FLOAT32_HEADER = bytes([BinaryVectorDtype.FLOAT32.value[0], 0])  # dtype 0x27, 
 def top_k(matrix: Matrix, query: Matrix, k: int) -> tuple[npt.NDArray[np.intp], Matrix]:
     """Rows of ``matrix`` with the ``k`` largest inner products with ``query``, best first:
     ``(row indices, scores)``. With unit vectors the inner product is the cosine."""
-    scores = matrix @ query
+    return best(matrix @ query, k)
+
+
+def best(scores: npt.NDArray[Float], k: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[Float]]:
+    """The ``k`` largest of ``scores``, best first: ``(indices, scores)``."""
     if k <= 0 or len(scores) == 0:
-        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=scores.dtype)
     # The k best, unordered (O(n)); then only those k sorted.
     rows = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     rows = rows[np.argsort(-scores[rows], kind="stable")]
     return rows, scores[rows]
+
+
+def top_k_across(
+    matrices: Sequence[Matrix], query: Matrix, k: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], Matrix]:
+    """``top_k`` over the rows of several matrices at once, as if they were stacked (without
+    stacking them): ``(matrix index, row in it, score)``, best first. Each matrix is scored
+    into its slice of one array of scores, then one partial sort picks the ``k`` best, so the
+    cost is one pass over the scores whatever the number of matrices (a library's chapters)."""
+    starts = np.zeros(len(matrices) + 1, dtype=np.intp)
+    np.cumsum([len(matrix) for matrix in matrices], out=starts[1:])
+    scores = np.empty(int(starts[-1]), dtype=np.float32)
+    for matrix, start, end in zip(matrices, starts[:-1], starts[1:], strict=True):
+        if end > start:
+            np.matmul(matrix, query, out=scores[start:end])
+    rows, found = best(scores, k)
+    which = np.searchsorted(starts, rows, side="right") - 1
+    return which, rows - starts[which], found
 
 
 def rrf(
@@ -107,14 +137,26 @@ def vectors_from_bson(values: Sequence[bytes], dimensions: int) -> Matrix:
 
 @dataclass(frozen=True, slots=True)
 class Scope(Generic[Id]):
-    """One searchable set: its passage ids and their vectors, row for row."""
+    """One searchable set: its passage ids; their vectors, row for row (or, when only some
+    passages have one, the rows of ``ids`` that ``vector_rows`` names); their postings for
+    keyword search, when they were stored with term vectors."""
 
     ids: Sequence[Id]
     matrix: Matrix
+    postings: Postings | None = None
+    vector_rows: npt.NDArray[np.intp] | None = None
+
+    def vector_id(self, row: int) -> Id:
+        """The id of the passage of the matrix's ``row``."""
+        return self.ids[row if self.vector_rows is None else int(self.vector_rows[row])]
 
     @property
     def nbytes(self) -> int:
-        return int(self.matrix.nbytes) + 64 * len(self.ids)  # ids: a rough but fair estimate
+        # An id is a 36-character str (85 bytes) and its list slot (8).
+        size = int(self.matrix.nbytes) + 96 * len(self.ids)
+        if self.vector_rows is not None:
+            size += int(self.vector_rows.nbytes)
+        return size + (self.postings.nbytes if self.postings is not None else 0)
 
 
 Key = tuple[str, str, object]  # (user id, scope: a chapter or a book, version)

@@ -348,6 +348,15 @@ class ChapterStore:
             )
         )
 
+    async def without_terms(self, analyzer: str, user_id: str | None = None) -> list[Doc]:
+        """Ready chapters whose chunks have no term vectors of ``analyzer`` (indexed before
+        they were, or by another analysis)."""
+        query: Doc = {"search.status": SearchStatus.ready.value, "search.terms": {"$ne": analyzer}}
+        if user_id is not None:
+            query["user_id"] = user_id
+        found = self.chapters.find(query, {"_id": 0, "chapter_id": 1, "search.indexed_at": 1})
+        return [doc async for doc in found]
+
     async def searchable(
         self, user_id: str, *, book_id: str | None = None, chapter_ids: Sequence[str] | None = None
     ) -> list[Doc]:
@@ -366,6 +375,7 @@ class ChapterStore:
                 "book_id": 1,
                 "title": 1,
                 "search.model": 1,
+                "search.terms": 1,
                 "search.indexed_at": 1,
             },
         )

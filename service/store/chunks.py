@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bson import Binary
@@ -53,6 +54,16 @@ RESULT_FIELDS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class SearchedChunks:
+    """A chapter's chunks as search reads them (``ChunkStore.searched``)."""
+
+    ids: list[str]
+    vector_rows: list[int]  # the rows of ids whose vectors are in vectors, in order
+    vectors: list[bytes]
+    terms: list[bytes | None]
+
+
 class ChunkStore:
     """``document_chunks``."""
 
@@ -77,6 +88,17 @@ class ChunkStore:
             )
             for chunk_id, vector in vectors
         ]
+        if operations:
+            await self.chunks.bulk_write(operations, ordered=False)
+
+    async def contents(self, chapter_id: str) -> list[tuple[str, str]]:
+        """The chapter's chunks' ids and text, for term vectors added after indexing."""
+        found = self.chunks.find({"chapter_id": chapter_id}, {"_id": 1, "content": 1})
+        return [(str(doc["_id"]), doc.get("content") or "") async for doc in found]
+
+    async def set_terms(self, terms: Sequence[tuple[str, bytes]]) -> None:
+        """Each chunk's term vector (``service/retrieval/terms.py``)."""
+        operations = [UpdateOne({"_id": chunk_id}, {"$set": {"terms": t}}) for chunk_id, t in terms]
         if operations:
             await self.chunks.bulk_write(operations, ordered=False)
 
@@ -127,21 +149,23 @@ class ChunkStore:
         found = found.sort([("score", {"$meta": "textScore"})]).limit(limit)
         return [(str(doc["_id"]), float(doc["score"])) async for doc in found]
 
-    async def vectors(
-        self, user_id: str, chapter_id: str, model: str
-    ) -> tuple[list[str], list[bytes]]:
-        """The ids and stored vectors of the chapter's chunks embedded by ``model``, in order."""
+    async def searched(self, user_id: str, chapter_id: str, model: str) -> SearchedChunks:
+        """What search keeps in memory of the chapter's chunks, in order, in one read: their
+        ids, the vectors of those embedded by ``model``, and their term vectors (None when a
+        chunk has none)."""
         found = self.chunks.find(
-            {"user_id": user_id, "chapter_id": chapter_id, "embedding_model": model},
-            {"_id": 1, "embedding": 1},
+            {"user_id": user_id, "chapter_id": chapter_id},
+            {"_id": 1, "embedding": 1, "embedding_model": 1, "terms": 1},
         ).sort("chunk_index", 1)
-        ids: list[str] = []
-        vectors: list[bytes] = []
+        out = SearchedChunks([], [], [], [])
         async for doc in found:
-            if doc.get("embedding") is not None:
-                ids.append(str(doc["_id"]))
-                vectors.append(bytes(doc["embedding"]))
-        return ids, vectors
+            if doc.get("embedding") is not None and doc.get("embedding_model") == model:
+                out.vector_rows.append(len(out.ids))
+                out.vectors.append(bytes(doc["embedding"]))
+            out.ids.append(str(doc["_id"]))
+            terms = doc.get("terms")
+            out.terms.append(None if terms is None else bytes(terms))
+        return out
 
     async def vector_search(
         self,

@@ -301,6 +301,9 @@ class DocumentChunk(BaseModel):
     # chunk is embedded.
     embedding: bytes | None = None
     embedding_model: str | None = None
+    # Its sparse term vector for keyword search (BM25): 5 bytes a distinct term, as
+    # service/retrieval/terms.py writes it; absent on chunks indexed before term vectors were.
+    terms: bytes | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

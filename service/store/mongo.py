@@ -51,9 +51,14 @@ def write_concern(settings: Settings) -> str | int:
     return value if value == "majority" else int(value)
 
 
-def create_client(settings: Settings) -> AsyncMongoClient[Doc]:
+def create_client(settings: Settings, *, index_builds: bool = False) -> AsyncMongoClient[Doc]:
     """A client that fails fast when MongoDB is unreachable, with the write concern and read
-    preference above."""
+    preference above.
+
+    ``index_builds``: one that waits for an answer however long it takes (no socket timeout),
+    for ``python -m indexes``: building the text index over 110,000 passages took 17-54 s,
+    past the service's socket timeout, which then cut the build's command off.
+    """
     timeout = settings.mongodb_timeout_ms
     return AsyncMongoClient(
         settings.mongodb_url,
@@ -62,7 +67,7 @@ def create_client(settings: Settings) -> AsyncMongoClient[Doc]:
         readPreference="primary",
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,
-        socketTimeoutMS=socket_timeout_ms(settings),
+        socketTimeoutMS=None if index_builds else socket_timeout_ms(settings),
         appname="pdf-chapter-jobs",
     )
 

@@ -9,10 +9,13 @@ import sys
 from datetime import timedelta
 
 import pytest
+from pymongo.errors import NetworkTimeout
 
+import indexes.__main__ as tool
 from indexes.spec import specification
 from indexes.sync import compare, sync
 from service.domain.job import utcnow
+from service.store import mongo
 from tests.conftest import REPO_ROOT
 
 
@@ -162,6 +165,37 @@ async def test_sync_with_vector_search_atlas_says_this_server_has_no_search_inde
         "note: document_chunks.chunk_embedding_vector: the server has no search indexes"
     ) in synced.stdout
     assert "search stays exact" in synced.stdout
+
+
+# Server-side JavaScript that takes about a second: an index build longer than the socket timeout,
+# in little.
+SLOW = {"$where": "sleep(1000) || true"}
+
+
+async def test_sync_waits_for_an_index_build_longer_than_the_services_socket_timeout(
+    db, settings, monkeypatch
+):
+    monkeypatch.setattr(mongo, "socket_timeout_ms", lambda _settings: 300)
+    await db.slow.insert_one({"x": 1})
+    real_sync, waited = tool.sync, []
+
+    async def slow_sync(database, spec):  # a build the server takes a while to answer
+        waited.append(await database.slow.find_one(SLOW))
+        return await real_sync(database, spec)
+
+    monkeypatch.setattr(tool, "sync", slow_sync)
+    service_client = mongo.create_client(settings)
+    try:
+        with pytest.raises(NetworkTimeout):  # what the tool's command met before
+            await service_client[db.name].slow.find_one(SLOW)
+    finally:
+        await service_client.close()
+
+    code = await tool._main("sync", settings.model_copy(update={"mongodb_db": db.name}))
+
+    assert code == 0
+    assert waited[0]["x"] == 1
+    assert await compare(db, specification(settings)) == []
 
 
 async def test_expired_job_is_removed_by_the_ttl_index(

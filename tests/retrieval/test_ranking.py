@@ -10,15 +10,18 @@ import pymongo
 import pytest
 from bson.binary import Binary, BinaryVectorDtype
 
+from service.retrieval.bm25 import Postings
 from service.retrieval.ranking import (
     Scope,
     ScopeCache,
     hybrid,
     rrf,
     top_k,
+    top_k_across,
     vector_to_bson,
     vectors_from_bson,
 )
+from service.retrieval.terms import term_vector
 
 rng = np.random.default_rng(7)
 
@@ -37,6 +40,34 @@ def test_top_k_is_the_brute_force_ranking(n, k):
     expected = np.argsort(-(matrix @ query), kind="stable")[:k]
     assert rows.tolist() == expected.tolist()
     np.testing.assert_array_equal(scores, (matrix @ query)[expected])
+
+
+def _top_k_chapter_by_chapter(matrices, query, k):
+    """What search did before top_k_across: top_k of each matrix, their lists merged and
+    sorted in Python."""
+    found = []
+    for which, matrix in enumerate(matrices):
+        rows, scores = top_k(matrix, query, k)
+        found.extend(((which, int(r)), float(s)) for r, s in zip(rows, scores, strict=True))
+    found.sort(key=lambda item: item[1], reverse=True)
+    return found[:k]
+
+
+@pytest.mark.parametrize("k", [1, 10, 50, 400])
+def test_top_k_across_matrices_is_the_chapter_by_chapter_top_k(k):
+    sizes = [0, *rng.integers(1, 120, 40).tolist(), 0, 3]
+    matrices, query = [unit_rows(n) for n in sizes], unit_rows(1)[0]
+
+    which, rows, scores = top_k_across(matrices, query, k)
+
+    found = [((int(w), int(r)), float(s)) for w, r, s in zip(which, rows, scores, strict=True)]
+    assert found == _top_k_chapter_by_chapter(matrices, query, k)
+
+
+def test_top_k_across_no_matrices_is_empty():
+    which, rows, scores = top_k_across([], unit_rows(1)[0], 10)
+
+    assert which.size == rows.size == scores.size == 0
 
 
 def test_top_k_of_nothing_is_empty():
@@ -151,6 +182,22 @@ def test_cache_evicts_the_least_recently_used_past_its_budget():
     assert cache.get(("alice", "b", 1)) is None
     assert all(cache.get(("alice", name, 1)) is not None for name in ("a", "c", "d"))
     assert cache.nbytes == 3 * one <= cache.budget_bytes
+
+
+def test_a_scopes_postings_count_in_the_cache_budget():
+    passages = [f"tide moon harbour {n}" for n in range(100)]
+    postings = Postings.from_stored([term_vector(p) for p in passages])
+    bare, keyed = scope(100), Scope(scope(100).ids, unit_rows(100), postings=postings)
+    # Room for the vectors of two scopes, not for those and the postings.
+    cache: ScopeCache[str] = ScopeCache(budget_bytes=2 * bare.nbytes + postings.nbytes // 2)
+
+    cache.put(("alice", "bare", 1), bare)
+    cache.put(("alice", "keyed", 1), keyed)
+
+    assert keyed.nbytes == bare.nbytes + postings.nbytes
+    assert postings.nbytes >= 100 * 4 * 3  # 4 terms a passage, 3 bytes each at least
+    assert cache.get(("alice", "bare", 1)) is None  # evicted: both do not fit
+    assert cache.get(("alice", "keyed", 1)) is keyed
 
 
 def test_cache_does_not_keep_a_scope_over_its_budget():

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from service.retrieval.ranking import HYBRID_K
+from service.retrieval.ranking import HYBRID_K, KEYWORD_DEPTH, VECTOR_DEPTH, hybrid
 from tests.support.pdfs import text_pdf, topics_pdf
+from worker.reindex import reindex
 
 SEARCH = "/api/v1/search"
 # Each asks for one page of topics_pdf() in other words than the page's.
@@ -239,3 +240,114 @@ async def test_metrics_show_search_latency_and_where_the_index_stands(
     assert REGISTRY.get_sample_value("pcj_chapters_index", {"status": "ready"}) == 1
     assert REGISTRY.get_sample_value("pcj_chapters_index", {"status": "pending"}) == 1
     assert REGISTRY.get_sample_value("pcj_index_lag_seconds") > 0
+
+
+async def test_hybrid_is_the_fusion_of_the_keyword_and_vector_searches_run_on_their_own(
+    client, auth_headers, indexed
+):
+    await indexed(text_pdf(20, words=300))
+    await indexed(topics_pdf(), book_id="book_2")
+    query = "word3-17 word5-2 harbour tides"
+
+    keyword = await _search(client, auth_headers, query=query, mode="keyword", k=KEYWORD_DEPTH)
+    vector = await _search(client, auth_headers, query=query, mode="vector", k=VECTOR_DEPTH)
+    both = await _search(client, auth_headers, query=query, mode="hybrid", k=HYBRID_K)
+
+    ids = {mode: [r["chunk_id"] for r in found.json()["results"]] for mode, found in (
+        ("keyword", keyword), ("vector", vector), ("hybrid", both)
+    )}  # fmt: skip
+    assert len(ids["keyword"]) == KEYWORD_DEPTH
+    expected = hybrid(ids["vector"], ids["keyword"])[:HYBRID_K]
+    assert ids["hybrid"] == [chunk_id for chunk_id, _ in expected]
+    scores = [r["score"] for r in both.json()["results"]]
+    assert scores == pytest.approx([round(score, 6) for _, score in expected])
+
+
+@pytest.fixture
+def text_index_searches(app, monkeypatch):
+    """The scopes keyword search sent to MongoDB's text index (it still runs them)."""
+    chunks = app.state.services.store.chunks
+    real, seen = chunks.keyword, []
+
+    async def keyword(user_id, query, chapter_ids, limit):
+        seen.append(sorted(chapter_ids))
+        return await real(user_id, query, chapter_ids, limit)
+
+    monkeypatch.setattr(chunks, "keyword", keyword)
+    return seen
+
+
+async def test_keyword_search_is_bm25_without_the_text_index(
+    client, auth_headers, indexed, text_index_searches
+):
+    await indexed(topics_pdf())
+
+    body = (await _search(client, auth_headers, query="portcullis", mode="keyword")).json()
+
+    assert [result["section"] for result in body["results"]] == ["Castle defences"]
+    assert text_index_searches == []
+
+
+async def test_chapters_without_term_vectors_are_searched_by_the_text_index_until_reindexed(
+    client, auth_headers, collections, settings, indexed, text_index_searches
+):
+    await indexed(topics_pdf())
+    await indexed(text_pdf(3), book_id="book_2")
+    old = await collections.chapters.find_one({"book_id": "book_1"})
+    # As a chapter indexed before passages had term vectors was left.
+    await collections.chunks.update_many(
+        {"chapter_id": old["chapter_id"]}, {"$unset": {"terms": ""}}
+    )
+    await collections.chapters.update_one(
+        {"chapter_id": old["chapter_id"]}, {"$unset": {"search.terms": ""}}
+    )
+
+    before = await _search(client, auth_headers, query="portcullis drawbridge", mode="hybrid")
+    searched_by_text = list(text_index_searches)
+    await reindex(settings, everything=False, user_id=None)
+    after = await _search(client, auth_headers, query="portcullis drawbridge", mode="hybrid")
+
+    assert before.status_code == after.status_code == 200
+    assert before.json()["results"][0]["section"] == "Castle defences"
+    assert len(searched_by_text) == 1
+    assert len(searched_by_text[0]) == 2  # the whole scope
+    assert after.json()["results"][0]["section"] == "Castle defences"
+    assert text_index_searches == searched_by_text  # none since: BM25
+
+
+async def test_with_keyword_search_text_the_text_index_ranks(
+    other_app, settings, auth_headers, collections, indexed
+):
+    await indexed(topics_pdf())
+    text = settings.model_copy(update={"keyword_search": "text"})
+
+    async with other_app(text) as client:
+        response = await client.post(
+            SEARCH, json={"query": "portcullis", "mode": "keyword"}, headers=auth_headers("alice")
+        )
+
+    (result,) = response.json()["results"]
+    scored = await collections.chunks.find_one(
+        {"user_id": "alice", "$text": {"$search": "portcullis"}},
+        {"score": {"$meta": "textScore"}},
+    )
+    assert result["chunk_id"] == scored["_id"]
+    assert result["score"] == round(scored["score"], 6)  # MongoDB's textScore, not BM25's
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector"])
+async def test_a_query_that_cannot_be_embedded_is_a_503_while_keyword_search_still_answers(
+    other_app, settings, auth_headers, indexed, mode
+):
+    await indexed(topics_pdf())
+    # The model cannot load in 256 MB of address space: the embedding process cannot start.
+    starved = settings.model_copy(update={"embedding_memory_limit_mb": 256})
+
+    async with other_app(starved) as client:
+        failed = await _search(client, auth_headers, query="tides", mode=mode)
+        keyword = await _search(client, auth_headers, query="tides", mode="keyword")
+
+    assert failed.status_code == 503
+    assert failed.json()["detail"].startswith("Service temporarily unavailable: search")
+    assert keyword.status_code == 200
+    assert keyword.json()["results"][0]["section"] == "Harbour tides"

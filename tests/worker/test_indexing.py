@@ -15,6 +15,7 @@ from bson.binary import Binary
 from service.domain import indexing
 from service.domain.job import utcnow
 from service.retrieval.layout import normalize
+from service.retrieval.terms import ANALYZER, TERM, term_id, term_vector
 from service.store.chapters import StoredPage
 from tests.support.pdfs import TOPICS, text_pdf, topics_pdf
 from worker.reindex import reindex
@@ -347,3 +348,48 @@ async def test_an_empty_chapter_is_ready_with_no_chunks(
     assert chapter["search"]["status"] == "ready"
     assert chapter["search"]["chunks"] == 0
     assert chapter["pages_without_text"] == 1
+
+
+async def test_passages_are_stored_with_their_term_vectors(
+    collections, submit, run_worker, index_chapters
+):
+    job = await submit(topics_pdf())
+    await run_worker()
+
+    await index_chapters()
+
+    chapter = await collections.chapters.find_one({"job_id": job["job_id"]})
+    chunks = await collections.chunks.find({"job_id": job["job_id"]}).to_list()
+    assert chapter["search"]["terms"] == ANALYZER
+    for chunk in chunks:
+        assert chunk["terms"] == term_vector(chunk["content"])
+    tides = next(c for c in chunks if "Moon" in c["content"])
+    stored = np.frombuffer(tides["terms"], dtype=TERM)
+    assert term_id("moon") in stored["id"].tolist()
+    assert stored["id"].tolist() == sorted(stored["id"].tolist())
+
+
+async def test_reindex_adds_term_vectors_to_chapters_indexed_without_them(
+    collections, settings, submit, run_worker, index_chapters
+):
+    job = await submit(topics_pdf())
+    await run_worker()
+    await index_chapters()
+    chapter = await collections.chapters.find_one({"job_id": job["job_id"]})
+    # As a chapter indexed before passages had term vectors was left.
+    await collections.chunks.update_many({"job_id": job["job_id"]}, {"$unset": {"terms": ""}})
+    await collections.chapters.update_one(
+        {"job_id": job["job_id"]}, {"$unset": {"search.terms": ""}}
+    )
+
+    said = await reindex(settings, everything=False, user_id=None)
+    again = await reindex(settings, everything=False, user_id=None)
+
+    assert said.startswith("0 chapter(s) marked to be indexed")  # nothing embedded again
+    assert "term vectors added to 1 chapter(s)" in said
+    assert "term vectors" not in again
+    after = await collections.chapters.find_one({"job_id": job["job_id"]})
+    assert after["search"]["terms"] == ANALYZER
+    assert after["search"]["indexed_at"] == chapter["search"]["indexed_at"]
+    for chunk in await collections.chunks.find({"job_id": job["job_id"]}).to_list():
+        assert chunk["terms"] == term_vector(chunk["content"])

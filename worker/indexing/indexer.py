@@ -8,8 +8,9 @@ completes; its index follows:
 1. claim: the longest-waiting pending chapter of any worker's, under a new lease (its
    ``search`` state, ``service/domain/indexing.py``); the job's ``index_vectors`` stage starts;
 2. chunk: its pages' text, with the PDF's outline for sections, into token-aware passages
-   (``service/retrieval/chunking.py``), written at once without vectors (so the chunk listing
-   shows them), replacing any earlier ones;
+   (``service/retrieval/chunking.py``), written at once with their term vectors for keyword
+   search (``service/retrieval/terms.py``) and without vectors (so the chunk listing shows
+   them), replacing any earlier ones;
 3. embed: passages in batches through the worker's embedding process (``service/retrieval/
    process.py``), each batch's vectors written and its progress recorded (the lease's heartbeat,
    and the stage's percent);
@@ -42,6 +43,7 @@ from service.retrieval.chunking import Chunk, ChunkLimits, chunk_chapter, passag
 from service.retrieval.model import ModelSpec
 from service.retrieval.process import EmbeddingProcess
 from service.retrieval.ranking import vector_to_bson
+from service.retrieval.terms import ANALYZER, term_vectors
 from service.retrieval.tokens import TokenCounter
 from service.settings import Settings
 from service.store.database import Store
@@ -189,7 +191,8 @@ class Indexer:
             chunk_chapter, pages, self._counter.offsets, outline=outline, title=title,
             limits=limits,
         )  # fmt: skip
-        docs = [self._chunk_doc(chapter, chunk) for chunk in chunks]
+        terms = await asyncio.to_thread(term_vectors, [chunk.content for chunk in chunks])
+        docs = [self._chunk_doc(chapter, chunk, t) for chunk, t in zip(chunks, terms, strict=True)]
         await self._wait(lambda: self._store.chunks.replace(chapter_id, docs), "store passages")
         await self._progress(chapter_id, lease_id, len(docs), 0)
         embedded = 0
@@ -210,14 +213,16 @@ class Indexer:
             metrics.CHUNKS_INDEXED.inc(len(batch))
             await self._progress(chapter_id, lease_id, len(docs), embedded)
             await self._stage(job_id, StageStatus.processing, 100 * embedded // max(len(docs), 1))
-        done = indexing.ready(chapter_id, lease_id, self._spec.name, len(docs), utcnow())
+        done = indexing.ready(
+            chapter_id, lease_id, self._spec.name, len(docs), utcnow(), terms=ANALYZER
+        )
         if await self._wait(lambda: self._store.chapters.apply_index(done), "mark ready") is None:
             raise LeaseGone(chapter_id)
         await self._stage(job_id, StageStatus.completed, 100)
         self.indexed += 1
         log.info("chapter %s: indexed, %d chunks", chapter_id, len(docs))
 
-    def _chunk_doc(self, chapter: Doc, chunk: Chunk) -> Doc:
+    def _chunk_doc(self, chapter: Doc, chunk: Chunk, terms: bytes) -> Doc:
         now = utcnow()
         return {
             "_id": new_id(),
@@ -236,6 +241,7 @@ class Indexer:
             "page_end": chunk.page_end,
             "section": chunk.section,
             "token_count": chunk.token_count,
+            "terms": terms,
             "created_at": now,
             "updated_at": now,
         }
