@@ -14,8 +14,10 @@ job on (``--backlog-pages`` of ``book_pdf``, made once, its chunks deleted and i
 put back to pending before each round, so it is claimed first every time): the indexer reads its
 pages, chunks them, writes the passages and embeds them batch after batch for the rest of the
 round, as it does behind a busy worker (embedding a 300-page chapter takes minutes of CPU,
-rendering it a second). Before the stream, the worker is warmed: a 2-page job, and with the
-indexer, that job's chapter indexed (the embedding process is started and its model loaded).
+rendering it a second). ``--start-at embedding`` starts the stream only once the backlog's
+passages are written and a first batch embedded: the indexer's steady state, embedding alone.
+Before the stream, the worker is warmed: a 2-page job, and with the indexer, that job's chapter
+indexed (the embedding process is started and its model loaded).
 
 Figures, per configuration (medians over rounds) and as on/off ratios (the target is 1.10 or
 less for times, 0.90 or more for pages/s):
@@ -228,6 +230,18 @@ async def _wait_indexed(store: Store, job_id: str, limit_s: float = 120) -> None
     raise TimeoutError(f"the warm-up chapter of {job_id} was not indexed in {limit_s:g} s")
 
 
+async def _wait_chunked(store: Store, chapter_id: str, limit_s: float = 300) -> int:
+    """Once the chapter's passages are written and its first batch embedded: how many are."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        chapter = await store.collections.chapters.find_one({"chapter_id": chapter_id})
+        search = (chapter or {}).get("search") or {}
+        if search.get("status") == "indexing" and search.get("embedded"):
+            return int(search["embedded"])
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the backlog chapter was not chunked in {limit_s:g} s")
+
+
 async def run_round(
     bed: Servers, store: Store, queue: Any, args: argparse.Namespace, *, indexing_on: bool,
     backlog: str, number: int,
@@ -236,6 +250,7 @@ async def run_round(
     probe = bed.tmp / f"probe-{number}-{int(indexing_on)}.txt"
     env = bench_env(
         bed, PAGE_STORE="gridfs", INDEX_CHAPTERS=str(indexing_on).lower(),
+        INDEX_POLL_INTERVAL_S="1",
         PCJ_LOOP_PROBE=str(probe),
     )  # fmt: skip
     await _settle_chapters(store, backlog)
@@ -259,6 +274,9 @@ async def run_round(
             for index, (kind, pages, options, data) in enumerate(files)
         ]
         await store.chapters.request_index(indexing.request({"chapter_id": backlog}, LONG_AGO))
+        before = 0
+        if indexing_on and args.start_at == "embedding":
+            before = await _wait_chunked(store, backlog)
         meter = CpuMeter(worker.pid, bed.mongod.process.pid)
         meter.start()
         started_wall, started = time.time(), time.monotonic()
@@ -281,7 +299,7 @@ async def run_round(
         result.pages_per_s = sum(pages for _, pages, _ in jobs) / (finished - started_wall)
         result.lags_ms = _lags(probe, started_wall, finished)
         chapter = await store.collections.chapters.find_one({"chapter_id": backlog}, {"search": 1})
-        result.embedded = int(((chapter or {}).get("search") or {}).get("embedded") or 0)
+        result.embedded = int(((chapter or {}).get("search") or {}).get("embedded") or 0) - before
         result.chunked = await store.collections.chunks.count_documents({"chapter_id": backlog})
     finally:
         stop(worker)
@@ -358,12 +376,17 @@ async def main() -> int:
     parser.add_argument("--text-pages", type=int, default=300)
     parser.add_argument("--image-pages", type=int, default=15)
     parser.add_argument("--backlog-pages", type=int, default=1200)
+    parser.add_argument(
+        "--start-at", choices=("claim", "embedding"), default="claim",
+        help="start the stream as the indexer claims the backlog chapter (it reads, chunks, "
+        "writes and embeds it during the stream), or once it embeds it (the steady state)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(f"CPUs {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f} at start")
     print(
         f"stream: {args.jobs} jobs, one every {args.gap:g} s, alternating text "
         f"({args.text_pages} pages, pdf_file) and images ({args.image_pages} pages, pdf_pages); "
-        f"backlog chapter {args.backlog_pages} pages"
+        f"backlog chapter {args.backlog_pages} pages, the stream starts at its {args.start_at}"
     )
     rounds: list[Round] = []
     with servers("pcj-bench-") as bed:
