@@ -34,7 +34,8 @@ from service.domain import indexing, lifecycle
 from service.domain.errors import EmbeddingError, EmbeddingUnavailable, LeaseLost
 from service.domain.job import new_id, utcnow
 from service.domain.stages import StageStatus
-from service.retrieval.chunking import Chunk, ChunkLimits, chunk_chapter, passage_text
+from service.retrieval.chunker import chunk_in_child
+from service.retrieval.chunking import Chunk, ChunkLimits, passage_text
 from service.retrieval.model import ModelSpec
 from service.retrieval.process import EmbeddingProcess
 from service.retrieval.ranking import vector_to_bson
@@ -176,10 +177,9 @@ class Indexer:
         outline = [tuple(entry) for entry in chapter.get("outline") or []]
         title = chapter.get("title")
         limits = ChunkLimits(max_tokens=self._counter.budget("passage"))
-        chunks = await asyncio.to_thread(
-            chunk_chapter, pages, self._counter.offsets, outline=outline, title=title,
-            limits=limits,
-        )  # fmt: skip
+        chunks = await chunk_in_child(
+            self._spec, pages, outline=outline, title=title, limits=limits
+        )
         docs = [self._chunk_doc(chapter, chunk) for chunk in chunks]
         await self._store.chunks.replace(chapter_id, docs)
         await self._progress(chapter_id, lease_id, len(docs), 0)
