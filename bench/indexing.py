@@ -19,16 +19,17 @@ passages are written and a first batch embedded: the indexer's steady state, emb
 Before the stream, the worker is warmed: a 2-page job, and with the indexer, that job's chapter
 indexed (the embedding process is started and its model loaded).
 
-Figures, per configuration (medians over rounds) and as on/off ratios (the target is 1.10 or
-less for times, 0.90 or more for pages/s):
-- time to chapter, enqueue -> completed, of each kind: p50 and max;
+Figures, per configuration (medians over rounds) and as on/off ratios, of the medians and the
+median of each pair's (the target is 1.10 or less for times, 0.90 or more for pages/s):
+- time to chapter, enqueue -> completed, of each kind: p50 and max (and every job's, in order);
 - pages/s of each kind, claim -> completed (bench/render.py's measure), the median job;
 - stream pages/s: the stream's pages over first enqueue -> last completion (bound by --gap
   while the worker keeps up);
 - the worker's event loop: how late a 10 ms timer fires (p50, p99, max) during the stream;
 - CPU seconds per kind of process during the stream, from /proc: the worker, its render
   processes, its chunking and embedding processes, mongod, this process, and the rest of the
-  machine (other work on it);
+  machine (other work on it); and seconds each kind waited for a CPU (``schedstat``), and the
+  machine's CPU pressure (``/proc/pressure/cpu``, the share of the time some task waited);
 - with the indexer: the backlog chapter's passages written and embedded by the stream's end
   (what the indexer got done: an indexer that never runs starves nothing).
 
@@ -81,6 +82,9 @@ class Round:
     pages_per_s: float = 0.0
     lags_ms: list[float] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    wait_s: dict[str, float] = field(default_factory=dict)  # waiting for a CPU
+    pressure: float = 0.0  # share of the stream the machine had a task waiting for a CPU
+    order: list[str] = field(default_factory=list)  # each job's kind and time, in order
     chunked: int = 0  # passages of the backlog chapter written during the stream
     embedded: int = 0
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start, end
@@ -100,6 +104,25 @@ def _stat(pid: int) -> list[str] | None:
 def _cpu(pid: int) -> float | None:
     fields = _stat(pid)
     return None if fields is None else (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _waited(pid: int) -> float:
+    """Seconds the process's threads (those alive now) spent runnable, waiting for a CPU."""
+    total = 0
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(FileNotFoundError, ProcessLookupError),
+                open(f"/proc/{pid}/task/{task}/schedstat") as schedstat,
+            ):
+                total += int(schedstat.read().split()[1])
+    return total / 1e9
+
+
+def _cpu_pressure_s() -> float:
+    """The machine's CPU pressure ("some": time at least one task waited for a CPU)."""
+    with open("/proc/pressure/cpu") as pressure:
+        return int(pressure.readline().rsplit("total=", 1)[1]) / 1e6
 
 
 def _children(pid: int) -> list[int]:
@@ -127,15 +150,15 @@ def _machine_busy_s() -> float:
 
 
 class CpuMeter:
-    """CPU seconds of the worker's processes by kind, mongod, this process and the machine,
-    between ``start()`` and ``stop()``. A process that exits in between counts up to its last
-    sample (every 0.2 s)."""
+    """CPU seconds, and seconds spent waiting for a CPU, of the worker's processes by kind, of
+    mongod, this process and the machine, between ``start()`` and ``stop()``. A process that
+    exits in between counts up to its last sample (every 0.2 s)."""
 
     def __init__(self, worker_pid: int, mongod_pid: int) -> None:
         self._worker = worker_pid
         self._mongod = mongod_pid
-        self._seen: dict[int, tuple[str, float]] = {}  # pid -> kind, last CPU seconds
-        self._base: dict[int, float] = {}
+        self._seen: dict[int, tuple[str, float, float]] = {}  # pid -> kind, CPU s, wait s
+        self._base: dict[int, tuple[str, float, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -158,7 +181,7 @@ class CpuMeter:
         for pid, kind in self._kinds().items():
             seconds = _cpu(pid)
             if seconds is not None:
-                self._seen[pid] = (kind, seconds)
+                self._seen[pid] = (kind, seconds, _waited(pid))
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
@@ -166,24 +189,32 @@ class CpuMeter:
 
     def start(self) -> None:
         self._sample()
-        self._base = {pid: seconds for pid, (_, seconds) in self._seen.items()}
+        self._base = dict(self._seen)
         times = os.times()
         self._bench = times.user + times.system
         self._machine = _machine_busy_s()
+        self._pressure = _cpu_pressure_s()
+        self._wall = time.monotonic()
         self._thread.start()
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> tuple[dict[str, float], dict[str, float], float]:
+        """CPU seconds by kind, wait seconds by kind, and the share of the time the machine
+        had a task waiting for a CPU."""
         self._stop.set()
         self._thread.join()
         self._sample()
-        out = dict.fromkeys(KINDS, 0.0)
-        for pid, (kind, seconds) in self._seen.items():
-            out[kind] += seconds - self._base.get(pid, 0.0)
+        cpu = dict.fromkeys(KINDS, 0.0)
+        wait = dict.fromkeys(KINDS[:-2], 0.0)
+        for pid, (kind, seconds, waited) in self._seen.items():
+            _, base_cpu, base_wait = self._base.get(pid, (kind, 0.0, 0.0))
+            cpu[kind] += seconds - base_cpu
+            wait[kind] += max(0.0, waited - base_wait)
         times = os.times()
-        out["bench"] = times.user + times.system - self._bench
-        ours = sum(out.values())
-        out["others"] = max(0.0, _machine_busy_s() - self._machine - ours)
-        return out
+        cpu["bench"] = times.user + times.system - self._bench
+        ours = sum(cpu.values())
+        cpu["others"] = max(0.0, _machine_busy_s() - self._machine - ours)
+        pressure = (_cpu_pressure_s() - self._pressure) / (time.monotonic() - self._wall)
+        return cpu, wait, pressure
 
 
 def _lags(path: Path, start: float, end: float) -> list[float]:
@@ -218,6 +249,8 @@ async def _settle_chapters(store: Store, backlog: str) -> None:
         {"chapter_id": backlog}, {"$set": {"search.status": "ready", "search.lease_id": None}}
     )
     await store.collections.chunks.delete_many({})
+    # What the last round wrote goes to disk now, not during this one.
+    await store.client.admin.command("fsync")
 
 
 async def _wait_indexed(store: Store, job_id: str, limit_s: float = 120) -> None:
@@ -292,10 +325,11 @@ async def run_round(
             # the worker.
             seconds = (doc["completed_at"] - doc["created_at"]).total_seconds()
             result.times.setdefault(kind, []).append(seconds)
+            result.order.append(f"{kind[0]}{seconds:.1f}")
             claimed = (doc["completed_at"] - doc["started_at"]).total_seconds()
             result.rates.setdefault(kind, []).append(pages / claimed)
             finished = max(finished, doc["completed_at"].timestamp())
-        result.cpu_s = meter.stop()
+        result.cpu_s, result.wait_s, result.pressure = meter.stop()
         result.pages_per_s = sum(pages for _, pages, _ in jobs) / (finished - started_wall)
         result.lags_ms = _lags(probe, started_wall, finished)
         chapter = await store.collections.chapters.find_one({"chapter_id": backlog}, {"search": 1})
@@ -327,6 +361,9 @@ def _summary(r: Round) -> dict[str, float]:
     out["loop lag max ms"] = max(r.lags_ms, default=float("nan"))
     for kind, seconds in r.cpu_s.items():
         out[f"CPU s {kind}"] = seconds
+    for kind, seconds in r.wait_s.items():
+        out[f"CPU wait s {kind}"] = seconds
+    out["CPU pressure %"] = 100 * r.pressure
     out["passages written"] = r.chunked
     out["passages embedded"] = r.embedded
     return out
@@ -341,11 +378,14 @@ def print_round(number: int, r: Round) -> None:
         for kind in ("text", "images")
     )
     cpu = " ".join(f"{kind} {s[f'CPU s {kind}']:.1f}" for kind in KINDS)
+    wait = " ".join(f"{kind} {seconds:.1f}" for kind, seconds in r.wait_s.items())
     print(
         f"  round {number} indexing {label}: {times}  stream {s['stream pages/s']:.0f} pages/s  "
         f"loop lag p50/p99/max {s['loop lag p50 ms']:.1f}/{s['loop lag p99 ms']:.1f}/"
         f"{s['loop lag max ms']:.0f} ms"
     )
+    print(f"      jobs (t: text, i: images), s to chapter: {' '.join(r.order)}")
+    print(f"      waited for a CPU, s: {wait}  machine CPU pressure {100 * r.pressure:.0f}%")
     print(
         f"      CPU s: {cpu}  passages written {r.chunked} embedded {r.embedded}  load {r.load[0]:.1f} -> {r.load[1]:.1f}",
         flush=True,
@@ -355,11 +395,18 @@ def print_round(number: int, r: Round) -> None:
 def print_summary(rounds: list[Round]) -> None:
     on = [_summary(r) for r in rounds if r.indexing]
     off = [_summary(r) for r in rounds if not r.indexing]
-    print("\nmedians over rounds       indexing off   indexing on    on/off")
+    print(
+        "\nmedians over rounds       indexing off   indexing on    on/off   on/off of a pair "
+        "(median, min-max)"
+    )
     for key in on[0]:
         a = statistics.median(s[key] for s in off)
         b = statistics.median(s[key] for s in on)
         ratio = f"{b / a:6.2f}" if a else "     -"
+        # Each round's on/off ratio against the other run of its pair (next to it in time).
+        pairs = [y[key] / x[key] for x, y in zip(off, on, strict=True) if x[key]]
+        if pairs:
+            ratio += f"   {statistics.median(pairs):6.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
         target = ""
         if key.endswith(" s") and not key.startswith("CPU"):
             target = "  (target <= 1.10)"
