@@ -3,7 +3,8 @@
 Each round starts a fresh ``python -m worker`` (``bench/probed_worker.py``: the real worker plus
 a probe of its event loop) on one bench bed, once with the indexer and once without, in turn
 (ABBA: the order flips every round, so a machine getting busier or quieter favours neither), and
-feeds it the same stream of jobs: one every ``--gap`` seconds, alternating
+feeds it the same stream of jobs, ``--in-flight`` at a time (the next enqueued as one completes,
+so a job's time is its own, not a queue's that grew behind a slow one), alternating
 
 - text: ``book_pdf(--text-pages)`` (text-heavy pages), content mode ``pdf_file``;
 - images: ``figure_heavy_pdf(--image-pages)`` (a figure, a paragraph, a picture a page), every
@@ -23,8 +24,7 @@ Figures, per configuration (medians over rounds) and as on/off ratios, of the me
 median of each pair's (the target is 1.10 or less for times, 0.90 or more for pages/s):
 - time to chapter, enqueue -> completed, of each kind: p50 and max (and every job's, in order);
 - pages/s of each kind, claim -> completed (bench/render.py's measure), the median job;
-- stream pages/s: the stream's pages over first enqueue -> last completion (bound by --gap
-  while the worker keeps up);
+- stream pages/s: the stream's pages over first enqueue -> last completion;
 - the worker's event loop: how late a 10 ms timer fires (p50, p99, max) during the stream;
 - CPU seconds per kind of process during the stream, from /proc: the worker, its render
   processes, its chunking and embedding processes, mongod, this process, and the rest of the
@@ -57,7 +57,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bed import Servers, bench_env, connected, enqueue, servers, submit, upload  # noqa: E402
-from bench.pipeline import wait_done  # noqa: E402
 from devstack.embedded import stop  # noqa: E402
 from service.domain import indexing  # noqa: E402
 from service.domain.chapter import ChapterOptions, ContentMode  # noqa: E402
@@ -232,6 +231,18 @@ def _lags(path: Path, start: float, end: float) -> list[float]:
 # --- One round ---------------------------------------------------------------------------------
 
 
+async def wait_done(store: Store, job_id: str, limit_s: float = 600) -> dict[str, Any]:
+    """The job once it ended. Looks every 25 ms: the times measured are MongoDB's stamps, and
+    a faster look would only load mongod and this process."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        doc = await store.collections.jobs.find_one({"job_id": job_id})
+        if doc and doc["status"] in ("completed", "failed", "cancelled"):
+            return dict(doc)
+        await asyncio.sleep(0.025)
+    raise TimeoutError(job_id)
+
+
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "bench.probed_worker"], cwd=ROOT, env=env,
@@ -312,25 +323,30 @@ async def run_round(
             before = await _wait_chunked(store, backlog)
         meter = CpuMeter(worker.pid, bed.mongod.process.pid)
         meter.start()
-        started_wall, started = time.time(), time.monotonic()
-        jobs: list[tuple[str, int, str]] = []
-        for index, (kind, pages, options, file_id) in enumerate(uploaded):
-            await asyncio.sleep(max(0.0, started + index * args.gap - time.monotonic()))
-            jobs.append((kind, pages, await enqueue(store, queue, file_id, options)))
+        started_wall = time.time()
+        todo = iter(uploaded)
         finished = 0.0
-        for kind, pages, job_id in jobs:
-            doc = await wait_done(store, job_id)
-            assert doc["status"] == "completed", doc.get("error")
-            # Both stamps are UTC: created_at by this process at the enqueue, completed_at by
-            # the worker.
-            seconds = (doc["completed_at"] - doc["created_at"]).total_seconds()
-            result.times.setdefault(kind, []).append(seconds)
-            result.order.append(f"{kind[0]}{seconds:.1f}")
-            claimed = (doc["completed_at"] - doc["started_at"]).total_seconds()
-            result.rates.setdefault(kind, []).append(pages / claimed)
-            finished = max(finished, doc["completed_at"].timestamp())
+        done: list[int] = []
+
+        async def lane() -> None:
+            # One job after another: with --in-flight lanes, the worker always has that many.
+            nonlocal finished
+            for kind, pages, options, file_id in todo:
+                doc = await wait_done(store, await enqueue(store, queue, file_id, options))
+                assert doc["status"] == "completed", doc.get("error")
+                # Both stamps are UTC: created_at by this process at the enqueue, completed_at
+                # by the worker.
+                seconds = (doc["completed_at"] - doc["created_at"]).total_seconds()
+                result.times.setdefault(kind, []).append(seconds)
+                result.order.append(f"{kind[0]}{seconds:.1f}")
+                claimed = (doc["completed_at"] - doc["started_at"]).total_seconds()
+                result.rates.setdefault(kind, []).append(pages / claimed)
+                finished = max(finished, doc["completed_at"].timestamp())
+                done.append(pages)
+
+        await asyncio.gather(*(lane() for _ in range(args.in_flight)))
         result.cpu_s, result.wait_s, result.pressure = meter.stop()
-        result.pages_per_s = sum(pages for _, pages, _ in jobs) / (finished - started_wall)
+        result.pages_per_s = sum(done) / (finished - started_wall)
         result.lags_ms = _lags(probe, started_wall, finished)
         chapter = await store.collections.chapters.find_one({"chapter_id": backlog}, {"search": 1})
         result.embedded = int(((chapter or {}).get("search") or {}).get("embedded") or 0) - before
@@ -417,9 +433,12 @@ def print_summary(rounds: list[Round]) -> None:
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="pairs of rounds (off, on)")
-    parser.add_argument("--jobs", type=int, default=10, help="jobs in each round's stream")
-    parser.add_argument("--gap", type=float, default=2.0, help="seconds between two enqueues")
+    parser.add_argument("--rounds", type=int, default=4, help="pairs of rounds (off, on)")
+    parser.add_argument("--jobs", type=int, default=8, help="jobs in each round's stream")
+    parser.add_argument(
+        "--in-flight", type=int, default=2,
+        help="jobs enqueued and not finished at any time (the next is enqueued as one ends)",
+    )  # fmt: skip
     parser.add_argument("--text-pages", type=int, default=300)
     parser.add_argument("--image-pages", type=int, default=15)
     parser.add_argument("--backlog-pages", type=int, default=1200)
@@ -431,7 +450,7 @@ async def main() -> int:
     args = parser.parse_args()
     print(f"CPUs {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f} at start")
     print(
-        f"stream: {args.jobs} jobs, one every {args.gap:g} s, alternating text "
+        f"stream: {args.jobs} jobs, {args.in_flight} in flight, alternating text "
         f"({args.text_pages} pages, pdf_file) and images ({args.image_pages} pages, pdf_pages); "
         f"backlog chapter {args.backlog_pages} pages, the stream starts at its {args.start_at}"
     )
