@@ -52,7 +52,8 @@ retry.
         ├── EmbeddingCrashed        ... it died answering this request
         ├── EmbeddingTimeout        ... this request overran its time limit
         ├── EmbeddingBusy           ... too many requests wait already (a 503 for a search)
-        └── EmbeddingClosed         ... the client was closed
+        ├── EmbeddingClosed         ... the client was closed
+        └── ChunkingFailed          ... the chunking process ended without the chapter's passages
 """
 
 from __future__ import annotations
@@ -392,3 +393,7 @@ class EmbeddingBusy(EmbeddingError):
 
 class EmbeddingClosed(EmbeddingError):
     """The embedding client was closed."""
+
+
+class ChunkingFailed(EmbeddingError):
+    """The chunking process (``service/retrieval/chunker.py``) died or failed on a chapter."""

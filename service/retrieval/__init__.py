@@ -4,6 +4,7 @@
     tokens.py     the model's tokenizer, for counting (no onnxruntime)              TokenCounter
     layout.py     a PDF page's extracted text into paragraphs and headings (pure)
     chunking.py   pages into token-aware, overlapping passages (pure)               chunk_chapter
+    chunker.py    the same, in a child process on idle CPU time (the worker's)      chunk_in_child
     embedder.py   text to vectors with onnxruntime (loaded in the embedding process) Embedder
     protocol.py   the embedding process's loop and the messages on its socket
     process.py    the async client of the embedding process                         EmbeddingProcess

@@ -39,11 +39,12 @@ from service.domain import indexing, lifecycle
 from service.domain.errors import EmbeddingError, EmbeddingUnavailable, LeaseLost
 from service.domain.job import new_id, utcnow
 from service.domain.stages import StageStatus
-from service.retrieval.chunking import Chunk, ChunkLimits, chunk_chapter, passage_text
+from service.retrieval.chunker import chunk_in_child
+from service.retrieval.chunking import Chunk, ChunkLimits, passage_text
 from service.retrieval.model import ModelSpec
 from service.retrieval.process import EmbeddingProcess
 from service.retrieval.ranking import vector_to_bson
-from service.retrieval.terms import ANALYZER, term_vectors
+from service.retrieval.terms import ANALYZER
 from service.retrieval.tokens import TokenCounter
 from service.settings import Settings
 from service.store.database import Store
@@ -187,12 +188,14 @@ class Indexer:
         outline = [tuple(entry) for entry in chapter.get("outline") or []]
         title = chapter.get("title")
         limits = ChunkLimits(max_tokens=self._counter.budget("passage"))
-        chunks = await asyncio.to_thread(
-            chunk_chapter, pages, self._counter.offsets, outline=outline, title=title,
-            limits=limits,
-        )  # fmt: skip
-        terms = await asyncio.to_thread(term_vectors, [chunk.content for chunk in chunks])
-        docs = [self._chunk_doc(chapter, chunk, t) for chunk, t in zip(chunks, terms, strict=True)]
+        chunked = await chunk_in_child(
+            self._spec, pages, outline=outline, title=title, limits=limits
+        )
+        chunks = chunked.chunks
+        docs = [
+            self._chunk_doc(chapter, chunk, terms)
+            for chunk, terms in zip(chunks, chunked.terms, strict=True)
+        ]
         await self._wait(lambda: self._store.chunks.replace(chapter_id, docs), "store passages")
         await self._progress(chapter_id, lease_id, len(docs), 0)
         embedded = 0
