@@ -317,7 +317,8 @@ class ExtractionError(Exception):
 
 
 class LeaseLost(Exception):
-    """A write of a run was refused: the job is no longer that run's."""
+    """A write of a run was refused: the job (or the chapter being indexed) is no longer that
+    run's: the sweeper took it back, or another run claimed it."""
 
 
 class PoolClosed(Exception):

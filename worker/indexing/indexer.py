@@ -80,11 +80,6 @@ CHAPTER_FIELDS = {
 RETRY = Backoff(first_s=0.5, max_s=10.0)
 
 
-class LeaseGone(Exception):
-    """The chapter's index is no longer this run's (the sweeper took it back, or it was asked
-    again and claimed by another worker)."""
-
-
 class Indexer:
     """The indexing loop of one worker; ``wake()`` when a chapter was created."""
 
@@ -138,7 +133,7 @@ class Indexer:
             return True
         try:
             await self._index(chapter, lease_id)
-        except LeaseGone:
+        except LeaseLost:
             log.info("chapter %s: indexing stopped: its lease is gone", chapter_id)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
@@ -220,7 +215,7 @@ class Indexer:
             chapter_id, lease_id, self._spec.name, len(docs), utcnow(), terms=ANALYZER
         )
         if await self._wait(lambda: self._store.chapters.apply_index(done), "mark ready") is None:
-            raise LeaseGone(chapter_id)
+            raise LeaseLost(chapter_id)
         await self._stage(job_id, StageStatus.completed, 100)
         self.indexed += 1
         log.info("chapter %s: indexed, %d chunks", chapter_id, len(docs))
@@ -252,7 +247,7 @@ class Indexer:
     async def _progress(self, chapter_id: str, lease_id: str, chunks: int, embedded: int) -> None:
         write = indexing.progress(chapter_id, lease_id, chunks, embedded, utcnow())
         if await self._wait(lambda: self._store.chapters.apply_index(write), "record") is None:
-            raise LeaseGone(chapter_id)
+            raise LeaseLost(chapter_id)
 
     async def _stage(self, job_id: str, status: StageStatus, percent: int) -> None:
         """The job's ``index_vectors`` stage (the job-detail view); a job deleted since is fine."""
