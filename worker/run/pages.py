@@ -87,6 +87,7 @@ async def store_page(
         words=page.words,
         words_width=page.words_width,
         words_height=page.words_height,
+        links=tuple((k.x0, k.y0, k.x1, k.y1, k.page, k.uri) for k in page.links),
     )
 
 
