@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The browser packages the API serves itself (web-vendor/package.json: the Firebase Web SDK,
+# Swagger UI), installed from npm with their lock. Without npm, the page keeps its development
+# sign-in and /schema says how to install them.
+WEB := .tools/web
+WEB_STAMP := $(WEB)/node_modules/.installed
 
-.PHONY: run test token job indexes-sync indexes-check reindex lint typecheck bench bench-instructions bench-chaos bench-push lock clean
+.PHONY: run test web-vendor token job indexes-sync indexes-check reindex lint typecheck bench bench-instructions bench-chaos bench-push lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,12 +17,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(WEB_STAMP): web-vendor/package.json web-vendor/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  mkdir -p $(WEB) && cp web-vendor/package.json web-vendor/package-lock.json $(WEB)/ && \
+	  npm ci --prefix $(WEB) --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+	  echo "npm not found: no Firebase Web SDK (production sign-in) or Swagger UI (/schema) to serve;" \
+	       "apt-get install npm, then make web-vendor" >&2; \
+	fi
+
+## Install the browser packages the API serves (Firebase Web SDK, Swagger UI) into .tools/web.
+web-vendor: $(WEB_STAMP)
+
 ## Start the API and a worker (plus embedded MongoDB/Redis unless MONGODB_URL/REDIS_URL are set).
-run: $(STAMP)
+run: $(STAMP) $(WEB_STAMP)
 	$(PY) -m devstack run
 
 ## Run the whole test suite against real mongod and redis-server processes.
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Print a development ID token: make token USER_ID=alice

@@ -31,6 +31,7 @@ from service.settings import Settings
 from service.store.collections import Collections
 from service.store.database import Store
 from service.store.documents import PdfChapterJob
+from tests.support.auth_emulator import AuthEmulator, find_cli, required_in_ci
 from tests.support.firebase_certs import CertServer
 
 PROJECT_ID = "pcj-test-project"
@@ -329,3 +330,22 @@ def index_chapters(store: Store, settings: Settings, embeddings: Any, app: Lites
         return indexer.indexed
 
     return run
+
+
+@pytest.fixture(scope="session")
+def auth_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthEmulator]:
+    """One Firebase Auth Emulator for the session (the API's token tests and the page's sign-in
+    in Chromium share it). Skipped where the firebase CLI is missing, failed under CI."""
+    cli = find_cli()
+    if cli is None:
+        required_in_ci(
+            "firebase CLI not installed: `npm install --prefix .tools firebase-tools` "
+            "(as .ci/run does) runs these tests against the Firebase Auth Emulator"
+        )
+        raise AssertionError("unreachable")
+    emulator = AuthEmulator(cli, tmp_path_factory.mktemp("auth-emulator"))
+    try:
+        emulator.wait_ready()
+        yield emulator
+    finally:
+        emulator.stop()

