@@ -8,7 +8,7 @@ from typing import Any
 
 from selenium.webdriver.common.by import By
 
-from tests.browser.steps import displayed, sign_in, text_of, upload, visible, wait
+from tests.browser.steps import displayed, finished, sign_in, text_of, upload, visible, wait
 from tests.conftest import PROJECT_ID
 from tests.support.pdfs import text_pdf
 from tests.support.server import granian_api
@@ -34,16 +34,16 @@ return [...document.querySelectorAll('#app h2, #app p')]
 """
 
 
-def test_finished_job_shows_its_chapter_and_not_its_live_pages(page, api, start_worker, tmp_path):
+def test_finished_job_offers_its_chapter_and_not_its_live_pages(page, api, start_worker, tmp_path):
     pdf = tmp_path / "three-pages.pdf"
     pdf.write_bytes(text_pdf(3))
     start_worker()
     sign_in(page, api.url + "/")
 
     upload(page, pdf)
-    wait(page, visible("chapter"), message="the chapter never showed")
+    finished(page)
 
-    assert displayed(page, "chapter")
+    assert displayed(page, "job-read")
     assert not displayed(page, "live-pages")
     assert len(page.find_elements(By.CSS_SELECTOR, "#live-pages .page")) == 3  # kept, hidden
     # No element the page hides is drawn anyway (a class's `display` beating `hidden`).
@@ -97,7 +97,7 @@ def test_page_fits_a_narrow_window_with_a_long_file_name(
         page.set_window_size(400, 900)
         sign_in(page, api.url + "/")
         upload(page, pdf)
-        wait(page, visible("chapter"), message="the chapter never showed")
+        finished(page)
         wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#job-list .job-completed"), 60)
         narrow = fits(page)
         page.save_screenshot(str(artifacts / "narrow-window.png"))

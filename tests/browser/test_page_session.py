@@ -13,7 +13,6 @@ from tests.browser.steps import (
     stats,
     text_of,
     upload,
-    visible,
     wait,
 )
 from tests.support.pdfs import text_pdf
@@ -29,7 +28,7 @@ def test_next_user_sees_nothing_of_the_previous_one(page, api, start_worker, tmp
     start_worker()
     sign_in(page, api.url + "/", "alice")
     upload(page, finished)
-    wait(page, visible("chapter"), message="alice's chapter never showed")
+    finished(page)
     finished_id = listed_job_id(page, "alice-diary.pdf")
     # A second job, still being watched (its stream open) when alice signs out, most likely.
     upload(page, running)
@@ -53,9 +52,15 @@ def test_next_user_sees_nothing_of_the_previous_one(page, api, start_worker, tmp
         assert trace not in text
     assert text_of(page, "who-name") == "bob"
     assert page.execute_script("return document.images.length") == 0
-    assert page.find_elements(By.CSS_SELECTOR, "#live-pages *, #chapter-view *") == []
+    assert page.find_elements(By.CSS_SELECTOR, "#live-pages *, #r-layer *, #r-rail *") == []
     assert not displayed(page, "job")
-    assert not displayed(page, "chapter")
+    assert not displayed(page, "reader")
+    assert (
+        page.execute_script(
+            "return Object.keys(localStorage).filter(k => !k.startsWith('pcj.prefs.'))"
+        )
+        == []
+    )
     assert not displayed(page, "upload-progress")
     assert seen_after_sign_in["streamsOpen"] == 0
     assert stats(page)["streamsOpen"] == 0

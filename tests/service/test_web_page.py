@@ -71,6 +71,7 @@ async def test_config_says_how_to_sign_in(client):
         "poll_interval_s": 2,
         "firebase_sdk": VENDORED,
         "firebase_emulator_url": None,
+        "page_dpi": 150,
     }
 
 

@@ -94,6 +94,9 @@ class PageConfig(msgspec.Struct, kw_only=True):
     # Emulator mode with a web API key: the SDK signs in against the Firebase Auth Emulator at
     # this origin (FIREBASE_AUTH_EMULATOR_HOST), the way the API verifies its tokens.
     firebase_emulator_url: str | None = None
+    # The resolution page images are rendered at (CHAPTER_DPI): the reader's 100 % is the
+    # page's printed size.
+    page_dpi: int = 150
 
 
 def page_config(settings: Settings, vendor: dict[str, WebFile] | None = None) -> PageConfig:
@@ -114,6 +117,7 @@ def page_config(settings: Settings, vendor: dict[str, WebFile] | None = None) ->
         poll_interval_s=settings.poll_retry_after_s,
         firebase_sdk=all(name in (vendor or {}) for name in FIREBASE_SDK),
         firebase_emulator_url=_emulator_url(settings) if firebase else None,
+        page_dpi=settings.chapter_dpi,
     )
 
 
