@@ -249,6 +249,16 @@ async def huge_chapter(app: Any) -> Chapter:
     """A 5,000-page chapter of alice's, written straight into the store as the worker would
     leave it, cheaply: small images (each page its own thumbnail key, so every thumbnail the
     page loads is a request the browser records), three full page images, no words."""
+    return await _stored_chapter(app, HUGE_PAGES, "Five thousand pages")
+
+
+@pytest.fixture
+async def scanned_chapter(app: Any) -> Chapter:
+    """Three pages as a scan makes them: two read by OCR, one with no text at all."""
+    return await _stored_chapter(app, 3, "Scanned letters", ocr_pages=2, pages_without_text=1)
+
+
+async def _stored_chapter(app: Any, total: int, title: str, **counts: int) -> Chapter:
     from bson import Binary
 
     from service.domain.job import new_id, utcnow
@@ -258,7 +268,7 @@ async def huge_chapter(app: Any) -> Chapter:
     chapter_id, job_id, now = new_id(), new_id(), utcnow()
     thumb, image = _webp(120, 155, 200), _webp(1240, 1600, 230)
     files, chunks, pages, entries = [], [], [], []
-    for number in range(1, HUGE_PAGES + 1):
+    for number in range(1, total + 1):
         keys = {"thumbnail": (f"chapters/{chapter_id}/thumb-{number}.webp", thumb, 120, 155)}
         if number <= 3:
             keys["image"] = (f"chapters/{chapter_id}/page-{number}.webp", image, 1240, 1600)
@@ -285,9 +295,9 @@ async def huge_chapter(app: Any) -> Chapter:
     await collections.pages.insert_many(pages)
     await collections.chapters.insert_one({
         "chapter_id": chapter_id, "job_id": job_id, "user_id": "alice", "book_id": "atlas",
-        "title": "Five thousand pages", "slug": "five-thousand-pages", "total_pages": HUGE_PAGES,
+        "title": title, "slug": f"chapter-{chapter_id}", "total_pages": total, **counts,
         "source_file_id": new_id(), "source_filename": "atlas.pdf", "repaired": False,
         "pages": entries, "outline": [], "content_mode": "pdf_pages", "created_at": now,
         "search": {"status": "ready", "requested_at": now, "attempts": 1},
     })  # fmt: skip
-    return Chapter("alice", "atlas", chapter_id, job_id, HUGE_PAGES)
+    return Chapter("alice", "atlas", chapter_id, job_id, total)

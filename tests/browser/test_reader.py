@@ -420,3 +420,17 @@ def test_a_deleted_chapters_url_says_so(page, api, reader_chapter):
 
     assert "it was deleted, or it is not yours" in text_of(page, "error")
     assert page.find_element(By.ID, "error").is_displayed()
+
+
+def test_a_chapter_of_scans_says_once_at_the_top_what_ocr_did(page, api, scanned_chapter):
+    open_reader(page, api, scanned_chapter, "#page=1")
+    reader_ready_image(page, 1)
+
+    notes = page.find_elements(By.CSS_SELECTOR, "#reader .r-notice:not([hidden])")
+    text = text_of(page, "r-notice-text")
+    page.find_element(By.ID, "r-notice-close").click()
+
+    assert len(notes) == 1
+    assert text.startswith("2 of 3 pages are scanned images: their text was read by OCR")
+    assert "1 page has no text at all: find and selection skip it." in text
+    assert not page.find_element(By.ID, "r-notice").is_displayed()
