@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from service import __doc__ as service_doc
 from service.api.http.dependencies import provide_principal, provide_services
 from service.api.http.errors import exception_handlers
+from service.api.http.examples import document_examples
 from service.api.http.middleware import request_id_middleware
 from service.api.http.openapi import OfflineSwagger, document_request_bodies
 from service.api.routes.book_jobs import BookJobController
@@ -225,6 +226,7 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
     )
     document_request_bodies(app)
+    document_examples(app.openapi_schema)
     return app
 
 

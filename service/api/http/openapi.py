@@ -14,8 +14,10 @@ from litestar import Litestar, Request
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import OpenAPIMediaType, Reference, RequestBody
 
+from service.api.schemas.events import PageEventOut
 from service.api.schemas.job_detail import JobCreateIn
 from service.api.schemas.jobs import CreateJobIn
+from service.api.schemas.search import SearchIn
 
 REF = "#/components/schemas/{name}"
 
@@ -53,17 +55,26 @@ BODIES: dict[tuple[str, str], RequestBody] = {
         required=True,
         description="One PDF in the form field `file`",
     ),
+    ("/api/v1/search", "post"): RequestBody(
+        content={"application/json": _json(SearchIn)},
+        required=True,
+        description="The query, and the scope: a book, some chapters, or every chapter",
+    ),
 }
 
 
 def document_request_bodies(app: Litestar) -> None:
     """Add the request bodies and their schemas to ``app``'s OpenAPI document."""
     document = app.openapi_schema
-    _, components = msgspec.json.schema_components((JobCreateIn, CreateJobIn), ref_template=REF)
+    # PageEventOut: the data of the event stream's `page` events (the stream is a string).
+    _, components = msgspec.json.schema_components(
+        (JobCreateIn, CreateJobIn, SearchIn, PageEventOut), ref_template=REF
+    )
     assert document.components is not None
     if not isinstance(document.components.schemas, dict):
         document.components.schemas = {}
-    document.components.schemas.update(components)
+    for name, schema in components.items():
+        document.components.schemas.setdefault(name, schema)
     for (path, method), body in BODIES.items():
         item = document.paths[path] if document.paths else None
         operation = getattr(item, method, None)

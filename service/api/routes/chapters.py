@@ -45,6 +45,12 @@ class ChapterController(Controller):
     @get(
         "/{chapter_id:str}",
         summary="A chapter, every page with its image URLs",
+        description=(
+            "The chapter with its outline (`[{level, title, page}]`), its search index's state, "
+            "how many pages were read by OCR or have no text, and every page with signed image "
+            "URLs valid until `urls_expire_at` (read it again before then). `pages=false` leaves "
+            "the page list out: a long chapter's pages are then read in windows from `/pages`."
+        ),
         responses=NOT_FOUND,
     )
     async def get_chapter(
@@ -93,7 +99,17 @@ class ChapterController(Controller):
             urls_expire_at=urls.expire_at(),
         )
 
-    @get("/{chapter_id:str}/pages", summary="A chapter's pages, in order", responses=NOT_FOUND)
+    @get(
+        "/{chapter_id:str}/pages",
+        summary="A chapter's pages, in order",
+        description=(
+            "A window of the chapter's pages (`offset`, `limit` 1-100) with their text, image "
+            "URLs (valid until `urls_expire_at`), sizes and where their text came from "
+            "(`text_source`: pdf, ocr or none). `text=false` leaves the text out: what a reader "
+            "needs to show pages and thumbnails."
+        ),
+        responses=NOT_FOUND,
+    )
     async def list_pages(
         self,
         request: Request[Any, Any, Any],
@@ -154,6 +170,9 @@ class ChapterController(Controller):
             "ETag back in If-None-Match for a 304."
         ),
         responses={
+            200: ResponseSpec(
+                PageWordsOut, generate_examples=False, description="The page's words and links"
+            ),
             **NOT_FOUND,
             304: ResponseSpec(
                 None, generate_examples=False, description="Unchanged since the ETag sent"
@@ -185,6 +204,11 @@ class ChapterController(Controller):
     @delete(
         "/{chapter_id:str}",
         summary="Delete a chapter, its pages and its images",
+        description=(
+            "Removes the chapter, its pages' images, text and words, and its search passages. "
+            "The job that made it stays, and says so (`chapter_deleted_at`); the uploaded PDF "
+            "stays. The page store unreachable: 503, and nothing is deleted."
+        ),
         status_code=204,
         opt={"error_prefix": "Failed to delete chapter"},
         responses=NOT_FOUND,
