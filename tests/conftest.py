@@ -31,7 +31,14 @@ from service.settings import Settings
 from service.store.collections import Collections
 from service.store.database import Store
 from service.store.documents import PdfChapterJob
-from tests.support.auth_emulator import AuthEmulator, find_cli, required_in_ci
+from tests.support.auth_emulator import (
+    MIN_NODE,
+    AuthEmulator,
+    find_cli,
+    node_too_old,
+    node_version,
+    required_in_ci,
+)
 from tests.support.firebase_certs import CertServer
 
 PROJECT_ID = "pcj-test-project"
@@ -339,10 +346,16 @@ def auth_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthEmul
     cli = find_cli()
     if cli is None:
         required_in_ci(
-            "firebase CLI not installed: `npm install --prefix .tools firebase-tools` "
-            "(as .ci/run does) runs these tests against the Firebase Auth Emulator"
+            "firebase CLI not installed: `make auth-emulator` (as .ci/run does) installs it "
+            "to run these tests against the Firebase Auth Emulator"
         )
         raise AssertionError("unreachable")
+    node = node_version()
+    if node_too_old(node):
+        required_in_ci(
+            f"the firebase CLI needs Node >= {MIN_NODE} and the node it would run with is "
+            f"{node or 'missing'}: `make auth-emulator` installs one into .tools/node"
+        )
     emulator = AuthEmulator(cli, tmp_path_factory.mktemp("auth-emulator"))
     try:
         emulator.wait_ready()

