@@ -68,6 +68,31 @@ def test_chapter_opens_at_the_page_its_url_names_and_turns_by_key(page, api, rea
     assert reader_sentence(12) in layer_text(page)
 
 
+WINDOW_READS = (
+    "return performance.getEntriesByType('resource')"
+    ".filter(e => e.name.includes('/pages?offset=0&')).length"
+)
+
+
+def test_page_urls_are_read_again_before_they_expire(page, api, reader_chapter):
+    open_reader(page, api, reader_chapter, "#page=5")
+    reader_ready(page, 5)
+    opened = page.execute_script(WINDOW_READS)
+    press(page, Keys.ARROW_RIGHT)
+    reader_ready(page, 6)
+    fresh = page.execute_script(WINDOW_READS)
+
+    # The tab open an hour (PAGE_URL_TTL_S): the URLs it holds are about to expire.
+    page.execute_script("const now = Date.now; Date.now = () => now() + 3_600_000")
+    press(page, Keys.ARROW_RIGHT)
+    reader_ready(page, 7)
+    stale = page.execute_script(WINDOW_READS)
+
+    assert fresh == opened >= 1  # URLs still fresh: the turn read nothing again
+    assert stale > fresh  # read again before the next page was drawn, not after it broke
+    assert not page.find_element(By.ID, "error").is_displayed()
+
+
 def sheet_size(page: Any) -> dict[str, float]:
     size: dict[str, float] = page.execute_script(
         "const s = document.getElementById('r-sheet').getBoundingClientRect();"
