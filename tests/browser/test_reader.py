@@ -93,6 +93,27 @@ def test_page_urls_are_read_again_before_they_expire(page, api, reader_chapter):
     assert not page.find_element(By.ID, "error").is_displayed()
 
 
+def test_next_page_is_fetched_while_this_one_is_read_and_full_screen_toggles(
+    page, api, reader_chapter
+):
+    open_reader(page, api, reader_chapter, "#page=5")
+    reader_ready(page, 5)
+    images = (
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => /\\/page-\\d+\\.webp/.test(n)).map(n => n.match(/page-(\\d+)/)[1])"
+    )
+    wait(page, lambda d: "6" in d.execute_script(images), 30, "page 6 was never prefetched")
+    page.find_element(By.ID, "r-fullscreen").click()
+    wait(page, lambda d: d.execute_script("return document.fullscreenElement !== null"), 10)
+    pressed = page.find_element(By.ID, "r-fullscreen").get_attribute("aria-pressed")
+    press(page, "f")
+    wait(page, lambda d: d.execute_script("return document.fullscreenElement === null"), 10)
+
+    assert sorted(set(page.execute_script(images)), key=int) == ["5", "6"]  # no further
+    assert pressed == "true"
+    assert page.find_element(By.ID, "r-fullscreen").get_attribute("aria-pressed") == "false"
+
+
 def sheet_size(page: Any) -> dict[str, float]:
     size: dict[str, float] = page.execute_script(
         "const s = document.getElementById('r-sheet').getBoundingClientRect();"
