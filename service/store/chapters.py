@@ -29,6 +29,21 @@ from service.store.collections import Collections
 from service.store.page_images import PageStore
 
 Doc = dict[str, Any]
+# A page's link: its box in the page image's pixels, and a page number (from 1) or a URI.
+Link = tuple[int, int, int, int, int | None, str | None]
+
+
+def link_doc(link: Link) -> Doc:
+    """A link as ``chapter_pages`` keeps it: ``{box: [x0, y0, x1, y1], page}`` or ``{box, uri}``."""
+    x0, y0, x1, y1, page, uri = link
+    return (
+        {"box": [x0, y0, x1, y1], "page": page}
+        if page is not None
+        else {
+            "box": [x0, y0, x1, y1],
+            "uri": uri,
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +63,7 @@ class StoredPage:
     words_width: int = 0
     words_height: int = 0
     error: str | None = None  # MuPDF could not read the page: recorded on the job too
+    links: tuple[Link, ...] = ()
 
 
 # What a page list entry is made of (a page's text and words stay behind).
@@ -120,6 +136,7 @@ class ChapterStore:
                         "words_width": page.words_width,
                         "words_height": page.words_height,
                         "error": page.error,
+                        "links": [link_doc(link) for link in page.links],
                         "updated_at": now,
                     },
                 },
@@ -244,11 +261,12 @@ class ChapterStore:
         return doc
 
     async def chapter_pages(
-        self, chapter_id: str, job_id: str, *, offset: int, limit: int
+        self, chapter_id: str, job_id: str, *, offset: int, limit: int, text: bool = True
     ) -> tuple[list[Doc], int]:
-        """A page of a chapter's pages with their text, in order, and how many it has."""
+        """A page of a chapter's pages (with their text unless ``text`` is false), in order, and
+        how many it has."""
         query = {"chapter_id": chapter_id, "job_id": job_id}
-        fields = {**PAGE_FIELDS, "_id": 1, "content": 1}
+        fields = {**PAGE_FIELDS, "_id": 1, **({"content": 1} if text else {})}
         found = self.pages.find(query, fields).sort("page_index", 1).skip(offset).limit(limit)
         docs: list[Doc] = await found.to_list()
         return docs, await self.pages.count_documents(query)
@@ -268,10 +286,11 @@ class ChapterStore:
         }
 
     async def page_words(self, chapter_id: str, job_id: str, page_index: int) -> Doc | None:
-        """A page's positioned words (the compact form) and the image size they refer to."""
+        """A page's positioned words (the compact form), its links, and the image size they
+        refer to."""
         doc: Doc | None = await self.pages.find_one(
             {"chapter_id": chapter_id, "job_id": job_id, "page_index": page_index},
-            {"_id": 0, "words": 1, "words_width": 1, "words_height": 1, "updated_at": 1},
+            {"_id": 0, "words": 1, "words_width": 1, "words_height": 1, "links": 1},
         )
         return doc
 
@@ -283,19 +302,20 @@ class ChapterStore:
         query = {"user_id": user_id, "book_id": book_id, "slug": slug}
         return bool(await self.chapters.count_documents(query, limit=1))
 
-    async def delete_chapter(self, chapter_id: str, book_id: str, user_id: str) -> bool:
-        """Remove the user's chapter, its pages and its images; False when there is none."""
+    async def delete_chapter(self, chapter_id: str, book_id: str, user_id: str) -> str | None:
+        """Remove the user's chapter, its pages and its images: the id of the job that made it,
+        or None when there is no such chapter."""
         chapter = await self.chapters.find_one(
             {"chapter_id": chapter_id, "book_id": book_id, "user_id": user_id}, {"job_id": 1}
         )
         if chapter is None:
-            return False
+            return None
         # Images first: a chapter whose images failed to go can be deleted again.
         await self.images.delete_prefix(chapter_prefix(chapter_id))
         await self.chunks.delete_many({"chapter_id": chapter_id, "job_id": chapter["job_id"]})
         await self.pages.delete_many({"chapter_id": chapter_id, "job_id": chapter["job_id"]})
         await self.chapters.delete_one({"chapter_id": chapter_id})
-        return True
+        return str(chapter["job_id"])
 
     # --- What a job that ends without a chapter leaves (service/store/discard.py) --------------
 

@@ -61,6 +61,8 @@ class PdfChapterJob(BaseModel):
     user_id: str
     book_id: str
     file_id: str
+    # The uploaded file's (cleaned) name when the job was made: every view names the job by it.
+    filename: str | None = None
     # The chapter's title as asked (the job router's job title too); else the PDF's, else the
     # file name.
     title: str | None = None
@@ -97,6 +99,8 @@ class PdfChapterJob(BaseModel):
     completed_at: datetime | None = None
     failed_at: datetime | None = None
     cancelled_at: datetime | None = None
+    # Its owner deleted the chapter it made (the job stays completed).
+    chapter_deleted_at: datetime | None = None
 
     # Incremented by every write; the polling endpoint's ETag.
     version: int = 1
@@ -150,6 +154,7 @@ class JobDoc(TypedDict, total=False):
     user_id: str
     book_id: str
     file_id: str
+    filename: str | None
     title: str | None
     content_mode: str
     slug: str | None
@@ -175,6 +180,7 @@ class JobDoc(TypedDict, total=False):
     completed_at: datetime | None
     failed_at: datetime | None
     cancelled_at: datetime | None
+    chapter_deleted_at: datetime | None
     version: int
     lease_id: str | None
     heartbeat_at: datetime | None

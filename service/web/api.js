@@ -16,6 +16,11 @@ export class ApiError extends Error {
   }
 }
 
+/** An error's message, for a person. */
+export function describe(error) {
+  return error instanceof Error ? error.message : String(error);
+}
+
 function retryAfterOf(headers) {
   const value = Number.parseInt(headers.get("retry-after") ?? "", 10);
   return Number.isFinite(value) && value >= 0 ? value : null;
@@ -40,20 +45,35 @@ function parse(text) {
 }
 
 export class Api {
-  /** `getToken()` resolves to the current Firebase ID token (or a development token). */
+  /**
+   * `getToken(force)` resolves to the current Firebase ID token (or a development token);
+   * `force`: a fresh one, after the API refused the last (it expired while the tab was open).
+   */
   constructor(getToken) {
     this.getToken = getToken;
   }
 
-  async headers(extra = {}) {
-    return { Authorization: `Bearer ${await this.getToken()}`, ...extra };
+  async headers(extra = {}, force = false) {
+    return { Authorization: `Bearer ${await this.getToken(force)}`, ...extra };
   }
 
   /**
    * One request; resolves to {status, body, headers} for 2xx and 304, throws ApiError otherwise.
+   * A 401 is tried once more with a freshly refreshed token.
    */
-  async request(method, path, { json, headers = {} } = {}) {
-    const init = { method, headers: await this.headers(headers), cache: "no-store" };
+  async request(method, path, options = {}, retried = false) {
+    try {
+      return await this.send(method, path, options, retried);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401 && !retried) {
+        return this.request(method, path, options, true);
+      }
+      throw error;
+    }
+  }
+
+  async send(method, path, { json, headers = {}, cache = "no-store" } = {}, force = false) {
+    const init = { method, headers: await this.headers(headers, force), cache };
     if (json !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(json);
@@ -73,6 +93,11 @@ export class Api {
 
   get(path, options) {
     return this.request("GET", path, options);
+  }
+
+  /** A GET the browser's cache may answer after revalidating (the answer has an ETag). */
+  getCached(path) {
+    return this.request("GET", path, { cache: "no-cache" });
   }
 
   post(path, options) {

@@ -1,22 +1,28 @@
-// The page: sign in, upload a PDF (with upload progress), watch its job become a chapter (progress
-// and pages pushed over the event stream, or polled), read the chapter; the list of my jobs.
+// The page: sign in, upload a PDF (with upload progress), watch its job become a chapter
+// (progress and pages pushed over the event stream, or polled), search the chapters, list my
+// jobs; and the reader, at its own URL (/books/{book_id}/chapters/{chapter_id}#page=N).
 //
 // Start-up hook: `/?stall_after_s=N` lowers how long the page waits without progress before it
 // says the job is not moving (STALL_AFTER_S in watch.js, 20 s); the browser tests use it.
 
-import { Api, ApiError, JOBS } from "./api.js";
-import { DevAuth, FirebaseAuth } from "./auth.js";
+import { Api, ApiError, JOBS, describe } from "./api.js";
+import { DevAuth, FirebaseAuth, authStats } from "./auth.js";
 import { replace, setText } from "./element.js";
-import { JobList, recall, remember } from "./jobs.js";
-import { LivePages, chapterView } from "./viewer.js";
+import { JobList, jobMessage, jobName, readable } from "./jobs.js";
+import { Reader, hashState, readerPath, readerRoute, readerStats } from "./reader.js";
+import { SearchPanel, forgetPassages } from "./search.js";
+import { LivePages } from "./viewer.js";
 import { JobWatch, STALL_AFTER_S, TERMINAL, stats } from "./watch.js";
 
 const $ = (id) => document.getElementById(id);
 const BOOK_KEY = "pcj.book";
+const KEPT_ON_SIGN_OUT = "pcj.prefs."; // the reader's zoom: not the user's data
 
 const page = {
   config: null,
-  auth: null,
+  auth: null, // whichever signed the user in: DevAuth or FirebaseAuth
+  firebase: null,
+  dev: null,
   api: null,
   jobs: null,
   watch: null,
@@ -24,8 +30,17 @@ const page = {
   job: null, // the job on screen
   screen: 0, // bumped whenever the job on screen changes: late answers for an older one are dropped
   stallAfterS: stallAfterS(),
+  reader: null,
+  search: null,
+  listed: false, // "My jobs" was read since sign-in
 };
-window.pcj = { stats }; // what the page did to follow jobs: for people and tests
+// What the page did, for people and tests: following jobs, the reader, tokens.
+window.pcj = {
+  stats,
+  reader: readerStats,
+  auth: authStats,
+  refreshToken: () => page.auth?.getToken(true),
+};
 
 function showError(message) {
   $("error").hidden = !message;
@@ -43,64 +58,102 @@ function showNotice(message) {
   setText("notice", message ?? "");
 }
 
-function describe(error) {
-  return error instanceof ApiError || error instanceof Error ? error.message : String(error);
-}
-
 // ---- signing in ---------------------------------------------------------------------------
 
 async function start() {
   const response = await fetch("/config.json", { cache: "no-store" });
   page.config = await response.json();
   $("loading").hidden = true;
-  $("book-id").value = localStorage.getItem(BOOK_KEY) || "my-book";
-  if (page.config.dev_sign_in) {
-    page.auth = new DevAuth(page.config.firebase_project_id);
-    $("dev-sign-in").hidden = false;
-    if (page.auth.user) signedIn(page.auth.user);
-    else $("sign-in").hidden = false;
-  } else if (page.config.firebase) {
+  const config = page.config;
+  if (!config.dev_sign_in && !config.firebase) {
     $("sign-in").hidden = false;
+    $("no-sign-in").hidden = false;
+    return;
+  }
+  if (config.dev_sign_in) {
+    page.dev = new DevAuth(config.firebase_project_id);
+    $("dev-sign-in").hidden = false;
+  }
+  if (config.firebase && !config.firebase_sdk) $("no-sdk").hidden = false;
+  else if (config.firebase) {
     $("firebase-sign-in").hidden = false;
+    $("google-sign-in").hidden = Boolean(config.firebase_emulator_url);
     try {
-      page.auth = await FirebaseAuth.create(page.config.firebase, (user) =>
-        user ? signedIn(user) : signedOut(),
-      );
+      page.firebase = await FirebaseAuth.create(config.firebase, config.firebase_emulator_url, (user) => {
+        if (user) signedIn(page.firebase, user);
+        else if (page.auth === page.firebase) signedOut();
+      });
     } catch (error) {
       showError(`Could not load Firebase sign-in: ${describe(error)}`);
     }
-  } else {
-    $("sign-in").hidden = false;
-    $("no-sign-in").hidden = false;
   }
+  if (page.dev?.user && !page.auth) signedIn(page.dev, page.dev.user);
+  else if (!page.auth) $("sign-in").hidden = false;
 }
 
-function signedIn(user) {
+function signedIn(auth, user) {
+  if (page.auth === auth && page.api) return; // the same session (Firebase says so again)
   clearScreen(); // nothing of whoever used this page before
-  page.api = new Api(() => page.auth.getToken());
+  page.auth = auth;
+  page.api = new Api((force) => auth.getToken(force));
   page.jobs = new JobList(page.api, $("job-list"), {
     open: openJob,
+    read: readJob,
     cancel: cancelJob,
     remove: deleteJob,
   });
+  page.search = new SearchPanel(
+    page.api,
+    { form: $("search-form"), input: $("search-input"), results: $("search-results"), status: $("search-status") },
+    { scope: () => ({}), onOpen: openResult },
+  );
+  page.reader ??= new Reader(
+    page.api,
+    {
+      close: () => navigate("/"),
+      deleted: chapterDeleted,
+      error: showError,
+      open: openResult,
+    },
+    { pageDpi: page.config.page_dpi ?? 150 },
+  );
+  page.reader.api = page.api;
+  page.reader.search.api = page.api;
   $("sign-in").hidden = true;
-  $("app").hidden = false;
   $("who").hidden = false;
   setText("who-name", user);
-  refreshJobs().then(resumeWatching);
+  route();
 }
 
 function signedOut() {
   clearScreen();
+  page.auth = null;
+  page.api = null;
   $("app").hidden = true;
   $("who").hidden = true;
   setText("who-name", "");
   $("sign-in").hidden = false;
+  forgetUser();
+  // The next user must not land in this user's chapter.
+  if (readerRoute(location.pathname)) history.replaceState(null, "", "/");
+}
+
+/** Everything this page kept of the user in the browser's storage, gone (sign-out). */
+function forgetUser() {
+  for (const storage of [localStorage, sessionStorage]) {
+    for (const key of Object.keys(storage)) {
+      if (key.startsWith("pcj.") && !key.startsWith(KEPT_ON_SIGN_OUT)) storage.removeItem(key);
+    }
+  }
+  forgetPassages();
+  $("book-id").value = "my-book";
+  $("email").value = "";
+  $("password").value = "";
 }
 
 /**
  * Take the signed-in user's things off the page: the job on screen (its watch stopped and its
- * stream closed), its pages, the chapter, the upload's progress and the list of jobs.
+ * stream closed), its pages, the reader, the upload's progress, search results, the job list.
  */
 function clearScreen() {
   stopWatching();
@@ -108,53 +161,118 @@ function clearScreen() {
   page.screen += 1;
   page.jobs?.close();
   page.jobs = null;
+  page.listed = false;
+  page.search?.clear();
+  page.reader?.close();
   $("job").hidden = true;
   const texts = ["job-name", "job-status", "job-percent", "job-message", "connection"];
   for (const id of [...texts, "upload-text"]) setText(id, "");
   $("job-progress").value = 0;
   replace($("live-pages"));
-  $("chapter").hidden = true;
-  replace($("chapter-view"));
-  $("upload-progress").hidden = true;
-  $("upload-progress").value = 0;
+  hideUploadBar();
   $("file").value = "";
   showNotice(null);
   showError(null);
 }
 
-/** After a (re)load: follow the newest job still running, unless one is on screen already. */
-function resumeWatching(jobs) {
-  const running = jobs?.find((job) => !TERMINAL.has(job.status));
-  if (running && !page.job) watchJob(running);
-}
-
 $("dev-sign-in").addEventListener("submit", (event) => {
   event.preventDefault();
   try {
-    page.auth.signIn($("dev-user").value.trim());
-    signedIn(page.auth.user);
+    page.dev.signIn($("dev-user").value.trim());
+    signedIn(page.dev, page.dev.user);
   } catch (error) {
     showError(describe(error));
   }
 });
 
 $("google-sign-in").addEventListener("click", () =>
-  page.auth?.signInWithGoogle().catch((error) => showError(describe(error))),
+  page.firebase?.signInWithGoogle().catch((error) => showError(describe(error))),
 );
 
 $("password-sign-in").addEventListener("submit", (event) => {
   event.preventDefault();
-  page.auth
+  showError(null);
+  page.firebase
     ?.signInWithPassword($("email").value, $("password").value)
-    .catch((error) => showError(describe(error)));
+    .catch((error) => showError(`Could not sign in: ${describe(error)}`));
+});
+
+$("sign-up").addEventListener("click", () => {
+  const form = $("password-sign-in");
+  if (!form.reportValidity()) return;
+  showError(null);
+  page.firebase
+    ?.signUp($("email").value, $("password").value)
+    .catch((error) => showError(`Could not create the account: ${describe(error)}`));
 });
 
 $("sign-out").addEventListener("click", async () => {
-  await page.auth.signOut();
-  signedOut();
+  const auth = page.auth;
+  signedOut(); // at once: nothing of the user stays on screen while the SDK signs out
+  await auth?.signOut();
 });
 
+// ---- where the page is: home or the reader -------------------------------------------------
+
+function navigate(path) {
+  if (path !== location.pathname + location.hash) history.pushState(null, "", path);
+  route();
+}
+
+/** Show what the URL names: the reader at a chapter, or the home page. */
+function route() {
+  if (!page.api) return;
+  const chapter = readerRoute(location.pathname);
+  if (chapter) {
+    $("app").hidden = true;
+    const { page: number, passage } = hashState(location.hash);
+    page.reader.open(chapter.bookId, chapter.chapterId, { page: number, passage });
+    return;
+  }
+  page.reader.close();
+  document.title = "PDF chapters";
+  $("app").hidden = false;
+  if (!page.listed) {
+    page.listed = true;
+    refreshJobs().then(resumeWatching);
+  }
+}
+
+window.addEventListener("popstate", () => route());
+
+$("home-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  navigate("/");
+});
+
+/** A search result: the reader at its page, with its passage highlighted. */
+function openResult(result) {
+  const path = readerPath(result.book_id, result.chapter_id);
+  const number = result.open_page ?? result.page_number;
+  navigate(`${path}#page=${number}&passage=${encodeURIComponent(result.chunk_id)}`);
+}
+
+async function chapterDeleted(chapter) {
+  navigate("/");
+  showNotice(`Deleted the chapter "${chapter.title}".`);
+  if (page.job?.job_id === chapter.job_id) {
+    try {
+      const { body } = await page.api.get(`${JOBS}/${encodeURIComponent(chapter.job_id)}`);
+      page.job = body;
+      showState(body);
+    } catch {
+      // the list below says it too
+    }
+  }
+  refreshJobs();
+}
+
 // ---- uploading ----------------------------------------------------------------------------
+
+function hideUploadBar() {
+  $("upload-progress").hidden = true;
+  $("upload-progress").value = 0;
+}
 
 $("upload-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -179,11 +297,11 @@ $("upload-form").addEventListener("submit", async (event) => {
     });
     $("upload-progress").value = 100;
     setText("upload-text", `Uploaded ${file.name}`);
-    remember(job.job_id, { book_id: bookId, filename: file.name });
     $("file").value = "";
     watchJob(job);
     refreshJobs();
   } catch (error) {
+    hideUploadBar(); // refused: nothing was uploaded, whatever the bar had reached
     setText("upload-text", "");
     showError(`Upload failed: ${describe(error)}`);
   } finally {
@@ -206,10 +324,8 @@ function watchJob(job) {
   page.job = job;
   page.screen += 1;
   $("job").hidden = false;
-  $("chapter").hidden = true;
-  replace($("chapter-view"));
   $("live-pages").hidden = false;
-  setText("job-name", recall(job.job_id)?.filename ?? `Job ${job.job_id}`);
+  setText("job-name", jobName(job));
   setText("connection", "");
   page.live = new LivePages(page.api, job.job_id, $("live-pages"));
   showState(job);
@@ -250,15 +366,19 @@ function showStall(job) {
 }
 
 function showState(job) {
-  setText("job-status", job.status);
-  $("job-progress").value = job.progress;
-  setText("job-percent", `${job.progress}%`);
-  setText("job-message", job.status === "failed" && job.error ? job.error : job.message);
+  const ended = job.status === "failed" || job.status === "cancelled";
+  setText("job-status", job.chapter_deleted_at ? "completed, chapter deleted" : job.status);
+  // A failed or cancelled job's bar would show where it stopped as if it were progress.
+  $("job-progress").hidden = ended;
+  $("job-progress").value = ended ? 0 : job.progress;
+  setText("job-percent", ended ? "" : `${job.progress}%`);
+  setText("job-message", jobMessage(job));
   $("cancel").hidden = TERMINAL.has(job.status);
-  if (job.status === "completed" && job.result) {
+  $("job-read").hidden = !readable(job);
+  if (job.status === "completed") {
     page.live?.stop();
-    openChapter(job);
-  } else if (job.status === "cancelled" || job.status === "failed") {
+    $("live-pages").hidden = true;
+  } else if (ended) {
     // The service discarded the pages of a job that did not finish: so does the page.
     page.live?.clear();
     replace($("live-pages"));
@@ -266,47 +386,12 @@ function showState(job) {
   }
 }
 
-async function openChapter(job) {
-  const screen = page.screen;
-  const known = recall(job.job_id);
-  const bookId = known?.book_id ?? $("book-id").value.trim();
-  try {
-    const { view } = await chapterView(page.api, bookId, job.result.chapter_id, {
-      onDelete: deleteChapter,
-    });
-    if (screen !== page.screen) return; // another job, or another user, is on screen now
-    replace($("chapter-view"), view);
-    $("live-pages").hidden = true;
-    $("chapter").hidden = false;
-  } catch (error) {
-    if (screen !== page.screen) return;
-    let hint = "";
-    if (error instanceof ApiError && error.status === 404) {
-      hint = known
-        ? " (it was deleted)"
-        : " (this browser did not create the job: enter its book above and open it again)";
-    }
-    showError(`Could not open the chapter: ${describe(error)}${hint}`);
-  }
-}
+$("job-read").addEventListener("click", () => page.job && readJob(page.job));
 
-/** "Delete chapter" in the reader: the chapter, its pages' images and text; the job stays. */
-async function deleteChapter(chapter, path) {
-  const question =
-    `Delete the chapter "${chapter.title}"?\n\n` +
-    `Its ${chapter.total_pages} pages are deleted for good: their images and their text. ` +
-    "The job stays in My jobs, and the uploaded PDF is kept.";
-  if (!window.confirm(question)) return;
+function readJob(job) {
   showError(null);
-  try {
-    await page.api.delete(path);
-  } catch (error) {
-    showError(`Could not delete the chapter: ${describe(error)}`);
-    return;
-  }
-  $("chapter").hidden = true;
-  replace($("chapter-view"));
-  showNotice(`Deleted the chapter "${chapter.title}".`);
+  showNotice(null);
+  navigate(readerPath(job.book_id, job.result.chapter_id));
 }
 
 function openJob(job) {
@@ -332,13 +417,17 @@ async function cancelJob(job) {
   refreshJobs();
 }
 
-/** "Delete" in My jobs (a finished job): the job's record only; its chapter stays. */
+/** "Delete" in My jobs (a finished job): the job's record only. */
 async function deleteJob(job) {
-  const name = recall(job.job_id)?.filename ?? `job ${job.job_id}`;
-  const kept =
-    job.status === "completed"
-      ? "Its chapter stays (delete it from the chapter itself: Read, then Delete chapter)."
-      : `It made no chapter: its pages were discarded when it was ${job.status}.`;
+  const name = jobName(job);
+  let kept;
+  if (job.status !== "completed") {
+    kept = `It made no chapter: its pages were discarded when it was ${job.status}.`;
+  } else if (job.chapter_deleted_at) {
+    kept = "Its chapter was already deleted.";
+  } else {
+    kept = "Its chapter stays (delete that from the reader: About, then Delete chapter).";
+  }
   const question =
     `Delete ${name} from My jobs?\n\n` +
     `Only the job's record is deleted. ${kept} The uploaded PDF is kept.`;
@@ -364,6 +453,12 @@ async function deleteJob(job) {
 
 $("cancel").addEventListener("click", () => page.job && cancelJob(page.job));
 
+/** After a (re)load: follow the newest job still running, unless one is on screen already. */
+function resumeWatching(jobs) {
+  const running = jobs?.find((job) => !TERMINAL.has(job.status));
+  if (running && !page.job) watchJob(running);
+}
+
 /** Read the list again; resolves to its jobs (null when it was not shown, or failed). */
 function refreshJobs() {
   const jobs = page.jobs;
@@ -375,6 +470,8 @@ function refreshJobs() {
 }
 
 $("refresh-jobs").addEventListener("click", () => refreshJobs());
+
+$("book-id").value = localStorage.getItem(BOOK_KEY) || "my-book";
 
 start().catch((error) => {
   $("loading").hidden = true;

@@ -1,8 +1,10 @@
-// Signing in. In production: the Firebase Web SDK (from Google's CDN, with the config the server
-// gives at /config.json). In development (the API in emulator mode, which accepts unsigned
-// tokens): a development token for a user name, made here in the format of devstack/token.py.
+// Signing in. In production: the Firebase Web SDK, served by this API from the npm package it
+// installed (/web/vendor/, no CDN), with the config the server gives at /config.json; email and
+// password (sign up or sign in) or Google. When the API runs in emulator mode with a web API key,
+// the SDK signs in against the Firebase Auth Emulator instead. In development (emulator mode):
+// also a development token for a user name, made here in the format of devstack/token.py.
 
-const FIREBASE_SDK = "https://www.gstatic.com/firebasejs/10.14.1";
+const SDK = "/web/vendor";
 const DEV_USER_KEY = "pcj.devUser";
 export const DEV_USER_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -44,7 +46,7 @@ export class DevAuth {
     sessionStorage.setItem(DEV_USER_KEY, userId);
   }
 
-  signOut() {
+  async signOut() {
     this.user = null;
     sessionStorage.removeItem(DEV_USER_KEY);
   }
@@ -55,16 +57,21 @@ export class DevAuth {
   }
 }
 
+/** What the page did with Firebase tokens, for people and tests (window.pcj.auth). */
+export const authStats = { tokensRefreshed: 0 };
+
 /**
- * Production sign-in with the Firebase Web SDK. `onChange(userLabel | null)` is called whenever
- * the signed-in user changes (Firebase keeps the session across reloads).
+ * Sign-in with the Firebase Web SDK. `onChange(userLabel | null)` is called whenever the
+ * signed-in user changes (Firebase keeps the session across reloads).
  */
 export class FirebaseAuth {
-  static async create(config, onChange) {
-    const app = await import(`${FIREBASE_SDK}/firebase-app.js`);
-    const sdk = await import(`${FIREBASE_SDK}/firebase-auth.js`);
+  static async create(config, emulatorUrl, onChange) {
+    const app = await import(`${SDK}/firebase-app.js`);
+    const sdk = await import(`${SDK}/firebase-auth.js`);
     const auth = sdk.getAuth(app.initializeApp(config));
+    if (emulatorUrl) sdk.connectAuthEmulator(auth, emulatorUrl, { disableWarnings: true });
     const wrapper = new FirebaseAuth(sdk, auth);
+    await auth.authStateReady();
     sdk.onAuthStateChanged(auth, (user) => onChange(user ? user.email || user.uid : null));
     return wrapper;
   }
@@ -87,13 +94,19 @@ export class FirebaseAuth {
     return this.sdk.signInWithEmailAndPassword(this.auth, email, password);
   }
 
+  signUp(email, password) {
+    return this.sdk.createUserWithEmailAndPassword(this.auth, email, password);
+  }
+
   signOut() {
     return this.sdk.signOut(this.auth);
   }
 
-  async getToken() {
+  /** The current ID token; the SDK refreshes it when it nears expiry, `force` at once. */
+  async getToken(force = false) {
     const user = this.auth.currentUser;
     if (!user) throw new Error("Not signed in");
-    return user.getIdToken(); // refreshed by the SDK when it nears expiry
+    if (force) authStats.tokensRefreshed += 1;
+    return user.getIdToken(force);
   }
 }

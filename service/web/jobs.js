@@ -1,36 +1,29 @@
-// "My jobs": GET /api/v1/books/jobs, newest first, 20 at a time. What the page learnt when it
-// created a job (its book and file name: the job's JSON carries neither) is remembered in this
-// browser, so a listed job can be opened as a chapter.
+// "My jobs": GET /api/v1/books/jobs, newest first, 20 at a time. Each job's JSON names its book
+// and file (any browser can open any of the user's chapters) and says when its chapter was
+// deleted: such a job offers no Read.
 
 import { JOBS } from "./api.js";
 import { el, replace } from "./element.js";
 import { TERMINAL } from "./watch.js";
 
-const MEMORY_KEY = "pcj.jobs";
-const MEMORY_LIMIT = 200;
-
-function memory() {
-  try {
-    return JSON.parse(localStorage.getItem(MEMORY_KEY) ?? "{}") ?? {};
-  } catch {
-    return {};
-  }
+/** What a job is called on screen: its file's name (jobs made before it was kept: its id). */
+export function jobName(job) {
+  return job.filename || `Job ${job.job_id.slice(0, 8)}`;
 }
 
-/** Remember a job this browser created: {book_id, filename}. */
-export function remember(jobId, details) {
-  const known = memory();
-  known[jobId] = { ...details, at: Date.now() };
-  const newest = Object.entries(known).sort((a, b) => b[1].at - a[1].at).slice(0, MEMORY_LIMIT);
-  localStorage.setItem(MEMORY_KEY, JSON.stringify(Object.fromEntries(newest)));
+/** Whether a job's chapter can be read: completed, and not deleted since. */
+export function readable(job) {
+  return job.status === "completed" && Boolean(job.result) && !job.chapter_deleted_at;
 }
 
-export function recall(jobId) {
-  return memory()[jobId] ?? null;
+/** The job's message as it stands now (a deleted chapter says so, not "Chapter created"). */
+export function jobMessage(job) {
+  if (job.chapter_deleted_at) return "Its chapter was deleted";
+  return job.error || job.message;
 }
 
 export class JobList {
-  /** actions: open(job), cancel(job), remove(job) (a finished job only). */
+  /** actions: open(job) (watch it), read(job) (its chapter), cancel(job), remove(job). */
   constructor(api, container, actions) {
     this.api = api;
     this.container = container;
@@ -76,19 +69,20 @@ export class JobList {
   }
 
   /**
-   * A listed job's newer state, from the events of the job being watched: its row follows
-   * without reading the list again (rebuilt when its status, and so its actions, changed).
+   * A listed job's newer state (from the events of the job being watched, or an action): its
+   * row follows without reading the list again (rebuilt when its status or chapter changed).
    */
   update(job) {
     const row = this.rowOf(job.job_id);
     if (!row) return;
-    if (this.latest.get(job.job_id)?.status !== job.status) {
+    const before = this.latest.get(job.job_id);
+    if (before?.status !== job.status || readable(before) !== readable(job)) {
       row.replaceWith(this.row(job));
       return;
     }
     this.latest.set(job.job_id, job);
-    row.querySelector("progress").value = job.progress;
-    row.querySelector(".job-message").textContent = job.error || job.message;
+    row.querySelector("progress")?.setAttribute("value", String(job.progress));
+    row.querySelector(".job-message").textContent = jobMessage(job);
   }
 
   /** Take a deleted job off the list. */
@@ -104,24 +98,35 @@ export class JobList {
   row(job) {
     this.latest.set(job.job_id, job);
     const current = () => this.latest.get(job.job_id) ?? job;
-    const known = recall(job.job_id);
     const finished = TERMINAL.has(job.status);
-    const button = (label) =>
-      el("button", { type: "button", "data-action": label.toLowerCase() }, label);
-    const open = button(job.status === "completed" ? "Read" : "Open");
-    open.addEventListener("click", () => this.actions.open(current()));
-    const cancel = finished ? null : button("Cancel");
-    cancel?.addEventListener("click", () => this.actions.cancel(current()));
-    const remove = finished ? button("Delete") : null;
-    remove?.addEventListener("click", () => this.actions.remove(current()));
+    const button = (label, action) => {
+      const node = el("button", { type: "button", "data-action": label.toLowerCase() }, label);
+      node.addEventListener("click", () => action(current()));
+      return node;
+    };
+    const actions = [
+      readable(job) ? button("Read", this.actions.read) : null,
+      finished ? null : button("Open", this.actions.open),
+      finished ? null : button("Cancel", this.actions.cancel),
+      finished ? button("Delete", this.actions.remove) : null,
+    ];
+    // A bar only while it means something: running, or done. A failed or cancelled job's
+    // percentage is where it stopped, not progress.
+    const bar = job.status === "failed" || job.status === "cancelled" ? null : el("progress", { max: 100, value: job.progress });
+    const deleted = job.chapter_deleted_at ? " job-chapter-deleted" : "";
     return el(
       "li",
-      { class: `job job-${job.status}`, "data-job": job.job_id },
-      el("span", { class: "job-name" }, known?.filename ?? job.job_id),
+      { class: `job job-${job.status}${deleted}`, "data-job": job.job_id },
+      el(
+        "span",
+        { class: "job-what" },
+        el("span", { class: "job-name" }, jobName(job)),
+        el("span", { class: "job-book" }, `book ${job.book_id}`),
+      ),
       el("span", { class: "job-status" }, job.status),
-      el("progress", { max: 100, value: job.progress }),
-      el("span", { class: "job-message" }, job.error || job.message),
-      el("span", { class: "job-actions" }, open, cancel, remove),
+      bar ?? el("span", { class: "job-bar" }),
+      el("span", { class: "job-message" }, jobMessage(job)),
+      el("span", { class: "job-actions" }, actions),
     );
   }
 }

@@ -1,5 +1,5 @@
-// Pages on screen: the pages of a running job as they are rendered (thumbnails), and a finished
-// chapter (page images, lazy-loaded, each with a toggle to its text). All text is set as text.
+// The pages of a running job as they are rendered (thumbnails), in page order; a finished
+// chapter is read in the reader (reader.js). All text is set as text.
 
 import { JOBS } from "./api.js";
 import { el, replace } from "./element.js";
@@ -86,72 +86,4 @@ export class LivePages {
     this.shown.clear();
     replace(this.container);
   }
-}
-
-/**
- * A finished chapter: its title, file name and pages, each with a toggle to its text, and a
- * "Delete chapter" button that calls `onDelete(chapter, path)` (path: the chapter's API path).
- * Resolves to {chapter, view}; the caller puts the view on screen if it still wants it.
- */
-export async function chapterView(api, bookId, chapterId, { onDelete } = {}) {
-  const base = `/api/v1/books/${encodeURIComponent(bookId)}/chapters/${encodeURIComponent(chapterId)}`;
-  const { body: chapter } = await api.get(base);
-  const pages = chapter.pages.map((page) => {
-    const text = el("pre", { class: "page-text", hidden: true });
-    const toggle = el("button", { type: "button", class: "text-toggle" }, "Text");
-    toggle.addEventListener("click", () => toggleText(api, base, page, text, toggle));
-    return pageFigure(page, page.background_url, [toggle, text]);
-  });
-  const remove = onDelete
-    ? el("button", { type: "button", "data-action": "delete-chapter" }, "Delete chapter")
-    : null;
-  remove?.addEventListener("click", () => onDelete(chapter, base));
-  const view = el(
-    "div",
-    {},
-    el(
-      "header",
-      { class: "chapter-head" },
-      el("h2", { class: "chapter-title" }, chapter.title),
-      el(
-        "p",
-        { class: "chapter-meta" },
-        "From ",
-        el("span", { class: "chapter-file" }, chapter.source_filename),
-        ` · ${chapter.total_pages} pages · book `,
-        el("span", {}, chapter.book_id),
-        chapter.repaired ? " · repaired: some pages may be incomplete" : "",
-      ),
-      el(
-        "p",
-        { class: "row" },
-        chapter.pdf_url ? el("a", { href: chapter.pdf_url, rel: "noopener" }, "Open the PDF") : null,
-        remove,
-      ),
-    ),
-    el("div", { class: "pages chapter-pages" }, pages),
-  );
-  return { chapter, view };
-}
-
-async function toggleText(api, base, page, text, toggle) {
-  if (!text.hidden) {
-    text.hidden = true;
-    toggle.textContent = "Text";
-    return;
-  }
-  if (!text.dataset.loaded) {
-    toggle.disabled = true;
-    try {
-      const { body } = await api.get(`${base}/pages?offset=${page.page_number - 1}&limit=1`);
-      text.textContent = body.items.length ? body.items[0].content || "(no text on this page)" : "";
-      text.dataset.loaded = "1";
-    } catch (error) {
-      text.textContent = `Could not load the text: ${error.message}`;
-    } finally {
-      toggle.disabled = false;
-    }
-  }
-  text.hidden = false;
-  toggle.textContent = "Hide text";
 }

@@ -47,7 +47,10 @@ def sign_in(driver: Any, url: str | None, user: str = "alice") -> None:
     field.clear()
     field.send_keys(user)
     driver.find_element(By.CSS_SELECTOR, "#dev-sign-in button[type=submit]").click()
-    wait(driver, visible("app"), 30, "sign-in did not open the page")
+    signed_in = (
+        "return !document.getElementById('app').hidden || !document.getElementById('reader').hidden"
+    )
+    wait(driver, lambda d: d.execute_script(signed_in), 30, "sign-in did not open the page")
 
 
 def upload(driver: Any, pdf: Path) -> None:
@@ -89,11 +92,36 @@ def job_requests(driver: Any) -> list[str]:
     return urls
 
 
-def images_loaded(driver: Any) -> list[int]:
-    """Scroll each chapter page image into view (they are lazy) and return naturalWidths."""
-    widths: list[int] = []
-    for image in driver.find_elements(By.CSS_SELECTOR, "#chapter-view .page img"):
-        driver.execute_script("arguments[0].scrollIntoView()", image)
-        wait(driver, lambda _, image=image: image.get_property("complete"), 30, "image not loaded")
-        widths.append(image.get_property("naturalWidth"))
-    return widths
+def finished(driver: Any) -> None:
+    """Wait for the watched job to end with a chapter to read."""
+    wait(driver, visible("job-read"), message="the job never finished with a chapter")
+
+
+def reader_ready(driver: Any, number: int | None = None, timeout: float = 60) -> None:
+    """Wait for the reader to show page ``number`` (any page: None) drawn, its words laid over."""
+    script = """
+    const image = document.getElementById('r-image');
+    const reader = document.getElementById('reader');
+    return !reader.hidden && image.complete && image.naturalWidth > 0
+      && image.dataset.page === String(arguments[0] ?? image.dataset.page)
+      && document.querySelectorAll('#r-layer .text-layer').length === 1;
+    """
+    try:
+        wait(driver, lambda d: d.execute_script(script, number), timeout)
+    except Exception as exc:
+        shown = driver.execute_script(
+            "return [location.href, document.getElementById('r-image').dataset.page]"
+        )
+        raise AssertionError(f"page {number} not drawn; the reader shows {shown}") from exc
+
+
+def read_chapter(driver: Any) -> None:
+    """Open the watched job's chapter in the reader and wait for its first page."""
+    driver.find_element(By.ID, "job-read").click()
+    reader_ready(driver, 1)
+
+
+def shown_page(driver: Any) -> int:
+    """The page the reader shows (its image's page number)."""
+    number: str = driver.execute_script("return document.getElementById('r-image').dataset.page")
+    return int(number)

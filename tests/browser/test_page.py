@@ -7,21 +7,20 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 
 from tests.browser.steps import (
-    images_loaded,
+    finished,
     job_requests,
+    read_chapter,
+    reader_ready,
     sign_in,
     stats,
     text_of,
     upload,
-    visible,
     wait,
 )
 from tests.support.pdfs import text_pdf
 
 
-def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(
-    page, api, start_worker, tmp_path, artifacts
-):
+def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(page, api, start_worker, tmp_path):
     pdf = tmp_path / "four-pages.pdf"
     pdf.write_bytes(text_pdf(4, title="Four pages"))
     sign_in(page, api.url + "/")
@@ -31,24 +30,21 @@ def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(
     # before the stream opened, and the page would see only the end.
     wait(page, lambda d: text_of(d, "connection") == "Live", 60, "the stream never opened")
     start_worker()
-    wait(page, visible("chapter"), message="the chapter never showed")
+    finished(page)
 
     seen = stats(page)
     requests = job_requests(page)
     job_id = page.execute_script("return document.querySelector('#job-list li').dataset.job")
-    figures = page.find_elements(By.CSS_SELECTOR, "#chapter-view .page")
-    widths = images_loaded(page)
-    first_text = figures[0].find_element(By.CSS_SELECTOR, ".text-toggle")
-    first_text.click()
-    wait(page, lambda _: "Page 1 of 4" in figures[0].find_element(By.TAG_NAME, "pre").text, 30)
-    screenshot = artifacts / "chapter-view.png"
-    page.execute_async_script(  # every image decoded and painted before the picture is taken
-        "const done = arguments[arguments.length - 1];"
-        "Promise.all([...document.querySelectorAll('#chapter-view img')]"
-        ".map(i => i.decode().catch(() => null))).then(() => requestAnimationFrame(() => done()))"
+    read_chapter(page)
+    widths = [page.execute_script("return document.getElementById('r-image').naturalWidth")]
+    for number in (2, 3, 4):
+        page.find_element(By.ID, "r-next").click()
+        reader_ready(page, number)
+        widths.append(page.execute_script("return document.getElementById('r-image').naturalWidth"))
+    first_words = page.execute_script(
+        "return [...document.querySelectorAll('#r-layer .text-layer span')].slice(0, 4)"
+        ".map(s => s.textContent).join('')"
     )
-    page.find_element(By.ID, "chapter").screenshot(str(screenshot))
-    print(f"screenshot of the chapter view: {screenshot}")
 
     assert page.find_element(By.ID, "upload-progress").get_property("value") == 100
     assert text_of(page, "job-status") == "completed"
@@ -64,8 +60,9 @@ def test_upload_is_watched_over_the_stream_and_read_as_a_chapter(
     assert seen["streamPageEvents"] >= 1
     # Page events carry their image URLs: the pages shown while rendering needed no read.
     assert [r for r in requests if f"/jobs/{job_id}/pages" in r] == []
-    assert text_of(page, "chapter-view").startswith("Four pages")
-    assert len(figures) == 4
+    assert text_of(page, "r-title") == "Four pages"
+    assert text_of(page, "r-count") == "4"
+    assert first_words == "Page 4 of 4"
     assert len(widths) == 4
     assert all(width > 0 for width in widths)
 
@@ -84,7 +81,7 @@ def test_page_reconnects_while_the_api_is_down_then_finishes(page, api, start_wo
     reconnecting_seen = stats(page)
     start_worker()  # the job runs while the API is down
     api.start()
-    wait(page, visible("chapter"), message="the page never finished after the API came back")
+    finished(page)
 
     seen = stats(page)
     assert reconnecting_seen["streamFailures"] >= 1
@@ -92,7 +89,8 @@ def test_page_reconnects_while_the_api_is_down_then_finishes(page, api, start_wo
     assert text_of(page, "job-status") == "completed"
     assert text_of(page, "connection") == ""
     assert seen["states"][-1]["status"] == "completed"
-    assert len(page.find_elements(By.CSS_SELECTOR, "#chapter-view .page")) == 3
+    read_chapter(page)
+    assert text_of(page, "r-count") == "3"
 
 
 def test_file_names_and_titles_with_html_are_shown_as_text(page, api, start_worker, tmp_path):
@@ -104,14 +102,18 @@ def test_file_names_and_titles_with_html_are_shown_as_text(page, api, start_work
     sign_in(page, api.url + "/")
 
     upload(page, pdf)
-    wait(page, visible("chapter"), message="the chapter never showed")
+    finished(page)
+    listed = page.find_element(By.CSS_SELECTOR, "#job-list .job-name").text
+    read_chapter(page)
+    page.find_element(By.ID, "r-tab-about").click()
 
     assert text_of(page, "job-name") == name
-    assert page.find_element(By.CSS_SELECTOR, "#chapter-view .chapter-title").text == title
-    assert page.find_element(By.CSS_SELECTOR, "#chapter-view .chapter-file").text == name
-    assert page.find_element(By.CSS_SELECTOR, "#job-list .job-name").text == name
+    assert listed == name
+    assert text_of(page, "r-title") == title
+    assert page.find_element(By.CSS_SELECTOR, "#r-about .chapter-title").text == title
+    assert page.find_element(By.CSS_SELECTOR, "#r-about .fact-file").text == name
     # Nothing was parsed as markup: no such image or script or bold element exists, no alert ran.
-    assert page.find_elements(By.CSS_SELECTOR, "img[src='x'], #chapter-view script, b") == []
+    assert page.find_elements(By.CSS_SELECTOR, "img[src='x'], #reader script, b") == []
     try:
         alert = page.switch_to.alert
         raise AssertionError(f"an alert ran: {alert.text}")

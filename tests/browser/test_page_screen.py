@@ -1,6 +1,6 @@
 """What the page shows, as a user sees it: `hidden` hides (no stylesheet rule overrides it), the
-upload progress bar appears with an upload, and a narrow window or a long file name never makes
-the page scroll sideways."""
+upload progress bar appears with an upload and goes when it is refused, a failed job shows no
+bar, and a narrow window or a long file name never makes the page scroll sideways."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ from typing import Any
 
 from selenium.webdriver.common.by import By
 
-from tests.browser.steps import displayed, sign_in, text_of, upload, visible, wait
+from tests.browser.steps import (
+    displayed,
+    finished,
+    listed_job_id,
+    sign_in,
+    text_of,
+    upload,
+    visible,
+    wait,
+)
 from tests.conftest import PROJECT_ID
-from tests.support.pdfs import text_pdf
+from tests.support.pdfs import garbage_after_header, text_pdf
 from tests.support.server import granian_api
 
 SHOWN_BUT_HIDDEN = """
@@ -34,16 +43,16 @@ return [...document.querySelectorAll('#app h2, #app p')]
 """
 
 
-def test_finished_job_shows_its_chapter_and_not_its_live_pages(page, api, start_worker, tmp_path):
+def test_finished_job_offers_its_chapter_and_not_its_live_pages(page, api, start_worker, tmp_path):
     pdf = tmp_path / "three-pages.pdf"
     pdf.write_bytes(text_pdf(3))
     start_worker()
     sign_in(page, api.url + "/")
 
     upload(page, pdf)
-    wait(page, visible("chapter"), message="the chapter never showed")
+    finished(page)
 
-    assert displayed(page, "chapter")
+    assert displayed(page, "job-read")
     assert not displayed(page, "live-pages")
     assert len(page.find_elements(By.CSS_SELECTOR, "#live-pages .page")) == 3  # kept, hidden
     # No element the page hides is drawn anyway (a class's `display` beating `hidden`).
@@ -97,7 +106,7 @@ def test_page_fits_a_narrow_window_with_a_long_file_name(
         page.set_window_size(400, 900)
         sign_in(page, api.url + "/")
         upload(page, pdf)
-        wait(page, visible("chapter"), message="the chapter never showed")
+        finished(page)
         wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#job-list .job-completed"), 60)
         narrow = fits(page)
         page.save_screenshot(str(artifacts / "narrow-window.png"))
@@ -122,3 +131,26 @@ def test_page_fits_a_narrow_window_with_a_long_file_name(
     assert wide["scroll"] <= wide["inner"], wide
     assert wide["wider"] == []
     assert wide["overflowing"] == []
+
+
+def test_refused_upload_and_failed_job_leave_no_progress_bar(page, api, start_worker, tmp_path):
+    not_a_pdf = tmp_path / "notes.pdf"
+    not_a_pdf.write_bytes(b"These are notes, not a PDF.\n" * 100)
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(garbage_after_header())
+    start_worker()
+    sign_in(page, api.url + "/")
+
+    upload(page, not_a_pdf)
+    wait(page, visible("error"), 60, "the upload was not refused")
+    refused = {"bar": displayed(page, "upload-progress"), "error": text_of(page, "error")}
+    upload(page, broken)
+    wait(page, lambda d: text_of(d, "job-status") == "failed", message="the job never failed")
+    row = f"#job-list li[data-job='{listed_job_id(page, 'broken.pdf')}']"
+    wait(page, lambda d: d.find_element(By.CSS_SELECTOR, f"{row} .job-status").text == "failed")
+
+    assert refused["bar"] is False
+    assert refused["error"].startswith("Upload failed")
+    assert not displayed(page, "job-progress")
+    assert text_of(page, "job-percent") == ""
+    assert page.find_elements(By.CSS_SELECTOR, f"{row} progress") == []

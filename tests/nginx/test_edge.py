@@ -279,7 +279,14 @@ def test_metrics_location_trusts_no_source_address():
 
 @pytest.mark.parametrize(
     ("path", "media_type"),
-    [("/", "text/html"), ("/web/app.js", "text/javascript"), ("/config.json", "application/json")],
+    [
+        ("/", "text/html"),
+        ("/web/app.js", "text/javascript"),
+        ("/config.json", "application/json"),
+        ("/books/book_1/chapters/527a857d", "text/html"),
+        ("/schema/openapi.json", "application/"),
+        ("/schema/swagger", "text/html"),
+    ],
 )
 async def test_the_page_is_served_through_nginx_with_its_policy(edge, path, media_type):
     async with httpx.AsyncClient(base_url=edge[0]) as client:
@@ -288,7 +295,7 @@ async def test_the_page_is_served_through_nginx_with_its_policy(edge, path, medi
     assert response.status_code == 200
     assert response.headers["content-type"].startswith(media_type)
     assert response.headers["x-frame-options"] == "DENY"
-    if path == "/":
+    if path in ("/", "/books/book_1/chapters/527a857d"):
         assert "script-src 'self'" in response.headers["content-security-policy"]
 
 

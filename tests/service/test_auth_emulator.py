@@ -12,26 +12,10 @@ import pytest
 
 from service.auth.tokens import TokenVerifier
 from service.domain.errors import NotAuthenticated
-from tests.support.auth_emulator import PROJECT, AuthEmulator, find_cli
+from tests.support.auth_emulator import PROJECT
 
 URL = "/api/v1/books/jobs/{}"
 UNAUTHORIZED = {"detail": "Could not validate credentials"}
-
-
-@pytest.fixture(scope="session")
-def auth_emulator(tmp_path_factory):
-    cli = find_cli()
-    if cli is None:
-        pytest.skip(
-            "firebase CLI not installed: `npm install --prefix .tools firebase-tools` "
-            "(as .ci/run does) runs these tests against the Firebase Auth Emulator"
-        )
-    emulator = AuthEmulator(cli, tmp_path_factory.mktemp("auth-emulator"))
-    try:
-        emulator.wait_ready()
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture

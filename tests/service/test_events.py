@@ -118,7 +118,7 @@ async def test_first_event_is_the_polled_json_with_its_version_as_id(http, job_f
     assert (first.event, first.id) == ("progress", "7")
     assert first.json() == await _poll(http, job.job_id)
     assert list(first.json()) == [
-        "job_id", "user_id", "status", "progress", "message", "created_at", "updated_at",
+        "job_id", "user_id", "book_id", "status", "progress", "message", "created_at", "updated_at",
     ]  # fmt: skip
 
 

@@ -25,6 +25,7 @@ async def test_get_pending_job_has_seed_shape(client, job_factory, auth_headers)
     assert response.json() == {
         "job_id": job.job_id,
         "user_id": "17BeaeikPBQYk8OWeDUkqm0Ov8e2",
+        "book_id": job.book_id,
         "status": "pending",
         "progress": 0,
         "message": "PDF chapter creation job enqueued",
@@ -32,7 +33,7 @@ async def test_get_pending_job_has_seed_shape(client, job_factory, auth_headers)
         "updated_at": "2026-02-08T00:10:28.325Z",
     }
     assert list(response.json()) == [
-        "job_id", "user_id", "status", "progress", "message", "created_at", "updated_at",
+        "job_id", "user_id", "book_id", "status", "progress", "message", "created_at", "updated_at",
     ]  # fmt: skip
 
 
@@ -63,6 +64,7 @@ async def test_get_processing_job_has_seed_shape(
     assert response.json() == {
         "job_id": job.job_id,
         "user_id": "alice",
+        "book_id": job.book_id,
         "status": "processing",
         "progress": progress,
         "message": message,
@@ -90,6 +92,7 @@ async def test_get_completed_job_has_result_and_completed_at(client, job_factory
     assert body == {
         "job_id": job.job_id,
         "user_id": "alice",
+        "book_id": job.book_id,
         "status": "completed",
         "progress": 100,
         "message": "Chapter created successfully with 283 pages",
@@ -120,6 +123,7 @@ async def test_get_failed_job_is_200_with_error_and_failed_at(client, job_factor
     assert response.json() == {
         "job_id": job.job_id,
         "user_id": "alice",
+        "book_id": job.book_id,
         "status": "failed",
         "progress": 35,
         "message": "PDF processing failed: Out of memory",

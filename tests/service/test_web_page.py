@@ -9,10 +9,20 @@ import pydantic
 import pytest
 
 from service.api.app import create_app
-from service.api.routes.web_page import WEB_DIR, content_security_policy, page_config
+from service.api.routes.web_page import (
+    DEFAULT_VENDOR_DIR,
+    FIREBASE_SDK,
+    WEB_DIR,
+    content_security_policy,
+    load_vendor,
+    page_config,
+)
 from service.settings import Settings
 
 from ..conftest import PROJECT_ID
+
+# `make web-vendor` ran (make test and .ci/run run it); without npm, what needs it is skipped.
+VENDORED = all(name in load_vendor(DEFAULT_VENDOR_DIR) for name in FIREBASE_SDK)
 
 
 async def test_index_is_the_page_with_a_policy_that_allows_no_inline_script(client):
@@ -59,6 +69,9 @@ async def test_config_says_how_to_sign_in(client):
         "firebase_project_id": PROJECT_ID,
         "firebase": None,
         "poll_interval_s": 2,
+        "firebase_sdk": VENDORED,
+        "firebase_emulator_url": None,
+        "page_dpi": 150,
     }
 
 
@@ -83,10 +96,31 @@ def test_production_sign_in_config_and_policy_name_firebase(settings):
         f"{PROJECT_ID}.firebaseapp.com",
         PROJECT_ID,
     )
-    assert "script-src 'self' https://www.gstatic.com" in policy
+    # The SDK is served from this origin: only Google sign-in's own loader comes from Google.
+    assert "script-src 'self' https://apis.google.com;" in policy
+    assert "gstatic" not in policy
     assert f"frame-src https://{PROJECT_ID}.firebaseapp.com" in policy
     assert "https://identitytoolkit.googleapis.com" in policy
-    assert "gstatic" not in content_security_policy(settings)
+    assert "google" not in content_security_policy(settings)
+    assert config.firebase_emulator_url is None
+
+
+def test_sign_in_against_the_auth_emulator_talks_to_it_and_nothing_of_google(settings):
+    emulated = settings.model_copy(
+        update={
+            "firebase_web_api_key": "fake-api-key",
+            "firebase_auth_emulator_host": "127.0.0.1:9099",
+        }
+    )
+
+    config = page_config(emulated)
+    policy = content_security_policy(emulated)
+
+    assert config.firebase_emulator_url == "http://127.0.0.1:9099"
+    assert config.dev_sign_in is True
+    assert "connect-src 'self' http://127.0.0.1:9099;" in policy
+    assert "script-src 'self';" in policy
+    assert "google" not in policy
 
 
 def test_policy_allows_images_from_where_page_images_are_served(settings):

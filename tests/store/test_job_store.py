@@ -60,6 +60,7 @@ def _write_for(transition, job, now):
         Transition.ring: lambda: lifecycle.ring(job.job_id, long_ago, now),
         Transition.discarded: lambda: lifecycle.discarded(job.job_id, now),
         Transition.indexed: lambda: lifecycle.indexed(job.job_id, StageStatus.processing, 0, now),
+        Transition.chapter_deleted: lambda: lifecycle.chapter_deleted(job.job_id, "alice", now),
     }[transition]()
 
 

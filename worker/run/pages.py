@@ -89,6 +89,7 @@ async def store_page(
         words_width=page.words_width,
         words_height=page.words_height,
         error=page.error,
+        links=tuple((k.x0, k.y0, k.x1, k.y1, k.page, k.uri) for k in page.links),
     )
 
 

@@ -7,11 +7,13 @@ the store's presigned URL, or ``PAGE_PUBLIC_BASE_URL`` + key.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Request
 
 from service.api.schemas.chapters import ChapterPageOut
+from service.api.schemas.common import iso_z
 from service.api.services import Services
 from service.domain.signing import expires_at, sign
 from service.settings import Settings
@@ -49,6 +51,17 @@ class ImageUrls:
     def __init__(self, request: Request[Any, Any, Any], services: Services) -> None:
         self._services = services
         self._origin = api_origin(services.settings, str(request.base_url))
+        self._made_at = time.time()
+
+    def expire_at(self) -> str | None:
+        """When the URLs of this response stop working, at the earliest (``...Z``), or None for
+        unsigned public URLs. A signed URL made later expires no sooner, and a presigned S3 URL
+        lives the whole TTL, longer than a signed one's rounded expiry."""
+        settings = self._services.settings
+        if settings.page_store == "s3" and settings.page_public_base_url:
+            return None
+        expires = expires_at(self._made_at, settings.page_url_ttl_s)
+        return iso_z(datetime.fromtimestamp(expires, UTC))
 
     async def of(self, ref: dict[str, Any] | None) -> str | None:
         if not ref:

@@ -97,6 +97,11 @@ class BookJobController(Controller):
     @get(
         "/",
         summary="List my jobs, newest first",
+        description=(
+            "The caller's jobs, newest first, each as the poll shows it (with its `book_id` and "
+            "`filename`, and `chapter_deleted_at` once its chapter was deleted). `status` filters; "
+            "`limit` is 1-100; pass `next_cursor` back as `cursor` for the next page."
+        ),
         opt={"error_prefix": "Failed to list jobs"},
         responses={
             400: error("Invalid status, limit or cursor"),
@@ -124,6 +129,11 @@ class BookJobController(Controller):
     @post(
         "/{job_id:str}/cancel",
         summary="Cancel a job",
+        description=(
+            "A pending or processing job becomes `cancelled` at once; what it wrote (pages, "
+            "images) is removed then, or by the sweeper once the page store is back. A finished "
+            "job is a 409. Answers the job as the poll shows it."
+        ),
         status_code=200,
         opt={"error_prefix": "Failed to cancel job"},
         responses={
@@ -142,6 +152,10 @@ class BookJobController(Controller):
     @delete(
         "/{job_id:str}",
         summary="Delete a job (cancels it first if needed)",
+        description=(
+            "Removes the job's record only: its chapter and the uploaded PDF stay. A job that "
+            "ended without a chapter has its output removed first. 204."
+        ),
         status_code=204,
         opt={"error_prefix": "Failed to delete job"},
         responses=ERROR_RESPONSES,

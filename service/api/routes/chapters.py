@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
@@ -16,6 +17,8 @@ from service.api.http.image_urls import ImageUrls
 from service.api.schemas.chapters import (
     MAX_OFFSET,
     ChapterOut,
+    OutlineEntryOut,
+    PageLinkOut,
     PageListOut,
     PageOut,
     PageWordsOut,
@@ -42,6 +45,12 @@ class ChapterController(Controller):
     @get(
         "/{chapter_id:str}",
         summary="A chapter, every page with its image URLs",
+        description=(
+            "The chapter with its outline (`[{level, title, page}]`), its search index's state, "
+            "how many pages were read by OCR or have no text, and every page with signed image "
+            "URLs valid until `urls_expire_at` (read it again before then). `pages=false` leaves "
+            "the page list out: a long chapter's pages are then read in windows from `/pages`."
+        ),
         responses=NOT_FOUND,
     )
     async def get_chapter(
@@ -51,8 +60,16 @@ class ChapterController(Controller):
         chapter_id: FromPath[str],
         principal: PrincipalDep,
         services: ServicesDep,
+        pages: Annotated[
+            bool,
+            QueryParameter(
+                description="false: leave the page list out (`pages` is empty); a long "
+                "chapter's pages are then read in windows from `.../pages?text=false`"
+            ),
+        ] = True,
     ) -> ChapterOut:
-        doc = await get_chapter(services, book_id, chapter_id, principal.user_id)
+        fields = None if pages else {"pages": 0}
+        doc = await get_chapter(services, book_id, chapter_id, principal.user_id, fields)
         urls = ImageUrls(request, services)
         return ChapterOut(
             chapter_id=doc["chapter_id"],
@@ -73,15 +90,26 @@ class ChapterController(Controller):
             pages=[await urls.page(entry) for entry in doc.get("pages") or []],
             pdf_url=await urls.of({"key": doc["pdf_key"]}) if doc.get("pdf_key") else None,
             outline=[
-                (int(level), str(title), int(page))
+                OutlineEntryOut(level=int(level), title=str(title), page=int(page))
                 for level, title, page in doc.get("outline") or []
             ],
             search_status=public_status(doc.get("search"), services.model.name),
             ocr_pages=int(doc.get("ocr_pages") or 0),
             pages_without_text=int(doc.get("pages_without_text") or 0),
+            urls_expire_at=urls.expire_at(),
         )
 
-    @get("/{chapter_id:str}/pages", summary="A chapter's pages, in order", responses=NOT_FOUND)
+    @get(
+        "/{chapter_id:str}/pages",
+        summary="A chapter's pages, in order",
+        description=(
+            "A window of the chapter's pages (`offset`, `limit` 1-100) with their text, image "
+            "URLs (valid until `urls_expire_at`), sizes and where their text came from "
+            "(`text_source`: pdf, ocr or none). `text=false` leaves the text out: what a reader "
+            "needs to show pages and thumbnails."
+        ),
+        responses=NOT_FOUND,
+    )
     async def list_pages(
         self,
         request: Request[Any, Any, Any],
@@ -91,9 +119,19 @@ class ChapterController(Controller):
         services: ServicesDep,
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        text: Annotated[
+            bool,
+            QueryParameter(description="false: the pages without their text (`content` left out)"),
+        ] = True,
     ) -> PageListOut:
         docs, total = await chapter_pages(
-            services, book_id, chapter_id, principal.user_id, offset=offset, limit=limit
+            services,
+            book_id,
+            chapter_id,
+            principal.user_id,
+            offset=offset,
+            limit=limit,
+            text=text,
         )
         urls = ImageUrls(request, services)
         items = []
@@ -104,7 +142,7 @@ class ChapterController(Controller):
                     id=doc["_id"],
                     chunk_index=doc["page_index"],
                     page_number=page.page_number,
-                    content=doc["content"],
+                    content=doc["content"] if text else msgspec.UNSET,
                     background_url=page.background_url,
                     thumbnail_url=page.thumbnail_url,
                     width=page.width,
@@ -114,7 +152,13 @@ class ChapterController(Controller):
                     ocr_confidence=page.ocr_confidence,
                 )
             )
-        return PageListOut(items=items, total=total, offset=offset, limit=limit)
+        return PageListOut(
+            items=items,
+            total=total,
+            offset=offset,
+            limit=limit,
+            urls_expire_at=urls.expire_at(),
+        )
 
     @get(
         "/{chapter_id:str}/pages/{page_number:int}/words",
@@ -126,6 +170,9 @@ class ChapterController(Controller):
             "ETag back in If-None-Match for a 304."
         ),
         responses={
+            200: ResponseSpec(
+                PageWordsOut, generate_examples=False, description="The page's words and links"
+            ),
             **NOT_FOUND,
             304: ResponseSpec(
                 None, generate_examples=False, description="Unchanged since the ETag sent"
@@ -147,12 +194,21 @@ class ChapterController(Controller):
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(content=b"", status_code=HTTP_304_NOT_MODIFIED, headers=headers)
-        out = PageWordsOut(width=found.width, height=found.height, words=found.words)
+        links = [
+            PageLinkOut(x0=k.x0, y0=k.y0, x1=k.x1, y1=k.y1, page=k.page, uri=k.uri)
+            for k in found.links
+        ]
+        out = PageWordsOut(width=found.width, height=found.height, words=found.words, links=links)
         return Response(out, headers=headers)
 
     @delete(
         "/{chapter_id:str}",
         summary="Delete a chapter, its pages and its images",
+        description=(
+            "Removes the chapter, its pages' images, text and words, and its search passages. "
+            "The job that made it stays, and says so (`chapter_deleted_at`); the uploaded PDF "
+            "stays. The page store unreachable: 503, and nothing is deleted."
+        ),
         status_code=204,
         opt={"error_prefix": "Failed to delete chapter"},
         responses=NOT_FOUND,

@@ -83,6 +83,12 @@ class ChunkController(Controller):
     @get(
         "/chunks/{chunk_id:str}",
         summary="One chunk, its whole content",
+        description=(
+            "The chunk-listing contract's detail, in its `{success, data, error}` envelope: the "
+            "passage's whole content, where it stands in its chapter (`page_start`, `page_end`, "
+            "`section`) and its embedding vector (null until the chapter is indexed). Another "
+            "user's chunk is `CHUNK_NOT_FOUND`."
+        ),
         opt={"error_prefix": "Failed to get chunk"},
         responses={
             400: envelope_error("Malformed chunk id (VALIDATION_ERROR)"),

@@ -25,6 +25,11 @@ class FileController(Controller):
     @post(
         "/",
         summary="Upload a PDF",
+        description=(
+            "One PDF in the multipart field `file`, streamed into GridFS within the caller's "
+            "upload and storage limits. Its `file_id` then names it in `POST "
+            "/api/v1/books/jobs`. Not a PDF: 415; too large: 413."
+        ),
         status_code=201,
         request_max_body_size=None,  # enforced while streaming, from MAX_UPLOAD_MB
         opt={"error_prefix": "Failed to upload file"},

@@ -73,6 +73,11 @@ class JobRouterController(Controller):
     @get(
         "/",
         summary="List my jobs, newest first",
+        description=(
+            "The generic job-router contract's list, in the job-detail contract's shape: the "
+            "caller's jobs, newest first, `limit` 1-100 (default 50) and `offset`; a limit out "
+            "of range is a 400."
+        ),
         opt={"error_prefix": "Failed to list jobs"},
         responses={**BAD_QUERY, **CALLER_ERRORS},
     )
@@ -140,6 +145,10 @@ class JobRouterController(Controller):
     @delete(
         "/{job_id:str}",
         summary="Delete a job (cancels it first if it is still running)",
+        description=(
+            "The generic job-router contract's delete: the job's record only (its chapter and "
+            "the uploaded PDF stay). Another user's job is a 404. 204."
+        ),
         status_code=204,
         opt={"error_prefix": "Failed to delete job"},
         responses={**RESPONSES, **NOT_FOUND},

@@ -25,7 +25,12 @@ class Readiness(msgspec.Struct, omit_defaults=True):
     detail: str | None = None
 
 
-@get("/health", summary="Liveness: the process serves HTTP", tags=["ops"])
+@get(
+    "/health",
+    summary="Liveness: the process serves HTTP",
+    description="Always 200 while the process answers; it reads nothing. For a load balancer.",
+    tags=["ops"],
+)
 async def health() -> Health:
     """No I/O: a failing liveness check must mean this process is wedged, not a dependency."""
     return Health(status="ok")
@@ -44,6 +49,10 @@ async def _check(probe: Awaitable[Any]) -> str:
 @get(
     "/ready",
     summary="Readiness: MongoDB and Redis answer",
+    description=(
+        "200 when MongoDB and Redis each answer within a second; 503 naming each one that "
+        "does not (`checks`). For a load balancer's readiness probe."
+    ),
     tags=["ops"],
     responses={
         503: ResponseSpec(Readiness, generate_examples=False, description="A dependency is down")

@@ -33,6 +33,15 @@ class ChapterPageOut(msgspec.Struct, kw_only=True):
     ocr_confidence: float | None = None
 
 
+class OutlineEntryOut(msgspec.Struct, kw_only=True):
+    """One entry of a PDF's outline (its table of contents): its depth from 1, its title, and
+    the page of the chapter it opens (from 1)."""
+
+    level: int
+    title: str
+    page: int
+
+
 class ChapterOut(msgspec.Struct, kw_only=True):
     """A chapter made from a PDF."""
 
@@ -54,23 +63,27 @@ class ChapterOut(msgspec.Struct, kw_only=True):
     created_at: Timestamp
     pages: list[ChapterPageOut]
     pdf_url: str | None  # content mode pdf_file: the PDF itself
-    # The PDF's outline (table of contents): [level, title, page number], in order.
-    outline: list[tuple[int, str, int]] = msgspec.field(default_factory=list)
+    # The PDF's outline (table of contents), in order; empty when the PDF has none.
+    outline: list[OutlineEntryOut] = msgspec.field(default_factory=list)
     # Where the chapter's search index stands (pending, indexing, ready, failed, or stale:
     # indexed by another embedding model than the service's); the chapter reads at once.
     search_status: SearchStatus = SearchStatus.pending
     # Pages whose text was read by OCR (scanned pages), and pages with no text at all.
     ocr_pages: int = 0
     pages_without_text: int = 0
+    # When the image URLs of ``pages`` stop working (null: they do not expire); read the chapter
+    # again before then for fresh ones.
+    urls_expire_at: Timestamp | None = None
 
 
 class PageOut(msgspec.Struct, kw_only=True):
-    """One page of a chapter: its text, and its images."""
+    """One page of a chapter: its text (left out when the list was asked ``text=false``), and
+    its images."""
 
     id: str
     chunk_index: int
     page_number: int
-    content: str
+    content: str | msgspec.UnsetType = msgspec.UNSET
     background_url: str | None = None
     thumbnail_url: str | None = None
     width: int | None = None
@@ -81,10 +94,14 @@ class PageOut(msgspec.Struct, kw_only=True):
 
 
 class PageListOut(msgspec.Struct, kw_only=True):
+    """A window of a chapter's pages, in order, and how many it has."""
+
     items: list[PageOut]
     total: int
     offset: int
     limit: int
+    # When the image URLs of ``items`` stop working (null: they do not expire).
+    urls_expire_at: Timestamp | None = None
 
 
 # A chapter has at most MAX_PAGES pages; an unbounded offset reached MongoDB's skip as an
@@ -121,11 +138,26 @@ class ChapterOptionsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
         )
 
 
+class PageLinkOut(msgspec.Struct, kw_only=True):
+    """A link on a page: its box in the pixels of the page image, and where it goes: ``page``,
+    a page of this chapter (from 1), or ``uri``, an http, https or mailto URI (the other is
+    null). Links of other kinds (to another file, to run a program) are not kept."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    page: int | None = None
+    uri: str | None = None
+
+
 class PageWordsOut(msgspec.Struct, kw_only=True):
     """A page's words where they stand: each ``[x0, y0, x1, y1, word, block, line]`` in the
     pixels of the page image (``width`` x ``height``), in reading order; from the PDF's own
-    text layer, or from OCR for a scanned page."""
+    text layer, or from OCR for a scanned page. ``links``: the page's links in the same
+    pixels."""
 
     width: int
     height: int
     words: Sequence[tuple[int, int, int, int, str, int, int]]
+    links: list[PageLinkOut] = msgspec.field(default_factory=list)

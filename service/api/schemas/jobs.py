@@ -22,10 +22,15 @@ class JobResultOut(msgspec.Struct, kw_only=True):
 
 
 class JobStatusOut(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The book-jobs poll: ``GET /api/v1/books/jobs/{job_id}``."""
+    """The book-jobs poll: ``GET /api/v1/books/jobs/{job_id}``, with three fields the contract
+    does not have: ``book_id`` (the chapter's book), ``filename`` (the uploaded PDF's name;
+    absent for jobs made before it was kept) and ``chapter_deleted_at`` (a completed job whose
+    chapter its owner deleted)."""
 
     job_id: str
     user_id: str
+    book_id: str
+    filename: str | None = None
     status: JobStatus
     progress: Annotated[int, msgspec.Meta(ge=0, le=100)]
     message: str
@@ -36,12 +41,15 @@ class JobStatusOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     completed_at: Timestamp | None = None
     failed_at: Timestamp | None = None
     cancelled_at: Timestamp | None = None
+    chapter_deleted_at: Timestamp | None = None
 
 
 JOB_STATUS_FIELDS: dict[str, int] = {
     "_id": 0,
     "job_id": 1,
     "user_id": 1,
+    "book_id": 1,
+    "filename": 1,
     "status": 1,
     "progress": 1,
     "message": 1,
@@ -52,6 +60,7 @@ JOB_STATUS_FIELDS: dict[str, int] = {
     "completed_at": 1,
     "failed_at": 1,
     "cancelled_at": 1,
+    "chapter_deleted_at": 1,
     "version": 1,
 }
 
@@ -67,6 +76,8 @@ def job_status_out(doc: JobDoc) -> JobStatusOut:
     return JobStatusOut(
         job_id=doc["job_id"],
         user_id=doc["user_id"],
+        book_id=doc.get("book_id", ""),
+        filename=doc.get("filename"),
         status=status,
         progress=int(doc.get("progress", 0)),
         message=doc.get("message", ""),
@@ -82,6 +93,9 @@ def job_status_out(doc: JobDoc) -> JobStatusOut:
         failed_at=iso_z_or_none(doc.get("failed_at")) if status is JobStatus.failed else None,
         cancelled_at=iso_z_or_none(doc.get("cancelled_at"))
         if status is JobStatus.cancelled
+        else None,
+        chapter_deleted_at=iso_z_or_none(doc.get("chapter_deleted_at"))
+        if status is JobStatus.completed
         else None,
     )
 
