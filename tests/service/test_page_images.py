@@ -150,6 +150,37 @@ async def test_a_tampered_or_unsigned_url_is_403_json_and_the_image_stays(
     assert await (await services.store.images.open(key)).read() == data
 
 
+@pytest.mark.parametrize("spelling", ["+{}", "0{}", " {}", "{} ", "{}\t", "00{}"])
+async def test_an_expiry_spelled_otherwise_than_signed_is_403(client, services, stored, spelling):
+    key, _ = stored
+    secret = services.settings.page_url_secret.get_secret_value()
+    expires = int(time.time()) + 600
+    signature = sign(key, expires, secret)
+
+    response = await client.get(
+        f"{PAGE_IMAGES_PATH}/{key}", params={"expires": spelling.format(expires), "sig": signature}
+    )
+
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Image URL signature is invalid"}
+
+
+async def test_an_expiry_with_an_underscore_or_wide_digits_is_403(client, services, stored):
+    key, _ = stored
+    secret = services.settings.page_url_secret.get_secret_value()
+    expires = int(time.time()) + 600
+    signature = sign(key, expires, secret)
+    digits = str(expires)
+    wide = "".join(chr(0xFF10 + int(d)) for d in digits)  # FULLWIDTH DIGIT: int() reads them
+
+    for spelling in (f"{digits[:3]}_{digits[3:]}", wide):
+        response = await client.get(
+            f"{PAGE_IMAGES_PATH}/{key}", params={"expires": spelling, "sig": signature}
+        )
+
+        assert response.status_code == 403, spelling
+
+
 async def test_an_expired_url_is_403_json(client, services, stored):
     key, _ = stored
     secret = services.settings.page_url_secret.get_secret_value()
