@@ -6,6 +6,7 @@ environment at import time.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -20,6 +21,16 @@ EMBEDDED_REDIS_PORT = 6380
 DEVELOPMENT_PAGE_URL_SECRET = "development-only-page-url-secret"  # noqa: S105 (public on purpose)
 # The shortest signing secret (STREAM_TOKEN_SECRET, PAGE_URL_SECRET) production accepts.
 MIN_SECRET_LENGTH = 32
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
 
 
 class AppEnv(StrEnum):
@@ -91,8 +102,10 @@ class Settings(BaseSettings):
     # Per-route HTTP request counts and latency histograms on /metrics (the job gauges are always
     # there): pcj_requests_total{method,path,status}, pcj_request_duration_seconds{method,path}.
     http_metrics: bool = True
-    # Where `python -m worker` serves its Prometheus metrics (0: not at all).
+    # Where `python -m worker` serves its Prometheus metrics (0: not at all), and on which address:
+    # loopback unless set; any other address needs METRICS_TOKEN (worker/metrics.py).
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    worker_metrics_host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
 
     # Request bodies and uploads: what one client can make an API process hold.
     # A JSON body larger than this is refused (413) before it is read whole.
@@ -179,6 +192,20 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_token_is_unset(cls, value: object) -> object:
         return value or None
+
+    @model_validator(mode="after")
+    def _worker_metrics_off_loopback_need_a_token(self) -> Settings:
+        if (
+            self.worker_metrics_port
+            and self.metrics_token is None
+            and not _is_loopback(self.worker_metrics_host)
+        ):
+            raise ValueError(
+                f"WORKER_METRICS_HOST={self.worker_metrics_host} serves the worker's metrics "
+                "beyond this machine: set METRICS_TOKEN too (every scrape must then send "
+                "Authorization: Bearer <METRICS_TOKEN>), or keep the default 127.0.0.1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _require_metrics_token_in_production(self) -> Settings:
