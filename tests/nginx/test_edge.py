@@ -392,7 +392,7 @@ def test_malformed_requests_get_json_from_the_edge_never_an_empty_or_html_page(
 
 
 def test_a_utf8_request_target_still_reaches_the_app(edge):
-    code, headers, body = _raw(
+    code, _, body = _raw(
         edge[0], _get("/api/v1/books/jobs/書".encode(), b"Authorization: Bearer x")
     )
 

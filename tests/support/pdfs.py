@@ -34,12 +34,9 @@ def encrypted_pdf() -> bytes:
     return data
 
 
-def zero_page_pdf() -> bytes:
-    """A well-formed PDF whose page tree is empty (PyMuPDF refuses to write one itself)."""
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [] /Count 0 >>",
-    ]
+def raw_pdf(objects: list[bytes]) -> bytes:
+    """A PDF written byte by byte: object 1 is the catalog, the rest as given (what PyMuPDF
+    would refuse to write, or writes too slowly for thousands of pages)."""
     out = bytearray(b"%PDF-1.7\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -54,6 +51,30 @@ def zero_page_pdf() -> bytes:
         xref,
     )
     return bytes(out)
+
+
+def pdf_stream(dictionary: bytes, data: bytes) -> bytes:
+    """A stream object's body: ``dictionary`` entries, ``/Length`` and ``data``."""
+    return b"<< " + dictionary + b" /Length %d >>\nstream\n" % len(data) + data + b"\nendstream"
+
+
+def zero_page_pdf() -> bytes:
+    """A well-formed PDF whose page tree is empty (PyMuPDF refuses to write one itself)."""
+    return raw_pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"])
+
+
+def sized_page_pdf(width: float, height: float, *, user_unit: float = 1.0) -> bytes:
+    """One page ``width`` x ``height`` units with ``/UserUnit`` (points per unit, at most 75,000:
+    a 14,400-unit page is then 10^9 points): a blue square, 5,000 units wide, near its corner."""
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %g %g] /UserUnit %g /Contents 4 0 R >>"
+            % (width, height, user_unit),
+            pdf_stream(b"", b"0 0 1 rg 0 0 5000 5000 re f"),
+        ]
+    )
 
 
 def truncated_pdf() -> bytes:

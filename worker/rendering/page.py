@@ -33,6 +33,8 @@ MAX_MESSAGE = 300
 
 ImageFormat = Literal["webp", "jpeg"]
 MEDIA_TYPES: dict[str, str] = {"webp": "image/webp", "jpeg": "image/jpeg"}
+# The longest side each encoder takes: WebP's format limit, and Pillow's for JPEG.
+MAX_SIDE: dict[str, int] = {"webp": 16_383, "jpeg": 65_500}
 
 
 class RenderOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,6 +143,10 @@ def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> Re
             image, thumbnail = _images(page, dpi, options)
     except MemoryError:
         raise OUT_OF_MEMORY from None
+    except ExtractionError as exc:  # a page no image can show: its job fails, saying which
+        raise ExtractionError(
+            exc.code, f"PDF page {index + 1} cannot be rendered: {exc.reason}"
+        ) from None
     except Exception as exc:  # one unreadable page must not lose the others
         if is_allocation_failure(exc):
             raise OUT_OF_MEMORY from None
@@ -161,17 +167,50 @@ def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> Re
 
 
 def effective_dpi(width_pt: float, height_pt: float, options: RenderOptions) -> float:
-    """``options.dpi``, or less for a page whose pixmap would exceed ``options.max_pixels``."""
+    """``options.dpi``, or as much less as the page needs for its pixmap to fit
+    ``options.max_pixels`` and its longest side the encoder's (``MAX_SIDE``: a long strip of
+    150 DPI is past WebP's 16,383 pixels): a 200-inch map, or a page made huge by
+    ``/UserUnit`` (MuPDF applies it to the page's size). The floor is whatever fits, well below
+    1 DPI if need be.
+
+    ``PAGE_TOO_LARGE`` (an ``ExtractionError``) when no resolution fits: a size that is not a
+    finite positive number of points, or a page so long and thin that at one pixel across it
+    is still longer than the encoder allows.
+    """
+    max_side = MAX_SIDE[options.image_format]
+    short, long = sorted((width_pt, height_pt))
+    too_large = ExtractionError(
+        "PAGE_TOO_LARGE",
+        f"{width_pt:.6g} x {height_pt:.6g} pt fits no image within PAGE_MAX_PIXELS "
+        f"({options.max_pixels}) and {options.image_format}'s {max_side}-pixel side",
+    )
+    if not (math.isfinite(long) and short > 0) or long / short > max_side - 2:
+        raise too_large
     dpi = float(options.dpi)
-    while _pixels(width_pt, height_pt, dpi) > options.max_pixels and dpi > 1:
+    for _ in range(64):  # each step cuts by the square root of the excess: a few suffice
+        pixels = _pixels(width_pt, height_pt, dpi)
+        side = _side(long, dpi)
+        if pixels <= options.max_pixels and side <= max_side:
+            return _round_down(dpi)
         # The square root scales both sides; 1% more off covers MuPDF rounding its edges out.
-        dpi *= min(0.99, 0.99 * math.sqrt(options.max_pixels / _pixels(width_pt, height_pt, dpi)))
-    return math.floor(dpi * 100) / 100
+        dpi *= min(0.99, 0.99 * math.sqrt(options.max_pixels / pixels), 0.99 * max_side / side)
+    raise too_large
+
+
+def _round_down(dpi: float) -> float:
+    """``dpi`` cut to 4 significant digits (150.0, 17.14, 0.0002301): never rounded up, so the
+    pixmap still fits, and never to 0, which a 0.01 step did to a 10^9-point page."""
+    step = 10.0 ** (math.floor(math.log10(dpi)) - 3)
+    return math.floor(dpi / step) * step
 
 
 def _pixels(width_pt: float, height_pt: float, dpi: float) -> float:
-    zoom = dpi / 72
-    return (math.ceil(width_pt * zoom) + 1) * (math.ceil(height_pt * zoom) + 1)
+    return _side(width_pt, dpi) * _side(height_pt, dpi)
+
+
+def _side(points: float, dpi: float) -> int:
+    """Pixels MuPDF gives a side of ``points`` at ``dpi`` (it rounds both edges out)."""
+    return math.ceil(points * dpi / 72) + 1
 
 
 def _images(page: pymupdf.Page, dpi: float, options: RenderOptions) -> tuple[PageImage, PageImage]:
