@@ -106,6 +106,12 @@ def leads_to(transition: Transition, status: JobStatus) -> JobStatus:
     return RULES[transition].target or status
 
 
+# Pages whose errors a job lists (the first ones reported), and how much of each error; every
+# page with a problem is counted besides (``advance``). Ten entries of 120 characters keep the
+# ingestion-status view, which shows them twice, under 5 KB.
+MAX_LISTED_PAGE_ERRORS = 10
+PAGE_ERROR_CHARS = 120
+
 # Update-pipeline expression for the next ``version`` (documents may predate the field).
 NEXT_VERSION = {"$add": [{"$ifNull": ["$version", 0]}, 1]}
 
@@ -192,8 +198,13 @@ def advance(
     Progress never goes backwards: a resumed job keeps showing where the last attempt got to
     until this one passes it, and its message with it. Stage and page fields of this attempt are
     written whatever the progress. With nothing else to write, a write that is behind changes
-    nothing a client sees, so it keeps the version (the ETag) too. ``page_errors`` are appended,
-    stamped, without listing a page twice across retries.
+    nothing a client sees, so it keeps the version (the ETag) too.
+
+    ``page_errors`` (``{page_number, error, ...}``) are listed, stamped, without listing a page
+    twice across retries, up to ``MAX_LISTED_PAGE_ERRORS`` of ``PAGE_ERROR_CHARS`` each; every
+    page with a problem is counted (``page_errors_total``, over the set ``page_error_pages``),
+    listed or not. So the job document stays small whatever a PDF does: a 1,600-page PDF whose
+    every page warned 60 times made it 16 MB, and MongoDB refused the update.
     """
     current = {"$ifNull": ["$progress", 0]}
     behind = {"$gt": [current, progress]}
@@ -203,11 +214,16 @@ def advance(
         "heartbeat_at": now,
         **{name: literal(value) for name, value in (fields or {}).items()},
     }
+    then: list[Doc] = []  # pipeline stages after the $set: what reads its result
     if page_errors:
+        listed = [
+            {**error, "error": str(error["error"])[:PAGE_ERROR_CHARS], "timestamp": now}
+            for error in page_errors[:MAX_LISTED_PAGE_ERRORS]
+        ]
         known = {"$ifNull": ["$page_errors", []]}
         fresh = {
             "$filter": {
-                "input": literal([{**error, "timestamp": now} for error in page_errors]),
+                "input": literal(listed),
                 "as": "new",
                 "cond": {
                     "$not": [
@@ -221,9 +237,18 @@ def advance(
                 },
             }
         }
-        update["page_errors"] = {"$concatArrays": [known, fresh]}
+        update["page_errors"] = {
+            "$slice": [{"$concatArrays": [known, fresh]}, MAX_LISTED_PAGE_ERRORS]
+        }
+        numbers = sorted({int(error["page_number"]) for error in page_errors})
+        update["page_error_pages"] = {
+            "$setUnion": [{"$ifNull": ["$page_error_pages", []]}, literal(numbers)]
+        }
+        then.append({"$set": {"page_errors_total": {"$size": "$page_error_pages"}}})
     version = None if fields or page_errors else {"$not": [behind]}
-    return _write(Transition.advance, job_id, now, update, guard=_lease(lease_id), version=version)
+    write = _write(Transition.advance, job_id, now, update, guard=_lease(lease_id), version=version)
+    write.pipeline.extend(then)
+    return write
 
 
 def beat(job_id: str, lease_id: str, now: datetime) -> Write:

@@ -315,3 +315,24 @@ def book_pdf(pages: int, *, lines: int = 30) -> bytes:
     data: bytes = doc.tobytes(deflate=True)
     doc.close()
     return data
+
+
+def warning_pdf(pages: int, *, missing: int = 60, name_length: int = 200) -> bytes:
+    """``pages`` pages that all draw ``missing`` form XObjects their resources do not have, each
+    with a long name: MuPDF warns ``missing`` times a page, about 12.5 KB of warnings a page.
+    One content stream shared by every page: 1,600 pages are about 250 KB, made in milliseconds."""
+    names = [b"X" + b"n" * name_length + b"%03d" % i for i in range(missing)]
+    content = b"\n".join(b"/" + name + b" Do" for name in names)
+    kids = b" ".join(b"%d 0 R" % (4 + i) for i in range(pages))
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /XObject << >> >> /Contents 3 0 R >>"
+    )
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+            pdf_stream(b"", content),
+            *[page] * pages,
+        ]
+    )

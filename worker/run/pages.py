@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from service.domain.lifecycle import PAGE_ERROR_CHARS
 from service.domain.page_keys import page_key, thumbnail_key
 from service.settings import Settings
 from service.store.chapters import StoredPage
@@ -29,6 +31,10 @@ BATCH_SECONDS = 0.05
 PUTS_IN_FLIGHT = 8  # image uploads at once per job
 # How long a run that stops (lease lost, time limit, shutdown) waits for its uploads in flight.
 SETTLE_S = 5.0
+# A page's chunk keeps its first warnings and a count of the rest: what a reader of one page
+# needs, and 1,600 pages warning 60 times each stay kilobytes, not 20 MB.
+CHUNK_WARNINGS = 10
+_MORE = re.compile(r"\.\.\. and (\d+) more warnings")
 
 Doc = dict[str, Any]
 
@@ -74,16 +80,56 @@ async def store_page(
         has_text=page.has_text,
         image=image,
         thumbnail=thumbnail,
-        warnings=page.warnings,
+        warnings=kept_warnings(page.warnings),
     )
+
+
+def warning_count(warnings: tuple[str, ...]) -> int:
+    """How many warnings a page raised: the render process keeps the first ``MAX_WARNINGS`` and
+    sums up the others in a last line (``... and N more warnings``)."""
+    if warnings and (more := _MORE.fullmatch(warnings[-1])):
+        return len(warnings) - 1 + int(more.group(1))
+    return len(warnings)
+
+
+def kept_warnings(warnings: tuple[str, ...]) -> tuple[str, ...]:
+    """What a page's chunk keeps of its warnings: the first ``CHUNK_WARNINGS`` and a count of
+    the rest, so that a PDF warning on every glyph does not store megabytes of them."""
+    total = warning_count(warnings)
+    if total <= CHUNK_WARNINGS:
+        return warnings
+    return (*warnings[:CHUNK_WARNINGS], f"... and {total - CHUNK_WARNINGS} more warnings")
 
 
 def page_problem(page: RenderedPage) -> Doc | None:
     """What the job records of a page MuPDF could not read or warned about (a damaged page often
-    says "error" nowhere), or None."""
+    says "error" nowhere), or None: its error, else as many of its warnings as fit the job's
+    short text (``PAGE_ERROR_CHARS``) with how many there were, if not all fit."""
     if page.error is None and not page.warnings:
         return None
-    return {"page_number": page.index + 1, "error": page.error or "; ".join(page.warnings)}
+    total = warning_count(page.warnings)
+    return {
+        "page_number": page.index + 1,
+        "error": page.error if page.error is not None else _summary(page.warnings, total),
+        "warnings": total,
+    }
+
+
+def _summary(warnings: tuple[str, ...], total: int) -> str:
+    """``first; second; ... (N warnings)``, within ``PAGE_ERROR_CHARS``."""
+    suffix = f" ({total} warnings)"
+    shown: list[str] = []
+    for warning in warnings:
+        if _MORE.fullmatch(warning) or len("; ".join([*shown, warning])) > PAGE_ERROR_CHARS:
+            break
+        shown.append(warning)
+    if len(shown) == total:
+        return "; ".join(shown)
+    if not shown:  # the first alone is too long: as much of it as fits
+        return warnings[0][: PAGE_ERROR_CHARS - len(suffix)] + suffix
+    while len("; ".join(shown)) + len(suffix) > PAGE_ERROR_CHARS and len(shown) > 1:
+        shown.pop()
+    return ("; ".join(shown))[: PAGE_ERROR_CHARS - len(suffix)] + suffix
 
 
 async def process_pages(
