@@ -18,9 +18,10 @@ from pymongo.errors import DuplicateKeyError
 
 from service.domain.chapter import ContentMode, slugify, unique_slug
 from service.domain.job import new_id, utcnow
-from service.domain.page_keys import chapter_prefix
+from service.domain.page_keys import chapter_prefix, text_key
 from service.store.collections import Collections
-from service.store.page_images import PageStore
+from service.store.page_images.metered import MeteredPageStore
+from service.store.usage import Holding
 
 Doc = dict[str, Any]
 
@@ -50,6 +51,11 @@ PREVIEW_FIELDS = {
 }
 
 
+def _text_bytes(page: StoredPage) -> int:
+    """What a page's chunk stores of text: its content and its warnings, as UTF-8."""
+    return len(page.text.encode()) + sum(len(warning.encode()) for warning in page.warnings)
+
+
 def page_entry(doc: Doc) -> Doc:
     """A chunk as the chapter's page list shows it."""
     return {
@@ -63,7 +69,7 @@ def page_entry(doc: Doc) -> Doc:
 class ChapterStore:
     """``book_chapters`` and ``document_chunks``, and the images of their pages."""
 
-    def __init__(self, collections: Collections, images: PageStore) -> None:
+    def __init__(self, collections: Collections, images: MeteredPageStore) -> None:
         self.chapters = collections.chapters
         self.chunks = collections.chunks
         self.images = images
@@ -73,7 +79,16 @@ class ChapterStore:
     async def write_pages(
         self, job: Doc, chapter_id: str, source_file: str, total_pages: int, batch: list[StoredPage]
     ) -> None:
-        """Upsert a batch of pages in one round trip (a retried page replaces its own chunk)."""
+        """Upsert a batch of pages in one round trip (a retried page replaces its own chunk),
+        their text taken from the job's owner's quota first (``StorageQuotaExceeded``)."""
+        await self.images.hold(
+            job["user_id"],
+            [
+                Holding(text_key(chapter_id, page.index + 1), _text_bytes(page), "text")
+                for page in batch
+            ],
+            "these pages",
+        )
         now = utcnow()
         operations = [
             UpdateOne(
@@ -216,7 +231,8 @@ class ChapterStore:
         )
         if chapter is None:
             return False
-        # Images first: a chapter whose images failed to go can be deleted again.
+        # Images first (and everything the chapter held given back): a chapter whose images
+        # failed to go can be deleted again.
         await self.images.delete_prefix(chapter_prefix(chapter_id))
         await self.chunks.delete_many({"chapter_id": chapter_id, "job_id": chapter["job_id"]})
         await self.chapters.delete_one({"chapter_id": chapter_id})

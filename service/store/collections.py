@@ -18,6 +18,10 @@ JOBS = "pdf_chapter_jobs"
 CHAPTERS = "book_chapters"
 CHUNKS = "document_chunks"
 LOCKS = "locks"
+# Every byte a user stores besides uploads, one document per thing, and their sum per user
+# (service/store/usage.py).
+HOLDINGS = "holdings"
+USAGE = "usage"
 # GridFS buckets: uploaded PDFs, and page images when PAGE_STORE=gridfs.
 UPLOADS_BUCKET = "pdf_files"
 PAGE_IMAGES_BUCKET = "page_images"
@@ -32,6 +36,8 @@ class Collections:
     chapters: AsyncCollection[Doc]
     chunks: AsyncCollection[Doc]
     locks: AsyncCollection[Doc]
+    holdings: AsyncCollection[Doc]
+    usage: AsyncCollection[Doc]
     upload_files: AsyncCollection[Doc]
     upload_chunks: AsyncCollection[Doc]
     image_files: AsyncCollection[Doc]
@@ -45,6 +51,8 @@ class Collections:
             chapters=db[CHAPTERS],
             chunks=db[CHUNKS],
             locks=db[LOCKS],
+            holdings=db[HOLDINGS],
+            usage=db[USAGE],
             upload_files=db[f"{UPLOADS_BUCKET}.files"],
             upload_chunks=db[f"{UPLOADS_BUCKET}.chunks"],
             image_files=db[f"{PAGE_IMAGES_BUCKET}.files"],

@@ -356,6 +356,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     CHUNKS: CHUNK_INDEXES,
     f"{UPLOADS_BUCKET}.files": [QUOTA_INDEX, GRIDFS_FILES_INDEX],
     f"{UPLOADS_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
-    f"{PAGE_IMAGES_BUCKET}.files": [QUOTA_INDEX],
+    # Not summed for quotas (service/store/usage.py holds what page images take); a large
+    # object written as a revision is found by its file name (gridfs_store.put_file).
+    f"{PAGE_IMAGES_BUCKET}.files": [GRIDFS_FILES_INDEX],
     f"{PAGE_IMAGES_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
 }

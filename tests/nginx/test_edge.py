@@ -301,7 +301,7 @@ async def test_page_images_pass_through_with_their_caching_headers_and_a_304(edg
     services = app.state.services
     key = page_key(str(uuid.uuid4()), 1)
     data = os.urandom(200_000)
-    await services.store.images.put(key, data, "image/webp")
+    await services.store.images.put(key, data, "image/webp", owner="alice")
     base, _ = edge
     url = await page_image_url(services, key, origin=base)  # no Authorization: the URL is it
 

@@ -209,8 +209,8 @@ async def test_page_events_carry_image_urls_that_open_with_no_credentials(
     images = app.state.services.store.images
     page_image = {"key": page_key(chapter_id, 1), "width": 120, "height": 160}
     thumb = {"key": thumbnail_key(chapter_id, 1), "width": 30, "height": 40}
-    await images.put(page_image["key"], _webp(120, 160), "image/webp")
-    await images.put(thumb["key"], _webp(30, 40), "image/webp")
+    await images.put(page_image["key"], _webp(120, 160), "image/webp", owner="alice")
+    await images.put(thumb["key"], _webp(30, 40), "image/webp", owner="alice")
     stored = StoredPage(0, "", has_text=False, image=page_image, thumbnail=thumb)
     doc = {"job_id": job.job_id, "user_id": "alice"}
     try:

@@ -37,7 +37,7 @@ async def stored(services):
     """A page image in GridFS: (key, bytes)."""
     key = page_key(str(uuid.uuid4()), 1)
     data = os.urandom(300_000)  # two GridFS chunks
-    await services.store.images.put(key, data, "image/webp")
+    await services.store.images.put(key, data, "image/webp", owner="alice")
     return key, data
 
 
@@ -98,7 +98,7 @@ async def test_a_stale_etag_gets_the_new_image(client, services, stored):
     url = await signed_url(services, key)
     old_etag = (await client.get(url)).headers["etag"]
     replacement = os.urandom(1000)
-    await services.store.images.put(key, replacement, "image/webp")
+    await services.store.images.put(key, replacement, "image/webp", owner="alice")
 
     response = await client.get(url, headers={"If-None-Match": old_etag})
 
@@ -108,7 +108,9 @@ async def test_a_stale_etag_gets_the_new_image(client, services, stored):
 
 async def test_a_jpeg_image_is_served_as_jpeg(client, services):
     key = page_key(str(uuid.uuid4()), 4, "jpeg")
-    await services.store.images.put(key, b"\xff\xd8\xff" + os.urandom(100), "image/jpeg")
+    await services.store.images.put(
+        key, b"\xff\xd8\xff" + os.urandom(100), "image/jpeg", owner="alice"
+    )
 
     response = await client.get(await signed_url(services, key))
 
@@ -139,7 +141,9 @@ async def test_a_tampered_or_unsigned_url_is_403_json_and_the_image_stays(
 ):
     key, data = stored
     # Another image the tampered key could point at, so that a 403 is not a 404 in disguise.
-    await services.store.images.put(key.replace("page-1", "page-2"), data, "image/webp")
+    await services.store.images.put(
+        key.replace("page-1", "page-2"), data, "image/webp", owner="alice"
+    )
     url = tamper(await signed_url(services, key))
 
     response = await client.get(url)

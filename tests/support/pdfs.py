@@ -336,3 +336,19 @@ def warning_pdf(pages: int, *, missing: int = 60, name_length: int = 200) -> byt
             *[page] * pages,
         ]
     )
+
+
+def amplification_pdf(pages: int = 4, *, noise_side: int = 200, page_side: float = 1440) -> bytes:
+    """``pages`` large pages (``page_side`` points square) that all show one picture of random
+    noise, stored once: 124 KB for 4 pages whose images take about 2 MB at a million pixels a
+    page (noise does not compress). What a user could store far more than they upload."""
+    rng = random.Random(7)
+    noise = Image.frombytes("RGB", (noise_side, noise_side), rng.randbytes(noise_side**2 * 3))
+    picture = _png(noise)
+    doc = pymupdf.open()
+    for _ in range(pages):
+        page = doc.new_page(width=page_side, height=page_side)
+        page.insert_image(page.rect, stream=picture)
+    data: bytes = doc.tobytes(garbage=3, deflate=True)  # the picture once, shared by every page
+    doc.close()
+    return data

@@ -2,6 +2,7 @@
 
     async with RenderPool(processes=2, memory_limit_bytes=1 << 30, page_time_limit_s=120) as pool:
         info = await pool.open(path)                          # DocumentInfo or ExtractionError
+        pixels = await pool.measure(path, options)            # what its page images will hold
         async with contextlib.aclosing(pool.render(path, range(info.page_count), options)) as pages:
             async for page in pages:                          # RenderedPage, in any order
                 ...                                           # store it; then more are made
@@ -39,9 +40,12 @@ import msgspec
 from service.domain.errors import ExtractionError, PoolClosed
 from worker.rendering.page import OUT_OF_MEMORY, DocumentInfo, RenderedPage, RenderOptions
 from worker.rendering.process import (
+    ANSWERS,
     HEADER,
     MAX_FRAME,
     Failed,
+    Measure,
+    Measured,
     Open,
     Opened,
     PageHook,
@@ -142,7 +146,7 @@ class _Process:
             reply: Reply = _DECODER.decode(body)
         except msgspec.MsgspecError:
             raise _Lost(_crashed("sent a malformed reply")) from None
-        if not isinstance(reply, Failed) and isinstance(reply, Opened) != isinstance(request, Open):
+        if not isinstance(reply, Failed | ANSWERS[type(request)]):
             raise _Lost(_crashed("answered another request"))
         return reply
 
@@ -197,6 +201,8 @@ def _crashed(what: str) -> ExtractionError:
 def _timed_out(request: Request, limit_s: float) -> ExtractionError:
     if isinstance(request, Open):
         return ExtractionError("TIMEOUT", f"Opening the PDF timed out after {limit_s:g} s")
+    if isinstance(request, Measure):
+        return ExtractionError("TIMEOUT", f"Reading the PDF's pages timed out after {limit_s:g} s")
     return ExtractionError("TIMEOUT", f"PDF page {request.index + 1} timed out after {limit_s:g} s")
 
 
@@ -260,6 +266,17 @@ class RenderPool:
             self._end(job)
         assert isinstance(reply, Opened)
         return reply.info
+
+    async def measure(self, path: str, options: RenderOptions) -> int:
+        """The pixels the PDF's page images will have at ``options`` (each page capped at
+        ``options.max_pixels``), read from its page boxes in a render process."""
+        job = self._submit([Measure(path, options)], window=1)
+        try:
+            reply = await job.next()
+        finally:
+            self._end(job)
+        assert isinstance(reply, Measured)
+        return reply.pixels
 
     async def render(
         self, path: str, indices: Iterable[int], options: RenderOptions

@@ -16,14 +16,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from service.domain.errors import StorageQuotaExceeded
 from service.domain.lifecycle import PAGE_ERROR_CHARS
 from service.domain.page_keys import page_key, thumbnail_key
 from service.settings import Settings
 from service.store.chapters import StoredPage
-from service.store.page_images import PageStore
-from worker.rendering.page import PageImage, RenderedPage, RenderOptions
+from service.store.page_images.metered import MeteredPageStore
+from worker.rendering.page import RenderedPage, RenderOptions
 from worker.rendering.pool import RenderPool
 from worker.run.patience import Patience
+from worker.run.room import over_quota
 
 # Chunks are written in batches: at most this many pages, or what was stored within this long.
 BATCH_PAGES = 64
@@ -50,36 +52,40 @@ def render_options(settings: Settings, *, images: bool) -> RenderOptions:
     )
 
 
-async def _put(store: PageStore, key: str, image: PageImage, patience: Patience) -> Doc:
-    # A put overwrites its own key, so an outage of the store is waited out, not fatal; on the
-    # run's patience, so that a time limit spent waiting hands the job back instead of failing it.
-    await patience.call(lambda: store.put(key, image.data, image.media_type), "store a page image")
-    return {"key": key, "width": image.width, "height": image.height}
-
-
 async def store_page(
-    store: PageStore,
+    store: MeteredPageStore,
     chapter_id: str,
     page: RenderedPage,
     options: RenderOptions,
     patience: Patience,
+    owner: str,
 ) -> StoredPage:
-    """Put a rendered page's image and thumbnail (idempotent: a retried page overwrites its
-    own keys); what its chunk records."""
+    """Put a rendered page's image and thumbnail, taken together from ``owner``'s quota
+    (idempotent: a retried page overwrites its own keys, and holds their new size); what its
+    chunk records. ``STORAGE_QUOTA_EXCEEDED`` when they do not fit: nothing of them is kept."""
     number = page.index + 1
-    image = thumbnail = None
-    if page.image is not None:
-        key = page_key(chapter_id, number, options.image_format)
-        image = await _put(store, key, page.image, patience)
-    if page.thumbnail is not None:
-        key = thumbnail_key(chapter_id, number, options.image_format)
-        thumbnail = await _put(store, key, page.thumbnail, patience)
+    puts: list[tuple[str, bytes, str]] = []
+    refs: dict[str, Doc] = {}
+    for kind, image in (("image", page.image), ("thumbnail", page.thumbnail)):
+        if image is None:
+            continue
+        make_key = page_key if kind == "image" else thumbnail_key
+        key = make_key(chapter_id, number, options.image_format)
+        puts.append((key, image.data, image.media_type))
+        refs[kind] = {"key": key, "width": image.width, "height": image.height}
+    if puts:
+        # An outage of the store is waited out, not fatal (a put overwrites its own key); on
+        # the run's patience, so that a time limit spent waiting hands the job back instead.
+        try:
+            await patience.call(lambda: store.put_many(puts, owner=owner), "store a page image")
+        except StorageQuotaExceeded as exc:
+            raise over_quota(exc) from None
     return StoredPage(
         index=page.index,
         text=page.text,
         has_text=page.has_text,
-        image=image,
-        thumbnail=thumbnail,
+        image=refs.get("image"),
+        thumbnail=refs.get("thumbnail"),
         warnings=kept_warnings(page.warnings),
     )
 
@@ -134,18 +140,19 @@ def _summary(warnings: tuple[str, ...], total: int) -> str:
 
 async def process_pages(
     pool: RenderPool,
-    store: PageStore,
+    store: MeteredPageStore,
     path: str,
     total: int,
     chapter_id: str,
     options: RenderOptions,
     on_stored: Callable[[list[StoredPage], list[Doc]], Awaitable[None]],
     patience: Patience,
+    owner: str,
 ) -> None:
-    """Render every page and store it; ``on_stored`` gets each batch of stored pages (and their
-    problems) to write and report; puts wait out a store outage on ``patience`` (the run's).
-    An exception from it (the lease lost, a failed write) stops the rendering; the uploads in
-    flight end before this returns."""
+    """Render every page and store it, as ``owner``'s; ``on_stored`` gets each batch of stored
+    pages (and their problems) to write and report; puts wait out a store outage on
+    ``patience`` (the run's). An exception from it (the lease lost, a failed write) stops the
+    rendering; the uploads in flight end before this returns."""
     slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
     in_flight: set[asyncio.Task[tuple[StoredPage, Doc | None]]] = set()
     done: list[tuple[StoredPage, Doc | None]] = []
@@ -153,7 +160,7 @@ async def process_pages(
 
     async def upload(page: RenderedPage) -> tuple[StoredPage, Doc | None]:
         try:
-            stored = await store_page(store, chapter_id, page, options, patience)
+            stored = await store_page(store, chapter_id, page, options, patience, owner)
             return stored, page_problem(page)
         finally:
             slots.release()

@@ -16,11 +16,12 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from service.domain import lifecycle
 from service.domain.chapter import ContentMode, chapter_title
-from service.domain.errors import ExtractionError, LeaseLost, PoolClosed
+from service.domain.errors import ExtractionError, LeaseLost, PoolClosed, StorageQuotaExceeded
 from service.domain.job import (
     JobStatus,
     chapter_created,
@@ -48,6 +49,7 @@ from worker.run.heartbeat import keep_alive
 from worker.run.lease import ProgressWriter, Run
 from worker.run.pages import process_pages, render_options
 from worker.run.patience import Patience
+from worker.run.room import ensure_room, over_quota
 
 log = logging.getLogger("worker.run.task")
 
@@ -251,6 +253,10 @@ async def _run(
                 total = info.page_count
                 if total > settings.max_pages:
                     raise too_many_pages(total, settings.max_pages)
+                await run.patience.call(
+                    lambda: ensure_room(store, pool, settings, job, path, options),
+                    "check the storage quota",
+                )
                 await writer.report(
                     *extracting(0, total),
                     {"pages_total": total, "repaired": info.repaired},
@@ -266,10 +272,15 @@ async def _run(
                         # The worker is stopping and this job's cancellation was lost on the
                         # way (worker/cancel.py): hand the job back now, not once it is done.
                         raise asyncio.CancelledError
-                    await run.patience.call(
-                        lambda: store.chapters.write_pages(job, chapter_id, filename, total, batch),
-                        "write pages",
-                    )
+                    try:
+                        await run.patience.call(
+                            lambda: store.chapters.write_pages(
+                                job, chapter_id, filename, total, batch
+                            ),
+                            "write pages",
+                        )
+                    except StorageQuotaExceeded as exc:  # the pages' text does not fit
+                        raise over_quota(exc) from None
                     done += len(batch)
                     metrics.PAGES.inc(len(batch))
                     await writer.report(
@@ -282,8 +293,9 @@ async def _run(
                     )
 
                 await process_pages(
-                    pool, store.images, path, total, chapter_id, options, on_stored, run.patience
-                )
+                    pool, store.images, path, total, chapter_id, options, on_stored, run.patience,
+                    owner=str(job["user_id"]),
+                )  # fmt: skip
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -292,14 +304,17 @@ async def _run(
                 "TIMEOUT", f"PDF processing timed out after {limit:g} s"
             ) from None
         pdf_key = None
-        if mode is ContentMode.pdf_file:  # the PDF itself is the chapter
-            pdf_key = source_key(chapter_id)
-            with open(path, "rb") as source:  # noqa: ASYNC230 - a local temp file
-                data = source.read()
-            key = pdf_key
-            await run.patience.call(
-                lambda: store.images.put(key, data, "application/pdf"), "store the PDF"
-            )
+        if mode is ContentMode.pdf_file:  # the PDF itself is the chapter: a copy, streamed
+            pdf_key = key = source_key(chapter_id)
+            try:
+                await run.patience.call(
+                    lambda: store.images.put_file(
+                        key, Path(path), "application/pdf", owner=str(job["user_id"])
+                    ),
+                    "store the PDF",
+                )
+            except StorageQuotaExceeded as exc:
+                raise over_quota(exc) from None
     await writer.flush()
     now = utcnow()
     extracted = {
