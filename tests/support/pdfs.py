@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import random
+from typing import Any
 
 import pymupdf
 from PIL import Image, ImageDraw
@@ -352,3 +353,39 @@ def amplification_pdf(pages: int = 4, *, noise_side: int = 200, page_side: float
     data: bytes = doc.tobytes(garbage=3, deflate=True)  # the picture once, shared by every page
     doc.close()
     return data
+
+
+def padded_pdf_file(path: Any, size: int) -> int:
+    """Write a valid one-page PDF of ``size`` bytes to ``path``: a page of text, and the rest a
+    stream of random bytes no page uses (MuPDF never reads it; nothing compresses it). Written
+    in pieces, never held whole. Its size."""
+    page_text = b"BT /F1 12 Tf 72 720 Td (A large PDF) Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>",
+        pdf_stream(b"", page_text),
+    ]
+    padding = max(size - len(raw_pdf(objects)) - 200, 0)  # about: the rest is its framing
+    with open(path, "wb") as out:
+        out.write(b"%PDF-1.7\n")
+        offsets = []
+        for number, body in enumerate(objects, start=1):
+            offsets.append(out.tell())
+            out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+        offsets.append(out.tell())
+        out.write(b"5 0 obj\n<< /Length %d >>\nstream\n" % padding)
+        rng = random.Random(5)
+        left = padding
+        while left:
+            piece = min(left, 1 << 20)
+            out.write(rng.randbytes(piece))
+            left -= piece
+        out.write(b"\nendstream\nendobj\n")
+        xref = out.tell()
+        out.write(b"xref\n0 6\n0000000000 65535 f \n")
+        for offset in offsets:
+            out.write(b"%010d 00000 n \n" % offset)
+        out.write(b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref)
+        return out.tell()

@@ -339,10 +339,10 @@ async def _run(
 
 
 async def _download(store: Store, file_id: str, path: str) -> None:
-    """Stream the PDF from GridFS to a local file, chunk by chunk."""
-    grid_out = await store.files.open(file_id)
-    if grid_out is None:
+    """Stream the PDF from GridFS to a local file, chunk by chunk (about 1 MB held)."""
+    chunks = await store.files.chunks(file_id)
+    if chunks is None:
         raise FILE_MISSING
     with open(path, "wb") as out:  # noqa: ASYNC230 - local temp file, chunk-sized writes
-        while chunk := await grid_out.readchunk():
+        async for chunk in chunks:
             out.write(chunk)

@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bson import Binary
-from gridfs.asynchronous.grid_file import AsyncGridFSBucket, AsyncGridOut
-from gridfs.errors import CorruptGridFile, NoFile
+from gridfs.errors import CorruptGridFile
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, PyMongoError
@@ -39,6 +38,7 @@ from service.domain.errors import PageStoreError, PageStoreUnavailable
 from service.domain.job import utcnow
 from service.domain.page_keys import check_key, check_prefix, content_type_of
 from service.store.collections import PAGE_IMAGES_BUCKET
+from service.store.grid_reader import read_chunks
 from service.store.grid_writer import GridWriter
 from service.store.page_images.base import Backend, PageImage
 from service.store.transaction import in_transaction
@@ -79,7 +79,6 @@ class GridFSPageStore:
         self._db = db
         self._files = db[f"{BUCKET}.files"]
         self._chunks = db[f"{BUCKET}.chunks"]
-        self._bucket = AsyncGridFSBucket(db, bucket_name=BUCKET, chunk_size_bytes=CHUNK_SIZE)
 
     async def put(self, key: str, data: bytes, content_type: str, owner: str | None = None) -> None:
         """Replace the image at ``key`` with ``data``, atomically."""
@@ -143,33 +142,32 @@ class GridFSPageStore:
             await _guarded(self._chunks.delete_many({"files_id": {"$in": replaced}}))
 
     async def open(self, key: str) -> PageImage | None:
-        """The image at ``key`` (one read of its files document), or None."""
-        grid_out = await _guarded(self._download(key))
-        if grid_out is None:
+        """The image at ``key`` (one read of its files document), or None; its chunks are read
+        as they are taken, a few at a time (``grid_reader.py``), however large it is."""
+        check_key(key)
+        doc = await _guarded(self._files.find_one({"_id": key}))
+        if doc is None:  # a revision written by put_file: its _id is its own, its filename the key
+            found = self._files.find({"filename": key}).sort("uploadDate", -1).limit(1)
+            doc = next(iter(await _guarded(found.to_list())), None)
+        if doc is None:
             return None
-        metadata: Mapping[str, Any] = grid_out.metadata or {}
-        sha256 = metadata.get("sha256") or f"{grid_out.upload_date.timestamp()}-{grid_out.length}"
+        metadata: Mapping[str, Any] = doc.get("metadata") or {}
+        sha256 = metadata.get("sha256") or f"{doc['uploadDate'].timestamp()}-{doc['length']}"
         return PageImage(
             key=key,
-            length=grid_out.length,
+            length=int(doc["length"]),
             content_type=metadata.get("content_type") or content_type_of(key),
             etag=f'"{sha256}"',
-            chunks=self._chunks_of(grid_out),
+            chunks=self._chunks_of(doc),
         )
 
-    async def _download(self, key: str) -> AsyncGridOut | None:
-        try:
-            return await self._bucket.open_download_stream(key)
-        except NoFile:
-            pass
-        try:  # a revision written by put_file: its _id is its own, its filename the key
-            return await self._bucket.open_download_stream_by_name(key)
-        except NoFile:
-            return None
-
-    @staticmethod
-    async def _chunks_of(grid_out: AsyncGridOut) -> AsyncIterator[bytes]:
-        while chunk := await _guarded(grid_out.readchunk()):
+    async def _chunks_of(self, doc: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        chunks = read_chunks(self._chunks, doc)
+        while True:
+            try:
+                chunk = await _guarded(anext(chunks))
+            except StopAsyncIteration:
+                return
             yield chunk
 
     async def delete_prefix(self, prefix: str) -> int:
