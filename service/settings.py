@@ -181,6 +181,10 @@ class Settings(BaseSettings):
     # --- Limits and quotas per user, and the metrics token ---
     # Pending plus processing jobs a user may have at once (429 past it), counted in MongoDB.
     max_active_jobs_per_user: int = Field(default=10, ge=1, le=100_000)
+    # Processing jobs a user may have at once across all workers (worker/run/turn.py): the others
+    # wait, pending, so that one user's jobs never take every job slot. One is enough for a user
+    # alone: a job spreads its pages over every render process of its worker.
+    max_running_jobs_per_user: int = Field(default=1, ge=1, le=10_000)
     # Job creations a user may make in any 60 s (429 past it), counted in Redis.
     job_creations_per_minute: int = Field(default=30, ge=1, le=100_000)
     # Bytes a user may keep stored: uploads plus page images (413 past it).
@@ -288,7 +292,12 @@ class Settings(BaseSettings):
     # A page whose image would be larger is rendered at a lower DPI (a 200-inch map), not failed.
     page_max_pixels: int = Field(default=12_000_000, ge=100_000, le=200_000_000)
     # A render process still on one page after this long is killed, and the page's job fails.
-    page_time_limit_s: float = Field(default=120.0, gt=0, le=86_400)
+    # The slowest of 944 real pages (texlive's manuals) rendered in 0.33 s here, and 5.7 s on a
+    # loaded machine at the lowest priority; a page at PAGE_MAX_PIXELS of incompressible noise
+    # takes about 2.5 s, and OCR 3.6 s a page on one core. 60 s leaves such a page ten times its
+    # worst measured time; a page past it is pathological (nested forms that take hours), and
+    # meanwhile it holds at most one render process (worker/rendering/pool.py, slow pages).
+    page_time_limit_s: float = Field(default=60.0, gt=0, le=86_400)
     # --- Progress pushed over SSE: GET /api/v1/books/jobs/{job_id}/events
     # (service/api/routes/events.py).
     # A comment line this often keeps a quiet stream open through proxies. nginx closes a stream

@@ -36,6 +36,7 @@ from typing import Any
 
 from service.domain.job import (
     CANCELLED_MESSAGE,
+    ENQUEUED_MESSAGE,
     FAILED_PREFIX,
     JobStatus,
     new_id,
@@ -299,19 +300,33 @@ def _stale(lease_id: str | None, stale_before: datetime) -> Doc:
 
 
 def release(
-    job_id: str, now: datetime, *, lease_id: str | None, stale_before: datetime | None = None
+    job_id: str,
+    now: datetime,
+    *,
+    lease_id: str | None,
+    stale_before: datetime | None = None,
+    unclaimed: bool = False,
 ) -> Write:
     """``processing -> pending``: handed back to be resumed, progress kept.
 
     By its own run (``lease_id``), or by the sweeper (``stale_before``: only while the lease it
     saw is unchanged and its heartbeat still older than that). The lease is closed either way.
+    ``unclaimed``: the run gives the job back before starting it (its owner had their share of
+    running jobs already), so the claim does not count as an attempt, and a job never started
+    shows as it did before.
     """
     guard = _lease(lease_id or "") if stale_before is None else _stale(lease_id, stale_before)
-    fields = {
+    fields: Doc = {
         "lease_id": None,
         "rung_at": now,
         "stages": finish_stages({StageStatus.processing: StageStatus.pending}),
     }
+    if unclaimed:
+        attempts = {"$max": [0, {"$subtract": [{"$ifNull": ["$attempts", 1]}, 1]}]}
+        never_started = {"$eq": [attempts, 0]}
+        fields["attempts"] = attempts
+        fields["started_at"] = {"$cond": [never_started, None, "$started_at"]}
+        fields["message"] = {"$cond": [never_started, literal(ENQUEUED_MESSAGE), "$message"]}
     return _write(Transition.release, job_id, now, fields, guard=guard)
 
 

@@ -183,7 +183,7 @@ async def process_pages(
             done.append(task.result())  # an upload that failed raises here
 
     try:
-        async with contextlib.aclosing(pool.render(path, range(total), options)) as pages:
+        async with contextlib.aclosing(pool.render(path, range(total), options, owner)) as pages:
             async for page in pages:
                 await slots.acquire()  # back-pressure: at most PUTS_IN_FLIGHT pages held
                 in_flight.add(asyncio.create_task(upload(page)))

@@ -46,7 +46,7 @@ async def ensure_room(
     """``STORAGE_QUOTA_EXCEEDED`` unless the job's estimated output fits its owner's quota
     (what an earlier attempt of the job stored already is not counted twice)."""
     if options.render_images:
-        needed = int(await pool.measure(path, options) * BYTES_PER_PIXEL)
+        needed = int(await pool.measure(path, options, str(job["user_id"])) * BYTES_PER_PIXEL)
     else:
         needed = await asyncio.to_thread(os.path.getsize, path)  # the chapter: a copy of it
     user_id, chapter_id = str(job["user_id"]), str(job["chapter_id"])

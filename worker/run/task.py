@@ -50,6 +50,7 @@ from worker.run.lease import ProgressWriter, Run
 from worker.run.pages import process_pages, render_options
 from worker.run.patience import Patience
 from worker.run.room import ensure_room, over_quota
+from worker.run.turn import give_back_unstarted, has_turn, next_in_line
 
 log = logging.getLogger("worker.run.task")
 
@@ -100,10 +101,16 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     # MongoDB down when the doorbell rings: wait here rather than drop the doorbell.
     patience = Patience()
     job = await patience.call(
-        lambda: store.jobs.get(job_id, {"_id": 0, "file_id": 1}), "read the job"
+        lambda: store.jobs.get(job_id, {"_id": 0, "file_id": 1, "user_id": 1}), "read the job"
     )
     if job is None:
         return "gone"
+    user_id = str(job["user_id"])
+    if not await patience.call(lambda: has_turn(store, settings, user_id, job_id), "count runs"):
+        # The owner's other jobs hold their share of the workers: this one waits, pending,
+        # and this slot takes the next doorbell (worker/run/turn.py).
+        log.info("job %s: waits for its owner's running jobs", job_id)
+        return "waiting"
     filename = await patience.call(lambda: store.files.filename_of(job["file_id"]), "read the file")
     claims: list[lifecycle.Write] = []
 
@@ -119,6 +126,10 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
             claimed = landed
     if claimed is None:
         return "not pending"  # another worker has it, or it finished or was cancelled
+    if not await patience.call(lambda: has_turn(store, settings, user_id, job_id), "count runs"):
+        # A claim of the same owner's job raced this one for their last turn.
+        await give_back_unstarted(ctx["redis"], store, patience, job_id, str(claimed["lease_id"]))
+        return "waiting"
     run = Run(job_id, str(claimed["lease_id"]), store.jobs)
     run_chapter = str(claimed["chapter_id"])
     log.info("job %s: processing %s (attempt %d)", job_id, filename, claimed.get("attempts", 1))
@@ -178,6 +189,8 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         metrics.JOBS_FINISHED.labels(outcome=outcome).inc()
         metrics.JOB_SECONDS.observe(time.monotonic() - started)
         await cancel_and_wait(heartbeat)  # one cancel() may be lost in a MongoDB call
+        if not ctx.get(STOPPING) and ctx.get("redis") is not None:
+            await next_in_line(ctx["redis"], store, user_id)  # its next job may have waited
 
 
 async def _hand_back(ctx: dict[str, Any], run: Run, exc: Exception, chapter_id: str) -> str:
@@ -249,7 +262,7 @@ async def _run(
         await run.advance(*downloading(filename), downloaded)
         try:
             async with asyncio.timeout(settings.job_time_limit_s) as deadline:
-                info = await pool.open(path)
+                info = await pool.open(path, str(job["user_id"]))
                 total = info.page_count
                 if total > settings.max_pages:
                     raise too_many_pages(total, settings.max_pages)
