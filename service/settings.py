@@ -308,6 +308,11 @@ class Settings(BaseSettings):
     stream_queue_limit: int = Field(default=256, ge=1, le=100_000)
     # Open event streams per user in one API process.
     stream_max_per_user: int = Field(default=10, ge=1, le=10_000)
+    # Event-stream connects per user in any 60 s, counted in Redis across API processes (429
+    # past it). A browser tab reconnects when its stream breaks (every few minutes at most):
+    # 60 is room for ten tabs reconnecting at once, six times a minute. One user made 300 in
+    # 5 s, and every other user's polls slowed from a few ms to 50 ms.
+    stream_connects_per_minute: int = Field(default=60, ge=1, le=100_000)
     # Open event streams in one API process; above it clients are told to poll (503). Each open
     # stream holds one of granian's concurrent requests (GRANIAN_BACKPRESSURE, 1,024 by default):
     # keep this well below it, or streams leave no room for other requests.
