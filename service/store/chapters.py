@@ -51,9 +51,17 @@ PREVIEW_FIELDS = {
 }
 
 
-def _text_bytes(page: StoredPage) -> int:
-    """What a page's chunk stores of text: its content and its warnings, as UTF-8."""
-    return len(page.text.encode()) + sum(len(warning.encode()) for warning in page.warnings)
+def text_holdings(chapter_id: str, pages: list[StoredPage]) -> list[Holding]:
+    """What the pages' chunks store of text (content and warnings, as UTF-8), as the holdings
+    their owner's quota counts, under the chapter's prefix (given back with it)."""
+    return [
+        Holding(
+            text_key(chapter_id, page.index + 1),
+            len(page.text.encode()) + sum(len(warning.encode()) for warning in page.warnings),
+            "text",
+        )
+        for page in pages
+    ]
 
 
 def page_entry(doc: Doc) -> Doc:
@@ -79,16 +87,8 @@ class ChapterStore:
     async def write_pages(
         self, job: Doc, chapter_id: str, source_file: str, total_pages: int, batch: list[StoredPage]
     ) -> None:
-        """Upsert a batch of pages in one round trip (a retried page replaces its own chunk),
-        their text taken from the job's owner's quota first (``StorageQuotaExceeded``)."""
-        await self.images.hold(
-            job["user_id"],
-            [
-                Holding(text_key(chapter_id, page.index + 1), _text_bytes(page), "text")
-                for page in batch
-            ],
-            "these pages",
-        )
+        """Upsert a batch of pages in one round trip (a retried page replaces its own chunk).
+        Their text counts in the owner's quota: the run takes it (``text_holdings``)."""
         now = utcnow()
         operations = [
             UpdateOne(

@@ -55,6 +55,9 @@ FAST = {
     "MONGODB_STARTUP_WAIT_S": "5",
     "LOG_LEVEL": "INFO",
     "RENDER_PROCESSES": "1",
+    # One user submits every job here, and faults must find several of them running on each
+    # worker at once; one running job per user is tested in tests/worker/test_fair.py.
+    "MAX_RUNNING_JOBS_PER_USER": "100",
 }
 # Text only (the PDF itself is the chapter): thousands of pages a second. "pdf_pages" renders
 # every page to an image in GridFS, at a few dozen pages a second.

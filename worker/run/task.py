@@ -49,7 +49,7 @@ from worker.run.heartbeat import keep_alive
 from worker.run.lease import ProgressWriter, Run
 from worker.run.pages import process_pages, render_options
 from worker.run.patience import Patience
-from worker.run.room import ensure_room, over_quota
+from worker.run.room import TextMeter, ensure_room, over_quota
 from worker.run.turn import give_back_unstarted, has_turn, next_in_line
 
 log = logging.getLogger("worker.run.task")
@@ -276,6 +276,7 @@ async def _run(
                     force=True,
                 )
                 done = 0
+                text = TextMeter(store.images, str(job["user_id"]), chapter_id)
 
                 async def on_stored(
                     batch: list[StoredPage], problems: list[dict[str, Any]]
@@ -285,15 +286,11 @@ async def _run(
                         # The worker is stopping and this job's cancellation was lost on the
                         # way (worker/cancel.py): hand the job back now, not once it is done.
                         raise asyncio.CancelledError
-                    try:
-                        await run.patience.call(
-                            lambda: store.chapters.write_pages(
-                                job, chapter_id, filename, total, batch
-                            ),
-                            "write pages",
-                        )
-                    except StorageQuotaExceeded as exc:  # the pages' text does not fit
-                        raise over_quota(exc) from None
+                    await run.patience.call(lambda: text.before_write(batch), "count text")
+                    await run.patience.call(
+                        lambda: store.chapters.write_pages(job, chapter_id, filename, total, batch),
+                        "write pages",
+                    )
                     done += len(batch)
                     metrics.PAGES.inc(len(batch))
                     await writer.report(
@@ -309,6 +306,7 @@ async def _run(
                     pool, store.images, path, total, chapter_id, options, on_stored, run.patience,
                     owner=str(job["user_id"]),
                 )  # fmt: skip
+                await run.patience.call(text.flush, "count text")
         except TimeoutError:
             if not deadline.expired():
                 raise
