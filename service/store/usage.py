@@ -13,7 +13,8 @@ Two sources, each owned by one user and summed one way:
   ``holdings`` (``_id``: its key, ``user_id``, ``bytes``, ``kind``) before it is written: each
   page image and thumbnail, a ``pdf_file`` chapter's copy of its PDF (``metered.py`` takes them
   as the page store puts them, on GridFS and S3 alike), and each page's text
-  (``service/store/chapters.py``). Their sum per user is kept in ``usage`` (``_id``: the user,
+  (``text_holdings`` in ``service/store/chapters.py``, taken by the run a megabyte at a time:
+  ``worker/run/room.py``). Their sum per user is kept in ``usage`` (``_id``: the user,
   ``bytes``), changed in the same transaction as the holdings, so the two never disagree.
 
 Why a ledger in MongoDB: an S3 bucket can only be summed by listing it, and a sum over the
