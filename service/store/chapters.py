@@ -24,9 +24,10 @@ from pymongo.read_concern import ReadConcern
 from service.domain.chapter import ContentMode, slugify, unique_slug
 from service.domain.indexing import IndexWrite, SearchStatus
 from service.domain.job import new_id, utcnow
-from service.domain.page_keys import chapter_prefix
+from service.domain.page_keys import chapter_prefix, text_key
 from service.store.collections import Collections
-from service.store.page_images import PageStore
+from service.store.page_images.metered import MeteredPageStore
+from service.store.usage import Holding
 
 Doc = dict[str, Any]
 
@@ -62,6 +63,22 @@ PAGE_FIELDS = {
 }
 
 
+def text_holdings(chapter_id: str, pages: list[StoredPage]) -> list[Holding]:
+    """What the pages' documents store of text (content and warnings, as UTF-8, and the
+    positioned words' compact form), as the holdings their owner's quota counts, under the
+    chapter's prefix (given back with it)."""
+    return [
+        Holding(
+            text_key(chapter_id, page.index + 1),
+            len(page.text.encode())
+            + sum(len(warning.encode()) for warning in page.warnings)
+            + len(page.words),
+            "text",
+        )
+        for page in pages
+    ]
+
+
 def page_entry(doc: Doc) -> Doc:
     """A page document as the chapter's page list shows it."""
     has_text = doc.get("has_text", True)
@@ -79,7 +96,7 @@ def page_entry(doc: Doc) -> Doc:
 class ChapterStore:
     """``book_chapters`` and ``chapter_pages``, and the images of their pages."""
 
-    def __init__(self, collections: Collections, images: PageStore) -> None:
+    def __init__(self, collections: Collections, images: MeteredPageStore) -> None:
         self.chapters = collections.chapters
         self.pages = collections.pages
         self.chunks = collections.chunks
@@ -90,7 +107,8 @@ class ChapterStore:
     async def write_pages(
         self, job: Doc, chapter_id: str, source_file: str, total_pages: int, batch: list[StoredPage]
     ) -> None:
-        """Upsert a batch of pages in one round trip (a retried page replaces its own)."""
+        """Upsert a batch of pages in one round trip (a retried page replaces its own).
+        Their text counts in the owner's quota: the run takes it (``text_holdings``)."""
         now = utcnow()
         operations = [
             UpdateOne(
@@ -290,7 +308,8 @@ class ChapterStore:
         )
         if chapter is None:
             return False
-        # Images first: a chapter whose images failed to go can be deleted again.
+        # Images first (and everything the chapter held given back): a chapter whose images
+        # failed to go can be deleted again.
         await self.images.delete_prefix(chapter_prefix(chapter_id))
         await self.chunks.delete_many({"chapter_id": chapter_id, "job_id": chapter["job_id"]})
         await self.pages.delete_many({"chapter_id": chapter_id, "job_id": chapter["job_id"]})
