@@ -263,6 +263,22 @@ async def test_a_large_object_is_streamed_from_its_file_and_a_second_put_replace
     assert await page_store.count(chapter_prefix(chapter_id)) == 0
 
 
+async def test_keys_name_whole_images_and_large_objects_by_their_keys(page_store, tmp_path):
+    # A resumed run keeps a page only when every key it names is listed (worker/run/
+    # checkpoint.py); GridFS stores a large object under an _id of its own, found by filename.
+    chapter_id = chapter()
+    big = tmp_path / "big.pdf"
+    big.write_bytes(image(LARGE))
+    await page_store.put(page_key(chapter_id, 1), image(), "image/webp")
+    await page_store.put_file(source_key(chapter_id), big, "application/pdf", "alice")
+    await page_store.put_file(source_key(chapter_id), big, "application/pdf", "alice")
+    await page_store.put(page_key(chapter(), 1), image(), "image/webp")  # another chapter's
+
+    keys = await page_store.keys(chapter_prefix(chapter_id))
+
+    assert keys == {page_key(chapter_id, 1), source_key(chapter_id)}
+
+
 async def test_a_large_object_in_gridfs_is_written_chunk_by_chunk_outside_a_transaction(
     app, tmp_path
 ):
