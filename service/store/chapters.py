@@ -63,6 +63,23 @@ PAGE_FIELDS = {
 }
 
 
+# ``text_holdings``' figure for a stored page document, as a projection MongoDB computes.
+TEXT_BYTES: Doc = {
+    "$add": [
+        {"$strLenBytes": {"$ifNull": ["$content", ""]}},
+        {
+            "$sum": {
+                "$map": {
+                    "input": {"$ifNull": ["$warnings", []]},
+                    "in": {"$strLenBytes": "$$this"},
+                }
+            }
+        },
+        {"$binarySize": {"$ifNull": ["$words", ""]}},
+    ]
+}
+
+
 def text_holdings(chapter_id: str, pages: list[StoredPage]) -> list[Holding]:
     """What the pages' documents store of text (content and warnings, as UTF-8, and the
     positioned words' compact form), as the holdings their owner's quota counts, under the
@@ -218,14 +235,16 @@ class ChapterStore:
 
     async def stored_for_resume(self, job_id: str) -> list[Doc]:
         """Every page of the job stored so far, as a resumed run weighs it: its index, the keys
-        of the images it names, its warnings and error.
+        of the images it names, its warnings and error, and what its text holding counts
+        (``text_bytes``, computed by MongoDB: the text itself stays there).
 
         Read at majority: a page a failover could still roll back is not counted as stored (the
         run would skip it and the rollback would take it away); a page counted here survives the
         loss of any one member."""
         majority = self.pages.with_options(read_concern=ReadConcern("majority"))
-        fields = {"_id": 0, "page_index": 1, "image.key": 1, "thumbnail.key": 1, "text_source": 1}
-        found = majority.find({"job_id": job_id}, {**fields, "warnings": 1, "error": 1})
+        fields: Doc = {"_id": 0, "page_index": 1, "image.key": 1, "thumbnail.key": 1}
+        fields |= {"text_source": 1, "warnings": 1, "error": 1, "text_bytes": TEXT_BYTES}
+        found = majority.find({"job_id": job_id}, fields)
         return [doc async for doc in found]
 
     # --- A job's pages ---------------------------------------------------------------------------

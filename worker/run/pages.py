@@ -126,12 +126,19 @@ def page_problem(page: RenderedPage) -> Doc | None:
     """What the job records of a page MuPDF could not read or warned about (a damaged page often
     says "error" nowhere), or None: its error, else as many of its warnings as fit the job's
     short text (``PAGE_ERROR_CHARS``) with how many there were, if not all fit."""
-    if page.error is None and not page.warnings:
+    return problem_of(page.index, page.error, page.warnings)
+
+
+def problem_of(index: int, error: str | None, warnings: tuple[str, ...]) -> Doc | None:
+    """``page_problem`` of the page at ``index`` with ``error`` and ``warnings``: a page just
+    rendered, or one a resumed run keeps (its document holds ``kept_warnings``, whose count
+    line ``warning_count`` reads)."""
+    if error is None and not warnings:
         return None
-    total = warning_count(page.warnings)
+    total = warning_count(warnings)
     return {
-        "page_number": page.index + 1,
-        "error": page.error if page.error is not None else _summary(page.warnings, total),
+        "page_number": index + 1,
+        "error": error if error is not None else _summary(warnings, total),
         "warnings": total,
     }
 

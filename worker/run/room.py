@@ -14,7 +14,7 @@ import asyncio
 import os
 
 from service.domain.errors import ExtractionError, StorageQuotaExceeded
-from service.domain.page_keys import chapter_prefix
+from service.domain.page_keys import chapter_prefix, text_key
 from service.settings import Settings
 from service.store.chapters import StoredPage, text_holdings
 from service.store.database import Store
@@ -74,8 +74,9 @@ async def ensure_room(
 
 class TextMeter:
     """A run's pages' text, taken from its owner's quota a megabyte at a time
-    (``TEXT_TAKE_BYTES``): ``before_write(batch)`` before each batch of chunks is written,
-    ``flush()`` once every page is. ``STORAGE_QUOTA_EXCEEDED`` when the text does not fit."""
+    (``TEXT_TAKE_BYTES``): ``before_write(batch)`` before each batch of pages is written,
+    ``flush()`` once every page is, and ``hold_kept`` for the pages a resumed run keeps.
+    ``STORAGE_QUOTA_EXCEEDED`` when the text does not fit."""
 
     def __init__(
         self,
@@ -94,6 +95,16 @@ class TextMeter:
         self._pending += text_holdings(self._chapter_id, batch)
         if sum(holding.bytes for holding in self._pending) >= self._threshold:
             await self.flush()
+
+    async def hold_kept(self, text_bytes: dict[int, int]) -> None:
+        """Take the text of the pages a resumed run keeps (page index: bytes), at once: an
+        earlier run may have written them and stopped before it took them. A page it took
+        already is held again at the same size, which takes nothing more."""
+        self._pending += [
+            Holding(text_key(self._chapter_id, index + 1), nbytes, "text")
+            for index, nbytes in sorted(text_bytes.items())
+        ]
+        await self.flush()
 
     async def flush(self) -> None:
         if not self._pending:

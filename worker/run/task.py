@@ -342,6 +342,10 @@ async def _run(
                 )
                 ocr_pages = checkpoint.ocr
                 text = TextMeter(store.images, str(job["user_id"]), chapter_id)
+                if checkpoint.text_bytes:
+                    await run.patience.call(
+                        lambda: text.hold_kept(checkpoint.text_bytes), "count text"
+                    )
 
                 async def on_stored(
                     batch: list[StoredPage], problems: list[dict[str, Any]]
