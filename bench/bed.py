@@ -123,6 +123,8 @@ def bench_env(bed: Servers, **extra: str) -> dict[str, str]:
         # Any free port: a benchmark may run several workers, and other work on this machine may
         # hold the default one. The API does not read it.
         "WORKER_METRICS_PORT": "0",
+        # One user ("bench") submits every job: the benchmarks measure throughput, not turns.
+        "MAX_RUNNING_JOBS_PER_USER": "1000",
         **extra,
     }
 
@@ -135,6 +137,7 @@ def bench_settings(bed: Servers) -> Settings:
         redis_url=_redis(bed).url,
         firebase_project_id=PROJECT,
         firebase_auth_emulator_host=AUTH_EMULATOR_HOST,
+        max_running_jobs_per_user=1000,  # as bench_env: one user submits every job
     )
 
 

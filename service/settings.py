@@ -6,6 +6,7 @@ environment at import time.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -20,6 +21,16 @@ EMBEDDED_REDIS_PORT = 6380
 DEVELOPMENT_PAGE_URL_SECRET = "development-only-page-url-secret"  # noqa: S105 (public on purpose)
 # The shortest signing secret (STREAM_TOKEN_SECRET, PAGE_URL_SECRET) production accepts.
 MIN_SECRET_LENGTH = 32
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
 
 
 class AppEnv(StrEnum):
@@ -102,8 +113,10 @@ class Settings(BaseSettings):
     # Per-route HTTP request counts and latency histograms on /metrics (the job gauges are always
     # there): pcj_requests_total{method,path,status}, pcj_request_duration_seconds{method,path}.
     http_metrics: bool = True
-    # Where `python -m worker` serves its Prometheus metrics (0: not at all).
+    # Where `python -m worker` serves its Prometheus metrics (0: not at all), and on which address:
+    # loopback unless set; any other address needs METRICS_TOKEN (worker/metrics.py).
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    worker_metrics_host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
 
     # Request bodies and uploads: what one client can make an API process hold.
     # A JSON body larger than this is refused (413) before it is read whole.
@@ -189,6 +202,10 @@ class Settings(BaseSettings):
     # --- Limits and quotas per user, and the metrics token ---
     # Pending plus processing jobs a user may have at once (429 past it), counted in MongoDB.
     max_active_jobs_per_user: int = Field(default=10, ge=1, le=100_000)
+    # Processing jobs a user may have at once across all workers (worker/run/turn.py): the others
+    # wait, pending, so that one user's jobs never take every job slot. One is enough for a user
+    # alone: a job spreads its pages over every render process of its worker.
+    max_running_jobs_per_user: int = Field(default=1, ge=1, le=10_000)
     # Job creations a user may make in any 60 s (429 past it), counted in Redis.
     job_creations_per_minute: int = Field(default=30, ge=1, le=100_000)
     # Bytes a user may keep stored: uploads plus page images (413 past it).
@@ -200,6 +217,20 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_token_is_unset(cls, value: object) -> object:
         return value or None
+
+    @model_validator(mode="after")
+    def _worker_metrics_off_loopback_need_a_token(self) -> Settings:
+        if (
+            self.worker_metrics_port
+            and self.metrics_token is None
+            and not _is_loopback(self.worker_metrics_host)
+        ):
+            raise ValueError(
+                f"WORKER_METRICS_HOST={self.worker_metrics_host} serves the worker's metrics "
+                "beyond this machine: set METRICS_TOKEN too (every scrape must then send "
+                "Authorization: Bearer <METRICS_TOKEN>), or keep the default 127.0.0.1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _require_metrics_token_in_production(self) -> Settings:
@@ -282,7 +313,12 @@ class Settings(BaseSettings):
     # A page whose image would be larger is rendered at a lower DPI (a 200-inch map), not failed.
     page_max_pixels: int = Field(default=12_000_000, ge=100_000, le=200_000_000)
     # A render process still on one page after this long is killed, and the page's job fails.
-    page_time_limit_s: float = Field(default=120.0, gt=0, le=86_400)
+    # The slowest of 944 real pages (texlive's manuals) rendered in 0.33 s here, and 5.7 s on a
+    # loaded machine at the lowest priority; a page at PAGE_MAX_PIXELS of incompressible noise
+    # takes about 2.5 s, and OCR 3.6 s a page on one core. 60 s leaves such a page ten times its
+    # worst measured time; a page past it is pathological (nested forms that take hours), and
+    # meanwhile it holds at most one render process (worker/rendering/pool.py, slow pages).
+    page_time_limit_s: float = Field(default=60.0, gt=0, le=86_400)
 
     # --- OCR of scanned pages, in the render processes (worker/rendering/ocr.py) ---
     # auto: a page with no text layer, or whose text covers almost nothing of a page an image
@@ -297,8 +333,8 @@ class Settings(BaseSettings):
     )
     # The resolution pages are read at (capped by PAGE_MAX_PIXELS as the image is).
     ocr_dpi: int = Field(default=300, ge=72, le=600)
-    # A page's OCR stops after this long (at most half of PAGE_TIME_LIMIT_S); the page keeps
-    # its image and gets a warning.
+    # A page's OCR stops after this long (at most half of PAGE_TIME_LIMIT_S: 30 s by default); the
+    # page keeps its image and gets a warning.
     ocr_time_limit_s: float = Field(default=60.0, gt=0, le=3600)
 
     # --- Retrieval: chunks, embeddings and search (service/retrieval/, worker/indexing/) ---
@@ -337,6 +373,11 @@ class Settings(BaseSettings):
     stream_queue_limit: int = Field(default=256, ge=1, le=100_000)
     # Open event streams per user in one API process.
     stream_max_per_user: int = Field(default=10, ge=1, le=10_000)
+    # Event-stream connects per user in any 60 s, counted in Redis across API processes (429
+    # past it). A browser tab reconnects when its stream breaks (every few minutes at most):
+    # 60 is room for ten tabs reconnecting at once, six times a minute. One user made 300 in
+    # 5 s, and every other user's polls slowed from a few ms to 50 ms.
+    stream_connects_per_minute: int = Field(default=60, ge=1, le=100_000)
     # Open event streams in one API process; above it clients are told to poll (503). Each open
     # stream holds one of granian's concurrent requests (GRANIAN_BACKPRESSURE, 1,024 by default):
     # keep this well below it, or streams leave no room for other requests.

@@ -13,7 +13,8 @@ from worker.wiring import create_worker
 def main() -> int:
     settings = Settings()
     configure_logging(settings.log_level)
-    serve_metrics(settings.worker_metrics_port)
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    serve_metrics(settings.worker_metrics_port, settings.worker_metrics_host, token)
     create_worker(settings).run()
     return 0
 

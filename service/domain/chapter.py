@@ -9,6 +9,8 @@ from collections.abc import Container
 from dataclasses import dataclass
 from enum import StrEnum
 
+from service.domain.name import clean_title
+
 SLUG_MAX = 96
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
@@ -37,11 +39,12 @@ class ChapterOptions:
 
 
 def chapter_title(requested: str | None, pdf_title: str | None, filename: str) -> str:
-    """The title asked for, else the PDF's own, else its file name without the extension."""
-    if requested:
-        return requested
-    if pdf_title:
-        return pdf_title
+    """The title asked for, else the PDF's own, else its file name without the extension; each
+    cleaned as a file name is (``clean_title``: no control, bidi or zero-width character), the
+    PDF's metadata being as untrusted as anything a client sends."""
+    for title in (requested, pdf_title):
+        if cleaned := clean_title(title):
+            return cleaned
     stem = filename.rsplit(".", 1)[0] if filename.lower().endswith(".pdf") else filename
     return stem or "Untitled chapter"
 

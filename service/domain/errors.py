@@ -175,7 +175,8 @@ class PayloadTooLarge(ServiceError):
 
 
 class StorageQuotaExceeded(PayloadTooLarge):
-    """The caller's stored bytes (uploads and page images) would pass ``STORAGE_QUOTA_MB``.
+    """The caller's stored bytes (uploads, and everything held: page images, copied PDFs, page
+    text; ``service/store/usage.py``) would pass ``STORAGE_QUOTA_MB``.
 
     A 413, not a 507: the request is refused because of what this caller already stores, which
     the caller can change (delete files); a 5xx would tell clients and monitors that the server
@@ -184,12 +185,12 @@ class StorageQuotaExceeded(PayloadTooLarge):
 
     code = "STORAGE_QUOTA_EXCEEDED"
 
-    def __init__(self, used_bytes: int, quota_bytes: int) -> None:
+    def __init__(self, used_bytes: int, quota_bytes: int, what: str = "this upload") -> None:
         mb = 1024 * 1024
         super().__init__(
             f"Storage quota exceeded: {used_bytes / mb:.1f} MB of the {quota_bytes // mb} MB "
-            "allowed per user (STORAGE_QUOTA_MB) are in use and this upload does not fit; "
-            "delete files to make room"
+            f"allowed per user (STORAGE_QUOTA_MB) are in use and {what} does not fit; "
+            "delete files or chapters to make room"
         )
 
 

@@ -45,6 +45,7 @@ from typing import Any
 
 from service.domain.job import (
     CANCELLED_MESSAGE,
+    ENQUEUED_MESSAGE,
     FAILED_PREFIX,
     JobStatus,
     new_id,
@@ -130,6 +131,12 @@ def leads_to(transition: Transition, status: JobStatus) -> JobStatus:
     """The status a job in ``status`` has after ``transition`` (which it must allow)."""
     return RULES[transition].target or status
 
+
+# Pages whose errors a job lists (the first ones reported), and how much of each error; every
+# page with a problem is counted besides (``advance``). Ten entries of 120 characters keep the
+# ingestion-status view, which shows them twice, under 5 KB.
+MAX_LISTED_PAGE_ERRORS = 10
+PAGE_ERROR_CHARS = 120
 
 # Update-pipeline expression for the next ``version`` (documents may predate the field).
 NEXT_VERSION = {"$add": [{"$ifNull": ["$version", 0]}, 1]}
@@ -223,7 +230,12 @@ def advance(
     i/n pages..." at the same percentage keeps the larger i). Stage and page fields of this
     attempt are written whatever the progress. With nothing else to write, a write that is
     behind changes nothing a client sees, so it keeps the version (the ETag) too.
-    ``page_errors`` are appended, stamped, without listing a page twice across retries.
+
+    ``page_errors`` (``{page_number, error, ...}``) are listed, stamped, without listing a page
+    twice across retries, up to ``MAX_LISTED_PAGE_ERRORS`` of ``PAGE_ERROR_CHARS`` each; every
+    page with a problem is counted (``page_errors_total``, over the set ``page_error_pages``),
+    listed or not. So the job document stays small whatever a PDF does: a 1,600-page PDF whose
+    every page warned 60 times made it 16 MB, and MongoDB refused the update.
     """
     current = {"$ifNull": ["$progress", 0]}
     behind: Doc = {"$gt": [current, progress]}
@@ -244,11 +256,16 @@ def advance(
         }
         update["pages_processed"] = {"$max": [done, pages_processed]}
     update["message"] = {"$cond": [behind, "$message", literal(message)]}
+    then: list[Doc] = []  # pipeline stages after the $set: what reads its result
     if page_errors:
+        listed = [
+            {**error, "error": str(error["error"])[:PAGE_ERROR_CHARS], "timestamp": now}
+            for error in page_errors[:MAX_LISTED_PAGE_ERRORS]
+        ]
         known = {"$ifNull": ["$page_errors", []]}
         fresh = {
             "$filter": {
-                "input": literal([{**error, "timestamp": now} for error in page_errors]),
+                "input": literal(listed),
                 "as": "new",
                 "cond": {
                     "$not": [
@@ -262,9 +279,18 @@ def advance(
                 },
             }
         }
-        update["page_errors"] = {"$concatArrays": [known, fresh]}
+        update["page_errors"] = {
+            "$slice": [{"$concatArrays": [known, fresh]}, MAX_LISTED_PAGE_ERRORS]
+        }
+        numbers = sorted({int(error["page_number"]) for error in page_errors})
+        update["page_error_pages"] = {
+            "$setUnion": [{"$ifNull": ["$page_error_pages", []]}, literal(numbers)]
+        }
+        then.append({"$set": {"page_errors_total": {"$size": "$page_error_pages"}}})
     version = None if fields or page_errors else {"$not": [behind]}
-    return _write(Transition.advance, job_id, now, update, guard=_lease(lease_id), version=version)
+    write = _write(Transition.advance, job_id, now, update, guard=_lease(lease_id), version=version)
+    write.pipeline.extend(then)
+    return write
 
 
 def beat(job_id: str, lease_id: str, now: datetime) -> Write:
@@ -327,6 +353,7 @@ def release(
     lease_id: str | None,
     stale_before: datetime | None = None,
     lost: bool = False,
+    unclaimed: bool = False,
 ) -> Write:
     """``processing -> pending``: handed back to be resumed, progress kept.
 
@@ -334,6 +361,10 @@ def release(
     is unchanged and its heartbeat still older than that); or, ``lost``, by the worker started
     in the slot of the dead one that held the lease (only while that lease is unchanged). The
     lease is closed either way; the last two count a lost run.
+
+    ``unclaimed``: the run gives the job back before starting it (its owner had their share of
+    running jobs already), so the claim does not count as an attempt, and a job never started
+    shows as it did before.
     """
     judged = stale_before is not None or lost
     guard = _stale(lease_id, stale_before) if judged else _lease(lease_id or "")
@@ -344,6 +375,12 @@ def release(
     }
     if judged:
         fields["lost_runs"] = ONE_MORE_LOST
+    if unclaimed:
+        attempts = {"$max": [0, {"$subtract": [{"$ifNull": ["$attempts", 1]}, 1]}]}
+        never_started = {"$eq": [attempts, 0]}
+        fields["attempts"] = attempts
+        fields["started_at"] = {"$cond": [never_started, None, "$started_at"]}
+        fields["message"] = {"$cond": [never_started, literal(ENQUEUED_MESSAGE), "$message"]}
     return _write(Transition.release, job_id, now, fields, guard=guard)
 
 

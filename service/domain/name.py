@@ -1,10 +1,11 @@
-"""Names clients send: file names are cleaned, identifiers are checked.
+"""Names clients send: file names and titles are cleaned, identifiers are checked.
 
 A name ends up in logs, terminals, HTML and other people's file managers. An escape sequence in a
 file name (``a\\x1b[31mred.pdf``) recolours a terminal that prints it; a bidi control
 (``\\u202e``) shows ``evil\\u202efdp.exe`` as ``evilexe.pdf``; a zero-width character makes two
-different names look the same. File names lose all of these; identifiers (``book_id``) that
-contain any of them are refused, since a stored id is matched exactly later and must not change.
+different names look the same. File names and titles (a chapter's, asked for or read from the
+PDF's metadata) lose all of these; identifiers (``book_id``) that contain any of them, or are
+blank, are refused, since a stored id is matched exactly later and must not change.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import unicodedata
 
 MAX_FILENAME_CHARS = 255
 DEFAULT_FILENAME = "document.pdf"
+MAX_TITLE_CHARS = 300
 
 # Terminal escape sequences, removed whole so no visible remains are left (``[31m``):
 # CSI (ESC [ or C1 0x9B) params, intermediates, final byte; OSC/DCS/SOS/PM/APC strings up to BEL
@@ -57,6 +59,19 @@ def safe_filename(raw: str | None) -> str:
     return name
 
 
+def clean_title(raw: str | None) -> str | None:
+    """A title as people read it: escape sequences and invisible characters removed as from a
+    file name (``safe_filename``), line breaks, tabs and other spaces made one plain space, at
+    most ``MAX_TITLE_CHARS``; None when nothing is left."""
+    title = unicodedata.normalize("NFC", raw or "")
+    title = _ESCAPE.sub("", title)
+    title = "".join(
+        " " if ch.isspace() else ch for ch in title if ch.isspace() or _is_text(ch)
+    )  # str.isspace: tabs, line breaks (Cc, Zl, Zp) and every Zs
+    title = " ".join(title.split())[:MAX_TITLE_CHARS].rstrip()
+    return title or None
+
+
 def printable_problem(value: str) -> str | None:
     """Why ``value`` is not a printable identifier, or None when it is.
 
@@ -72,7 +87,7 @@ def printable_problem(value: str) -> str | None:
 def identifier_problem(value: str) -> str | None:
     """Why ``value`` cannot be an identifier the client chooses (``book_id``), or None.
 
-    It must be printable (``printable_problem``), and it is also a URL path segment
+    It must be printable (``printable_problem``) and not blank, and it is also a URL path segment
     (``/api/v1/books/{book_id}/chapters/...``): a ``/`` would split it (proxies and servers
     decode ``%2F``), and URLs resolve ``.`` and ``..`` away, so a chapter of such a book could
     never be read back.
@@ -80,6 +95,8 @@ def identifier_problem(value: str) -> str | None:
     problem = printable_problem(value)
     if problem is not None:
         return problem
+    if not value.strip():
+        return "must not be blank: the id is part of the chapter's URL"
     if "/" in value:
         return "'/' is not allowed: the id is part of the chapter's URL"
     if value in {".", ".."}:

@@ -3,6 +3,8 @@
     chapters/{chapter_id}/page-{n}.webp     the page at CHAPTER_DPI (``.jpg`` for jpeg)
     chapters/{chapter_id}/thumb-{n}.webp    its thumbnail
     chapters/{chapter_id}/source.pdf        the PDF itself (content mode ``pdf_file``)
+    chapters/{chapter_id}/text-{n}          not an image: the page's text, as the quota counts
+                                            it (``service/store/usage.py``), kept in MongoDB
 
 Keys are relative, ``/``-separated, and made of URL-safe characters only, so a key is at once a
 GridFS ``_id``, an S3 object name and the tail of an image URL, with no escaping anywhere.
@@ -64,6 +66,13 @@ def thumbnail_key(chapter_id: str, page_number: int, image_format: ImageFormat =
 def source_key(chapter_id: str) -> str:
     """``chapters/{chapter_id}/source.pdf``: the PDF itself, for a ``pdf_file`` chapter."""
     return f"{chapter_prefix(chapter_id)}source.pdf"
+
+
+def text_key(chapter_id: str, page_number: int) -> str:
+    """``chapters/{chapter_id}/text-{n}``: the key page ``n``'s text is counted under."""
+    if page_number < 1:
+        raise InvalidKey(f"Page numbers start at 1, got {page_number}")
+    return f"{chapter_prefix(chapter_id)}text-{page_number}"
 
 
 def is_valid_key(key: str) -> bool:

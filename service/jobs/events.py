@@ -10,24 +10,29 @@ from service.domain.job import JobStatus
 from service.jobs.access import Others, caller_job
 from service.jobs.context import Context
 from service.store.documents import JobDoc
-from service.store.feed import Event, Subscription
+from service.store.feed import Subscription
 from service.store.reader import JobReader
 
 
 @dataclass(frozen=True, slots=True)
 class Following:
-    """A stream's start: the job now, its subscription (None: it had finished), its pages so
-    far."""
+    """A stream's start: the job now, and its subscription (None: it had finished). Its stored
+    pages are read by the stream itself, a batch at a time, past what the client has seen."""
 
     job: JobDoc
     subscription: Subscription | None
-    pages: list[Event]
 
 
 async def follow_job(ctx: Context, reader: JobReader, job_id: str, user_id: str) -> Following:
     """Subscribe to ``job_id`` (canonical), then read it: whatever is written after the read is
-    sure to arrive. 429 past ``STREAM_MAX_PER_USER``, 503 past ``STREAM_MAX_OPEN``."""
+    sure to arrive. 429 past ``STREAM_CONNECTS_PER_MINUTE`` connects in any 60 s (counted in
+    Redis across API processes, before anything is read: a connect costs a read of the job and
+    of every page the client has not seen) or past ``STREAM_MAX_PER_USER`` streams open; 503
+    past ``STREAM_MAX_OPEN``."""
     feed, settings = ctx.feed, ctx.settings
+    await ctx.limiter.hit(
+        f"stream_connect:{user_id}", settings.stream_connects_per_minute, "event stream connects"
+    )
     if feed.streams_of(user_id) >= settings.stream_max_per_user:
         raise TooManyStreams(settings.stream_max_per_user)
     if feed.subscriptions >= settings.stream_max_open:
@@ -40,12 +45,11 @@ async def follow_job(ctx: Context, reader: JobReader, job_id: str, user_id: str)
         job = await caller_job(job_id, user_id, reader=reader, others=Others.forbid)
         if JobStatus(job["status"]).is_terminal:
             subscription.close()
-            return Following(job, None, [])
-        pages = await feed.stored_pages(job_id)
+            return Following(job, None)
     except BaseException:
         subscription.close()
         raise
-    return Following(job, subscription, pages)
+    return Following(job, subscription)
 
 
 async def stream_token(ctx: Context, raw_job_id: str, user_id: str) -> tuple[str, datetime]:

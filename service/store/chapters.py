@@ -24,9 +24,10 @@ from pymongo.read_concern import ReadConcern
 from service.domain.chapter import ContentMode, slugify, unique_slug
 from service.domain.indexing import IndexWrite, SearchStatus
 from service.domain.job import new_id, utcnow
-from service.domain.page_keys import chapter_prefix
+from service.domain.page_keys import chapter_prefix, text_key
 from service.store.collections import Collections
-from service.store.page_images import PageStore
+from service.store.page_images.metered import MeteredPageStore
+from service.store.usage import Holding
 
 Doc = dict[str, Any]
 # A page's link: its box in the page image's pixels, and a page number (from 1) or a URI.
@@ -78,6 +79,39 @@ PAGE_FIELDS = {
 }
 
 
+# ``text_holdings``' figure for a stored page document, as a projection MongoDB computes.
+TEXT_BYTES: Doc = {
+    "$add": [
+        {"$strLenBytes": {"$ifNull": ["$content", ""]}},
+        {
+            "$sum": {
+                "$map": {
+                    "input": {"$ifNull": ["$warnings", []]},
+                    "in": {"$strLenBytes": "$$this"},
+                }
+            }
+        },
+        {"$binarySize": {"$ifNull": ["$words", ""]}},
+    ]
+}
+
+
+def text_holdings(chapter_id: str, pages: list[StoredPage]) -> list[Holding]:
+    """What the pages' documents store of text (content and warnings, as UTF-8, and the
+    positioned words' compact form), as the holdings their owner's quota counts, under the
+    chapter's prefix (given back with it)."""
+    return [
+        Holding(
+            text_key(chapter_id, page.index + 1),
+            len(page.text.encode())
+            + sum(len(warning.encode()) for warning in page.warnings)
+            + len(page.words),
+            "text",
+        )
+        for page in pages
+    ]
+
+
 def page_entry(doc: Doc) -> Doc:
     """A page document as the chapter's page list shows it."""
     has_text = doc.get("has_text", True)
@@ -95,7 +129,7 @@ def page_entry(doc: Doc) -> Doc:
 class ChapterStore:
     """``book_chapters`` and ``chapter_pages``, and the images of their pages."""
 
-    def __init__(self, collections: Collections, images: PageStore) -> None:
+    def __init__(self, collections: Collections, images: MeteredPageStore) -> None:
         self.chapters = collections.chapters
         self.pages = collections.pages
         self.chunks = collections.chunks
@@ -106,7 +140,8 @@ class ChapterStore:
     async def write_pages(
         self, job: Doc, chapter_id: str, source_file: str, total_pages: int, batch: list[StoredPage]
     ) -> None:
-        """Upsert a batch of pages in one round trip (a retried page replaces its own)."""
+        """Upsert a batch of pages in one round trip (a retried page replaces its own).
+        Their text counts in the owner's quota: the run takes it (``text_holdings``)."""
         now = utcnow()
         operations = [
             UpdateOne(
@@ -217,14 +252,16 @@ class ChapterStore:
 
     async def stored_for_resume(self, job_id: str) -> list[Doc]:
         """Every page of the job stored so far, as a resumed run weighs it: its index, the keys
-        of the images it names, its warnings and error.
+        of the images it names, its warnings and error, and what its text holding counts
+        (``text_bytes``, computed by MongoDB: the text itself stays there).
 
         Read at majority: a page a failover could still roll back is not counted as stored (the
         run would skip it and the rollback would take it away); a page counted here survives the
         loss of any one member."""
         majority = self.pages.with_options(read_concern=ReadConcern("majority"))
-        fields = {"_id": 0, "page_index": 1, "image.key": 1, "thumbnail.key": 1, "text_source": 1}
-        found = majority.find({"job_id": job_id}, {**fields, "warnings": 1, "error": 1})
+        fields: Doc = {"_id": 0, "page_index": 1, "image.key": 1, "thumbnail.key": 1}
+        fields |= {"text_source": 1, "warnings": 1, "error": 1, "text_bytes": TEXT_BYTES}
+        found = majority.find({"job_id": job_id}, fields)
         return [doc async for doc in found]
 
     # --- A job's pages ---------------------------------------------------------------------------
@@ -310,7 +347,8 @@ class ChapterStore:
         )
         if chapter is None:
             return None
-        # Images first: a chapter whose images failed to go can be deleted again.
+        # Images first (and everything the chapter held given back): a chapter whose images
+        # failed to go can be deleted again.
         await self.images.delete_prefix(chapter_prefix(chapter_id))
         await self.chunks.delete_many({"chapter_id": chapter_id, "job_id": chapter["job_id"]})
         await self.pages.delete_many({"chapter_id": chapter_id, "job_id": chapter["job_id"]})

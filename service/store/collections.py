@@ -21,6 +21,10 @@ CHUNKS = "document_chunks"
 LOCKS = "locks"
 WORKERS = "workers"
 TOMBSTONES = "tombstones"
+# Every byte a user stores besides uploads, one document per thing, and their sum per user
+# (service/store/usage.py).
+HOLDINGS = "holdings"
+USAGE = "usage"
 # GridFS buckets: uploaded PDFs, and page images when PAGE_STORE=gridfs.
 UPLOADS_BUCKET = "pdf_files"
 PAGE_IMAGES_BUCKET = "page_images"
@@ -38,6 +42,8 @@ class Collections:
     locks: AsyncCollection[Doc]
     workers: AsyncCollection[Doc]
     tombstones: AsyncCollection[Doc]
+    holdings: AsyncCollection[Doc]
+    usage: AsyncCollection[Doc]
     upload_files: AsyncCollection[Doc]
     upload_chunks: AsyncCollection[Doc]
     image_files: AsyncCollection[Doc]
@@ -54,6 +60,8 @@ class Collections:
             locks=db[LOCKS],
             workers=db[WORKERS],
             tombstones=db[TOMBSTONES],
+            holdings=db[HOLDINGS],
+            usage=db[USAGE],
             upload_files=db[f"{UPLOADS_BUCKET}.files"],
             upload_chunks=db[f"{UPLOADS_BUCKET}.chunks"],
             image_files=db[f"{PAGE_IMAGES_BUCKET}.files"],

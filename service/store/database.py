@@ -9,7 +9,7 @@
     await store.locks.acquire(name, ...)        # named leases
     await store.workers.stale(seconds)          # workers that stopped beating
     await store.tombstones.of(job_id)           # deleted jobs a late run may still write for
-    await store.images.put(key, data, type)     # page images: GridFS or S3
+    await store.images.put(key, data, type, owner=uid)  # page images: GridFS or S3, metered
     await store.aclose()
 
 Every MongoDB read and write of the service goes through one of these; each reaches its
@@ -32,6 +32,7 @@ from service.store.jobs import JobStore
 from service.store.locks import Locks
 from service.store.mongo import connect
 from service.store.page_images import PageStore, create_page_store
+from service.store.page_images.metered import MeteredPageStore
 from service.store.tombstones import Tombstones
 from service.store.usage import Usage
 from service.store.workers import Workers
@@ -53,29 +54,32 @@ class Store:
     locks: Locks
     workers: Workers
     tombstones: Tombstones
-    images: PageStore
+    images: MeteredPageStore
 
     @classmethod
     def of(
         cls, client: AsyncMongoClient[Doc], settings: Settings, images: PageStore | None = None
     ) -> Store:
         """The store of ``settings.mongodb_db`` on ``client`` (no I/O); its page images in
-        ``images``, else in the backend ``PAGE_STORE`` names."""
+        ``images``, else in the backend ``PAGE_STORE`` names, every byte of them counted
+        against ``STORAGE_QUOTA_MB``."""
         collections = Collections.of(client[settings.mongodb_db])
         if images is None:
             images = create_page_store(settings, collections.db)
+        usage = Usage(collections)
+        metered = MeteredPageStore(images, usage, settings.storage_quota_bytes)
         return cls(
             client=client,
             collections=collections,
             jobs=JobStore(collections),
-            chapters=ChapterStore(collections, images),
+            chapters=ChapterStore(collections, metered),
             chunks=ChunkStore(collections),
             files=FileStore(collections),
-            usage=Usage(collections),
+            usage=usage,
             locks=Locks(collections),
             workers=Workers(collections),
             tombstones=Tombstones(collections),
-            images=images,
+            images=metered,
         )
 
     async def ping(self) -> None:

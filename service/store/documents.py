@@ -47,10 +47,12 @@ class JobResult(BaseModel):
 
 
 class PageError(BaseModel):
-    """A page the worker could not read; recorded on the job, which goes on."""
+    """A page the worker could not read, or that MuPDF warned about; recorded on the job, which
+    goes on. ``warnings``: how many the page raised (``error`` shows the first)."""
 
     page_number: int
     error: str
+    warnings: int = 0
     timestamp: datetime | None = None
 
 
@@ -84,8 +86,12 @@ class PdfChapterJob(BaseModel):
     error: str | None = None
     # A stable machine-readable reason for a failure (PDF_ENCRYPTED, OUT_OF_MEMORY, ...).
     error_code: str | None = None
-    # Pages whose text could not be extracted; the job goes on without them.
+    # The first pages MuPDF could not read or warned about (at most MAX_LISTED_PAGE_ERRORS,
+    # service/domain/lifecycle.py); the job goes on. Every such page is in page_error_pages
+    # (page numbers: at most MAX_PAGES of them), counted in page_errors_total.
     page_errors: list[PageError] = Field(default_factory=list)
+    page_error_pages: list[int] = Field(default_factory=list)
+    page_errors_total: int = 0
     # Per-stage status, percent and times, kept by the worker (service/domain/stages.py).
     stages: dict[str, Any] = Field(default_factory=initial_stages)
     pages_total: int | None = None
@@ -136,6 +142,7 @@ class StageDoc(TypedDict):
 class PageErrorDoc(TypedDict):
     page_number: int
     error: str
+    warnings: NotRequired[int]
     timestamp: NotRequired[datetime]
 
 
@@ -170,6 +177,8 @@ class JobDoc(TypedDict, total=False):
     error: str | None
     error_code: str | None
     page_errors: list[PageErrorDoc]
+    page_error_pages: list[int]
+    page_errors_total: int
     stages: dict[str, StageDoc]
     pages_total: int | None
     pages_processed: int
@@ -460,6 +469,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     TOMBSTONES: TOMBSTONE_INDEXES,
     f"{UPLOADS_BUCKET}.files": [QUOTA_INDEX, GRIDFS_FILES_INDEX],
     f"{UPLOADS_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
-    f"{PAGE_IMAGES_BUCKET}.files": [QUOTA_INDEX],
+    # Not summed for quotas (service/store/usage.py holds what page images take); a large
+    # object written as a revision is found by its file name (gridfs_store.put_file).
+    f"{PAGE_IMAGES_BUCKET}.files": [GRIDFS_FILES_INDEX],
     f"{PAGE_IMAGES_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
 }

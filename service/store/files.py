@@ -2,7 +2,8 @@
 
 An upload is checked as it streams (magic bytes, size limit) and aborted on any failure, so a
 rejected upload leaves no chunks behind. Chunks are inserted as they fill (``GridWriter``), so
-an upload in flight holds about one chunk of memory, never the whole file.
+an upload in flight holds about one chunk of memory, never the whole file; a file is read back
+the same way (``grid_reader.py``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gridfs.asynchronous.grid_file import AsyncGridFSBucket, AsyncGridOut
+from gridfs.asynchronous.grid_file import AsyncGridFSBucket
 from gridfs.errors import NoFile
 
 from service.domain.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from service.domain.job import new_id, utcnow
 from service.store.collections import UPLOADS_BUCKET, Collections
+from service.store.grid_reader import read_chunks
 from service.store.grid_writer import GridWriter
 
 BUCKET = UPLOADS_BUCKET
@@ -129,12 +131,15 @@ class FileStore:
         doc = await self._collections.upload_files.find_one({"_id": file_id}, {"filename": 1})
         return str((doc or {}).get("filename") or "document.pdf")
 
-    async def open(self, file_id: str) -> AsyncGridOut | None:
-        """A download stream for the worker, or None when the file is gone."""
-        try:
-            return await self._bucket.open_download_stream(file_id)
-        except NoFile:
+    async def chunks(self, file_id: str) -> AsyncIterator[bytes] | None:
+        """The file's bytes chunk by chunk, for the worker (about 1 MB held at a time:
+        ``grid_reader.py``), or None when the file is gone."""
+        doc = await self._collections.upload_files.find_one(
+            {"_id": file_id}, {"length": 1, "chunkSize": 1}
+        )
+        if doc is None:
             return None
+        return read_chunks(self._collections.upload_chunks, doc)
 
     async def delete(self, file_id: str) -> None:
         """Remove the file and its chunks (nothing when it is gone already)."""

@@ -66,22 +66,28 @@ class GridWriter:
             del self._pending[: self._chunk_size]
             await self._insert_chunk(chunk)
 
-    async def close(self, extra_metadata: Mapping[str, Any] | None = None) -> None:
-        """Insert the last chunk and then the files document: the file exists from now on."""
+    async def flush(self) -> None:
+        """Insert the last, partly filled chunk: every byte written is in MongoDB."""
         if self._pending:
             chunk = bytes(self._pending)
             self._pending.clear()
             await self._insert_chunk(chunk)
-        await self._files.insert_one(
-            {
-                "_id": self._file_id,
-                "length": Int64(self.length),
-                "chunkSize": self._chunk_size,
-                "uploadDate": utcnow(),
-                "filename": self._filename,
-                "metadata": {**self._metadata, **(extra_metadata or {})},
-            }
-        )
+
+    def files_document(self, extra_metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The files document of what was written (for a caller that inserts it itself)."""
+        return {
+            "_id": self._file_id,
+            "length": Int64(self.length),
+            "chunkSize": self._chunk_size,
+            "uploadDate": utcnow(),
+            "filename": self._filename,
+            "metadata": {**self._metadata, **(extra_metadata or {})},
+        }
+
+    async def close(self, extra_metadata: Mapping[str, Any] | None = None) -> None:
+        """Insert the last chunk and then the files document: the file exists from now on."""
+        await self.flush()
+        await self._files.insert_one(self.files_document(extra_metadata))
 
     async def abort(self) -> None:
         """Remove every chunk written so far (and the files document, if ``close`` got there)."""

@@ -121,6 +121,23 @@ class JobStore:
         query = {"user_id": user_id, "status": {"$in": ACTIVE}}
         return await self.collection.count_documents(query, limit=at_most)
 
+    async def count_running(self, user_id: str, at_most: int, *, besides: str = "") -> int:
+        """The user's processing jobs (other than ``besides``), counted up to ``at_most``."""
+        query = {
+            "user_id": user_id,
+            "status": JobStatus.processing.value,
+            "job_id": {"$ne": besides},
+        }
+        return await self.collection.count_documents(query, limit=at_most)
+
+    async def next_pending(self, user_id: str) -> str | None:
+        """The id of the user's oldest pending job: the next one to run."""
+        found = self.collection.find(
+            {"user_id": user_id, "status": JobStatus.pending.value}, {"_id": 0, "job_id": 1}
+        )
+        docs = await found.sort([("created_at", 1), ("job_id", 1)]).limit(1).to_list()
+        return str(docs[0]["job_id"]) if docs else None
+
     async def active_job_of_file(self, user_id: str, file_id: str) -> str | None:
         """The id of a pending or processing job that reads the user's file, if any."""
         doc = await self.collection.find_one(

@@ -62,6 +62,9 @@ FAST = {
     # Jobs alone: a 1,200-page chapter is thousands of passages to embed, minutes of CPU the
     # job tests do not need. The indexing test turns it on for its small chapters.
     "INDEX_CHAPTERS": "false",
+    # One user submits every job here, and faults must find several of them running on each
+    # worker at once; one running job per user is tested in tests/worker/test_fair.py.
+    "MAX_RUNNING_JOBS_PER_USER": "100",
 }
 # Text only (the PDF itself is the chapter): thousands of pages a second. "pdf_pages" renders
 # every page to an image in GridFS, at a few dozen pages a second.

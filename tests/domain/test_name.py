@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from service.domain.chapter import chapter_title
 from service.domain.name import (
     MAX_FILENAME_CHARS,
+    MAX_TITLE_CHARS,
+    clean_title,
     identifier_problem,
     printable_problem,
     safe_filename,
@@ -97,3 +100,39 @@ def test_identifier_that_is_not_one_url_path_segment_is_refused(value):
 @pytest.mark.parametrize("value", ["a.b", "...", "a%2Fb", "a?b#c", "a\\b", "book-1"])
 def test_identifier_with_dots_or_url_characters_that_encode_is_accepted(value):
     assert identifier_problem(value) is None
+
+
+@pytest.mark.parametrize("value", [" ", "   "])
+def test_blank_identifier_is_refused(value):
+    assert identifier_problem(value) == "must not be blank: the id is part of the chapter's URL"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("The\x00 Sea", "The Sea"),
+        ("Line one\nline two\r\n", "Line one line two"),
+        ("tab\tstop", "tab stop"),
+        ("evil\u202efdp.exe", "evilfdp.exe"),  # RIGHT-TO-LEFT OVERRIDE
+        ("\u2066isolated\u2069 zero\u200bwidth", "isolated zerowidth"),
+        ("red \x1b[31mtitle\x1b[0m", "red title"),
+        ("para\u2029graph\u2028line", "para graph line"),
+        ("  many   spaces\u00a0here ", "many spaces here"),
+        ("\u202e\x00\n", None),
+        ("", None),
+        (None, None),
+        ("海と山 \u2013 Ünïcode", "海と山 \u2013 Ünïcode"),
+    ],
+)
+def test_clean_title_keeps_only_text(raw, expected):
+    assert clean_title(raw) == expected
+
+
+def test_clean_title_is_cut_to_the_limit():
+    assert clean_title("t" * 1000) == "t" * MAX_TITLE_CHARS
+
+
+def test_chapter_title_from_pdf_metadata_is_cleaned_and_falls_back_to_the_file_name():
+    assert chapter_title(None, "Right\u202eto left\x00", "f.pdf") == "Rightto left"
+    assert chapter_title("\u202e\n", "\x00", "my file.pdf") == "my file"
+    assert chapter_title("Asked\nfor", "PDF title", "f.pdf") == "Asked for"

@@ -312,7 +312,7 @@ async def test_page_images_pass_through_with_their_caching_headers_and_a_304(edg
     services = app.state.services
     key = page_key(str(uuid.uuid4()), 1)
     data = os.urandom(200_000)
-    await services.store.images.put(key, data, "image/webp")
+    await services.store.images.put(key, data, "image/webp", owner="alice")
     base, _ = edge
     url = await page_image_url(services, key, origin=base)  # no Authorization: the URL is it
 
@@ -356,3 +356,64 @@ async def _until(condition, what: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what} never appeared")
+
+
+def _raw(base_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` byte for byte (no client library would send these) and read the answer."""
+    port = int(base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (h.partition(":") for h in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def _get(target: bytes, *headers: bytes) -> bytes:
+    extra = b"".join(header + b"\r\n" for header in headers)
+    return b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + extra + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        pytest.param(_get(b"/api/v1/books/jobs/\xff"), 400, id="path-not-utf8"),
+        pytest.param(_get(b"/api/v1/books/jobs?status=\xc3"), 400, id="query-cut-utf8"),
+        pytest.param(_get(b"/api/v1/books/jobs?status=\xed\xa0\x80"), 400, id="query-surrogate"),
+        pytest.param(b"GARBAGE\r\n\r\n", 400, id="request-line"),
+        pytest.param(_get(b"/api/v1/a%ZZ"), 400, id="bad-percent"),
+        pytest.param(_get(b"/api/v1/books/jobs", b"Bad Header: y"), 400, id="header"),
+        pytest.param(_get(b"/api/" + b"a" * 20_000), 414, id="uri-too-long"),
+        pytest.param(_get(b"/api/v1/x", b"X-Big: " + b"a" * 20_000), 431, id="header-too-large"),
+        pytest.param(b"GET /api/v1/x HTTP/9.9\r\nHost: x\r\n\r\n", 505, id="version"),
+    ],
+)
+def test_malformed_requests_get_json_from_the_edge_never_an_empty_or_html_page(
+    edge, request_bytes, status
+):
+    code, headers, body = _raw(edge[0], request_bytes)
+
+    assert code == status
+    assert headers["content-type"] == "application/json"
+    assert headers["cache-control"] == "no-store"
+    assert json.loads(body)["detail"]
+
+
+def test_a_utf8_request_target_still_reaches_the_app(edge):
+    code, _, body = _raw(
+        edge[0], _get("/api/v1/books/jobs/書".encode(), b"Authorization: Bearer x")
+    )
+
+    assert code == 401  # the app's own answer: it saw the request
+    assert json.loads(body) == {"detail": "Could not validate credentials"}
+
+
+async def test_the_apps_own_400_passes_through_unchanged(edge):
+    async with httpx.AsyncClient(base_url=edge[0]) as client:
+        response = await client.get("/api/v1/books/jobs?limit=0", headers=_headers())
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "limit"

@@ -171,7 +171,7 @@ async def test_pages_stored_become_page_events_and_a_new_stream_catches_up(
     doc = {"job_id": job.job_id, "user_id": "alice"}
 
     async with watching(http, job.job_id) as (_, reader):
-        await reader.next()
+        state = await reader.next()
         await store.chapters.write_pages(
             doc,
             "chapter-1",
@@ -189,8 +189,8 @@ async def test_pages_stored_become_page_events_and_a_new_stream_catches_up(
         "ocr_confidence": None,
     }  # fmt: skip
     assert [(p.event, p.id, p.json()) for p in pages] == [
-        ("page", None, {"page_number": 1, **text_only}),
-        ("page", None, {"page_number": 2, **text_only}),
+        ("page", f"{state.id}.1", {"page_number": 1, **text_only}),
+        ("page", f"{state.id}.2", {"page_number": 2, **text_only}),
     ]
     assert [e.event for e in catch_up] == ["progress", "page", "page"]
     assert [e.json() for e in catch_up[1:]] == [p.json() for p in pages]
@@ -210,8 +210,8 @@ async def test_page_events_carry_image_urls_that_open_with_no_credentials(
     images = app.state.services.store.images
     page_image = {"key": page_key(chapter_id, 1), "width": 120, "height": 160}
     thumb = {"key": thumbnail_key(chapter_id, 1), "width": 30, "height": 40}
-    await images.put(page_image["key"], _webp(120, 160), "image/webp")
-    await images.put(thumb["key"], _webp(30, 40), "image/webp")
+    await images.put(page_image["key"], _webp(120, 160), "image/webp", owner="alice")
+    await images.put(thumb["key"], _webp(30, 40), "image/webp", owner="alice")
     stored = StoredPage(0, "", has_text=False, image=page_image, thumbnail=thumb)
     doc = {"job_id": job.job_id, "user_id": "alice"}
     try:
@@ -309,7 +309,9 @@ async def test_a_finished_job_whose_end_was_seen_answers_204(http, job_factory):
     assert response.content == b""
 
 
-@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "12345678901234567890", "٣".encode()])
+@pytest.mark.parametrize(
+    "value", ["abc", "-1", "1.5.2", "1.x", "1+2", "12345678901234567890", "٣".encode()]
+)
 async def test_a_malformed_last_event_id_is_a_400(http, job_factory, value):
     job = await _running(job_factory)
 
@@ -630,5 +632,113 @@ async def test_without_a_replica_set_the_stream_is_fed_by_polling(standalone):
     await client.close()
     assert first.id == "1"
     assert (page.event, page.json()["page_number"], page.json()["total_pages"]) == ("page", 1, 1)
-    assert (progress.id, progress.json()["progress"]) == ("2", 60)
-    assert [(e.id, e.json()["status"]) for e in rest] == [("3", "completed")]
+    assert (progress.id, progress.json()["progress"]) == ("2.1", 60)  # version 2, page 1
+    assert [(e.id, e.json()["status"]) for e in rest] == [("3.1", "completed")]
+
+
+# --- Reconnects, catch-up and the connect rate --------------------------------------------------
+
+
+async def _write_pages(store, job_id, numbers, total=500):
+    doc = {"job_id": job_id, "user_id": "alice"}
+    pages = [StoredPage(number - 1, f"page {number}") for number in numbers]
+    await store.chapters.write_pages(doc, "chapter-1", "a.pdf", total, pages)
+
+
+async def test_a_reconnect_with_the_last_id_gets_only_the_pages_it_has_not_seen(
+    store, http, job_factory
+):
+    job = await _running(job_factory)
+    await _write_pages(store, job.job_id, [1, 2, 3, 5])
+    async with watching(http, job.job_id) as (_, reader):
+        first = [await reader.next() for _ in range(5)]  # the state, then four pages
+    await _write_pages(store, job.job_id, [4, 6])
+
+    last_id = first[-1].id
+    async with watching(http, job.job_id, headers=_headers(**{"Last-Event-ID": last_id})) as (
+        _,
+        reader,
+    ):
+        resumed = [await reader.next(), await reader.next()]
+
+    assert last_id == f"{first[0].id}.3+5"  # version, pages 1-3, and page 5
+    assert [(e.event, e.json()["page_number"]) for e in resumed] == [("page", 4), ("page", 6)]
+    assert resumed[-1].id == f"{first[0].id}.6"
+
+
+async def test_an_id_that_is_a_version_alone_still_gets_every_page(store, http, job_factory):
+    job = await _running(job_factory, version=4)
+    await _write_pages(store, job.job_id, [1, 2])
+
+    async with watching(http, job.job_id, headers=_headers(**{"Last-Event-ID": "4"})) as (
+        _,
+        reader,
+    ):
+        events = [await reader.next(), await reader.next()]
+
+    assert [(e.event, e.json()["page_number"]) for e in events] == [("page", 1), ("page", 2)]
+
+
+async def _asgi_stream(app, job_id, authorization, pages_wanted):
+    """The body messages the app sends for the event stream of ``job_id``, in-process (httpx's
+    ASGI transport joins them), until ``pages_wanted`` page events came; then the client goes."""
+    messages: list[bytes] = []
+    gone = asyncio.Event()
+
+    async def receive():
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.body" and message.get("body"):
+            messages.append(message["body"])
+            if sum(body.count(b"event: page") for body in messages) >= pages_wanted:
+                gone.set()
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": URL.format(job_id), "raw_path": URL.format(job_id).encode(),
+        "query_string": b"", "root_path": "", "server": ("testserver", 80),
+        "client": ("127.0.0.1", 1), "headers": [(b"authorization", authorization.encode())],
+        "state": {},
+    }  # fmt: skip
+    await asyncio.wait_for(app(scope, receive, send), WAIT_S)
+    return messages
+
+
+async def test_a_first_connect_to_a_long_job_sends_its_pages_in_bounded_batches(
+    app, store, job_factory, auth_headers
+):
+    job = await _running(job_factory)
+    await _write_pages(store, job.job_id, range(1, 251))
+
+    messages = await _asgi_stream(app, job.job_id, auth_headers("alice")["Authorization"], 250)
+
+    per_message = [body.count(b"event: page") for body in messages]
+    assert sum(per_message) == 250
+    assert max(per_message) <= 100  # never every page at once
+    assert messages[0].count(b"event: progress") == 1
+
+
+async def test_connects_past_the_rate_are_a_429_with_retry_after_and_other_users_go_on(
+    other_app, settings, job_factory, auth_headers
+):
+    done = await job_factory(status=JobStatus.completed, progress=100)  # each connect ends at once
+    bobs = await job_factory(user_id="bob", status=JobStatus.completed, progress=100)
+    limited = settings.model_copy(update={"stream_connects_per_minute": 3})
+
+    async with other_app(limited) as client:
+        allowed = [
+            (await client.get(URL.format(done.job_id), headers=auth_headers("alice"))).status_code
+            for _ in range(3)
+        ]
+        refused = await client.get(URL.format(done.job_id), headers=auth_headers("alice"))
+        other = await client.get(URL.format(bobs.job_id), headers=auth_headers("bob"))
+
+    assert allowed == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused.json() == {
+        "detail": "Rate limit exceeded: 3 event stream connects per 60 seconds"
+    }
+    assert int(refused.headers["retry-after"]) >= 1
+    assert other.status_code == 200

@@ -188,18 +188,14 @@ async def test_job_creation_goes_on_while_redis_is_down(other_app, settings, aut
 # --- Stored bytes ----------------------------------------------------------------------------
 
 
-async def test_used_bytes_sums_uploads_and_page_images_of_one_user(store, upload, db):
+async def test_used_bytes_sums_uploads_and_page_images_of_one_user(store, upload):
     first = text_pdf(2)
     second = text_pdf(5)
     await upload(first)
     await upload(second)
     await upload(text_pdf(1), user_id="bob")
-    await db["page_images.files"].insert_many(
-        [
-            {"length": 1000, "metadata": {"user_id": "alice"}},
-            {"length": 7, "metadata": {"user_id": "bob"}},
-        ]
-    )
+    await store.images.put("chapters/c-a/page-1.webp", b"a" * 1000, "image/webp", owner="alice")
+    await store.images.put("chapters/c-b/page-1.webp", b"b" * 7, "image/webp", owner="bob")
 
     assert await store.usage.stored_bytes("alice") == len(first) + len(second) + 1000
 
@@ -225,10 +221,10 @@ async def test_upload_that_does_not_fit_is_413_and_stores_nothing(
 
 
 async def test_full_quota_refuses_before_the_body_and_counts_page_images(
-    other_app, settings, auth_headers, db
+    other_app, settings, auth_headers, db, store
 ):
     one_mb = settings.model_copy(update={"storage_quota_mb": 1})
-    await db["page_images.files"].insert_one({"length": MB, "metadata": {"user_id": "alice"}})
+    await store.images.put("chapters/c-a/page-1.webp", b"p" * MB, "image/webp", owner="alice")
     files = {"file": ("a.pdf", text_pdf(1), "application/pdf")}
 
     async with other_app(one_mb) as client:

@@ -179,3 +179,128 @@ async def test_a_chapter_of_a_book_id_with_url_characters_is_read_back(
     assert chapter.status_code == 200, chapter.text
     assert chapter.json()["book_id"] == book_id
     assert chapter.json()["total_pages"] == 2
+
+
+def form_with(disposition: bytes) -> bytes:
+    """A multipart body whose one file part carries ``disposition`` as its exact header."""
+    return (
+        f"--{BOUNDARY}\r\n".encode()
+        + b"Content-Disposition: "
+        + disposition
+        + b"\r\nContent-Type: application/pdf\r\n\r\n"
+        + text_pdf(1)
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("disposition", "expected"),
+    [
+        # Chromium and Firefox percent-encode '"' (and CR, LF) in a quoted name (WHATWG HTML).
+        pytest.param(
+            b'form-data; name="file"; filename="my %22best%22 book.pdf"',
+            'my "best" book.pdf',
+            id="chromium-percent",
+        ),
+        # RFC 9110 quoted-pair, as curl and RFC-minded clients escape a quote.
+        pytest.param(
+            b'form-data; name="file"; filename="my \\"best\\" book.pdf"',
+            'my "best" book.pdf',
+            id="quoted-pair",
+        ),
+        # RFC 8187 ext-value (RFC 6266): it names a file part, and wins over filename.
+        pytest.param(
+            b"form-data; name=\"file\"; filename*=UTF-8''na%C3%AFve%20book.pdf",
+            "naïve book.pdf",
+            id="ext-value",
+        ),
+        pytest.param(
+            b'form-data; name="file"; filename="fallback.pdf"; filename*=UTF-8\'\'%E6%9B%B8.pdf',
+            "書.pdf",
+            id="ext-value-wins",
+        ),
+        pytest.param(
+            'form-data; name="file"; filename="résumé.pdf"'.encode(), "résumé.pdf", id="utf-8"
+        ),
+        pytest.param(
+            b'form-data; name="file"; filename="100%41 sure.pdf"',
+            "100%41 sure.pdf",
+            id="other-percent-kept",
+        ),
+        pytest.param(
+            b'form-data; name="file"; filename="line%0Abreak.pdf"',
+            "linebreak.pdf",
+            id="chromium-lf",
+        ),
+    ],
+)
+async def test_uploaded_file_name_is_read_as_rfc_7578_and_6266_and_browsers_send_it(
+    send, db, disposition, expected
+):
+    response = await send(
+        "/api/v1/files", form_with(disposition), f"multipart/form-data; boundary={BOUNDARY}"
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["filename"] == expected
+    stored = await db["pdf_files.files"].find_one({"_id": response.json()["file_id"]})
+    assert stored["filename"] == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(lambda file_id: {"book_id": " ", "file_id": file_id}, id="seed-002"),
+        pytest.param(
+            lambda file_id: {"title": "t", "payload": {"book_id": "   ", "file_id": file_id}},
+            id="seed-003",
+        ),
+    ],
+)
+async def test_blank_book_id_is_422(send, db, file_id, body):
+    path = "/api/v1/jobs" if "payload" in body(file_id) else "/api/v1/books/jobs"
+
+    response = await send(path, json.dumps(body(file_id)).encode(), "application/json")
+
+    assert response.status_code == 422
+    [problem] = response.json()["errors"]
+    assert problem["field"].endswith("book_id")
+    assert problem["message"].startswith("must not be blank")
+    assert await db["pdf_chapter_jobs"].count_documents({}) == 0
+
+
+async def test_titles_lose_controls_and_bidi_overrides_asked_for_or_from_the_pdf(
+    client, auth_headers, upload, run_worker, db
+):
+    alice = auth_headers("alice")
+    asked = await client.post(
+        "/api/v1/jobs",
+        json={
+            "title": "Chapter\u202e1\x00\nTwo",
+            "payload": {
+                "book_id": "b",
+                "file_id": (await upload(text_pdf(1))).json()["file_id"],
+                "content_mode": "pdf_file",
+            },
+        },
+        headers=alice,
+    )
+    from_pdf = await client.post(
+        "/api/v1/books/jobs",
+        json={
+            "book_id": "b",
+            "file_id": (await upload(text_pdf(1, title="Evil\u202etxt.exe\x00\r\nX"))).json()[
+                "file_id"
+            ],
+            "content_mode": "pdf_file",
+        },
+        headers=alice,
+    )
+    assert asked.status_code == 201, asked.text
+    assert from_pdf.status_code == 202, from_pdf.text
+
+    await run_worker()
+
+    assert asked.json()["title"] == "Chapter1 Two"
+    titles = {doc["title"] async for doc in db["book_chapters"].find({}, {"title": 1})}
+    assert titles == {"Chapter1 Two", "Eviltxt.exe X"}

@@ -37,7 +37,7 @@ async def stored(services):
     """A page image in GridFS: (key, bytes)."""
     key = page_key(str(uuid.uuid4()), 1)
     data = os.urandom(300_000)  # two GridFS chunks
-    await services.store.images.put(key, data, "image/webp")
+    await services.store.images.put(key, data, "image/webp", owner="alice")
     return key, data
 
 
@@ -98,7 +98,7 @@ async def test_a_stale_etag_gets_the_new_image(client, services, stored):
     url = await signed_url(services, key)
     old_etag = (await client.get(url)).headers["etag"]
     replacement = os.urandom(1000)
-    await services.store.images.put(key, replacement, "image/webp")
+    await services.store.images.put(key, replacement, "image/webp", owner="alice")
 
     response = await client.get(url, headers={"If-None-Match": old_etag})
 
@@ -108,7 +108,9 @@ async def test_a_stale_etag_gets_the_new_image(client, services, stored):
 
 async def test_a_jpeg_image_is_served_as_jpeg(client, services):
     key = page_key(str(uuid.uuid4()), 4, "jpeg")
-    await services.store.images.put(key, b"\xff\xd8\xff" + os.urandom(100), "image/jpeg")
+    await services.store.images.put(
+        key, b"\xff\xd8\xff" + os.urandom(100), "image/jpeg", owner="alice"
+    )
 
     response = await client.get(await signed_url(services, key))
 
@@ -139,7 +141,9 @@ async def test_a_tampered_or_unsigned_url_is_403_json_and_the_image_stays(
 ):
     key, data = stored
     # Another image the tampered key could point at, so that a 403 is not a 404 in disguise.
-    await services.store.images.put(key.replace("page-1", "page-2"), data, "image/webp")
+    await services.store.images.put(
+        key.replace("page-1", "page-2"), data, "image/webp", owner="alice"
+    )
     url = tamper(await signed_url(services, key))
 
     response = await client.get(url)
@@ -148,6 +152,37 @@ async def test_a_tampered_or_unsigned_url_is_403_json_and_the_image_stays(
     assert response.json() == {"detail": detail}
     assert response.headers["cache-control"] == "no-store"
     assert await (await services.store.images.open(key)).read() == data
+
+
+@pytest.mark.parametrize("spelling", ["+{}", "0{}", " {}", "{} ", "{}\t", "00{}"])
+async def test_an_expiry_spelled_otherwise_than_signed_is_403(client, services, stored, spelling):
+    key, _ = stored
+    secret = services.settings.page_url_secret.get_secret_value()
+    expires = int(time.time()) + 600
+    signature = sign(key, expires, secret)
+
+    response = await client.get(
+        f"{PAGE_IMAGES_PATH}/{key}", params={"expires": spelling.format(expires), "sig": signature}
+    )
+
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Image URL signature is invalid"}
+
+
+async def test_an_expiry_with_an_underscore_or_wide_digits_is_403(client, services, stored):
+    key, _ = stored
+    secret = services.settings.page_url_secret.get_secret_value()
+    expires = int(time.time()) + 600
+    signature = sign(key, expires, secret)
+    digits = str(expires)
+    wide = "".join(chr(0xFF10 + int(d)) for d in digits)  # FULLWIDTH DIGIT: int() reads them
+
+    for spelling in (f"{digits[:3]}_{digits[3:]}", wide):
+        response = await client.get(
+            f"{PAGE_IMAGES_PATH}/{key}", params={"expires": spelling, "sig": signature}
+        )
+
+        assert response.status_code == 403, spelling
 
 
 async def test_an_expired_url_is_403_json(client, services, stored):

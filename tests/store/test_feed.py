@@ -145,7 +145,22 @@ async def test_pages_stored_become_page_events_in_order(store, feed, job_factory
         pages += [(e.page, json.loads(e.data)) for e in await _next(subscription)]
 
     assert pages == [(0, {"page": 1}), (1, {"page": 2}), (2, {"page": 3}), (3, {"page": 4})]
-    assert [e.page for e in await feed.stored_pages(job.job_id)] == [0, 1, 2, 3]
+    assert [[e.page for e in batch] async for batch in feed.stored_pages(job.job_id)] == [
+        [0, 1, 2, 3]
+    ]
+
+
+async def test_stored_pages_come_in_bounded_batches_from_past_those_seen(feed, store, job_factory):
+    job = await _running(job_factory)
+    doc = {"job_id": job.job_id, "user_id": "alice"}
+    pages = [StoredPage(index, f"p{index}") for index in range(25)]
+    await store.chapters.write_pages(doc, "chapter-1", "a.pdf", 25, pages)
+
+    batches = [
+        [e.page for e in batch] async for batch in feed.stored_pages(job.job_id, after=3, batch=10)
+    ]
+
+    assert batches == [list(range(3, 13)), list(range(13, 23)), [23, 24]]
 
 
 async def test_a_subscriber_that_does_not_read_is_dropped_and_others_go_on(

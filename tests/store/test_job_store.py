@@ -404,3 +404,20 @@ async def test_ending_a_job_stored_before_stages_existed_fills_them_in(apply, jo
     assert _stage_statuses(doc) == {
         "download_pdf": "skipped", "extract_pages": "skipped", "create_chapter": "skipped", "index_vectors": "skipped",
     }  # fmt: skip
+
+
+async def test_page_errors_list_the_first_few_and_count_every_page_once(apply, jobs, job_factory):
+    job = await job_factory()
+    lease = (await _claim(apply, job.job_id))["lease_id"]
+    long_error = "x" * 10_000
+    batches = [range(start, start + 64) for start in range(1, 1_001, 64)]
+
+    for _ in range(2):  # a retried run reports every page again
+        for batch in batches:
+            errors = [{"page_number": n, "error": long_error} for n in batch if n <= 1_000]
+            await apply(lifecycle.advance(job.job_id, lease, 50, "m", utcnow(), page_errors=errors))
+
+    doc = await _load(jobs, job.job_id)
+    assert [e["page_number"] for e in doc["page_errors"]] == list(range(1, 11))
+    assert all(len(e["error"]) == lifecycle.PAGE_ERROR_CHARS for e in doc["page_errors"])
+    assert doc["page_errors_total"] == 1_000

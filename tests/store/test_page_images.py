@@ -11,7 +11,13 @@ import pytest
 
 from devstack.embedded import free_port
 from service.domain.errors import PageStoreError, PageStoreUnavailable
-from service.domain.page_keys import InvalidKey, chapter_prefix, page_key, thumbnail_key
+from service.domain.page_keys import (
+    InvalidKey,
+    chapter_prefix,
+    page_key,
+    source_key,
+    thumbnail_key,
+)
 from service.store.page_images import create_page_store
 from service.store.page_images.gridfs_store import BUCKET, CHUNK_SIZE, GridFSPageStore
 from tests.store.conftest import s3_settings, unreachable_mongo
@@ -231,3 +237,62 @@ async def test_s3_with_wrong_credentials_is_an_error_not_unavailability(app, sea
         await store.put(page_key(chapter(), 1), image(), "image/webp")
 
     assert not isinstance(raised.value, PageStoreUnavailable)
+
+
+async def test_a_large_object_is_streamed_from_its_file_and_a_second_put_replaces_it(
+    page_store, tmp_path
+):
+    chapter_id = chapter()
+    key = source_key(chapter_id)
+    first, second = tmp_path / "first.pdf", tmp_path / "second.pdf"
+    first.write_bytes(image(7 * 1024 * 1024 + 3))  # two S3 parts, 29 GridFS chunks
+    second.write_bytes(image(LARGE))
+
+    await page_store.put_file(key, first, "application/pdf", "alice")
+    opened_first = await page_store.open(key)
+    first_bytes = await opened_first.read()
+    await page_store.put_file(key, second, "application/pdf", "alice")
+    opened = await page_store.open(key)
+
+    assert first_bytes == first.read_bytes()
+    assert opened_first.content_type == "application/pdf"
+    assert await opened.read() == second.read_bytes()
+    assert opened.length == second.stat().st_size
+    assert await page_store.count(chapter_prefix(chapter_id)) == 1  # the older one is gone
+    assert await page_store.delete_prefix(chapter_prefix(chapter_id)) == 1
+    assert await page_store.count(chapter_prefix(chapter_id)) == 0
+
+
+async def test_keys_name_whole_images_and_large_objects_by_their_keys(page_store, tmp_path):
+    # A resumed run keeps a page only when every key it names is listed (worker/run/
+    # checkpoint.py); GridFS stores a large object under an _id of its own, found by filename.
+    chapter_id = chapter()
+    big = tmp_path / "big.pdf"
+    big.write_bytes(image(LARGE))
+    await page_store.put(page_key(chapter_id, 1), image(), "image/webp")
+    await page_store.put_file(source_key(chapter_id), big, "application/pdf", "alice")
+    await page_store.put_file(source_key(chapter_id), big, "application/pdf", "alice")
+    await page_store.put(page_key(chapter(), 1), image(), "image/webp")  # another chapter's
+
+    keys = await page_store.keys(chapter_prefix(chapter_id))
+
+    assert keys == {page_key(chapter_id, 1), source_key(chapter_id)}
+
+
+async def test_a_large_object_in_gridfs_is_written_chunk_by_chunk_outside_a_transaction(
+    app, tmp_path
+):
+    db = app.state.services.store.collections.db
+    store = GridFSPageStore(db)
+    big = tmp_path / "big.pdf"
+    big.write_bytes(image(3 * CHUNK_SIZE + 5))
+    key = source_key(chapter())
+
+    await store.put_file(key, big, "application/pdf", "alice")
+
+    files = await db[f"{BUCKET}.files"].find({"filename": key}).to_list()
+    assert len(files) == 1
+    assert files[0]["metadata"]["user_id"] == "alice"
+    assert files[0]["length"] == big.stat().st_size
+    chunks = await db[f"{BUCKET}.chunks"].count_documents({"files_id": files[0]["_id"]})
+    assert chunks == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import random
+from typing import Any
 
 import pymupdf
 from PIL import Image, ImageDraw
@@ -34,12 +35,9 @@ def encrypted_pdf() -> bytes:
     return data
 
 
-def zero_page_pdf() -> bytes:
-    """A well-formed PDF whose page tree is empty (PyMuPDF refuses to write one itself)."""
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [] /Count 0 >>",
-    ]
+def raw_pdf(objects: list[bytes]) -> bytes:
+    """A PDF written byte by byte: object 1 is the catalog, the rest as given (what PyMuPDF
+    would refuse to write, or writes too slowly for thousands of pages)."""
     out = bytearray(b"%PDF-1.7\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -54,6 +52,30 @@ def zero_page_pdf() -> bytes:
         xref,
     )
     return bytes(out)
+
+
+def pdf_stream(dictionary: bytes, data: bytes) -> bytes:
+    """A stream object's body: ``dictionary`` entries, ``/Length`` and ``data``."""
+    return b"<< " + dictionary + b" /Length %d >>\nstream\n" % len(data) + data + b"\nendstream"
+
+
+def zero_page_pdf() -> bytes:
+    """A well-formed PDF whose page tree is empty (PyMuPDF refuses to write one itself)."""
+    return raw_pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"])
+
+
+def sized_page_pdf(width: float, height: float, *, user_unit: float = 1.0) -> bytes:
+    """One page ``width`` x ``height`` units with ``/UserUnit`` (points per unit, at most 75,000:
+    a 14,400-unit page is then 10^9 points): a blue square, 5,000 units wide, near its corner."""
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %g %g] /UserUnit %g /Contents 4 0 R >>"
+            % (width, height, user_unit),
+            pdf_stream(b"", b"0 0 1 rg 0 0 5000 5000 re f"),
+        ]
+    )
 
 
 def truncated_pdf() -> bytes:
@@ -431,3 +453,107 @@ def reader_pdf(pages: int = 60, *, title: str = "The Lighthouse Ledger") -> byte
     data: bytes = doc.tobytes()
     doc.close()
     return data
+
+
+def warning_pdf(pages: int, *, missing: int = 60, name_length: int = 200) -> bytes:
+    """``pages`` pages that all draw ``missing`` form XObjects their resources do not have, each
+    with a long name: MuPDF warns ``missing`` times a page, about 12.5 KB of warnings a page.
+    One content stream shared by every page: 1,600 pages are about 250 KB, made in milliseconds."""
+    names = [b"X" + b"n" * name_length + b"%03d" % i for i in range(missing)]
+    content = b"\n".join(b"/" + name + b" Do" for name in names)
+    kids = b" ".join(b"%d 0 R" % (4 + i) for i in range(pages))
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /XObject << >> >> /Contents 3 0 R >>"
+    )
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+            pdf_stream(b"", content),
+            *[page] * pages,
+        ]
+    )
+
+
+def amplification_pdf(pages: int = 4, *, noise_side: int = 200, page_side: float = 1440) -> bytes:
+    """``pages`` large pages (``page_side`` points square) that all show one picture of random
+    noise, stored once: 124 KB for 4 pages whose images take about 2 MB at a million pixels a
+    page (noise does not compress). What a user could store far more than they upload."""
+    rng = random.Random(7)
+    noise = Image.frombytes("RGB", (noise_side, noise_side), rng.randbytes(noise_side**2 * 3))
+    picture = _png(noise)
+    doc = pymupdf.open()
+    for _ in range(pages):
+        page = doc.new_page(width=page_side, height=page_side)
+        page.insert_image(page.rect, stream=picture)
+    data: bytes = doc.tobytes(garbage=3, deflate=True)  # the picture once, shared by every page
+    doc.close()
+    return data
+
+
+def padded_pdf_file(path: Any, size: int) -> int:
+    """Write a valid one-page PDF of ``size`` bytes to ``path``: a page of text, and the rest a
+    stream of random bytes no page uses (MuPDF never reads it; nothing compresses it). Written
+    in pieces, never held whole. Its size."""
+    page_text = b"BT /F1 12 Tf 72 720 Td (A large PDF) Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>",
+        pdf_stream(b"", page_text),
+    ]
+    padding = max(size - len(raw_pdf(objects)) - 200, 0)  # about: the rest is its framing
+    with open(path, "wb") as out:
+        out.write(b"%PDF-1.7\n")
+        offsets = []
+        for number, body in enumerate(objects, start=1):
+            offsets.append(out.tell())
+            out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+        offsets.append(out.tell())
+        out.write(b"5 0 obj\n<< /Length %d >>\nstream\n" % padding)
+        rng = random.Random(5)
+        left = padding
+        while left:
+            piece = min(left, 1 << 20)
+            out.write(rng.randbytes(piece))
+            left -= piece
+        out.write(b"\nendstream\nendobj\n")
+        xref = out.tell()
+        out.write(b"xref\n0 6\n0000000000 65535 f \n")
+        for offset in offsets:
+            out.write(b"%010d 00000 n \n" % offset)
+        out.write(b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref)
+        return out.tell()
+
+
+def nested_forms_pdf(pages: int = 1, *, levels: int = 30) -> bytes:
+    """``pages`` pages that each draw form XObject 1, which draws form 2 twice, and so on
+    ``levels`` deep: 2^levels drawings of a line from 8 KB. At 18 levels a page takes MuPDF
+    about 2 s; at 30, thousands of times longer: it renders until the page time limit."""
+    first_form = 4 + pages  # objects: catalog, pages, content, the pages, then the forms
+    kids = b" ".join(b"%d 0 R" % (4 + i) for i in range(pages))
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /XObject << /X %d 0 R >> >> /Contents 3 0 R >>" % first_form
+    )
+    forms = []
+    for level in range(levels):
+        if level + 1 < levels:
+            resources = b"/Resources << /XObject << /X %d 0 R >> >>" % (first_form + level + 1)
+            drawing = b"q /X Do Q q 1 0 0 1 1 1 cm /X Do Q"
+        else:
+            resources, drawing = b"", b"0 0 m 10 10 l S"
+        forms.append(
+            pdf_stream(b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] " + resources, drawing)
+        )
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+            pdf_stream(b"", b"q /X Do Q"),
+            *[page] * pages,
+            *forms,
+        ]
+    )

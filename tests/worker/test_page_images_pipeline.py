@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pymupdf
-import pytest
 from PIL import Image, ImageStat
-from pydantic import SecretStr
 
 from devstack.embedded import free_port
 from service.domain import lifecycle
@@ -38,6 +34,7 @@ from tests.support.pdfs import (
     titled,
 )
 from tests.support.render_hook import abort_at_titled_page
+from tests.worker.conftest import Backend
 from worker.rendering.pool import RenderPool
 from worker.sweeper import sweep
 
@@ -49,48 +46,6 @@ DRAWING, RASTER, ROTATED, CJK, SCANNED, HUGE = range(6)
 # For tests that act while a job runs: one render process, so that a machine with many cores
 # does not finish 40 pages before the test has seen the job running.
 ONE_PROCESS = {"render_processes": 1}
-
-
-@dataclass
-class Backend:
-    """One page store as the worker and the API both see it."""
-
-    name: str
-    overrides: dict[str, Any]  # worker settings
-    api: httpx.AsyncClient  # an API whose settings name this store
-    store: PageStore  # for counting what is left
-    data: Store  # MongoDB's collections with this page store, as the worker's sweeper has them
-
-    async def images(self, chapter_id: str) -> int:
-        return await self.store.count(chapter_prefix(chapter_id))
-
-
-@pytest.fixture(params=["gridfs", "s3"])
-async def backend(request, app, client, settings, other_app) -> AsyncIterator[Backend]:
-    if request.param == "gridfs":
-        yield Backend(
-            "gridfs", {}, client, app.state.services.store.images, app.state.services.store
-        )
-        return
-    seaweedfs = request.getfixturevalue("seaweedfs")
-    fields = {
-        "page_store": "s3",
-        "s3_endpoint_url": seaweedfs.endpoint,
-        "s3_bucket": seaweedfs.bucket,
-        "s3_region": seaweedfs.region,
-        "s3_access_key_id": seaweedfs.access_key_id,
-        # A SecretStr already: the worker's settings are a model_copy, which does not validate.
-        "s3_secret_access_key": SecretStr(seaweedfs.secret_access_key),
-    }
-    s3 = Settings(**{**settings.model_dump(), **fields})
-    store = create_page_store(s3, app.state.services.store.collections.db)
-    try:
-        async with other_app(s3) as api:
-            data = Store.of(app.state.services.store.client, s3, images=store)
-            yield Backend("s3", fields, api, store, data)
-    finally:
-        await store.delete_prefix("chapters/")
-        await store.aclose()
 
 
 def book_pdf() -> bytes:
@@ -259,14 +214,14 @@ class SentPutsLand:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
-        sent = asyncio.create_task(self._land(key, data, content_type))
+    async def put(self, key: str, data: bytes, content_type: str, owner: str | None = None) -> None:
+        sent = asyncio.create_task(self._land(key, data, content_type, owner))
         self.sent.add(sent)
         await asyncio.shield(sent)
 
-    async def _land(self, key: str, data: bytes, content_type: str) -> None:
+    async def _land(self, key: str, data: bytes, content_type: str, owner: str | None) -> None:
         await asyncio.sleep(self._delay_s)
-        await self._store.put(key, data, content_type)
+        await self._store.put(key, data, content_type, owner)
 
 
 async def test_cancel_leaves_no_image_from_puts_in_flight(
@@ -310,13 +265,13 @@ class HungAfterPage:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
+    async def put(self, key: str, data: bytes, content_type: str, owner: str | None = None) -> None:
         number = int(key.rsplit("-", 1)[1].split(".")[0])
         if number > self._last:
             self.hung.append(key)
             await asyncio.Future()  # no answer, ever
         await self.opened.wait()
-        await self._store.put(key, data, content_type)
+        await self._store.put(key, data, content_type, owner)
 
 
 async def test_cancel_with_the_page_store_hung_still_ends_the_run(
@@ -443,7 +398,9 @@ async def _left_by_a_dead_run(backend: Backend, submit: Any) -> dict[str, Any]:
     job = await submit(drawing_pdf(4))
     claimed = await apply(lifecycle.claim(job["job_id"], "m", utcnow()))
     assert claimed is not None
-    await backend.store.put(page_key(claimed["chapter_id"], 1), b"RIFF-page", "image/webp")
+    await backend.data.images.put(
+        page_key(claimed["chapter_id"], 1), b"RIFF-page", "image/webp", owner="alice"
+    )
     await collections.pages.insert_one(
         {"job_id": job["job_id"], "chapter_id": claimed["chapter_id"], "page_index": 0}
     )
@@ -537,7 +494,7 @@ async def test_image_store_down_cancel_still_cancels_and_deletes_are_503_losing_
     claimed = await apply(lifecycle.claim(waiting["job_id"], "m", utcnow()))
     assert claimed is not None
     await app.state.services.store.images.put(
-        page_key(claimed["chapter_id"], 1), b"RIFF-page", "image/webp"
+        page_key(claimed["chapter_id"], 1), b"RIFF-page", "image/webp", owner="alice"
     )
     await apply(lifecycle.release(waiting["job_id"], utcnow(), lease_id=claimed["lease_id"]))
     unreachable = settings.model_copy(

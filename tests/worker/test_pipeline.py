@@ -9,6 +9,7 @@ from tests.support.pdfs import (
     encrypted_pdf,
     garbage_after_header,
     memory_bomb_pdf,
+    sized_page_pdf,
     text_pdf,
     truncated_pdf,
     zero_page_pdf,
@@ -67,7 +68,14 @@ async def test_title_falls_back_to_the_file_name(collections, submit, run_worker
         (garbage_after_header, "PDF_CORRUPT", "PDF is corrupt or truncated"),
         (encrypted_pdf, "PDF_ENCRYPTED", "PDF is encrypted"),
         (zero_page_pdf, "PDF_EMPTY", "PDF has no pages"),
+        (
+            lambda: sized_page_pdf(200_000, 1),
+            "PAGE_TOO_LARGE",
+            "PDF page 1 cannot be rendered: 200000 x 1 pt fits no image within PAGE_MAX_PIXELS "
+            "(12000000) and webp's 16383-pixel side",
+        ),
     ],
+    ids=["truncated", "garbage", "encrypted", "empty", "page-too-large"],
 )
 async def test_bad_pdf_fails_clearly_and_the_worker_goes_on(
     collections, client, auth_headers, submit, run_worker, make, code, reason

@@ -24,6 +24,7 @@ from tests.support.pdfs import (
     figure_heavy_pdf,
     garbage_after_header,
     memory_bomb_pdf,
+    nested_forms_pdf,
     text_pdf,
     truncated_before_pages_pdf,
     truncated_tail_pdf,
@@ -292,3 +293,65 @@ def _wait_until_reaped(pid: int) -> None:
     while os.path.exists(f"/proc/{pid}"):
         assert time.monotonic() < deadline, f"the killed render process {pid} was never reaped"
         time.sleep(0.01)
+
+
+async def _until_rendering(path, pages):
+    """Until the render processes have started ``pages`` pages of ``path`` (the hook's log)."""
+    for _ in range(int(WAIT_LIMIT_S / 0.01)):
+        if len(rendered(path)) >= pages:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{pages} pages of {path} not started within {WAIT_LIMIT_S:g} s")
+
+
+async def _first_page_of(pool, path, owner):
+    async with contextlib.aclosing(pool.render(path, [0], TEXT_ONLY, owner)) as pages:
+        return await anext(pages)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_a_job_holding_every_process_with_slow_pages_gives_one_to_a_waiting_job(
+    pool_factory, pdf, processes
+):
+    # Both processes (or the one) busy with pages that take hours: without preemption the other
+    # job waits until PAGE_TIME_LIMIT_S (60 s here) fails them.
+    pool = await pool_factory(processes=processes, slow_page_s=0.4)
+    hours = pdf("hours.pdf", nested_forms_pdf(processes, levels=30))
+    stuck = pool.render(hours, range(processes), TEXT_ONLY, "user-a")
+    stuck_task = asyncio.create_task(anext(stuck))
+    await _until_rendering(hours, processes)  # every process has one of its pages
+    quick = pdf("quick.pdf", text_pdf(1))
+    before = list(pool.pids)
+
+    page = await asyncio.wait_for(_first_page_of(pool, quick, "user-b"), WAIT_LIMIT_S)
+
+    assert page.index == 0
+    assert "Page 1 of 1" in page.text
+    assert not stuck_task.done()  # the slow job goes on, demoted, with its page queued again
+    assert len(set(pool.pids) - set(before)) == 1  # one process was taken back and replaced
+    stuck_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stuck_task
+    await stuck.aclose()
+
+
+async def test_a_slow_page_of_a_job_within_its_share_is_not_preempted(pool_factory, pdf):
+    # One slow page on one of two processes: the other job has a free process, nothing is killed.
+    pool = await pool_factory(processes=2, slow_page_s=0.2)
+    hours = pdf("hours.pdf", nested_forms_pdf(1, levels=30))
+    stuck = pool.render(hours, [0], TEXT_ONLY, "user-a")
+    stuck_task = asyncio.create_task(anext(stuck))
+    await _until_rendering(hours, 1)
+    before = list(pool.pids)
+
+    pages = []
+    for n in range(3):  # one after the other, each while the slow page renders
+        quick = pdf(f"quick{n}.pdf", text_pdf(1))
+        pages.append(await asyncio.wait_for(_first_page_of(pool, quick, "user-b"), WAIT_LIMIT_S))
+
+    assert [page.index for page in pages] == [0, 0, 0]
+    assert pool.pids == before
+    stuck_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stuck_task
+    await stuck.aclose()

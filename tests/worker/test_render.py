@@ -27,6 +27,7 @@ from tests.support.pdfs import (
     raster_image_pdf,
     rotated_pdf,
     scanned_pdf,
+    sized_page_pdf,
     text_pdf,
     truncated_before_pages_pdf,
     truncated_pdf,
@@ -35,10 +36,12 @@ from tests.support.pdfs import (
     zero_page_pdf,
 )
 from worker.rendering.page import (
+    MAX_SIDE,
     DocumentInfo,
     ExtractionError,
     RenderedPage,
     RenderOptions,
+    effective_dpi,
     open_document,
     quiet_mupdf,
     render_page,
@@ -146,6 +149,70 @@ def test_huge_page_is_rendered_at_a_lower_dpi_within_max_pixels(render):
     assert image.width == pytest.approx(14_400 * page.dpi / 72, abs=2)
     assert page.error is None
     assert variance(image) > 0
+
+
+def test_a_page_huge_through_user_unit_renders_below_1_dpi_within_max_pixels(render):
+    # 14,400 units of 75,000 points: a side of 1.08 x 10^9 points, 2.25 x 10^9 pixels at 150 DPI.
+    _, page = render(sized_page_pdf(14_400, 14_400, user_unit=75_000))
+
+    image = decode(page.image.data)
+    assert page.width_pt == 1.08e9
+    assert 0 < page.dpi < 0.001
+    assert 10_000_000 < image.width * image.height <= 12_000_000
+    assert image.width == pytest.approx(1.08e9 * page.dpi / 72, abs=2)
+    assert near(image.getpixel((2, image.height - 3)), (0, 0, 255))  # the square, bottom left
+    assert page.error is None
+
+
+def test_a_long_strip_renders_within_the_image_formats_longest_side(render):
+    # 200 x 2 inches: 9 megapixels at 150 DPI, but 30,001 pixels long, past WebP's 16,383.
+    _, page = render(sized_page_pdf(14_400, 144))
+
+    image = decode(page.image.data)
+    assert page.error is None
+    assert image.width <= MAX_SIDE["webp"]
+    assert image.width > 16_000
+    assert page.dpi < 150
+
+
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [(612, 792), (14_400, 14_400), (1.08e9, 1.08e9), (1.08e9, 75_000), (75_000, 1.08e9),
+     (14_400, 1), (1, 14_400), (16_000, 1.5), (0.5, 0.5), (123_456.7, 89.1)],
+)  # fmt: skip
+@pytest.mark.parametrize("image_format", ["webp", "jpeg"])
+def test_effective_dpi_fits_every_page_shape_within_pixels_and_side(width, height, image_format):
+    options = RenderOptions(image_format=image_format, max_pixels=12_000_000)
+
+    dpi = effective_dpi(width, height, options)
+
+    zoom = dpi / 72
+    sides = [int(-(-side * zoom // 1)) + 1 for side in (width, height)]  # MuPDF rounds out
+    assert 0 < dpi <= 150
+    assert sides[0] * sides[1] <= 12_000_000
+    assert max(sides) <= MAX_SIDE[image_format]
+
+
+@pytest.mark.parametrize(
+    ("width", "height"), [(200_000, 1), (0, 100), (float("inf"), 10), (float("nan"), 10)]
+)
+def test_effective_dpi_refuses_a_page_no_image_can_show(width, height):
+    with pytest.raises(ExtractionError) as refused:
+        effective_dpi(width, height, RenderOptions())
+
+    assert refused.value.code == "PAGE_TOO_LARGE"
+
+
+def test_a_page_that_fits_no_image_fails_with_page_too_large_naming_it(render):
+    # 200,000 x 1 units: one pixel across is already 200,000 pixels along.
+    with pytest.raises(ExtractionError) as failed:
+        render(sized_page_pdf(200_000, 1))
+
+    assert failed.value.code == "PAGE_TOO_LARGE"
+    assert failed.value.reason == (
+        "PDF page 1 cannot be rendered: 200000 x 1 pt fits no image within PAGE_MAX_PIXELS "
+        "(12000000) and webp's 16383-pixel side"
+    )
 
 
 def test_max_pixels_option_caps_an_ordinary_page_too(render):

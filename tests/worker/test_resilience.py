@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 
 from pydantic import SecretStr
 
@@ -14,8 +11,8 @@ from devstack.embedded import free_port
 from service.store.database import Store
 from service.store.doorbell import create_queue
 from service.store.page_images import create_page_store
-from tests.conftest import REPO_ROOT
 from tests.support.pdfs import memory_bomb_pdf, slow_last_page_pdf, text_pdf
+from tests.support.worker_process import spawn_worker
 from worker.run.task import process_pdf_chapter
 from worker.sweeper import sweep
 from worker.wiring import create_render_pool
@@ -40,27 +37,6 @@ async def _sweep(store, settings, **overrides):
         return await sweep(ctx)
     finally:
         await queue.aclose(close_connection_pool=True)
-
-
-def _spawn_worker(settings, log=None, **env: str) -> subprocess.Popen[bytes]:
-    """``python -m worker`` as its own process, on the test databases; its log to the file ``log``."""
-    environment = {
-        **os.environ,
-        "MONGODB_URL": settings.mongodb_url,
-        "MONGODB_DB": settings.mongodb_db,
-        "REDIS_URL": settings.redis_url,
-        "FIREBASE_PROJECT_ID": settings.firebase_project_id,
-        "PROGRESS_INTERVAL_S": "0",
-        "WORKER_METRICS_PORT": "0",
-        **env,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "worker"],
-        cwd=REPO_ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL if log is None else log,
-    )
 
 
 async def _wait_for(predicate, seconds=30.0):
@@ -133,7 +109,7 @@ async def test_worker_killed_mid_job_is_resumed_without_duplicate_pages(
     pages = 3000
     # Text (many pages fast), and a slow last page: the job cannot complete before the kill.
     job = await submit(slow_last_page_pdf(pages), content_mode="pdf_file")
-    worker = _spawn_worker(settings, JOB_MEMORY_LIMIT_MB="4096")
+    worker = spawn_worker(settings, JOB_MEMORY_LIMIT_MB="4096")
     try:
         assert await _wait_for(lambda: _storing_pages(collections, job["job_id"])), (
             "the worker never stored a page"
@@ -215,7 +191,7 @@ async def test_worker_stopped_with_sigterm_hands_its_job_back_at_once(
     collections, app, settings, submit
 ):
     job = await submit(memory_bomb_pdf(10))  # one page that keeps MuPDF busy for seconds
-    worker = _spawn_worker(settings, JOB_MEMORY_LIMIT_MB="4096")
+    worker = spawn_worker(settings, JOB_MEMORY_LIMIT_MB="4096")
     try:
 
         async def midway():
@@ -266,7 +242,7 @@ async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
     }
     log_a = tmp_path / "worker-a.log"
     log_file = log_a.open("wb")
-    worker_a = _spawn_worker(settings, log=log_file, **fast)
+    worker_a = spawn_worker(settings, log=log_file, **fast)
     worker_b = None
     try:
         assert await _wait_for(lambda: _storing_pages(collections, job["job_id"])), (
@@ -277,7 +253,7 @@ async def test_a_worker_paused_past_its_lease_destroys_nothing_when_it_wakes(
             collections, job["job_id"]
         )  # read once A is frozen: nothing changes it now
         assert paused["status"] == "processing", "the job ended before worker A was paused"
-        worker_b = _spawn_worker(settings, **fast)
+        worker_b = spawn_worker(settings, **fast)
 
         async def completed_by_b():
             doc = await _job(collections, job["job_id"])

@@ -22,6 +22,7 @@ from tests.support.pdfs import book_pdf, drawing_pdf, titled
 from tests.support.render_hook import hold_at_titled_page
 from worker import metrics
 from worker.rendering.pool import RenderPool
+from worker.run.checkpoint import weigh
 from worker.run.task import process_pdf_chapter
 
 # A bound on waits for something that takes a moment, so that a broken run fails its test
@@ -155,6 +156,51 @@ async def test_a_resumed_job_renders_only_the_pages_not_stored_and_never_goes_ba
     )  # fmt: skip
     assert await collections.pages.count_documents({"job_id": job_id}) == pages
     _never_down(seen.states)
+
+
+async def test_a_resumed_job_holds_the_text_of_the_pages_it_kept(
+    app, settings, collections, submit, pool, tmp_path
+):
+    # Text is taken from the quota a megabyte at a time (worker/run/room.py): these pages are
+    # far less, so the first run stored pages it had not taken yet when it stopped.
+    pages = 40
+    data = titled(book_pdf(pages), f"hold-at-30:{tmp_path}")
+    job = await submit(data, content_mode="pdf_file")
+    job_id = job["job_id"]
+    first = asyncio.create_task(process_pdf_chapter(_ctx(app, settings, pool), job_id))
+    stored = await _stop_held_run(collections, tmp_path, first, job_id)
+
+    outcome = await process_pdf_chapter(_ctx(app, settings, pool), job_id)
+
+    done = await collections.jobs.find_one({"job_id": job_id})
+    text = sum(
+        [
+            len(page["content"].encode())
+            + sum(len(warning.encode()) for warning in page["warnings"])
+            + len(page["words"])
+            async for page in collections.pages.find({"job_id": job_id})
+        ]
+    )
+    held = await app.state.services.store.usage.held(chapter_prefix(done["chapter_id"]))
+    assert outcome == "completed"
+    assert 0 < stored < pages
+    assert text > 0
+    assert held == text + len(data)  # every page's text, kept or rendered, and the PDF's copy
+
+
+def test_a_kept_page_reports_its_problem_as_a_rendered_page_does():
+    kept = [
+        {"page_index": 0, "warnings": ["first", "second", "... and 58 more warnings"]},
+        {"page_index": 1, "error": "syntax error in content stream"},
+        {"page_index": 2},
+    ]
+
+    checkpoint = weigh(kept, set(), 3)
+
+    assert checkpoint.problems == [
+        {"page_number": 1, "error": "first; second (60 warnings)", "warnings": 60},
+        {"page_number": 2, "error": "syntax error in content stream", "warnings": 0},
+    ]
 
 
 async def test_a_stored_page_whose_image_is_gone_is_rendered_again_and_replaced(

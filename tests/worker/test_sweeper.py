@@ -210,7 +210,7 @@ async def test_what_a_run_writes_after_its_job_was_deleted_is_swept_even_if_it_d
     )
     # The run has not noticed yet: it stores a page, then its worker dies.
     key = page_key(run["chapter_id"], 1)
-    await store.images.put(key, b"RIFF-page", "image/webp")
+    await store.images.put(key, b"RIFF-page", "image/webp", owner="alice")
     page = StoredPage(index=0, text="late", image={"key": key, "width": 1, "height": 1})
     claimed = {"job_id": job["job_id"], "user_id": "alice"}
     await store.chapters.write_pages(claimed, run["chapter_id"], "a.pdf", 2, [page])

@@ -63,6 +63,8 @@ IMAGE_COVERAGE_MIN = 0.5
 # the page keeps what its PDF had. Tesseract returns no words at all for noise, gradients or
 # tests/support/pdfs.py's word-shaped rectangles.
 MIN_OCR_CONFIDENCE = 40.0
+# The longest side each encoder takes: WebP's format limit, and Pillow's for JPEG.
+MAX_SIDE: dict[str, int] = {"webp": 16_383, "jpeg": 65_500}
 
 
 class RenderOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -245,7 +247,10 @@ def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> Re
     try:
         page = doc.load_page(index)
         width_pt, height_pt = page.rect.width, page.rect.height  # as displayed (rotation applied)
-        grid_dpi = effective_dpi(width_pt, height_pt, options)
+        if options.render_images:
+            grid_dpi = effective_dpi(width_pt, height_pt, options)
+        else:  # no image to encode: the words' grid need only fit PAGE_MAX_PIXELS
+            grid_dpi = capped_dpi(width_pt, height_pt, options.dpi, options.max_pixels)
         size = pixel_size(page, grid_dpi)
         text, words, scanned = _text(page, grid_dpi, size)
         source = "pdf" if text.strip() else "none"
@@ -271,6 +276,10 @@ def render_page(doc: pymupdf.Document, index: int, options: RenderOptions) -> Re
         links = links_of(page, grid_dpi, size, doc.page_count)
     except MemoryError:
         raise OUT_OF_MEMORY from None
+    except ExtractionError as exc:  # a page no image can show: its job fails, saying which
+        raise ExtractionError(
+            exc.code, f"PDF page {index + 1} cannot be rendered: {exc.reason}"
+        ) from None
     except Exception as exc:  # one unreadable page must not lose the others
         if is_allocation_failure(exc):
             raise OUT_OF_MEMORY from None
@@ -513,17 +522,64 @@ def _ocr(
 
 
 def effective_dpi(width_pt: float, height_pt: float, options: RenderOptions) -> float:
-    """``options.dpi``, or less for a page whose pixmap would exceed ``options.max_pixels``."""
-    return capped_dpi(width_pt, height_pt, options.dpi, options.max_pixels)
+    """``options.dpi``, or as much less as the page needs for its pixmap to fit
+    ``options.max_pixels`` and its longest side the encoder's (``MAX_SIDE``: a long strip of
+    150 DPI is past WebP's 16,383 pixels): a 200-inch map, or a page made huge by
+    ``/UserUnit`` (MuPDF applies it to the page's size). The floor is whatever fits, well below
+    1 DPI if need be.
+
+    ``PAGE_TOO_LARGE`` (an ``ExtractionError``) when no resolution fits: a size that is not a
+    finite positive number of points, or a page so long and thin that at one pixel across it
+    is still longer than the encoder allows.
+    """
+    return capped_dpi(
+        width_pt, height_pt, options.dpi, options.max_pixels, image_format=options.image_format
+    )
 
 
-def capped_dpi(width_pt: float, height_pt: float, dpi: float, max_pixels: int) -> float:
-    """``dpi``, or less for a page whose pixmap would exceed ``max_pixels``."""
+def capped_dpi(
+    width_pt: float,
+    height_pt: float,
+    dpi: float,
+    max_pixels: int,
+    *,
+    image_format: ImageFormat | None = None,
+) -> float:
+    """``dpi``, or as much less as the page needs for its pixmap to fit ``max_pixels`` and, for
+    an image encoded as ``image_format``, its longest side that encoder's (``MAX_SIDE``); with
+    no format (the words' grid of a page with no image, the pixels OCR reads) the pixels alone.
+    ``PAGE_TOO_LARGE`` when no resolution fits (see ``effective_dpi``)."""
+    max_side = MAX_SIDE[image_format] if image_format is not None else None
+    short, long = sorted((width_pt, height_pt))
+    limits = f"PAGE_MAX_PIXELS ({max_pixels})"
+    if max_side is not None:
+        limits += f" and {image_format}'s {max_side}-pixel side"
+    too_large = ExtractionError(
+        "PAGE_TOO_LARGE", f"{width_pt:.6g} x {height_pt:.6g} pt fits no image within {limits}"
+    )
+    if not (math.isfinite(long) and short > 0):
+        raise too_large
+    if max_side is not None and long / short > max_side - 2:
+        raise too_large
     dpi = float(dpi)
-    while _pixels(width_pt, height_pt, dpi) > max_pixels and dpi > 1:
+    for _ in range(64):  # each step cuts by the square root of the excess: a few suffice
+        pixels = _pixels(width_pt, height_pt, dpi)
+        side = _side(long, dpi)
+        if pixels <= max_pixels and (max_side is None or side <= max_side):
+            return _round_down(dpi)
         # The square root scales both sides; 1% more off covers MuPDF rounding its edges out.
-        dpi *= min(0.99, 0.99 * math.sqrt(max_pixels / _pixels(width_pt, height_pt, dpi)))
-    return math.floor(dpi * 100) / 100
+        cut = min(0.99, 0.99 * math.sqrt(max_pixels / pixels))
+        if max_side is not None:
+            cut = min(cut, 0.99 * max_side / side)
+        dpi *= cut
+    raise too_large
+
+
+def _round_down(dpi: float) -> float:
+    """``dpi`` cut to 4 significant digits (150.0, 17.14, 0.0002301): never rounded up, so the
+    pixmap still fits, and never to 0, which a 0.01 step did to a 10^9-point page."""
+    step = 10.0 ** (math.floor(math.log10(dpi)) - 3)
+    return math.floor(dpi / step) * step
 
 
 def pixel_size(page: pymupdf.Page, dpi: float) -> tuple[int, int]:
@@ -534,8 +590,12 @@ def pixel_size(page: pymupdf.Page, dpi: float) -> tuple[int, int]:
 
 
 def _pixels(width_pt: float, height_pt: float, dpi: float) -> float:
-    zoom = dpi / 72
-    return (math.ceil(width_pt * zoom) + 1) * (math.ceil(height_pt * zoom) + 1)
+    return _side(width_pt, dpi) * _side(height_pt, dpi)
+
+
+def _side(points: float, dpi: float) -> int:
+    """Pixels MuPDF gives a side of ``points`` at ``dpi`` (it rounds both edges out)."""
+    return math.ceil(points * dpi / 72) + 1
 
 
 def _images(

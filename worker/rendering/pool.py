@@ -2,6 +2,7 @@
 
     async with RenderPool(processes=2, memory_limit_bytes=1 << 30, page_time_limit_s=120) as pool:
         info = await pool.open(path)                          # DocumentInfo or ExtractionError
+        pixels = await pool.measure(path, options)            # what its page images will hold
         async with contextlib.aclosing(pool.render(path, range(info.page_count), options)) as pages:
             async for page in pages:                          # RenderedPage, in any order
                 ...                                           # store it; then more are made
@@ -15,11 +16,21 @@ was rendering fails; other jobs' pages go on. OCR stops itself within its own ti
 below the page's (``within_page_limit``): a page OCR cannot read in time comes back with its
 image and a warning, and its job goes on.
 
-Scheduling: every ``open``/``render`` call is a job with a queue of requests. Idle processes take
-the next request round robin between jobs (a 3-page job is not stuck behind a 3,000-page one),
-so one job's pages spread over every process. A job has at most ``read_ahead`` pages rendered but
-not yet taken by its consumer (back-pressure: pages are produced about as fast as they are
-stored). A consumer that stops iterating drops its queued pages; its in-flight ones are discarded.
+Scheduling: every ``open``/``render`` call is a job with a queue of requests, and an owner (the
+user whose PDF it is). An idle process takes the next request of the owner with the fewest
+pages in flight, round robin between jobs after that (a 3-page job is not stuck behind a
+3,000-page one, nor one user behind another's many jobs), so a job alone spreads its pages over
+every process. A job has at most ``read_ahead`` pages rendered but not yet taken by its consumer
+(back-pressure: pages are produced about as fast as they are stored). A consumer that stops
+iterating drops its queued pages; its in-flight ones are discarded.
+
+Slow pages: a job may hold every process while it is alone, but a page that has been rendering
+for ``slow_page_s`` while another job waits for a process, in a job holding more than its share
+of the processes, is preempted: its process is replaced and the page goes back to the front of
+its job's queue, to be rendered again (to its end, or ``page_time_limit_s``: a page is
+preempted once). Its job is demoted: its pages go after every other job's, one at a time while
+others wait. A pathological page (nested form XObjects that take hours) then holds one process
+at most while others are served, instead of all of them until the time limit.
 
 The render process itself, and the protocol on its socket, are ``worker/rendering/process.py``.
 """
@@ -32,7 +43,7 @@ import logging
 import multiprocessing
 import signal
 import socket
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from multiprocessing.process import BaseProcess
 
@@ -41,9 +52,12 @@ import msgspec
 from service.domain.errors import ExtractionError, PoolClosed
 from worker.rendering.page import OUT_OF_MEMORY, DocumentInfo, RenderedPage, RenderOptions
 from worker.rendering.process import (
+    ANSWERS,
     HEADER,
     MAX_FRAME,
     Failed,
+    Measure,
+    Measured,
     Open,
     Opened,
     PageHook,
@@ -55,6 +69,12 @@ from worker.rendering.process import (
 )
 
 log = logging.getLogger("worker.rendering.pool")
+
+# A page still rendering after this long, in a job holding more than its share of the processes
+# while another job waits, is preempted (module docstring). Above every page we can foresee: the
+# slowest of 944 real pages rendered in 0.33 s, an OCR'd page takes 3.6 s; so a normal page is
+# hardly ever preempted, and a job waits at most this long for a process.
+SLOW_PAGE_S = 5.0
 
 _context = multiprocessing.get_context("forkserver")
 # The render processes' module: the forkserver imports PyMuPDF and Pillow once, for all of them.
@@ -85,14 +105,18 @@ class _Lost(Exception):
 
 
 class _Job:
-    """One ``open`` or ``render`` call: requests not yet sent, replies not yet taken."""
+    """One ``open``, ``measure`` or ``render`` call: requests not yet sent, replies not yet
+    taken; whose PDF it is; whether a slow page demoted it."""
 
-    def __init__(self, requests: Iterable[Request], window: int) -> None:
+    def __init__(self, requests: Iterable[Request], window: int, owner: str = "") -> None:
         self.pending: deque[Request] = deque(requests)
         self.replies: asyncio.Queue[Reply | BaseException] = asyncio.Queue()
         self.window = window
+        self.owner = owner
         self.in_flight = 0
         self.closed = False
+        self.demoted = False
+        self.preempted: set[int] = set()  # pages already preempted once (their index)
 
     def has_room(self) -> bool:
         return self.in_flight + self.replies.qsize() < self.window
@@ -134,6 +158,12 @@ class _Process:
         self.paths: set[str] = set()  # documents it may hold open
         self.forget: set[str] = set()  # ... of which these belong to jobs that ended
         self.stopped = False
+        # What it renders now, since when (the loop's clock), and whether the pool killed it to
+        # give its process to another job (the request then goes back to its job's queue).
+        self.job: _Job | None = None
+        self.request: Request | None = None
+        self.since = 0.0
+        self.preempted = False
 
     @property
     def pid(self) -> int | None:
@@ -159,7 +189,7 @@ class _Process:
             reply: Reply = _DECODER.decode(body)
         except msgspec.MsgspecError:
             raise _Lost(_crashed("sent a malformed reply")) from None
-        if not isinstance(reply, Failed) and isinstance(reply, Opened) != isinstance(request, Open):
+        if not isinstance(reply, Failed | ANSWERS[type(request)]):
             raise _Lost(_crashed("answered another request"))
         return reply
 
@@ -214,6 +244,8 @@ def _crashed(what: str) -> ExtractionError:
 def _timed_out(request: Request, limit_s: float) -> ExtractionError:
     if isinstance(request, Open):
         return ExtractionError("TIMEOUT", f"Opening the PDF timed out after {limit_s:g} s")
+    if isinstance(request, Measure):
+        return ExtractionError("TIMEOUT", f"Reading the PDF's pages timed out after {limit_s:g} s")
     return ExtractionError("TIMEOUT", f"PDF page {request.index + 1} timed out after {limit_s:g} s")
 
 
@@ -229,6 +261,7 @@ class RenderPool:
         read_ahead: int | None = None,
         documents_per_process: int = 4,
         page_hook: PageHook | None = None,
+        slow_page_s: float = SLOW_PAGE_S,
     ) -> None:
         if processes < 1:
             raise ValueError("a render pool needs at least one process")
@@ -239,6 +272,7 @@ class RenderPool:
         self._read_ahead = read_ahead or 2 * processes
         self._documents = documents_per_process
         self._page_hook = page_hook
+        self._slow_page_s = slow_page_s
         self._ring: deque[_Job] = deque()  # jobs with requests to send, in turn
         self._jobs: set[_Job] = set()
         self._work = asyncio.Event()
@@ -262,15 +296,16 @@ class RenderPool:
         for slot in range(self._size):
             self._processes.append(await self._spawn())
             self._runners.append(asyncio.create_task(self._run(slot), name=f"render-{slot}"))
+        self._runners.append(asyncio.create_task(self._watch(), name="render-watch"))
 
     @property
     def pids(self) -> list[int | None]:
         """The render processes' ids (they change when a process is replaced)."""
         return [process.pid for process in self._processes]
 
-    async def open(self, path: str) -> DocumentInfo:
+    async def open(self, path: str, owner: str = "") -> DocumentInfo:
         """Open the PDF at ``path`` in a render process: its page count, title, repairs."""
-        job = self._submit([Open(path)], window=1)
+        job = self._submit([Open(path)], window=1, owner=owner)
         try:
             reply = await job.next()
         finally:
@@ -278,17 +313,29 @@ class RenderPool:
         assert isinstance(reply, Opened)
         return reply.info
 
+    async def measure(self, path: str, options: RenderOptions, owner: str = "") -> int:
+        """The pixels the PDF's page images will have at ``options`` (each page capped at
+        ``options.max_pixels``), read from its page boxes in a render process."""
+        job = self._submit([Measure(path, options)], window=1, owner=owner)
+        try:
+            reply = await job.next()
+        finally:
+            self._end(job)
+        assert isinstance(reply, Measured)
+        return reply.pixels
+
     async def render(
-        self, path: str, indices: Iterable[int], options: RenderOptions
+        self, path: str, indices: Iterable[int], options: RenderOptions, owner: str = ""
     ) -> AsyncGenerator[RenderedPage, None]:
-        """Render the pages at ``indices``, yielding each as it is done (in any order).
+        """Render the pages at ``indices`` of ``owner``'s PDF, yielding each as it is done (in
+        any order).
 
         Raises ``ExtractionError`` when a page fails its job (crash, memory, time). Close the
         iterator (``contextlib.aclosing``) to stop early: queued pages are dropped then.
         """
         options = within_page_limit(options, self._page_time_limit_s)
         requests = [Render(path, index, options) for index in indices]
-        job = self._submit(requests, window=self._read_ahead)
+        job = self._submit(requests, window=self._read_ahead, owner=owner)
         try:
             for _ in requests:
                 reply = await job.next()
@@ -313,10 +360,10 @@ class RenderPool:
 
     # Scheduling.
 
-    def _submit(self, requests: Sequence[Request], window: int) -> _Job:
+    def _submit(self, requests: Sequence[Request], window: int, owner: str) -> _Job:
         if self._closed or not self._started:
             raise PoolClosed("the render pool is not running")
-        job = _Job(requests, window)
+        job = _Job(requests, window, owner)
         self._jobs.add(job)
         if job.pending:
             self._ring.append(job)
@@ -334,16 +381,30 @@ class RenderPool:
                 process.forget.add(path)
 
     def _take(self) -> tuple[_Job, Request] | None:
-        """The next request, round robin between jobs; None when no job may send one."""
-        for _ in range(len(self._ring)):
-            job = self._ring.popleft()
-            if job.closed or not job.pending:
-                continue  # everything sent: it leaves the ring
-            self._ring.append(job)
-            if job.has_room():
-                job.in_flight += 1
-                return job, job.pending.popleft()
-        return None
+        """The next request: of the owner with the fewest pages in flight, a job that is not
+        demoted first, round robin between jobs after that; None when no job may send one."""
+        for job in [job for job in self._ring if job.closed or not job.pending]:
+            self._ring.remove(job)  # everything sent: it leaves the ring
+        owners: Counter[str] = Counter()
+        for process in self._processes:
+            if process.job is not None:
+                owners[process.job.owner] += 1
+        waiting = any(not job.demoted and job.has_room() for job in self._ring)
+        best: _Job | None = None
+        for job in self._ring:  # in turn: the first of equals wins
+            if not job.has_room() or (job.demoted and waiting and job.in_flight > 0):
+                continue  # a demoted job sends one page at a time while others wait
+            if best is None or (job.demoted, owners[job.owner]) < (
+                best.demoted,
+                owners[best.owner],
+            ):
+                best = job
+        if best is None:
+            return None
+        self._ring.remove(best)
+        self._ring.append(best)  # its turn is taken: to the back
+        best.in_flight += 1
+        return best, best.pending.popleft()
 
     async def _next(self) -> tuple[_Job, Request]:
         while (taken := self._take()) is None:
@@ -359,6 +420,8 @@ class RenderPool:
                 # Killed while idle (by hand, or the OOM killer): not this request's fault.
                 await self._replace(slot)
             process = self._processes[slot]
+            process.job, process.request = job, request
+            process.since = asyncio.get_running_loop().time()
             try:
                 if process.forget:
                     request = msgspec.structs.replace(request, forget=tuple(process.forget))
@@ -366,7 +429,10 @@ class RenderPool:
                 process.paths.add(request.path)
                 reply = await process.call(request, self._page_time_limit_s)
             except _Lost as lost:
-                job.fail(lost.error)
+                if process.preempted and not job.closed:
+                    self._requeue(job, request)  # killed by the pool, not by its page
+                else:
+                    job.fail(lost.error)
                 await self._replace(slot)
             except Exception:  # a bug of ours: fail the one job, keep the pool whole
                 log.exception("render process %s: unexpected error", process.pid)
@@ -377,10 +443,66 @@ class RenderPool:
                 if isinstance(reply, Failed) and reply.code == OUT_OF_MEMORY.code:
                     await self._replace(slot)  # it exits after running out of memory
             finally:
+                process.job = process.request = None
                 job.in_flight -= 1
+                self._work.set()  # a process is free, or a job's queue grew
+
+    def _requeue(self, job: _Job, request: Request) -> None:
+        """Put a preempted page back at the front of its job's queue."""
+        job.pending.appendleft(msgspec.structs.replace(request, forget=()))
+        if job not in self._ring:
+            self._ring.append(job)
+
+    async def _watch(self) -> None:
+        """Every quarter of ``slow_page_s``: preempt a slow page that keeps a waiting job from a
+        process (module docstring)."""
+        while True:
+            await asyncio.sleep(self._slow_page_s / 4)
+            victim = self._victim(asyncio.get_running_loop().time())
+            if victim is not None and victim.job is not None:
+                job, request = victim.job, victim.request
+                if isinstance(request, Render):
+                    job.preempted.add(request.index)
+                job.demoted = True
+                victim.preempted = True
+                log.info(
+                    "render process %s: page %s of a job rendering for %.0f s, preempted for a "
+                    "job that waits",
+                    victim.pid, getattr(request, "index", -1) + 1, self._slow_page_s,
+                )  # fmt: skip
+                victim.kill()
+
+    def _victim(self, now: float) -> _Process | None:
+        """The process to take back for a waiting job, or None: a job waits (it has a request
+        it may send) while every process is busy, and a page of a job holding more than its
+        share of the processes has rendered for ``slow_page_s``, never preempted before."""
+        busy = [process for process in self._processes if process.job is not None]
+        if len(busy) < len(self._processes):
+            return None  # a process is free: the waiting job gets it
+        waiting = [
+            job
+            for job in self._ring
+            if not job.closed and job.pending and job.has_room() and not job.demoted
+        ]
+        if not waiting:
+            return None
+        held: Counter[int] = Counter(id(process.job) for process in busy)
+        share = len(self._processes) / len({id(job) for job in waiting} | set(held))
+        slow = [
+            process
+            for process in busy
+            if isinstance(process.request, Render)
+            and not process.preempted
+            and process.request.index not in process.job.preempted  # type: ignore[union-attr]
+            and now - process.since >= self._slow_page_s
+            and held[id(process.job)] > share
+        ]
+        # The most recently started of the slowest job's pages: the least work lost.
+        return max(slow, key=lambda process: (held[id(process.job)], process.since), default=None)
 
     async def _replace(self, slot: int) -> None:
         old = self._processes[slot]
+        old.job = old.request = None
         await old.stop()
         while True:
             try:

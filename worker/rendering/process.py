@@ -22,6 +22,7 @@ import msgspec
 import pymupdf
 
 from service.domain.errors import ExtractionError
+from worker.rendering.estimate import page_pixels
 from worker.rendering.page import (
     OUT_OF_MEMORY,
     DocumentInfo,
@@ -60,6 +61,15 @@ class Render(msgspec.Struct, frozen=True, tag="render"):
     forget: tuple[str, ...] = ()
 
 
+class Measure(msgspec.Struct, frozen=True, tag="measure"):
+    """Count the pixels the document's page images will have; the reply is ``Measured`` or
+    ``Failed``."""
+
+    path: str
+    options: RenderOptions
+    forget: tuple[str, ...] = ()
+
+
 class Opened(msgspec.Struct, frozen=True, tag="opened"):
     """What opening the document told us."""
 
@@ -72,6 +82,12 @@ class Rendered(msgspec.Struct, frozen=True, tag="rendered"):
     page: RenderedPage
 
 
+class Measured(msgspec.Struct, frozen=True, tag="measured"):
+    """The pixels of every page image, each capped at ``PAGE_MAX_PIXELS``."""
+
+    pixels: int
+
+
 class Failed(msgspec.Struct, frozen=True, tag="failed"):
     """The request failed its job: an ``ExtractionError``'s code and reason."""
 
@@ -79,8 +95,10 @@ class Failed(msgspec.Struct, frozen=True, tag="failed"):
     reason: str
 
 
-Request = Open | Render
-Reply = Opened | Rendered | Failed
+Request = Open | Render | Measure
+Reply = Opened | Rendered | Measured | Failed
+# The reply each request expects (or ``Failed``).
+ANSWERS: dict[type[Request], type[Reply]] = {Open: Opened, Render: Rendered, Measure: Measured}
 
 
 def serve(
@@ -121,6 +139,8 @@ def _answer(request: Request, documents: _Documents, page_hook: PageHook | None)
         if isinstance(request, Open):
             return Opened(documents.open(request.path)[1])
         doc, _ = documents.open(request.path)
+        if isinstance(request, Measure):
+            return Measured(page_pixels(doc, request.options))
         if page_hook is not None:
             page_hook(request.path, request.index)
         return Rendered(render_page(doc, request.index, request.options))

@@ -18,6 +18,7 @@ from typing import Any
 
 from service.domain.page_keys import chapter_prefix
 from service.store.database import Store
+from worker.run.pages import problem_of
 
 Doc = dict[str, Any]
 
@@ -30,6 +31,9 @@ class Checkpoint:
     problems: list[Doc] = field(default_factory=list)  # their page errors, for the job
     replaced: int = 0  # pages naming an image that is gone: they are rendered again
     ocr: int = 0  # kept pages whose text was read by OCR (the job counts them)
+    # What each kept page's text holding counts (``text_holdings``): the run takes them again,
+    # for an earlier run may have stored them and stopped before it took them (``TextMeter``).
+    text_bytes: dict[int, int] = field(default_factory=dict)
 
     def todo(self, total: int) -> list[int]:
         """The pages still to render, in order."""
@@ -44,6 +48,7 @@ def weigh(pages: list[Doc], present: set[str], total: int) -> Checkpoint:
     """Which stored ``pages`` are whole, given the image keys ``present`` in the page store."""
     kept: set[int] = set()
     problems: list[Doc] = []
+    text_bytes: dict[int, int] = {}
     replaced = ocr = 0
     for page in pages:
         index = int(page["page_index"])
@@ -54,13 +59,12 @@ def weigh(pages: list[Doc], present: set[str], total: int) -> Checkpoint:
             continue
         kept.add(index)
         ocr += page.get("text_source") == "ocr"
-        warnings = page.get("warnings") or []
-        if page.get("error") or warnings:
-            problems.append(
-                {"page_number": index + 1, "error": page.get("error") or "; ".join(warnings)}
-            )
+        text_bytes[index] = int(page.get("text_bytes") or 0)
+        problem = problem_of(index, page.get("error"), tuple(page.get("warnings") or ()))
+        if problem is not None:
+            problems.append(problem)
     problems.sort(key=lambda p: p["page_number"])
-    return Checkpoint(frozenset(kept), problems, replaced, ocr)
+    return Checkpoint(frozenset(kept), problems, replaced, ocr, text_bytes)
 
 
 async def read_checkpoint(store: Store, job_id: str, chapter_id: str, total: int) -> Checkpoint:

@@ -1,5 +1,5 @@
 """One job's pages, from the render pool to storage: images to the page store, then text and
-image keys to ``document_chunks``, in batches, with progress.
+image keys to ``chapter_pages``, in batches, with progress.
 
 A page counts as processed ("Processed i/n pages...") once its text and its images are all
 stored, so every page a client is shown can be opened at once. Pages arrive from the pool in
@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from service.domain.errors import StorageQuotaExceeded
+from service.domain.lifecycle import PAGE_ERROR_CHARS
 from service.domain.page_keys import page_key, thumbnail_key
 from service.settings import Settings
 from service.store.chapters import StoredPage
-from service.store.page_images import PageStore
+from service.store.page_images.metered import MeteredPageStore
 from worker import metrics
-from worker.rendering.page import PageImage, RenderedPage, RenderOptions
+from worker.rendering.page import RenderedPage, RenderOptions
 from worker.rendering.pool import RenderPool
 from worker.run.patience import Patience
+from worker.run.room import over_quota
 
 # Chunks are written in batches: at most this many pages, or what was stored within this long.
 BATCH_PAGES = 64
@@ -30,6 +34,10 @@ BATCH_SECONDS = 0.05
 PUTS_IN_FLIGHT = 8  # image uploads at once per job
 # How long a run that stops (lease lost, time limit, shutdown) waits for its uploads in flight.
 SETTLE_S = 5.0
+# A page document keeps its first warnings and a count of the rest: what a reader of one page
+# needs, and 1,600 pages warning 60 times each stay kilobytes, not 20 MB.
+CHUNK_WARNINGS = 10
+_MORE = re.compile(r"\.\.\. and (\d+) more warnings")
 
 Doc = dict[str, Any]
 
@@ -51,37 +59,42 @@ def render_options(settings: Settings, *, images: bool) -> RenderOptions:
     )
 
 
-async def _put(store: PageStore, key: str, image: PageImage, patience: Patience) -> Doc:
-    # A put overwrites its own key, so an outage of the store is waited out, not fatal; on the
-    # run's patience, so that a time limit spent waiting hands the job back instead of failing it.
-    await patience.call(lambda: store.put(key, image.data, image.media_type), "store a page image")
-    return {"key": key, "width": image.width, "height": image.height}
-
-
 async def store_page(
-    store: PageStore,
+    store: MeteredPageStore,
     chapter_id: str,
     page: RenderedPage,
     options: RenderOptions,
     patience: Patience,
+    owner: str,
 ) -> StoredPage:
-    """Put a rendered page's image and thumbnail (idempotent: a retried page overwrites its
-    own keys); what its chunk records."""
+    """Put a rendered page's image and thumbnail, taken together from ``owner``'s quota
+    (idempotent: a retried page overwrites its own keys, and holds their new size); what its
+    page document records. ``STORAGE_QUOTA_EXCEEDED`` when they do not fit: nothing of them is
+    kept."""
     number = page.index + 1
-    image = thumbnail = None
-    if page.image is not None:
-        key = page_key(chapter_id, number, options.image_format)
-        image = await _put(store, key, page.image, patience)
-    if page.thumbnail is not None:
-        key = thumbnail_key(chapter_id, number, options.image_format)
-        thumbnail = await _put(store, key, page.thumbnail, patience)
+    puts: list[tuple[str, bytes, str]] = []
+    refs: dict[str, Doc] = {}
+    for kind, image in (("image", page.image), ("thumbnail", page.thumbnail)):
+        if image is None:
+            continue
+        make_key = page_key if kind == "image" else thumbnail_key
+        key = make_key(chapter_id, number, options.image_format)
+        puts.append((key, image.data, image.media_type))
+        refs[kind] = {"key": key, "width": image.width, "height": image.height}
+    if puts:
+        # An outage of the store is waited out, not fatal (a put overwrites its own key); on
+        # the run's patience, so that a time limit spent waiting hands the job back instead.
+        try:
+            await patience.call(lambda: store.put_many(puts, owner=owner), "store a page image")
+        except StorageQuotaExceeded as exc:
+            raise over_quota(exc) from None
     return StoredPage(
         index=page.index,
         text=page.text,
         has_text=page.has_text,
-        image=image,
-        thumbnail=thumbnail,
-        warnings=page.warnings,
+        image=refs.get("image"),
+        thumbnail=refs.get("thumbnail"),
+        warnings=kept_warnings(page.warnings),
         text_source=page.text_source,
         ocr_confidence=page.ocr_confidence,
         rotation=page.rotation,
@@ -93,29 +106,77 @@ async def store_page(
     )
 
 
+def warning_count(warnings: tuple[str, ...]) -> int:
+    """How many warnings a page raised: the render process keeps the first ``MAX_WARNINGS`` and
+    sums up the others in a last line (``... and N more warnings``)."""
+    if warnings and (more := _MORE.fullmatch(warnings[-1])):
+        return len(warnings) - 1 + int(more.group(1))
+    return len(warnings)
+
+
+def kept_warnings(warnings: tuple[str, ...]) -> tuple[str, ...]:
+    """What a page document keeps of its warnings: the first ``CHUNK_WARNINGS`` and a count of
+    the rest, so that a PDF warning on every glyph does not store megabytes of them."""
+    total = warning_count(warnings)
+    if total <= CHUNK_WARNINGS:
+        return warnings
+    return (*warnings[:CHUNK_WARNINGS], f"... and {total - CHUNK_WARNINGS} more warnings")
+
+
 def page_problem(page: RenderedPage) -> Doc | None:
     """What the job records of a page MuPDF could not read or warned about (a damaged page often
-    says "error" nowhere), or None."""
-    if page.error is None and not page.warnings:
+    says "error" nowhere), or None: its error, else as many of its warnings as fit the job's
+    short text (``PAGE_ERROR_CHARS``) with how many there were, if not all fit."""
+    return problem_of(page.index, page.error, page.warnings)
+
+
+def problem_of(index: int, error: str | None, warnings: tuple[str, ...]) -> Doc | None:
+    """``page_problem`` of the page at ``index`` with ``error`` and ``warnings``: a page just
+    rendered, or one a resumed run keeps (its document holds ``kept_warnings``, whose count
+    line ``warning_count`` reads)."""
+    if error is None and not warnings:
         return None
-    return {"page_number": page.index + 1, "error": page.error or "; ".join(page.warnings)}
+    total = warning_count(warnings)
+    return {
+        "page_number": index + 1,
+        "error": error if error is not None else _summary(warnings, total),
+        "warnings": total,
+    }
+
+
+def _summary(warnings: tuple[str, ...], total: int) -> str:
+    """``first; second; ... (N warnings)``, within ``PAGE_ERROR_CHARS``."""
+    suffix = f" ({total} warnings)"
+    shown: list[str] = []
+    for warning in warnings:
+        if _MORE.fullmatch(warning) or len("; ".join([*shown, warning])) > PAGE_ERROR_CHARS:
+            break
+        shown.append(warning)
+    if len(shown) == total:
+        return "; ".join(shown)
+    if not shown:  # the first alone is too long: as much of it as fits
+        return warnings[0][: PAGE_ERROR_CHARS - len(suffix)] + suffix
+    while len("; ".join(shown)) + len(suffix) > PAGE_ERROR_CHARS and len(shown) > 1:
+        shown.pop()
+    return ("; ".join(shown))[: PAGE_ERROR_CHARS - len(suffix)] + suffix
 
 
 async def process_pages(
     pool: RenderPool,
-    store: PageStore,
+    store: MeteredPageStore,
     path: str,
     indices: Sequence[int],
     chapter_id: str,
     options: RenderOptions,
     on_stored: Callable[[list[StoredPage], list[Doc]], Awaitable[None]],
     patience: Patience,
+    owner: str,
 ) -> None:
-    """Render the pages at ``indices`` (a resumed run: those not stored yet) and store them;
-    ``on_stored`` gets each batch of stored pages (and their
-    problems) to write and report; puts wait out a store outage on ``patience`` (the run's).
-    An exception from it (the lease lost, a failed write) stops the rendering; the uploads in
-    flight end before this returns."""
+    """Render the pages at ``indices`` (a resumed run: those not stored yet) and store them, as
+    ``owner``'s; ``on_stored`` gets each batch of stored pages (and their problems) to write and
+    report; puts wait out a store outage on ``patience`` (the run's). An exception from it (the
+    lease lost, a failed write) stops the rendering; the uploads in flight end before this
+    returns."""
     slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
     in_flight: set[asyncio.Task[tuple[StoredPage, Doc | None]]] = set()
     done: list[tuple[StoredPage, Doc | None]] = []
@@ -123,7 +184,7 @@ async def process_pages(
 
     async def upload(page: RenderedPage) -> tuple[StoredPage, Doc | None]:
         try:
-            stored = await store_page(store, chapter_id, page, options, patience)
+            stored = await store_page(store, chapter_id, page, options, patience, owner)
             return stored, page_problem(page)
         finally:
             slots.release()
@@ -146,7 +207,7 @@ async def process_pages(
             done.append(task.result())  # an upload that failed raises here
 
     try:
-        async with contextlib.aclosing(pool.render(path, indices, options)) as pages:
+        async with contextlib.aclosing(pool.render(path, indices, options, owner)) as pages:
             async for page in pages:
                 metrics.RENDERED.inc()
                 await slots.acquire()  # back-pressure: at most PUTS_IN_FLIGHT pages held

@@ -20,11 +20,12 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from service.domain import lifecycle
 from service.domain.chapter import ContentMode, chapter_title
-from service.domain.errors import ExtractionError, LeaseLost, PoolClosed
+from service.domain.errors import ExtractionError, LeaseLost, PoolClosed, StorageQuotaExceeded
 from service.domain.job import (
     JobStatus,
     chapter_created,
@@ -53,6 +54,8 @@ from worker.run.heartbeat import keep_alive
 from worker.run.lease import ProgressWriter, Run
 from worker.run.pages import process_pages, render_options
 from worker.run.patience import Patience
+from worker.run.room import TextMeter, ensure_room, over_quota
+from worker.run.turn import give_back_unstarted, has_turn, next_in_line
 
 log = logging.getLogger("worker.run.task")
 
@@ -105,10 +108,16 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
     # MongoDB down when the doorbell rings: wait here rather than drop the doorbell.
     patience = Patience()
     job = await patience.call(
-        lambda: store.jobs.get(job_id, {"_id": 0, "file_id": 1}), "read the job"
+        lambda: store.jobs.get(job_id, {"_id": 0, "file_id": 1, "user_id": 1}), "read the job"
     )
     if job is None:
         return "gone"
+    user_id = str(job["user_id"])
+    if not await patience.call(lambda: has_turn(store, settings, user_id, job_id), "count runs"):
+        # The owner's other jobs hold their share of the workers: this one waits, pending,
+        # and this slot takes the next doorbell (worker/run/turn.py).
+        log.info("job %s: waits for its owner's running jobs", job_id)
+        return "waiting"
     filename = await patience.call(lambda: store.files.filename_of(job["file_id"]), "read the file")
     claims: list[lifecycle.Write] = []
 
@@ -125,6 +134,10 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
             claimed = landed
     if claimed is None:
         return "not pending"  # another worker has it, or it finished or was cancelled
+    if not await patience.call(lambda: has_turn(store, settings, user_id, job_id), "count runs"):
+        # A claim of the same owner's job raced this one for their last turn.
+        await give_back_unstarted(ctx["redis"], store, patience, job_id, str(claimed["lease_id"]))
+        return "waiting"
     run = Run(job_id, str(claimed["lease_id"]), store.jobs)
     run_chapter = str(claimed["chapter_id"])
     log.info("job %s: processing %s (attempt %d)", job_id, filename, claimed.get("attempts", 1))
@@ -208,6 +221,8 @@ async def _process(ctx: dict[str, Any], job_id: str) -> str:
         metrics.JOBS_FINISHED.labels(outcome=outcome).inc()
         metrics.JOB_SECONDS.observe(time.monotonic() - started)
         await cancel_and_wait(heartbeat)  # one cancel() may be lost in a MongoDB call
+        if not ctx.get(STOPPING) and ctx.get("redis") is not None:
+            await next_in_line(ctx["redis"], store, user_id)  # its next job may have waited
 
 
 async def _unless_lost(work: asyncio.Task[str], lost: asyncio.Event, job_id: str) -> str:
@@ -294,7 +309,7 @@ async def _run(
         await run.advance(*downloading(filename), downloaded)
         try:
             async with asyncio.timeout(settings.job_time_limit_s) as deadline:
-                info = await pool.open(path)
+                info = await pool.open(path, str(job["user_id"]))
                 total = info.page_count
                 if total > settings.max_pages:
                     raise too_many_pages(total, settings.max_pages)
@@ -309,6 +324,10 @@ async def _run(
                         "job %s: resuming: %d of %d pages stored, %d to render again",
                         run.job_id, done, total, checkpoint.replaced,
                     )  # fmt: skip
+                await run.patience.call(
+                    lambda: ensure_room(store, pool, settings, job, path, options),
+                    "check the storage quota",
+                )
                 await writer.report(
                     *extracting(done, total),
                     {
@@ -322,6 +341,11 @@ async def _run(
                     force=True,
                 )
                 ocr_pages = checkpoint.ocr
+                text = TextMeter(store.images, str(job["user_id"]), chapter_id)
+                if checkpoint.text_bytes:
+                    await run.patience.call(
+                        lambda: text.hold_kept(checkpoint.text_bytes), "count text"
+                    )
 
                 async def on_stored(
                     batch: list[StoredPage], problems: list[dict[str, Any]]
@@ -331,6 +355,7 @@ async def _run(
                         # The worker is stopping and this job's cancellation was lost on the
                         # way (worker/cancel.py): hand the job back now, not once it is done.
                         raise asyncio.CancelledError
+                    await run.patience.call(lambda: text.before_write(batch), "count text")
                     await run.patience.call(
                         lambda: store.chapters.write_pages(job, chapter_id, filename, total, batch),
                         "write pages",
@@ -350,8 +375,9 @@ async def _run(
 
                 await process_pages(
                     pool, store.images, path, checkpoint.todo(total), chapter_id, options,
-                    on_stored, run.patience,
+                    on_stored, run.patience, owner=str(job["user_id"]),
                 )  # fmt: skip
+                await run.patience.call(text.flush, "count text")
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -360,14 +386,17 @@ async def _run(
                 "TIMEOUT", f"PDF processing timed out after {limit:g} s"
             ) from None
         pdf_key = None
-        if mode is ContentMode.pdf_file:  # the PDF itself is the chapter
-            pdf_key = source_key(chapter_id)
-            with open(path, "rb") as source:  # noqa: ASYNC230 - a local temp file
-                data = source.read()
-            key = pdf_key
-            await run.patience.call(
-                lambda: store.images.put(key, data, "application/pdf"), "store the PDF"
-            )
+        if mode is ContentMode.pdf_file:  # the PDF itself is the chapter: a copy, streamed
+            pdf_key = key = source_key(chapter_id)
+            try:
+                await run.patience.call(
+                    lambda: store.images.put_file(
+                        key, Path(path), "application/pdf", owner=str(job["user_id"])
+                    ),
+                    "store the PDF",
+                )
+            except StorageQuotaExceeded as exc:
+                raise over_quota(exc) from None
     await writer.flush()
     now = utcnow()
     # Every page stored: the count is whole, and the next phase's message replaces the last
@@ -403,10 +432,10 @@ async def _run(
 
 
 async def _download(store: Store, file_id: str, path: str) -> None:
-    """Stream the PDF from GridFS to a local file, chunk by chunk."""
-    grid_out = await store.files.open(file_id)
-    if grid_out is None:
+    """Stream the PDF from GridFS to a local file, chunk by chunk (about 1 MB held)."""
+    chunks = await store.files.chunks(file_id)
+    if chunks is None:
         raise FILE_MISSING
     with open(path, "wb") as out:  # noqa: ASYNC230 - local temp file, chunk-sized writes
-        while chunk := await grid_out.readchunk():
+        async for chunk in chunks:
             out.write(chunk)

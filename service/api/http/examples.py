@@ -13,7 +13,7 @@ from typing import Any
 
 from litestar.openapi.spec.base import BaseSchemaObject
 
-from service.api.http.sse import KEEPALIVE, RETRY, sse
+from service.api.http.sse import KEEPALIVE, RETRY, sse, with_id
 from service.api.schemas.chapters import (
     ChapterOut,
     ChapterPageOut,
@@ -25,6 +25,7 @@ from service.api.schemas.chunks import ChunkEnvelope, ChunkListEnvelope
 from service.api.schemas.events import PageEventOut
 from service.api.schemas.jobs import CreateJobIn, JobListOut, JobPagesOut, JobStatusOut
 from service.api.schemas.search import SearchIn, SearchOut
+from service.domain.event_ids import Seen
 
 API = "https://api.example.com"
 JOB_ID = "42394a67-1d5e-4c8f-9a2b-3c4d5e6f7a8b"
@@ -235,28 +236,40 @@ PROGRESS = {
     "message": "Processed 1/3 pages...",
     "updated_at": "2026-12-07T21:48:14.420Z",
 }
-# Written by the stream's own framing (service/api/http/sse.py), so the example is its bytes.
-EVENT_STREAM_EXAMPLE = b"".join(
-    (
-        RETRY,
-        sse("progress", json.dumps(PROGRESS, separators=(",", ":")).encode(), event_id=4),
-        sse("page", json.dumps(PAGE_EVENT, separators=(",", ":")).encode()),
-        KEEPALIVE,
-        sse("progress", json.dumps(JOB, separators=(",", ":")).encode(), event_id=7),
-    )
-).decode()
+
+
+def _event_stream_example() -> str:
+    """Written by the stream's own framing and ids (service/api/http/sse.py,
+    service/domain/event_ids.py), so the example is its bytes."""
+
+    def framed(event: str, payload: dict[str, Any], seen: Seen) -> bytes:
+        return with_id(sse(event, json.dumps(payload, separators=(",", ":")).encode()), seen)
+
+    seen = Seen(version=4)
+    first = framed("progress", PROGRESS, seen)
+    seen.add(int(str(PAGE_EVENT["page_number"])))
+    page = framed("page", PAGE_EVENT, seen)
+    seen.version = 7
+    last = framed("progress", JOB, seen)
+    return b"".join((RETRY, first, page, KEEPALIVE, last)).decode()
+
+
+EVENT_STREAM_EXAMPLE = _event_stream_example()
 
 EVENT_STREAM_DESCRIPTION = """A `text/event-stream` (server-sent events). Its events:
 
 | event | `id:` | `data:` | when |
 |---|---|---|---|
-| `progress` | the job's version | a `JobStatusOut`: exactly the poll's JSON | first (the job's current state), then on every change; writes that land within milliseconds may come as one |
-| `page` | none | a `PageEventOut`: one page stored, its image URLs and size as the chapter will list them | after the first `progress`, every page stored so far; then one per page as it is stored |
+| `progress` | everything sent so far (below) | a `JobStatusOut`: exactly the poll's JSON | first (the job's current state), then on every change; writes that land within milliseconds may come as one |
+| `page` | everything sent so far | a `PageEventOut`: one page stored, its image URLs and size as the chapter will list them | after the first `progress`, the pages stored so far, 100 at a time; then one per page as it is stored |
 | `: keepalive` (a comment) | | | every `STREAM_HEARTBEAT_S` |
 
-The stream starts with `retry: 2000` and ends after the terminal state (`completed`, `failed`,
-`cancelled`), always its last event. Reconnect with `Last-Event-ID`: the state is sent again
-only when newer; a finished job whose end was seen answers 204."""  # noqa: E501
+An event's `id:` names the job's version and the pages sent: `7` (version 7, no page), `7.12`
+(and pages 1 to 12), `7.12+15+16` (and pages 15 and 16). The stream starts with `retry: 2000`
+and ends after the terminal state (`completed`, `failed`, `cancelled`), always its last event.
+Reconnect with `Last-Event-ID`: the state is sent again only when newer, only the pages the id
+does not name, and a finished job whose end was seen answers 204. Connects per user are
+rate-limited (429 with `Retry-After`)."""  # noqa: E501
 
 
 @dataclass

@@ -6,12 +6,26 @@ not do; python-multipart's push parser lets the upload flow straight into GridFS
 A body is complete only when its closing boundary arrives: python-multipart's ``finalize()``
 accepts a body cut off anywhere, so the reader counts the parser's ``on_end`` and refuses a body
 without it (400), and the file handler's work is undone by the exception it sees.
+
+A part's ``Content-Disposition`` is read here (``disposition``), not by python-multipart, which
+drops ``filename*``: a part is a file when it has ``filename`` or ``filename*``, and its name is
+decoded as clients actually send it:
+
+- ``filename="..."``: a quoted string (RFC 7578 section 4.2, RFC 9110 quoted-string), ``\\"``
+  and ``\\\\`` undone; its bytes are UTF-8 (what browsers send), and the three characters browsers
+  percent-encode in it (WHATWG HTML "multipart/form-data encoding": ``"`` as ``%22``, CR as
+  ``%0D``, LF as ``%0A``) are decoded, so ``my "best".pdf`` from Chromium is not stored as
+  ``my %22best%22.pdf``. No other ``%XX`` is decoded: a name may contain ``%41`` itself.
+- ``filename*=UTF-8''na%C3%AFve.pdf``: the RFC 8187 extended value (RFC 6266 section 4.3: it
+  wins over ``filename``). RFC 7578 tells senders not to use it, yet some libraries do.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from litestar import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -22,6 +36,59 @@ from service.jobs.uploads import FileHandler, FilePart, FormData
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
+
+# One parameter of a Content-Disposition: name = token | quoted-string (RFC 9110 section 5.6).
+_PARAMETER = re.compile(
+    rb';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))', re.DOTALL
+)
+# Only \\ and \" are undone: browsers escape nothing with a backslash, and an old browser's
+# full Windows path (C:\Users\x.pdf) must keep its separators for safe_filename to cut.
+_QUOTED_PAIR = re.compile(rb'\\([\\"])')
+# What browsers percent-encode in a quoted file name (WHATWG HTML), and nothing else.
+_BROWSER_ESCAPES = {b"%22": b'"', b"%0D": b"\r", b"%0A": b"\n", b"%0d": b"\r", b"%0a": b"\n"}
+_BROWSER_ESCAPE = re.compile(rb"%22|%0[DAda]")
+# RFC 8187 ext-value: charset ' [ language ] ' value-chars
+_EXT_VALUE = re.compile(rb"([!#$%&+^_`{}~0-9A-Za-z-]+)'[^']*'(.*)", re.DOTALL)
+
+
+def _ext_value(raw: bytes) -> str | None:
+    """An RFC 8187 ``charset'lang'pct-encoded`` value, decoded; None when malformed."""
+    match = _EXT_VALUE.fullmatch(raw)
+    if match is None:
+        return None
+    charset = match.group(1).decode("ascii").lower()
+    if charset not in {"utf-8", "iso-8859-1"}:  # the two RFC 8187 requires; others: unknown
+        return None
+    return unquote_to_bytes(match.group(2)).decode(charset, "replace")
+
+
+def disposition(header: bytes) -> tuple[bytes, str | None, str | None]:
+    """A part's ``Content-Disposition``: its type (lower case), its ``name`` and its file name
+    (``filename*`` over ``filename``; None: not a file part). See the module docstring."""
+    kind, _, rest = header.partition(b";")
+    params: dict[bytes, bytes] = {}
+    for match in _PARAMETER.finditer(b";" + rest):
+        key = match.group(1).lower()
+        if match.group(2) is not None:
+            value = _QUOTED_PAIR.sub(rb"\1", match.group(2))
+            if key == b"filename":
+                value = _BROWSER_ESCAPE.sub(lambda m: _BROWSER_ESCAPES[m.group(0)], value)
+        else:
+            value = match.group(3)
+        params.setdefault(key, value)  # the first of a repeated parameter
+    name = params.get(b"name")
+    filename = None
+    if b"filename*" in params:
+        filename = _ext_value(params[b"filename*"])
+    if filename is None and b"filename" in params:
+        filename = params[b"filename"].decode("utf-8", "replace")
+    elif filename is None and b"filename*" in params:
+        filename = ""  # a file part whose name could not be read: named by safe_filename
+    return (
+        kind.strip().lower(),
+        None if name is None else name.decode("utf-8", "replace"),
+        filename,
+    )
 
 
 def is_multipart(request: Request[Any, Any, Any]) -> bool:
@@ -135,19 +202,16 @@ async def read_form(
     async for kind, value in events:
         if kind != "headers":
             continue
-        disposition, params = parse_options_header(value.get("content-disposition", b""))
-        if disposition != b"form-data" or b"name" not in params:
+        kind_of_part, name, filename = disposition(value.get("content-disposition", b""))
+        if kind_of_part != b"form-data" or name is None:
             raise BadRequest("Malformed multipart part: no form-data name")
-        name = params[b"name"].decode("utf-8", "replace")
-        if b"filename" in params:
+        if filename is not None:
             if seen_file:
                 raise BadRequest("Send exactly one file per request")
             seen_file = True
             content_type = value.get("content-type", b"application/octet-stream")
             part = FilePart(
-                name=name,
-                filename=params[b"filename"].decode("utf-8", "replace"),
-                content_type=content_type.decode("latin-1"),
+                name=name, filename=filename, content_type=content_type.decode("latin-1")
             )
 
             async def part_data() -> AsyncIterator[bytes]:

@@ -2,29 +2,34 @@
 
     retry: 2000
 
-    id: 7
+    id: 7.12
     event: progress
     data: {...}
 
     : keepalive
 
-``EventStream`` writes a head (retry, current state, stored pages), then the subscription's
-events until the job's terminal state, the client leaving, or the feed closing it. It renders a
-page event per client (``render_page``: image URLs are signed for each request's origin).
+``EventStream`` writes a head (retry, and the job's state unless the client has it), then the
+stored pages the client has not seen, a batch at a time, then the subscription's events until
+the job's terminal state, the client leaving, or the feed closing it. Every event carries the id
+of all it has sent (``service/domain/event_ids.py``): the job's version and the pages seen. It
+renders a page event per client (``render_page``: image URLs are signed for each request's
+origin).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
 from litestar.response.base import ASGIResponse
 from litestar.types import HTTPResponseBodyEvent, Receive, Send
 
-from service.store.feed import Closed, Kind, Subscription
+from service.domain.event_ids import Seen
+from service.store.feed import Closed, Event, Kind, Subscription
 
 log = logging.getLogger("service.events")
 
@@ -37,14 +42,20 @@ HEADERS = {
 }
 # Renders one stored page (its document) into the bytes of its event, for this stream's client.
 RenderPage = Callable[[Mapping[str, Any]], Awaitable[bytes]]
+# The stored pages past those a client has seen (page ``after`` and before), in page order, a
+# batch at a time.
+CatchUp = Callable[[int], AsyncGenerator[list[Event], None]]
 
 
-def sse(event: str, data: bytes, event_id: int | None = None) -> bytes:
-    """One server-sent event; ``data`` is one line of JSON."""
-    head = (
-        f"event: {event}\ndata: " if event_id is None else f"id: {event_id}\nevent: {event}\ndata: "
-    )
-    return head.encode() + data + b"\n\n"
+def sse(event: str, data: bytes) -> bytes:
+    """One server-sent event, without its id (each stream adds its own: ``with_id``); ``data``
+    is one line of JSON."""
+    return f"event: {event}\ndata: ".encode() + data + b"\n\n"
+
+
+def with_id(event: bytes, seen: Seen) -> bytes:
+    """``event`` with the id of everything its stream has sent, this event included."""
+    return b"id: " + seen.event_id().encode() + b"\n" + event
 
 
 def _body(data: bytes, *, more: bool) -> HTTPResponseBodyEvent:
@@ -65,31 +76,36 @@ def _stop(pump: asyncio.Task[None], listener: asyncio.Task[None]) -> None:
 
 
 class EventStream(ASGIResponse):
-    """The open stream: ``head`` (retry, current state, stored pages), then the subscription's
-    events until the job's terminal state, the client leaving, or the feed closing it."""
+    """The open stream: ``head`` (retry, and the job's state unless the client has it), the
+    stored pages the client has not seen (``catch_up``), then the subscription's events until
+    the job's terminal state, the client leaving, or the feed closing it. ``seen``: what the
+    client has seen, updated as events are sent."""
 
-    __slots__ = ("_head", "_pages", "_render_page", "_subscription", "_version")
+    __slots__ = ("_catch_up", "_render_page", "_seen", "_state", "_subscription")
     _should_set_content_length = False
 
     def __init__(
         self,
-        head: bytes,
+        state: bytes | None,
         subscription: Subscription | None,
-        version: int,
-        pages: set[int],
+        seen: Seen,
+        catch_up: CatchUp | None = None,
         render_page: RenderPage | None = None,
     ) -> None:
         super().__init__(headers=HEADERS, media_type="text/event-stream")
-        self._head = head
+        self._state = state
         self._subscription = subscription
-        self._version = version
-        self._pages = pages
+        self._seen = seen
+        self._catch_up = catch_up
         self._render_page = render_page
+
+    def _head(self) -> bytes:
+        return RETRY + (with_id(self._state, self._seen) if self._state is not None else b"")
 
     async def send_body(self, send: Send, receive: Receive) -> None:
         subscription = self._subscription
         if subscription is None:  # the job had already finished
-            await send(_body(self._head, more=False))
+            await send(_body(self._head(), more=False))
             return
         loop = asyncio.get_running_loop()
         pump = loop.create_task(self._pump(send, subscription))
@@ -111,9 +127,27 @@ class EventStream(ASGIResponse):
                 "event stream of job %s dropped: the client is not reading", subscription.job_id
             )
 
+    async def _page(self, event: Event) -> bytes | None:
+        """A page's event, once per page; None for a page the client has."""
+        number = event.page + 1
+        if number in self._seen:
+            return None
+        self._seen.add(number)
+        data = event.data
+        if event.doc is not None and self._render_page is not None:
+            data = await self._render_page(event.doc)
+        return with_id(data, self._seen)
+
     async def _pump(self, send: Send, subscription: Subscription) -> None:
-        await send(_body(self._head, more=True))
-        version, pages = self._version, self._pages
+        await send(_body(self._head(), more=True))
+        if self._catch_up is not None:
+            # Each batch written (and the client's socket drained) before the next is read.
+            async with contextlib.aclosing(self._catch_up(self._seen.through)) as batches:
+                async for batch in batches:
+                    pages = [data for event in batch if (data := await self._page(event))]
+                    if pages:
+                        await send(_body(b"".join(pages), more=True))
+        seen = self._seen
         terminal = False
         while not terminal:
             events = await subscription.take()
@@ -122,17 +156,15 @@ class EventStream(ASGIResponse):
             out: list[bytes] = []
             for event in events:
                 if event.kind is Kind.state:
-                    if event.version <= version:
+                    if event.version <= seen.version:
                         continue
-                    version, terminal = event.version, event.terminal
+                    seen.version, terminal = event.version, event.terminal
+                    out.append(with_id(event.data, seen))
                 elif event.kind is Kind.page:
-                    if event.page in pages:
-                        continue
-                    pages.add(event.page)
-                    if event.doc is not None and self._render_page is not None:
-                        out.append(await self._render_page(event.doc))
-                        continue
-                out.append(event.data)
+                    if (data := await self._page(event)) is not None:
+                        out.append(data)
+                else:
+                    out.append(event.data)
                 if terminal:
                     break
             if out:

@@ -9,34 +9,38 @@ A ``text/event-stream`` for the job's owner, fed by the process's one ``JobFeed`
     event: progress
     data: {...the book-jobs poll's JSON, exactly as the poll answers...}
 
+    id: 7.1
     event: page
     data: {"page_number": 1, "total_pages": 40, "background_url": "...", "thumbnail_url": "...",
            "width": 1275, "height": 1650, "has_text": true}
 
     : keepalive
 
-- The first event is the job's current state (``id:`` its version), then its pages stored so
-  far, then one ``progress`` event per change (changes that land together may come as one) and a
-  ``page`` event per page stored, with its image URLs (signed for this request's origin, like
-  the chapter's; null for a ``pdf_file`` job) and size, so a viewer shows it at once. The
-  stream ends after the terminal state (completed, failed, cancelled), which is always its last
-  event; a job already finished gets only its state.
-- ``Last-Event-ID`` (sent by ``EventSource`` when it reconnects) resumes: the current state is
-  sent only when it is newer, and a finished job the client has seen finish answers 204, which
-  tells ``EventSource`` to stop reconnecting. The stored pages are sent again on every connect;
-  pages are identified by ``page_number``.
+- The first event is the job's current state, then its pages stored so far (read and sent 100
+  at a time), then one ``progress`` event per change (changes that land together may come as
+  one) and a ``page`` event per page stored, with its image URLs (signed for this request's
+  origin, like the chapter's; null for a ``pdf_file`` job) and size, so a viewer shows it at
+  once. The stream ends after the terminal state (completed, failed, cancelled), which is always
+  its last event; a job already finished gets only its state.
+- Every event's ``id:`` says what the stream has sent: the job's version, then the pages
+  (``7.12+15``: pages 1 to 12 and 15; ``service/domain/event_ids.py``). ``Last-Event-ID``
+  (sent by ``EventSource`` when it reconnects) resumes: the state is sent only when it is newer,
+  and only the pages the id does not name; a finished job the client has seen finish answers
+  204, which tells ``EventSource`` to stop reconnecting. An id that is a version alone (what
+  every id was before pages were counted) gets every page.
 - A comment line every ``STREAM_HEARTBEAT_S`` keeps proxies from closing a quiet stream.
 - Auth: the ``Authorization`` header, or ``?token=`` from ``POST .../stream-token``
   (service/auth/stream_tokens.py) for ``EventSource``, which cannot send headers.
 - Errors before the stream starts are the usual JSON: 401, 403 (another user's job, or a token
   for another job), 404, 400 (a malformed Last-Event-ID), 429 (more than
-  ``STREAM_MAX_PER_USER`` streams open), 503 (MongoDB down, or ``STREAM_MAX_OPEN`` streams open
-  in this process: poll instead).
+  ``STREAM_CONNECTS_PER_MINUTE`` connects in 60 s, or ``STREAM_MAX_PER_USER`` streams open:
+  ``Retry-After``), 503 (MongoDB down, or ``STREAM_MAX_OPEN`` streams open in this process:
+  poll instead).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, cast
 
 from litestar import Controller, Request, get, post
@@ -46,19 +50,20 @@ from litestar.response.base import ASGIResponse
 
 from service.api.http.dependencies import PrincipalDep, services_of
 from service.api.http.image_urls import ImageUrls
-from service.api.http.sse import HEADERS, KEEPALIVE, RETRY, EventStream, sse
+from service.api.http.sse import HEADERS, KEEPALIVE, EventStream, sse
 from service.api.schemas.common import ERROR_RESPONSES, error, iso_z
 from service.api.schemas.events import PageEventOut, StreamTokenOut
 from service.api.schemas.jobs import ENCODE, JOB_STATUS_FIELDS, job_status_out
 from service.auth.tokens import Principal
 from service.domain.errors import BadRequest, JobNotFound
+from service.domain.event_ids import Seen, parse_event_id
 from service.domain.job import canonical_id
 from service.jobs.events import follow_job, stream_token
 from service.settings import Settings
 from service.store.chapters import page_entry
 from service.store.collections import Collections
 from service.store.documents import JobDoc
-from service.store.feed import JobFeed
+from service.store.feed import Event, JobFeed
 
 # What a page event is made of (the page's text stays in MongoDB).
 PAGE_FIELDS: dict[str, int] = {
@@ -76,7 +81,7 @@ PAGE_FIELDS: dict[str, int] = {
 
 async def render_page(chunk: Mapping[str, Any], urls: ImageUrls) -> bytes:
     """A ``page`` event of one stored page (a ``chapter_pages`` document projected on
-    ``PAGE_FIELDS``), with no ``id:``: a reconnecting client resumes from the last state's."""
+    ``PAGE_FIELDS``); its stream adds the id."""
     page = await urls.page(page_entry(dict(chunk)))
     out = PageEventOut(
         page_number=page.page_number,
@@ -93,9 +98,9 @@ async def render_page(chunk: Mapping[str, Any], urls: ImageUrls) -> bytes:
 
 
 def render_state(doc: Mapping[str, object]) -> bytes:
-    """A ``progress`` event: the book-jobs poll's JSON of the job, ``id:`` its version."""
-    job = cast(JobDoc, doc)
-    return sse("progress", ENCODE(job_status_out(job)), int(job.get("version", 0)))
+    """A ``progress`` event: the book-jobs poll's JSON of the job (its stream adds the id, the
+    job's version first)."""
+    return sse("progress", ENCODE(job_status_out(cast(JobDoc, doc))))
 
 
 def create_feed(settings: Settings, collections: Collections) -> JobFeed:
@@ -113,13 +118,16 @@ def create_feed(settings: Settings, collections: Collections) -> JobFeed:
     )
 
 
-def _last_event_id(request: Request[Any, Any, Any]) -> int | None:
+def _last_event_id(request: Request[Any, Any, Any]) -> Seen | None:
     raw = (request.headers.get("last-event-id") or "").strip()
     if not raw:
         return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise BadRequest("Invalid Last-Event-ID: send back the id of an event this stream sent")
-    return int(raw)
+    try:
+        return parse_event_id(raw)
+    except ValueError:
+        raise BadRequest(
+            "Invalid Last-Event-ID: send back the id of an event this stream sent"
+        ) from None
 
 
 async def _caller(request: Request[Any, Any, Any], job_id: str, token: str | None) -> Principal:
@@ -158,9 +166,10 @@ class JobEventController(Controller):
         "/{job_id:str}/events",
         summary="Watch a job: its progress and pages pushed as server-sent events",
         description=(
-            "`text/event-stream`: the job's current state (the poll's JSON, `id:` its version), "
-            "its pages stored so far, then a `progress` event per change and a `page` event per "
-            "page stored, until the terminal state. Send `Last-Event-ID` to resume. "
+            "`text/event-stream`: the job's current state (the poll's JSON), its pages stored "
+            "so far, then a `progress` event per change and a `page` event per page stored, "
+            "until the terminal state. Each `id:` names the job's version and the pages sent "
+            "(`7.12+15`); send it back as `Last-Event-ID` to get only the rest. "
             "Authenticate with the Authorization header or `?token=` (see stream-token)."
         ),
         opt={"error_prefix": "Failed to open event stream"},
@@ -180,7 +189,7 @@ class JobEventController(Controller):
             400: error("Malformed Last-Event-ID"),
             401: error("Missing or invalid ID token, or an invalid or expired stream token"),
             403: error("Another user's job, or a stream token for another job"),
-            429: error("Too many streams open by this user; Retry-After"),
+            429: error("Too many connects or streams open by this user; Retry-After"),
             503: error("MongoDB unreachable, or too many streams open on this server"),
         },
     )
@@ -195,27 +204,27 @@ class JobEventController(Controller):
         canonical = canonical_id(job_id)
         if canonical is None:
             raise JobNotFound(job_id)
-        last_id = _last_event_id(request)
+        last = _last_event_id(request)
         services = services_of(request)
         following = await follow_job(
             services, services.readers.status, canonical, principal.user_id
         )
         doc, subscription = following.job, following.subscription
         version = int(doc.get("version", 0))
+        seen = last or Seen()
         if subscription is None:  # finished
-            if last_id == version:
+            if last is not None and last.version == version:
                 return ASGIResponse(status_code=204, headers=HEADERS)
-            return EventStream(RETRY + render_state(doc), None, version, set())
+            seen.version = version
+            return EventStream(render_state(doc), None, seen)
         urls = ImageUrls(request, services)
-        try:
-            head = [RETRY] if last_id == version else [RETRY, render_state(doc)]
-            head.extend([await render_page(page.doc or {}, urls) for page in following.pages])
-        except BaseException:
-            subscription.close()
-            raise
-        seen = {page.page for page in following.pages}
+        state = None if last is not None and last.version >= version else render_state(doc)
+        seen.version = max(seen.version, version)
 
         async def page_event(chunk: Mapping[str, Any]) -> bytes:
             return await render_page(chunk, urls)
 
-        return EventStream(b"".join(head), subscription, version, seen, page_event)
+        def catch_up(after: int) -> AsyncGenerator[list[Event], None]:
+            return services.feed.stored_pages(canonical, after=after)
+
+        return EventStream(state, subscription, seen, catch_up, page_event)

@@ -9,6 +9,7 @@ key), and this route answers 404.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -31,15 +32,22 @@ from service.domain.errors import (
 from service.domain.page_keys import is_valid_key
 from service.domain.signing import remaining_s, verify
 
+# Unix seconds as ``str(int)`` writes them (up to the year 33658).
+_CANONICAL_EXPIRY = re.compile(r"[1-9][0-9]{0,11}")
+
 
 def _check_signature(key: str, expires: str | None, sig: str | None, secret: str) -> int:
-    """The URL's expiry (unix seconds) when its signature holds; 403 otherwise."""
+    """The URL's expiry (unix seconds) when its signature holds; 403 otherwise.
+
+    The expiry must be spelled as it was signed: ASCII digits, no sign, no leading zero, no
+    ``_`` or space (all of which ``int()`` takes). One image then has one URL per expiry, and
+    a cache in front (the browser's, a CDN's) cannot be missed or filled by respellings.
+    """
     if not expires or not sig:
         raise Forbidden("Image URL is not signed: request it again from the chapter")
-    try:
-        expiry = int(expires)
-    except ValueError:
-        raise Forbidden("Image URL signature is invalid") from None
+    if not _CANONICAL_EXPIRY.fullmatch(expires):
+        raise Forbidden("Image URL signature is invalid")
+    expiry = int(expires)
     now = time.time()
     if now >= expiry:
         raise Forbidden("Image URL has expired: request it again from the chapter")

@@ -11,6 +11,7 @@ import msgspec
 from service.api.schemas.common import Timestamp
 from service.domain.chapter import SLUG_MAX, SLUG_PATTERN, ChapterOptions, ContentMode
 from service.domain.indexing import SearchStatus
+from service.domain.name import clean_title
 
 TextSource = Literal["pdf", "ocr", "none"]
 
@@ -126,9 +127,11 @@ class ChapterOptionsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     content_mode: ContentMode = ContentMode.pdf_pages
 
     def options(self, title: str | None = None) -> ChapterOptions:
-        """The domain's view; the job router names the title outside the payload."""
+        """The domain's view; the job router names the title outside the payload. The title is
+        cleaned as file names are (no control, line break, bidi or zero-width character): one
+        that is nothing else is no title, and the PDF's or the file's name is used."""
         return ChapterOptions(
-            title=title or self.title,
+            title=clean_title(title or self.title),
             slug=self.slug,
             order_index=self.order_index,
             parent_id=self.parent_id,

@@ -17,7 +17,16 @@ from service.store.documents import JobDoc
 INGESTION_FIELDS: dict[str, int] = {
     **JOB_DETAIL_FIELDS,
     **dict.fromkeys(
-        ["page_errors", "pages_total", "pages_processed", "pages_ocr", "attempts", "updated_at"], 1
+        [
+            "page_errors",
+            "page_errors_total",
+            "pages_total",
+            "pages_processed",
+            "pages_ocr",
+            "attempts",
+            "updated_at",
+        ],
+        1,
     ),
 }
 
@@ -81,20 +90,39 @@ def ingestion_stats(doc: JobDoc) -> dict[str, float | int]:
     extract = stats.get("extract_pages_seconds")
     if extract and doc.get("pages_processed"):
         stats["pages_per_second"] = round(doc["pages_processed"] / extract, 1)
+    if total_errors := _pages_with_errors(doc):
+        stats["pages_with_errors"] = total_errors
     return stats
 
 
+def _pages_with_errors(doc: JobDoc) -> int:
+    """Pages with an error or warnings, listed or not (jobs from before the count: listed)."""
+    return max(int(doc.get("page_errors_total") or 0), len(doc.get("page_errors") or []))
+
+
 def ingestion_errors(doc: JobDoc) -> list[IngestionErrorOut]:
-    """Unreadable pages, then the failure that ended the job, if it failed."""
+    """Unreadable pages (the first few, then how many more), then the failure that ended the
+    job, if it failed."""
     fallback = doc.get("updated_at") or doc["created_at"]
+    listed = doc.get("page_errors") or []
     errors = [
         IngestionErrorOut(
             timestamp=iso_z(error.get("timestamp") or fallback),
             error=f"page {error['page_number']}: {error['error']}",
             stage=Stage.extract_pages,
         )
-        for error in doc.get("page_errors") or []
+        for error in listed
     ]
+    if (unlisted := _pages_with_errors(doc) - len(listed)) > 0:
+        # The job lists the first few pages only (service/domain/lifecycle.py): say so.
+        errors.append(
+            IngestionErrorOut(
+                timestamp=iso_z(fallback),
+                error=f"{unlisted} more pages with errors or warnings are not listed "
+                f"({_pages_with_errors(doc)} in all)",
+                stage=Stage.extract_pages,
+            )
+        )
     if JobStatus(doc["status"]) is JobStatus.failed:
         stages = stages_of(doc)
         failed = [s for s, state in stages.items() if state.get("status") == StageStatus.failed]

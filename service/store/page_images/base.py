@@ -1,12 +1,17 @@
 """The page store's interface, which both backends offer (``PAGE_STORE=gridfs`` | ``s3``).
 
-    put(key, data, content_type)   store one image; a second put of a key replaces it whole
-    open(key)                      the image as a stream with its length, type and strong ETag
-    delete_prefix(prefix)          remove every image under a prefix (a chapter), leaving nothing
-    count(prefix)                  how many images (or their leftovers) a prefix holds
-    keys(prefix)                   the keys of the whole images under a prefix
-    url(key, expires_in_s)         a URL a browser can load with no credentials, or None
-                                   when the API must sign its own (GridFS)
+    put(key, data, type, owner)       store one image; a second put of a key replaces it whole
+    put_file(key, path, type, owner)  the same for a large object, streamed from a file in
+                                      chunks (GridFS) or parts (S3), never held whole
+    open(key)                         the image as a stream with its length, type and ETag
+    delete_prefix(prefix)             remove every image under a prefix (a chapter), all of it
+    count(prefix)                     how many images (or their leftovers) a prefix holds
+    keys(prefix)                      the keys of the whole images under a prefix
+    url(key, expires_in_s)            a URL a browser can load with no credentials, or None
+                                      when the API must sign its own (GridFS)
+
+``owner`` (a user id) is recorded on the object. What each user stores is counted in MongoDB,
+by the metered store (``metered.py``) the service uses, not by listing objects.
 
 Keys come from ``service.domain.page_keys``. Errors (``service.domain.errors``):
 ``PageStoreUnavailable`` when the backend
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pydantic import SecretStr
 
 Backend = Literal["gridfs", "s3"]
@@ -47,8 +54,15 @@ class PageStore(Protocol):
 
     backend: Backend
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
-        """Store ``data`` (one whole image) at ``key``, replacing what was there."""
+    async def put(self, key: str, data: bytes, content_type: str, owner: str | None = None) -> None:
+        """Store ``data`` (one whole image) at ``key``, replacing what was there; ``owner``
+        (a user id) is recorded on the object."""
+        ...
+
+    async def put_file(
+        self, key: str, path: Path, content_type: str, owner: str | None = None
+    ) -> None:
+        """Store the file at ``path`` at ``key``, streamed, replacing what was there."""
         ...
 
     async def open(self, key: str) -> PageImage | None:

@@ -1,14 +1,18 @@
 """Page images in any S3-compatible store, through obstore (async, native, no botocore).
 
 One object per image, written with a single PUT: S3 replaces an object whole, so a retried
-page simply overwrites its key. Browsers fetch images straight from the store, by a presigned
-GET URL or, with ``PAGE_PUBLIC_BASE_URL`` (a CDN in front of the bucket), by base + key.
+page simply overwrites its key. A large object (``put_file``) is a multipart upload read from
+its file part by part. Each object carries its owner as user metadata. Browsers fetch images
+straight from the store, by a presigned GET URL or, with ``PAGE_PUBLIC_BASE_URL`` (a CDN in
+front of the bucket), by base + key.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import obstore
@@ -24,7 +28,7 @@ from service.domain.page_keys import check_key, check_prefix, content_type_of
 from service.store.page_images.base import Backend, PageImage, PageStoreConfig
 
 if TYPE_CHECKING:
-    from obstore import GetResult
+    from obstore import Attributes, GetResult
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
 # obstore retries connection errors, 5xx and timeouts itself (10 times over up to 3 minutes by
@@ -34,7 +38,27 @@ CLIENT_OPTIONS: ClientConfig = {
     "timeout": timedelta(seconds=30),
 }
 RETRY: RetryConfig = {"max_retries": 3, "retry_timeout": timedelta(seconds=30)}
+# A large object's parts: S3's smallest part (5 MB), one at a time. The worker then grew by
+# 12 MB for a 30 MB or a 90 MB file; two at a time, by 15 to 21 MB; obstore's default of 12 at
+# once would hold more than 60 MB. A part of 5 MB takes well under a second to any S3.
+PART_BYTES = 5 * 1024 * 1024
+PARTS_IN_FLIGHT = 1
 _T = TypeVar("_T")
+
+
+async def _pieces(path: Path) -> AsyncIterator[bytes]:
+    """The file at ``path``, a megabyte at a time, read off the event loop."""
+    with path.open("rb") as source:
+        while piece := await asyncio.to_thread(source.read, 1024 * 1024):
+            yield piece
+
+
+def _attributes(content_type: str, owner: str | None) -> Attributes:
+    """The object's Content-Type, and its owner as user metadata (``x-amz-meta-user-id``)."""
+    attributes: Attributes = {"Content-Type": content_type}
+    if owner is not None:
+        attributes["user-id"] = owner
+    return attributes
 
 
 async def _guarded(operation: Awaitable[_T]) -> _T:
@@ -87,7 +111,7 @@ class S3PageStore:
         )
         return cls(store, config.page_public_base_url)
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
+    async def put(self, key: str, data: bytes, content_type: str, owner: str | None = None) -> None:
         """Write ``data`` to ``key`` with one PUT (S3 replaces the object whole)."""
         check_key(key)
         if not data:
@@ -97,8 +121,31 @@ class S3PageStore:
                 self._store,
                 key,
                 data,
-                attributes={"Content-Type": content_type},
+                attributes=_attributes(content_type, owner),
                 use_multipart=False,
+            )
+        )
+
+    async def put_file(
+        self, key: str, path: Path, content_type: str, owner: str | None = None
+    ) -> None:
+        """Stream the file at ``path`` to ``key`` as a multipart upload of ``PART_BYTES``
+        parts, ``PARTS_IN_FLIGHT`` at once; the object appears whole when the upload completes
+        (an aborted one leaves nothing visible).
+
+        The file is handed to obstore in pieces we read, not as a path: given a path, obstore
+        read ahead of its uploads (17 MB more for a 30 MB file, 28 MB for 90 MB, measured
+        alone), while pieces keep it at the parts in flight whatever the size."""
+        check_key(key)
+        await _guarded(
+            obstore.put_async(
+                self._store,
+                key,
+                _pieces(path),
+                attributes=_attributes(content_type, owner),
+                use_multipart=True,
+                chunk_size=PART_BYTES,
+                max_concurrency=PARTS_IN_FLIGHT,
             )
         )
 
