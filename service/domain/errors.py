@@ -176,7 +176,7 @@ class PayloadTooLarge(ServiceError):
 
 class StorageQuotaExceeded(PayloadTooLarge):
     """The caller's stored bytes (uploads, and everything held: page images, copied PDFs, page
-    text; ``service/store/usage.py``) would pass ``STORAGE_QUOTA_MB``.
+    text, search passages; ``service/store/usage.py``) would pass ``STORAGE_QUOTA_MB``.
 
     A 413, not a 507: the request is refused because of what this caller already stores, which
     the caller can change (delete files); a 5xx would tell clients and monitors that the server

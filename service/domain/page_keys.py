@@ -75,6 +75,12 @@ def text_key(chapter_id: str, page_number: int) -> str:
     return f"{chapter_prefix(chapter_id)}text-{page_number}"
 
 
+def passages_key(chapter_id: str) -> str:
+    """``chapters/{chapter_id}/passages``: the key a chapter's search passages (their text, term
+    vectors and embeddings in ``document_chunks``) are counted under, all of them as one."""
+    return f"{chapter_prefix(chapter_id)}passages"
+
+
 def is_valid_key(key: str) -> bool:
     """Whether ``key`` is a relative path of URL-safe segments (what every image key is)."""
     if not key or len(key) > MAX_KEY_LENGTH:

@@ -14,7 +14,8 @@ Two sources, each owned by one user and summed one way:
   page image and thumbnail, a ``pdf_file`` chapter's copy of its PDF (``metered.py`` takes them
   as the page store puts them, on GridFS and S3 alike), and each page's text
   (``text_holdings`` in ``service/store/chapters.py``, taken by the run a megabyte at a time:
-  ``worker/run/room.py``). Their sum per user is kept in ``usage`` (``_id``: the user,
+  ``worker/run/room.py``), and each chapter's search passages as one (``passages_key``, taken by
+  the indexer before it writes them). Their sum per user is kept in ``usage`` (``_id``: the user,
   ``bytes``), changed in the same transaction as the holdings, so the two never disagree.
 
 Why a ledger in MongoDB: an S3 bucket can only be summed by listing it, and a sum over the
@@ -25,9 +26,8 @@ plain upsert.
 
 Everything of one chapter is held under its prefix (``chapters/{chapter_id}/``), so deleting a
 chapter, or discarding what a failed job wrote, gives back exactly what it took: ``give_back``
-of that prefix. A new kind of stored bytes (the retrieval passages' vectors, not counted yet)
-would count by being taken under its chapter's prefix before it is written; it is then given
-back with the chapter.
+of that prefix. A new kind of stored bytes counts by being taken under its chapter's prefix
+before it is written, as the search passages are; it is then given back with the chapter.
 
 A retried write of a key replaces its holding: the user holds its new size, never both. A take
 that would pass the quota writes nothing and raises; the quota is never passed by racing writers
@@ -53,7 +53,7 @@ from service.domain.errors import StorageQuotaExceeded
 from service.store.collections import Collections
 from service.store.transaction import in_transaction
 
-Kind = Literal["page", "thumbnail", "pdf", "text"]
+Kind = Literal["page", "thumbnail", "pdf", "text", "passages"]
 # Holdings given back per transaction: a 5,000-page chapter holds 15,000 (images, thumbnails,
 # text); each transaction stays small for WiredTiger's cache, and each is exact on its own.
 GIVE_BACK_BATCH = 5_000

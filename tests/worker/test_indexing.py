@@ -14,9 +14,11 @@ from bson.binary import Binary
 
 from service.domain import indexing
 from service.domain.job import utcnow
+from service.domain.page_keys import chapter_prefix, passages_key
 from service.retrieval.layout import normalize
 from service.retrieval.terms import ANALYZER, TERM, term_id, term_vector
 from service.store.chapters import StoredPage
+from service.store.usage import Holding
 from tests.support.pdfs import TOPICS, text_pdf, topics_pdf
 from worker.reindex import reindex
 from worker.sweeper import sweep
@@ -46,7 +48,9 @@ async def test_a_chapter_is_ready_before_its_index_and_searchable_after(
     assert before["search_status"] == "pending"  # readable at once, indexed later
     assert indexed == 1
     assert after["search_status"] == "ready"
-    assert after["outline"] == [[1, heading, n] for n, heading in enumerate(TOPICS, start=1)]
+    assert after["outline"] == [
+        {"level": 1, "title": heading, "page": n} for n, heading in enumerate(TOPICS, start=1)
+    ]
     stored = await collections.chapters.find_one({"chapter_id": after["chapter_id"]})
     assert stored["search"]["chunks"] == stored["search"]["embedded"] > 0
 
@@ -393,3 +397,76 @@ async def test_reindex_adds_term_vectors_to_chapters_indexed_without_them(
     assert after["search"]["indexed_at"] == chapter["search"]["indexed_at"]
     for chunk in await collections.chunks.find({"job_id": job["job_id"]}).to_list():
         assert chunk["terms"] == term_vector(chunk["content"])
+
+
+async def _passages_bson_bytes(collections, chapter_id: str) -> int:
+    cursor = await collections.chunks.aggregate(
+        [
+            {"$match": {"chapter_id": chapter_id}},
+            {"$group": {"_id": None, "bytes": {"$sum": {"$bsonSize": "$$ROOT"}}}},
+        ]
+    )
+    rows = await cursor.to_list()
+    return int(rows[0]["bytes"]) if rows else 0
+
+
+async def test_a_chapters_passages_count_against_its_owners_quota_and_go_with_it(
+    client, auth_headers, collections, store, submit, run_worker, index_chapters
+):
+    job = await submit(text_pdf(6, words=300))
+    await run_worker()
+    chapter = await _chapter(client, auth_headers, job)
+    before = await store.usage.stored_bytes("alice")
+
+    await index_chapters()
+
+    key = passages_key(chapter["chapter_id"])
+    holding = await collections.holdings.find_one({"_id": key})
+    stored = await _passages_bson_bytes(collections, chapter["chapter_id"])
+    assert holding["user_id"] == "alice"
+    assert await store.usage.stored_bytes("alice") - before == holding["bytes"]
+    # The estimate made before they were written is what they take once embedded, give or take
+    # the BSON framing of a field or two.
+    assert stored > 0
+    assert 0.97 * stored <= holding["bytes"] <= 1.1 * stored
+
+    deleted = await client.delete(
+        f"{CHAPTERS}/{chapter['chapter_id']}", headers=auth_headers("alice")
+    )
+    assert deleted.status_code == 204
+    assert await collections.holdings.find_one({"_id": key}) is None
+    assert await store.usage.held(chapter_prefix(chapter["chapter_id"])) == 0
+
+
+async def test_passages_past_the_quota_fail_the_index_not_the_chapter(
+    client, auth_headers, collections, settings, store, submit, run_worker, index_chapters
+):
+    job = await submit(text_pdf(6, words=300))
+    await run_worker()
+    chapter = await _chapter(client, auth_headers, job)
+    # Everything but 100 bytes of alice's quota taken by something else she stores.
+    filler = f"tests/filler-{chapter['chapter_id']}"
+    room = settings.storage_quota_bytes - await store.usage.stored_bytes("alice") - 100
+    await store.usage.take("alice", [Holding(filler, room, "pdf")], settings.storage_quota_bytes)
+    try:
+        await index_chapters()
+        refused = await _chapter(client, auth_headers, job)
+        pages = await client.get(
+            f"{CHAPTERS}/{chapter['chapter_id']}/pages", headers=auth_headers("alice")
+        )
+        kept = await collections.chunks.count_documents({"chapter_id": chapter["chapter_id"]})
+        stored = await collections.chapters.find_one({"chapter_id": chapter["chapter_id"]})
+    finally:
+        await store.usage.give_back(filler)
+
+    assert refused["search_status"] == "failed"
+    assert "STORAGE_QUOTA_MB" in stored["search"]["error"]
+    assert kept == 0  # nothing written past the quota
+    assert await collections.holdings.find_one({"_id": passages_key(chapter["chapter_id"])}) is None
+    assert pages.status_code == 200  # the chapter itself is untouched
+    assert pages.json()["total"] == 6
+
+    # Room made: a re-index brings it back.
+    await reindex(settings, everything=False, user_id=None)
+    await index_chapters()
+    assert (await _chapter(client, auth_headers, job))["search_status"] == "ready"

@@ -34,10 +34,18 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import bson
+
 from service.backoff import Backoff, pause
 from service.domain import indexing, lifecycle
-from service.domain.errors import EmbeddingError, EmbeddingUnavailable, LeaseLost
+from service.domain.errors import (
+    EmbeddingError,
+    EmbeddingUnavailable,
+    LeaseLost,
+    StorageQuotaExceeded,
+)
 from service.domain.job import new_id, utcnow
+from service.domain.page_keys import passages_key
 from service.domain.stages import StageStatus
 from service.retrieval.chunker import chunk_in_child
 from service.retrieval.chunking import Chunk, ChunkLimits, passage_text
@@ -49,6 +57,7 @@ from service.retrieval.tokens import TokenCounter
 from service.settings import Settings
 from service.store.database import Store
 from service.store.failure import is_transient
+from service.store.usage import Holding
 from worker import metrics
 from worker.run.heartbeat import keep_alive
 from worker.run.patience import Patience
@@ -139,6 +148,9 @@ class Indexer:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._release(chapter, lease_id))
             raise
+        except StorageQuotaExceeded as exc:
+            # Its pages stay readable; a re-index once the owner has made room tries again.
+            await self._fail(chapter, lease_id, f"its search passages were not stored: {exc}")
         except EmbeddingUnavailable as exc:
             if exc.permanent:
                 await self._fail(chapter, lease_id, f"the embedding model cannot run: {exc}")
@@ -191,6 +203,18 @@ class Indexer:
             self._chunk_doc(chapter, chunk, terms)
             for chunk, terms in zip(chunks, chunked.terms, strict=True)
         ]
+        # Counted against the owner's quota before they are written, all of them as one holding
+        # (a re-index replaces it); given back with the chapter.
+        held = Holding(
+            passages_key(chapter_id), passages_bytes(docs, self._spec.dimensions), "passages"
+        )
+        await self._wait(
+            lambda: self._store.usage.take(
+                chapter["user_id"], [held], self._settings.storage_quota_bytes,
+                "this chapter's search index",
+            ),
+            "hold the passages",
+        )  # fmt: skip
         await self._wait(lambda: self._store.chunks.replace(chapter_id, docs), "store passages")
         await self._progress(chapter_id, lease_id, len(docs), 0)
         embedded = 0
@@ -266,6 +290,13 @@ class Indexer:
         await self._store.chapters.apply_index(write)
         with contextlib.suppress(Exception):
             await self._stage(chapter["job_id"], StageStatus.failed, 0)
+
+
+def passages_bytes(docs: list[Doc], dimensions: int) -> int:
+    """What ``docs`` take in ``document_chunks`` once embedded: each one's BSON, and its vector
+    (float32, BSON binary with its subtype and dtype bytes) with the fields that name it."""
+    embedded = 4 * dimensions + len("embedding") + len("embedding_model") + 80
+    return sum(len(bson.encode(doc)) + embedded for doc in docs)
 
 
 def embedding_process(settings: Settings, spec: ModelSpec) -> EmbeddingProcess:
