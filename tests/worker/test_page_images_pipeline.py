@@ -210,6 +210,16 @@ class SentPutsLand:
         self._store = store
         self._delay_s = delay_s
         self.sent: set[asyncio.Task[None]] = set()
+        self._gate: asyncio.Event | None = None
+        self.holding = asyncio.Event()  # set once a put is held at the gate
+
+    def hold(self) -> None:
+        """From now on a sent put lands only once ``release()`` is called (it stays in flight)."""
+        self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -221,6 +231,9 @@ class SentPutsLand:
 
     async def _land(self, key: str, data: bytes, content_type: str, owner: str | None) -> None:
         await asyncio.sleep(self._delay_s)
+        if self._gate is not None:
+            self.holding.set()
+            await self._gate.wait()
         await self._store.put(key, data, content_type, owner)
 
 
@@ -237,10 +250,13 @@ async def test_cancel_leaves_no_image_from_puts_in_flight(
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
     await _until_a_page_is_stored(collections, job["job_id"], worker)
+    stores[0].hold()  # a put surely in flight when the cancel comes
+    await asyncio.wait_for(stores[0].holding.wait(), 60)
 
     cancelled = await backend.api.post(
         f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice")
     )
+    stores[0].release()  # it lands while the stopping run waits for it (SETTLE_S)
     await worker
     await asyncio.gather(*stores[0].sent)  # every put the worker sent has landed
 
@@ -547,9 +563,14 @@ async def test_upload_landing_after_the_run_gave_up_is_removed_by_the_sweeper(
     job = await submit(drawing_pdf(40))
     worker = asyncio.create_task(run_worker(**backend.overrides, **ONE_PROCESS))
     await _until_a_page_is_stored(collections, job["job_id"], worker)
+    # A put in flight when the cancel comes, whatever this machine's speed: held until the run
+    # has given up on it and discarded the chapter's images.
+    stores[0].hold()
+    await asyncio.wait_for(stores[0].holding.wait(), 60)
 
     await backend.api.post(f"{JOBS}/{job['job_id']}/cancel", headers=auth_headers("alice"))
     await worker
+    stores[0].release()
     await asyncio.gather(*stores[0].sent)  # they landed after the run's own discard
     chapter_id = (await _job(collections, job["job_id"]))["chapter_id"]
     landed_late = await backend.images(chapter_id)
