@@ -46,6 +46,7 @@ from multiprocessing.process import BaseProcess
 import msgspec
 import numpy as np
 
+from service.children import start_on_socket
 from service.domain.errors import (
     EmbeddingBusy,
     EmbeddingClosed,
@@ -379,28 +380,14 @@ class EmbeddingProcess:
         )
 
     def _start_process(self) -> tuple[BaseProcess, socket.socket]:
-        ours, theirs = socket.socketpair()
-        process = _context.Process(
-            target=serve,
-            args=(
-                theirs,
-                self.spec.directory,
-                self._threads,
-                self._memory_limit_bytes,
-                self._batch_tokens,
-                self._nice,
-            ),
-            name="embedding",
-            daemon=True,
+        args = (
+            self.spec.directory,
+            self._threads,
+            self._memory_limit_bytes,
+            self._batch_tokens,
+            self._nice,
         )
-        try:
-            process.start()
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        return process, ours
+        return start_on_socket(_context, serve, args, name="embedding")
 
 
 def _fail(request: _Request, error: BaseException) -> None:

@@ -49,6 +49,7 @@ from multiprocessing.process import BaseProcess
 
 import msgspec
 
+from service.children import start_on_socket
 from service.domain.errors import ExtractionError, PoolClosed
 from worker.rendering.page import OUT_OF_MEMORY, DocumentInfo, RenderedPage, RenderOptions
 from worker.rendering.process import (
@@ -528,18 +529,5 @@ class RenderPool:
         return _Process(process, reader, writer)
 
     def _start_process(self) -> tuple[BaseProcess, socket.socket]:
-        ours, theirs = socket.socketpair()
-        process = _context.Process(
-            target=serve,
-            args=(theirs, self._memory_limit_bytes, self._documents, self._page_hook),
-            name="pdf-render",
-            daemon=True,
-        )
-        try:
-            process.start()
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        return process, ours
+        args = (self._memory_limit_bytes, self._documents, self._page_hook)
+        return start_on_socket(_context, serve, args, name="pdf-render")
