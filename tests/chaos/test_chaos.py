@@ -49,15 +49,6 @@ def picture_book() -> bytes:
     return book_pdf(RENDERED_PAGES)
 
 
-@pytest.fixture
-async def stack(tmp_path):
-    deployment = Stack(tmp_path)
-    try:
-        yield deployment
-    finally:
-        await deployment.close()
-
-
 async def _submit(stack: Stack, book: bytes, count: int, first: int = 0, content_mode=TEXT):
     """Create ``count`` jobs through the API and start polling each; ids and pollers."""
     async with httpx.AsyncClient(timeout=30) as client:

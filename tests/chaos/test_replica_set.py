@@ -31,15 +31,6 @@ def book() -> bytes:
     return book_pdf(PAGES)
 
 
-@pytest.fixture
-async def stack(tmp_path):
-    deployment = Stack(tmp_path)
-    try:
-        yield deployment
-    finally:
-        await deployment.close()
-
-
 async def _create(stack: Stack, client: httpx.AsyncClient, pdf: bytes, name: str, mode: str):
     """Upload and create a job as a careful client does through an outage: each request again
     after a 503 or a broken connection, the creation under one Idempotency-Key. The ids the API
