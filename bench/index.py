@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -44,9 +43,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc import cpu_seconds  # noqa: E402  (light: os only)
+
 EVAL = ROOT / "bench" / "eval" / "retrieval.json"
 USER = "bench-user"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -54,12 +54,6 @@ class Passage:
     document: str
     chunk: Any  # service.retrieval.chunking.Chunk
     text: str  # what is embedded
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def load_documents(
@@ -115,10 +109,10 @@ async def throughput(spec, texts: Sequence[str], threads: int, rounds: int = 5) 
             embedder.embed(texts, "passage")
             local.append(len(texts) / (time.perf_counter() - start))
             local_cpu.append((time.process_time() - cpu) / len(texts))
-            start, cpu, child = time.perf_counter(), time.process_time(), cpu_seconds(process.pid)
+            start, cpu, child = time.perf_counter(), time.process_time(), cpu_seconds([process.pid])
             await process.embed(texts, "passage")
             remote.append(len(texts) / (time.perf_counter() - start))
-            spent = (time.process_time() - cpu) + cpu_seconds(process.pid) - child
+            spent = (time.process_time() - cpu) + cpu_seconds([process.pid]) - child
             remote_cpu.append(spent / len(texts))
     return {
         "local": statistics.median(local),
@@ -475,10 +469,10 @@ async def three_hundred_pages(spec, counter, threads: int, directory: Path) -> d
         limits = ChunkLimits(max_tokens=counter.budget("passage"))
         chunks = chunk_chapter(pages, counter.offsets, title="Harbour records", limits=limits)
         chunked = time.perf_counter()
-        cpu = cpu_seconds(process.pid)
+        cpu = cpu_seconds([process.pid])
         await process.embed([passage_text(c, "Harbour records") for c in chunks], "passage")
         embedded = time.perf_counter()
-        child_cpu = cpu_seconds(process.pid) - cpu
+        child_cpu = cpu_seconds([process.pid]) - cpu
         memory = process.memory()
     return {
         "pages": len(pages),

@@ -39,6 +39,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc import cpu_seconds  # noqa: E402
 from service.domain.words import decode_words  # noqa: E402
 from tests.support.pdfs import book_pdf, figure_heavy_pdf  # noqa: E402
 from tests.support.scans import clean_scan, prose, turned_scan  # noqa: E402
@@ -47,7 +48,6 @@ from worker.rendering.page import RenderOptions, quiet_mupdf, render_page  # noq
 from worker.rendering.pool import RenderPool  # noqa: E402
 
 OPTIONS = RenderOptions()  # 150 DPI WebP, OCR "auto" at 300 DPI, eng
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def joined(parts: Iterable[bytes]) -> bytes:
@@ -89,12 +89,12 @@ async def pooled(path: str, processes: int, warm: str) -> tuple[float, float, li
     async with RenderPool(processes, 2048 * 1024 * 1024, 600) as pool:
         await asyncio.gather(*(_drain(pool, warm, [i], OPTIONS) for i in range(processes)))
         count = (await pool.open(path)).page_count
-        each = [_cpu_seconds([pid]) for pid in pool.pids]
+        each = [cpu_seconds([pid]) for pid in pool.pids]
         before = sum(each) + time.process_time()
         wall = time.perf_counter()
         sources = await _drain(pool, path, range(count), OPTIONS)
         wall = time.perf_counter() - wall
-        each = [_cpu_seconds([pid]) - was for pid, was in zip(pool.pids, each, strict=True)]
+        each = [cpu_seconds([pid]) - was for pid, was in zip(pool.pids, each, strict=True)]
         cpu = sum(each) + time.process_time() - before
     shares = "/".join(f"{part / sum(each):.0%}" for part in each)
     return count / wall, 1000 * cpu / count, [*sources, f"CPU split {shares}"]
@@ -108,15 +108,6 @@ async def _drain(
         async for page in pages:
             sources.append(f"{page.text_source}/{page.rotation}")
     return sources
-
-
-def _cpu_seconds(pids: Iterable[int | None]) -> float:
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 def cpu_ms_per_page(path: str, options: RenderOptions) -> float:

@@ -46,6 +46,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc import cpu_seconds  # noqa: E402
 from bench.render_worker import WorkerFigures, worker_figures  # noqa: E402
 from tests.support.pdfs import drawing_pdf, figure_heavy_pdf  # noqa: E402
 from worker.rendering.page import RenderOptions, quiet_mupdf  # noqa: E402
@@ -57,7 +58,6 @@ PGF_MANUALS = [
     "/usr/share/doc/texlive-doc/generic/pgf/pgfmanual.pdf",
     "/usr/share/doc/texlive-doc/*/pgf/pgfmanual.pdf*",
 ]
-TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -108,11 +108,11 @@ async def pooled(
     """Pages/s and CPU ms a page (render processes plus this one) through a RenderPool."""
     async with RenderPool(processes, 2048 * 1024 * 1024, 600) as pool:
         await pool.open(path)  # warm: every process forked, the forkserver running
-        before = _cpu_seconds(pool.pids) + time.process_time()
+        before = cpu_seconds(pool.pids) + time.process_time()
         wall = time.perf_counter()
         await _drain(pool, path, indices, options)
         wall = time.perf_counter() - wall
-        cpu = _cpu_seconds(pool.pids) + time.process_time() - before
+        cpu = cpu_seconds(pool.pids) + time.process_time() - before
     return len(indices) / wall, 1000 * cpu / len(indices)
 
 
@@ -124,15 +124,6 @@ async def _drain(
         async for _ in pages:
             count += 1
     return count
-
-
-def _cpu_seconds(pids: Iterable[int | None]) -> float:
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 def _rss(pid: int) -> int:

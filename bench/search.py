@@ -73,6 +73,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc import tree_cpu_seconds  # noqa: E402  (light: os only)
+
 SEARCH = "/api/v1/search"
 K = 10
 PER_CHAPTER = (300, 700)  # passages a chapter
@@ -83,7 +85,6 @@ ZIPF = 1.0  # word frequency ~ 1 / rank
 QUERY_SKIP = 50  # a question's own words come from past the 50 most common words
 BREAKDOWN_QUERIES = 50
 EMBED_SAMPLE = 64  # passages the in-process embedder embeds for part 4's baseline
-TICKS = os.sysconf("SC_CLK_TCK")
 TEMPLATES = (
     "how does the {a} affect the {b}",
     "what is the {a} of the {b} {c}",
@@ -113,23 +114,6 @@ def p50_p99(values: Sequence[float]) -> str:
 
 def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and its live descendants."""
-    total, stack = 0.0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            with open(f"/proc/{current}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICKS
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as children:
-                    stack.extend(int(child) for child in children.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
 
 
 # --- Synthetic libraries -----------------------------------------------------------------------
