@@ -41,23 +41,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.proc import cpu_seconds  # noqa: E402
 from service.domain.words import decode_words  # noqa: E402
-from tests.support.pdfs import book_pdf, figure_heavy_pdf  # noqa: E402
+from tests.support.pdfs import book_pdf, figure_heavy_pdf, joined_pdf  # noqa: E402
 from tests.support.scans import clean_scan, prose, turned_scan  # noqa: E402
 from worker.rendering.ocr import default_tessdata  # noqa: E402
 from worker.rendering.page import RenderOptions, quiet_mupdf, render_page  # noqa: E402
 from worker.rendering.pool import RenderPool  # noqa: E402
 
 OPTIONS = RenderOptions()  # 150 DPI WebP, OCR "auto" at 300 DPI, eng
-
-
-def joined(parts: Iterable[bytes]) -> bytes:
-    doc = pymupdf.open()
-    for part in parts:
-        with pymupdf.open(stream=part, filetype="pdf") as source:
-            doc.insert_pdf(source)
-    data: bytes = doc.tobytes()
-    doc.close()
-    return data
 
 
 def raw(path: str) -> tuple[float, float]:
@@ -209,9 +199,9 @@ def main() -> None:
     print(f"CPUs {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="pcj-bench-ocr-") as workdir:
         scans = os.path.join(workdir, "scans.pdf")
-        Path(scans).write_bytes(joined(clean_scan(seed=s).pdf for s in range(args.scans)))
+        Path(scans).write_bytes(joined_pdf(clean_scan(seed=s).pdf for s in range(args.scans)))
         warm = os.path.join(workdir, "warm.pdf")
-        Path(warm).write_bytes(joined(clean_scan(words=40, seed=s).pdf for s in range(2)))
+        Path(warm).write_bytes(joined_pdf(clean_scan(words=40, seed=s).pdf for s in range(2)))
 
         print(
             f"\n1. OCR, {args.scans} scanned A4 pages (~380 words each), 300 DPI OCR + 150 DPI WebP:"
@@ -236,11 +226,15 @@ def main() -> None:
 
         upside = os.path.join(workdir, "upside-down.pdf")
         Path(upside).write_bytes(
-            joined(turned_scan(180, words=380, seed=s).pdf for s in range(max(2, args.scans // 2)))
+            joined_pdf(
+                turned_scan(180, words=380, seed=s).pdf for s in range(max(2, args.scans // 2))
+            )
         )
         upright = os.path.join(workdir, "upright.pdf")
         Path(upright).write_bytes(
-            joined(clean_scan(words=380, seed=s + 50).pdf for s in range(max(2, args.scans // 2)))
+            joined_pdf(
+                clean_scan(words=380, seed=s + 50).pdf for s in range(max(2, args.scans // 2))
+            )
         )
         up, up_cpu, _ = asyncio.run(pooled(upright, 1, warm))
         down, down_cpu, sources = asyncio.run(pooled(upside, 1, warm))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import random
+from collections.abc import Iterable
 from typing import Any
 
 import pymupdf
@@ -386,6 +387,17 @@ def topics_pdf(title: str = "Four subjects") -> bytes:
         page.insert_textbox(pymupdf.Rect(72, 100, 540, 760), body, fontsize=11)
     doc.set_toc([[1, heading, number] for number, heading in enumerate(TOPICS, start=1)])
     doc.set_metadata({"title": title})
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def joined_pdf(parts: Iterable[bytes]) -> bytes:
+    """One PDF of ``parts``' pages, in order."""
+    doc = pymupdf.open()
+    for part in parts:
+        with pymupdf.open(stream=part, filetype="pdf") as source:
+            doc.insert_pdf(source)
     data: bytes = doc.tobytes()
     doc.close()
     return data

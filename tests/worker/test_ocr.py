@@ -21,6 +21,7 @@ from tests.support.pdfs import (
     cjk_pdf,
     drawing_pdf,
     figure_heavy_pdf,
+    joined_pdf,
     raster_image_pdf,
     rotated_pdf,
     text_pdf,
@@ -347,16 +348,6 @@ async def pool_factory():
         await pool.aclose()
 
 
-def book(*parts: bytes) -> bytes:
-    doc = pymupdf.open()
-    for part in parts:
-        with pymupdf.open(stream=part, filetype="pdf") as source:
-            doc.insert_pdf(source)
-    data: bytes = doc.tobytes()
-    doc.close()
-    return data
-
-
 async def collect(pool, path, options):
     pages = {}
     count = (await pool.open(path)).page_count
@@ -370,7 +361,7 @@ async def test_the_pool_ocrs_scans_and_reads_text_pages_as_they_are(pool_factory
     pool = await pool_factory()
     scan = scans.clean_scan(words=120)
     path = tmp_path / "mixed.pdf"
-    path.write_bytes(book(text_pdf(1), scan.pdf))
+    path.write_bytes(joined_pdf([text_pdf(1), scan.pdf]))
 
     pages = await collect(pool, str(path), RenderOptions())
 
@@ -384,7 +375,9 @@ async def test_a_page_whose_ocr_times_out_in_the_pool_keeps_its_image_and_the_jo
 ):
     pool = await pool_factory()
     path = tmp_path / "scans.pdf"
-    path.write_bytes(book(scans.clean_scan().pdf, text_pdf(1), scans.clean_scan(seed=9).pdf))
+    path.write_bytes(
+        joined_pdf([scans.clean_scan().pdf, text_pdf(1), scans.clean_scan(seed=9).pdf])
+    )
     pids = pool.pids
 
     pages = await collect(pool, str(path), RenderOptions(ocr_time_limit_s=0.001))
@@ -404,7 +397,7 @@ async def test_ocr_the_memory_cap_cannot_hold_is_refused_not_crashed(pool_factor
     # more than is left (Tesseract aborts the process if an allocation fails inside it).
     pool = await pool_factory(memory_mb=120)
     path = tmp_path / "scan.pdf"
-    path.write_bytes(book(scans.clean_scan(words=60).pdf, text_pdf(1)))
+    path.write_bytes(joined_pdf([scans.clean_scan(words=60).pdf, text_pdf(1)]))
     pids = pool.pids
 
     pages = await collect(pool, str(path), RenderOptions())
